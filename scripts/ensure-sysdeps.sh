@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs ffmpeg and nginx-rtmp from Debian when missing (as root), or says what to install.
+# --optional: only warn (the node runs without them; only HLS/SRT sources need ffmpeg).
+set -euo pipefail
+optional=0
+[ "${1:-}" = "--optional" ] && optional=1
+missing=()
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
+if [ $optional -eq 0 ]; then
+  command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+  ls /usr/lib/nginx/modules/ngx_rtmp_module.so >/dev/null 2>&1 || missing+=(libnginx-mod-rtmp)
+fi
+[ ${#missing[@]} -eq 0 ] && exit 0
+pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
+if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing from Debian: $pkgs"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # nginx's postinst may try to start the service; we never need it running.
+  apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
+  # Debian starts nginx on install where it can; the tests start their own.
+  (command -v nginx >/dev/null && nginx -s stop) >/dev/null 2>&1 || true
+  exit 0
+fi
+msg="missing system packages: $pkgs -- install them with: sudo apt-get install $pkgs"
+if [ $optional -eq 1 ]; then
+  echo "warning: $msg (HLS and SRT sources need ffmpeg)" >&2
+  exit 0
+fi
+echo "error: $msg" >&2
+exit 1

@@ -1,0 +1,139 @@
+"""Builds and runs one node: store, domain table, hub, listeners, relay managers.
+
+Every part gets the Node and takes what it needs from it; parts never import
+each other's internals (see docs/architecture.md for who owns what).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from .config import Settings, parse_hostport
+
+log = logging.getLogger("liverelay.node")
+
+
+@dataclass
+class Listener:
+    name: str
+    host: str
+    port: int
+    url: str
+
+
+@dataclass
+class Node:
+    settings: Settings
+    listeners: list[Listener] = field(default_factory=list)
+
+    # Filled by start(); typed loosely here so each part stays importable alone.
+    store: object | None = None
+    domains: object | None = None  # store.domains.DomainTable: vhost_for(host) -> str | None
+    hub: object | None = None  # hub.Hub
+    relays: object | None = None  # relay.manager.RelayManager
+    metrics: object | None = None  # prometheus_client.CollectorRegistry
+
+    _runners: list[web.AppRunner] = field(default_factory=list)
+    _closers: list[object] = field(default_factory=list)
+    _stopped: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def start(self) -> None:
+        from prometheus_client import CollectorRegistry
+
+        from .api.app import create_api_app
+        from .hub import Hub
+        from .relay.manager import RelayManager
+        from .servers.http import create_http_app
+        from .servers.rtmp import RtmpServer
+        from .store import open_store
+
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        self.metrics = CollectorRegistry()
+        self.store = await open_store(s)
+        self.domains = self.store.domain_table  # type: ignore[attr-defined]
+        self.hub = Hub(s.media, metrics=self.metrics)
+        self.relays = RelayManager(self)
+        await self.relays.start()  # type: ignore[attr-defined]
+
+        host, port = parse_hostport(s.api.listen)
+        port = await self._serve_app(create_api_app(self), host, port)
+        self.listeners.append(Listener("api", host, port, f"http://{_hostfmt(host)}:{port}/"))
+
+        host, port = parse_hostport(s.media.http_listen)
+        port = await self._serve_app(create_http_app(self), host, port)
+        self.listeners.append(Listener("http", host, port, f"http://{_hostfmt(host)}:{port}/{{app}}/{{stream}}.flv"))
+
+        host, port = parse_hostport(s.media.rtmp_listen)
+        rtmp = RtmpServer(self)
+        port = await rtmp.start(host, port)
+        self._closers.append(rtmp)
+        self.listeners.append(Listener("rtmp", host, port, f"rtmp://{_hostfmt(host)}:{port}/{{app}}/{{stream}}"))
+
+    async def _serve_app(self, app: web.Application, host: str, port: int) -> int:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        await site.start()
+        self._runners.append(runner)
+        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        return sockets[0].getsockname()[1] if sockets else port
+
+    def listener(self, name: str) -> Listener:
+        return next(lst for lst in self.listeners if lst.name == name)
+
+    async def close(self) -> None:
+        """Stop accepting, end viewers and publishers, stop pulls, close the store."""
+        for closer in self._closers:
+            with contextlib.suppress(Exception):
+                await closer.close()  # type: ignore[attr-defined]
+        if self.relays is not None:
+            with contextlib.suppress(Exception):
+                await self.relays.close()  # type: ignore[attr-defined]
+        if self.hub is not None:
+            with contextlib.suppress(Exception):
+                await self.hub.close()  # type: ignore[attr-defined]
+        for runner in reversed(self._runners):
+            with contextlib.suppress(Exception):
+                await runner.cleanup()
+        if self.store is not None:
+            with contextlib.suppress(Exception):
+                await self.store.close()  # type: ignore[attr-defined]
+        self._stopped.set()
+
+
+def _hostfmt(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+async def run_node(settings: Settings, *, on_started: object = None) -> None:
+    """Run until SIGTERM/SIGINT; `on_started(node)` is called once listeners are up."""
+    node = Node(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await node.start()
+        if callable(on_started):
+            on_started(node)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await node.close()
+
+
+def install_event_loop() -> None:
+    """uvloop where available: it roughly halves the per-viewer cost of socket writes."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a hard dependency on Linux
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

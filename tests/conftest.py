@@ -1,0 +1,189 @@
+"""Shared fixtures: free ports, a synthetic sample, and nodes run as real subprocesses."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TEST_AK = "AKLTtestaccesskeyid00000000"
+TEST_SK = "dGVzdHNlY3JldGFjY2Vzc2tleTAwMDAwMDAwMDAwMA=="
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+def require_binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed; `make test` installs it (apt-get install ffmpeg)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ffmpeg() -> str:
+    return require_binary("ffmpeg")
+
+
+@pytest.fixture(scope="session")
+def ffprobe() -> str:
+    return require_binary("ffprobe")
+
+
+@pytest.fixture(scope="session")
+def sample_flv(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> Path:
+    """10 s of 640x360@30 H.264 (2 s GOP, no B-frames) + AAC 44.1 kHz, as FLV."""
+    out = tmp_path_factory.mktemp("sample") / "sample.flv"
+    subprocess.run(
+        [
+            ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
+            "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
+            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
+            "-t", "10",
+            "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
+            "-g", "60", "-keyint_min", "60", "-sc_threshold", "0", "-bf", "0",
+            "-b:v", "800k", "-pix_fmt", "yuv420p",
+            "-c:a", "aac", "-b:a", "64k",
+            "-f", "flv", str(out),
+        ],
+        check=True,
+        timeout=120,
+    )
+    return out
+
+
+@dataclass
+class NodeProcess:
+    proc: subprocess.Popen[bytes]
+    data_dir: Path
+    api_port: int
+    http_port: int
+    rtmp_port: int
+    log_path: Path
+
+    @property
+    def api_host(self) -> str:
+        return f"127.0.0.1:{self.api_port}"
+
+    def rtmp_url(self, app: str, stream: str) -> str:
+        return f"rtmp://127.0.0.1:{self.rtmp_port}/{app}/{stream}"
+
+    def flv_url(self, app: str, stream: str) -> str:
+        return f"http://127.0.0.1:{self.http_port}/{app}/{stream}.flv"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+def start_node(
+    data_dir: Path,
+    *,
+    extra_env: dict[str, str] | None = None,
+    config: str | None = None,
+    ports: tuple[int, int, int] | None = None,
+) -> NodeProcess:
+    """Run `liverelay serve` as a subprocess with the test key pair ensured."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    api_port, http_port, rtmp_port = ports or (free_port(), free_port(), free_port())
+    args = [
+        sys.executable, "-m", "liverelay", "serve",
+        "--data-dir", str(data_dir),
+        "--api-listen", f"127.0.0.1:{api_port}",
+        "--http-listen", f"127.0.0.1:{http_port}",
+        "--rtmp-listen", f"127.0.0.1:{rtmp_port}",
+    ]
+    if config is not None:
+        cfg = data_dir / "node.toml"
+        cfg.write_text(config)
+        args += ["--config", str(cfg)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVERELAY_")}
+    env.update({"ACCESS_KEY_ID": TEST_AK, "ACCESS_KEY_SECRET": TEST_SK, "PYTHONUNBUFFERED": "1"})
+    env.update(extra_env or {})
+    log_path = data_dir / f"node-{api_port}.log"
+    log_file = log_path.open("ab")
+    proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    log_file.close()
+    node = NodeProcess(proc, data_dir, api_port, http_port, rtmp_port, log_path)
+    try:
+        for port in (api_port, http_port, rtmp_port):
+            wait_port(port, timeout=20)
+    except TimeoutError:
+        node.kill()
+        raise AssertionError(f"node did not start:\n{node.log()}") from None
+    return node
+
+
+@pytest.fixture
+def node_factory(tmp_path: Path) -> Iterator[object]:
+    """Start nodes as subprocesses; all are stopped at teardown."""
+    started: list[NodeProcess] = []
+
+    def factory(name: str = "node", **kwargs: object) -> NodeProcess:
+        n = start_node(tmp_path / name, **kwargs)  # type: ignore[arg-type]
+        started.append(n)
+        return n
+
+    yield factory
+    for n in started:
+        n.kill(signal.SIGTERM)
+
+
+@pytest.fixture
+def node(node_factory: object) -> NodeProcess:
+    return node_factory()  # type: ignore[operator]
+
+
+@contextlib.contextmanager
+def ffmpeg_publish(
+    ffmpeg_bin: str, sample: Path, url: str, *, loop: bool = True, extra: list[str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Publish `sample` in real time to an RTMP URL; stopped on exit."""
+    args = [ffmpeg_bin, "-hide_banner", "-loglevel", "error", "-re"]
+    if loop:
+        args += ["-stream_loop", "-1"]
+    args += ["-i", str(sample), "-c", "copy", *(extra or []), "-f", "flv", url]
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        if proc.stderr:
+            proc.stderr.close()
