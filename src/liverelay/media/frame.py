@@ -59,4 +59,5 @@ class Frame:
 
     def __repr__(self) -> str:
         flags = ("K" if self.keyframe else "") + ("C" if self.config else "")
-        return f"Frame({self.kind.name}, ts={self.timestamp}, {len(self.payload)}B{', ' + flags if flags else ''})"
+        extra = f", {flags}" if flags else ""
+        return f"Frame({self.kind.name}, ts={self.timestamp}, {len(self.payload)}B{extra})"
