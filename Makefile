@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed
 .PHONY: serve test lint deps sysdeps bench clean
 
 $(STAMP): pyproject.toml
+	@PYTHON=$(PYTHON) scripts/ensure-sysdeps.sh --venv
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'

@@ -2,6 +2,19 @@
 # Installs ffmpeg and nginx-rtmp from Debian when missing (as root), or says what to install.
 # --optional: only warn (the node runs without them; only HLS/SRT sources need ffmpeg).
 set -euo pipefail
+# --venv: only make sure `python3 -m venv` works (Debian ships it as python3-venv).
+if [ "${1:-}" = "--venv" ]; then
+  "${PYTHON:-python3}" -c "import ensurepip, venv" >/dev/null 2>&1 && exit 0
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing from Debian: python3-venv"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    exit 0
+  fi
+  echo "error: python3 cannot create a venv -- install it with: sudo apt-get install python3-venv" >&2
+  exit 1
+fi
 optional=0
 [ "${1:-}" = "--optional" ] && optional=1
 missing=()

@@ -1,0 +1,29 @@
+"""Action registry: Action name -> handler, for Version 2023-01-01."""
+
+from __future__ import annotations
+
+from ..context import ActionHandler
+from . import domains, relay_v3, relay_v4, status
+
+API_VERSION = "2023-01-01"
+
+ACTIONS: dict[str, ActionHandler] = {
+    "UpdateRelaySourceV3": relay_v3.update_relay_source_v3,
+    "DescribeRelaySourceV3": relay_v3.describe_relay_source_v3,
+    "DeleteRelaySourceV3": relay_v3.delete_relay_source_v3,
+    "CreateRelaySourceV4": relay_v4.create_relay_source_v4,
+    "UpdateRelaySourceV4": relay_v4.update_relay_source_v4,
+    "DeleteRelaySourceV4": relay_v4.delete_relay_source_v4,
+    "ListRelaySourceV4": relay_v4.list_relay_source_v4,
+    "CreateDomainV2": domains.create_domain_v2,
+    "CreateDomain": domains.create_domain,
+    "DeleteDomain": domains.delete_domain,
+    "DescribeDomain": domains.describe_domain,
+    "ListDomainDetail": domains.list_domain_detail,
+    "UpdateDomainVhost": domains.update_domain_vhost,
+    "EnableDomain": domains.enable_domain,
+    "DisableDomain": domains.disable_domain,
+    "DescribeRelayStatus": status.describe_relay_status,
+}
+
+__all__ = ["ACTIONS", "API_VERSION"]

@@ -1,0 +1,284 @@
+"""Fan-out: CPU and RSS of one server process at N viewers, nginx-rtmp vs ours.
+
+Per run (fresh server each time): start the server, publish the sample in real
+time, wait until it plays, measure idle CPU/RSS, connect N viewers (1 in 10
+parsed), warm up, then measure a window: server CPU (% of one core), RSS, viewer
+byte rates, media/wall ratio of the parsed ones. The load client's own CPU is
+recorded too: if it nears 100 % the client, not the server, is the limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import procstat
+from .loadclient import ViewerPool, make_viewer
+from .ourapi import node_config
+from .peers import LiverelayNode, NginxRtmp
+from .report import fmt, median, progress, ratio, save, table
+from .sample import ensure_sample, sample_bitrate_bps, start_publisher
+
+APP, STREAM = "live", "bench"
+
+
+@dataclass(frozen=True)
+class Target:
+    label: str
+    server: str  # "nginx" | "ours"
+    protocol: str  # "rtmp" | "flv"
+
+
+TARGETS = {
+    "nginx-rtmp": Target("nginx-rtmp", "nginx", "rtmp"),
+    "ours-rtmp": Target("ours-rtmp", "ours", "rtmp"),
+    "ours-flv": Target("ours-flv", "ours", "flv"),
+}
+
+
+def start_server(target: Target) -> NginxRtmp | LiverelayNode:
+    if target.server == "nginx":
+        return NginxRtmp().start()
+    return LiverelayNode(config=node_config()).start()
+
+
+def play_url(server: NginxRtmp | LiverelayNode, protocol: str) -> str:
+    if protocol == "flv":
+        assert isinstance(server, LiverelayNode), "nginx-rtmp (Debian module) has no HTTP-FLV"
+        return server.flv_url(APP, STREAM)
+    return server.rtmp_url(APP, STREAM)
+
+
+async def wait_playable(url: str, timeout: float = 15.0) -> float:
+    """Retry a parsed viewer until it sees a video keyframe; returns the seconds that took."""
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    last_error = None
+    for _ in range(int(timeout / 0.25) + 1):
+        v = make_viewer(0, url, True)
+        await v.connect()
+        for _ in range(int(timeout / 0.05) + 1):
+            if v.stats.first_video_key_at is not None or v.closed.is_set() or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        ok = v.stats.first_video_key_at is not None
+        last_error = v.stats.error
+        v.close()
+        if ok:
+            return time.monotonic() - t0
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.25)
+    raise TimeoutError(f"{url} not playable after {timeout}s ({last_error})")
+
+
+async def sample_rss_max(pid: int, seconds: float, every: float = 1.0) -> tuple[int, int]:
+    """Sleep `seconds` while sampling RSS; returns (max, last)."""
+    peak = last = 0
+    deadline = time.monotonic() + seconds
+    for _ in range(int(seconds / every) + 2):
+        last = procstat.rss_bytes(pid)
+        peak = max(peak, last)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        await asyncio.sleep(min(every, left))
+    return peak, last
+
+
+async def run_one(
+    target: Target,
+    n: int,
+    *,
+    sample: Path,
+    window_s: float,
+    warmup_s: float,
+    idle_s: float = 3.0,
+    profile_to: Path | None = None,
+) -> dict[str, Any]:
+    server = start_server(target)
+    publisher = None
+    pool: ViewerPool | None = None
+    profiler = None
+    try:
+        publisher = start_publisher(sample, server.rtmp_url(APP, STREAM))
+        url = play_url(server, target.protocol)
+        await wait_playable(url)
+        await asyncio.sleep(1.0)
+        idle_cpu = procstat.CpuWindow(server.pid)
+        idle_cpu.start()
+        await asyncio.sleep(idle_s)
+        idle = idle_cpu.stop()
+        idle_rss = procstat.rss_bytes(server.pid)
+
+        pool = ViewerPool(url, n)
+        t_ramp = time.monotonic()
+        await pool.start(progress=lambda k: progress(f"  {target.label}: {k}/{n} viewers connecting"))
+        ramp_s = time.monotonic() - t_ramp
+        await asyncio.sleep(warmup_s)
+
+        if profile_to is not None:
+            from .profile import start_pyspy
+
+            profiler = start_pyspy(server.pid, window_s, profile_to)
+        pool.mark()
+        server_cpu = procstat.CpuWindow(server.pid)
+        client_cpu = procstat.CpuWindow(os.getpid())
+        server_cpu.start()
+        client_cpu.start()
+        rss_peak, rss_end = await sample_rss_max(server.pid, window_s)
+        cpu = server_cpu.stop()
+        ccpu = client_cpu.stop()
+        summary = pool.summary(sample_bitrate_bps(sample))
+        if publisher.proc.poll() is not None:
+            summary["publisher_exited"] = publisher.proc.returncode
+        cpu_per_viewer = (cpu.percent - idle.percent) / n if n else None
+        rss_per_viewer = (rss_end - idle_rss) / n if n else None
+        return {
+            "target": target.label,
+            "viewers": n,
+            "window_s": window_s,
+            "ramp_s": ramp_s,
+            "idle_cpu_pct": idle.percent,
+            "idle_rss_mb": idle_rss / 1e6,
+            "cpu_pct": cpu.percent,
+            "cpu_user_pct": cpu.user_percent,
+            "cpu_sys_pct": cpu.sys_percent,
+            "rss_mb": rss_end / 1e6,
+            "rss_peak_mb": rss_peak / 1e6,
+            "cpu_per_viewer_pct": cpu_per_viewer,
+            "rss_per_viewer_kb": None if rss_per_viewer is None else rss_per_viewer / 1e3,
+            "client_cpu_pct": ccpu.percent,
+            "loadavg_1m": os.getloadavg()[0],
+            **summary,
+        }
+    finally:
+        if profiler is not None:
+            profiler.stop()
+        if pool is not None:
+            await pool.close()
+        if publisher is not None:
+            publisher.stop()
+        server.stop()
+
+
+METRICS = (
+    ("cpu_pct", "CPU %"),
+    ("rss_mb", "RSS MB"),
+    ("cpu_per_viewer_pct", "CPU %/viewer"),
+    ("rss_per_viewer_kb", "RSS kB/viewer"),
+    ("full_rate", "full-rate viewers"),
+    ("media_wall_min", "media/wall min"),
+    ("media_wall_median", "media/wall med"),
+    ("client_cpu_pct", "client CPU %"),
+)
+
+
+def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {key: median(r.get(key) for r in runs) for key, _ in METRICS}
+
+
+async def run(
+    viewers: list[int],
+    targets: list[str],
+    *,
+    repeat: int,
+    window_s: float,
+    warmup_s: float,
+    profile: bool = False,
+) -> dict[str, Any]:
+    sample = ensure_sample()
+    runs: list[dict[str, Any]] = []
+    total = len(viewers) * len(targets) * repeat
+    k = 0
+    for rep in range(repeat):
+        for n in viewers:
+            for label in targets:
+                k += 1
+                progress(f"fanout run {k}/{total}: {label} x {n} viewers (repeat {rep + 1}/{repeat})")
+                prof = None
+                if profile and rep == 0 and TARGETS[label].server == "ours":
+                    prof = Path(__file__).resolve().parent / "results" / f"pyspy-{label}-{n}.txt"
+                try:
+                    res = await run_one(
+                        TARGETS[label],
+                        n,
+                        sample=sample,
+                        window_s=window_s,
+                        warmup_s=warmup_s,
+                        profile_to=prof,
+                    )
+                except Exception as exc:  # one failed run is a result, not the end of the sweep
+                    res = {"target": label, "viewers": n, "failed": repr(exc)}
+                res["repeat"] = rep
+                runs.append(res)
+                progress(
+                    "  -> "
+                    + ", ".join(f"{name}={fmt(res.get(key), 3)}" for key, name in METRICS)
+                    + (f" FAILED {res['failed']}" if "failed" in res else "")
+                )
+    summary = summarize(runs, viewers, targets)
+    path = save(
+        "fanout",
+        {
+            "params": {
+                "viewers": viewers,
+                "targets": targets,
+                "repeat": repeat,
+                "window_s": window_s,
+                "warmup_s": warmup_s,
+            },
+            "runs": runs,
+            "medians": summary,
+        },
+    )
+    print(render(summary, viewers, targets))
+    progress(f"fanout results saved to {path}")
+    return summary
+
+
+def summarize(runs: list[dict[str, Any]], viewers: list[int], targets: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for n in viewers:
+        for label in targets:
+            ok = [r for r in runs if r["target"] == label and r["viewers"] == n and "failed" not in r]
+            out[f"{label}@{n}"] = {**medians(ok), "runs_ok": len(ok)}
+    return out
+
+
+def render(summary: dict[str, Any], viewers: list[int], targets: list[str]) -> str:
+    headers = ["viewers", "server", *[name for _, name in METRICS], "runs"]
+    rows = []
+    for n in viewers:
+        for label in targets:
+            m = summary[f"{label}@{n}"]
+            digits = {"cpu_per_viewer_pct": 4, "media_wall_min": 3, "media_wall_median": 3}
+            rows.append(
+                [str(n), label, *[fmt(m[key], digits.get(key, 1)) for key, _ in METRICS], str(m["runs_ok"])]
+            )
+        if "nginx-rtmp" in targets:
+            base = summary[f"nginx-rtmp@{n}"]
+            for label in targets:
+                if label == "nginx-rtmp":
+                    continue
+                m = summary[f"{label}@{n}"]
+                rows.append(
+                    [
+                        str(n),
+                        f"{label}/nginx",
+                        fmt(ratio(m["cpu_pct"], base["cpu_pct"]), 2),
+                        fmt(ratio(m["rss_mb"], base["rss_mb"]), 2),
+                        fmt(ratio(m["cpu_per_viewer_pct"], base["cpu_per_viewer_pct"]), 2),
+                        fmt(ratio(m["rss_per_viewer_kb"], base["rss_per_viewer_kb"]), 2),
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
+                    ]
+                )
+    return "fan-out (medians of repeats)\n" + table(headers, rows)

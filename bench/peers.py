@@ -1,0 +1,300 @@
+"""The servers under test, run as subprocesses: nginx-rtmp and our node.
+
+Every process started here is registered, so `kill_all()` (called from the CLI's
+finally and atexit) stops whatever is still running, even after Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+NGINX_RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
+# Keys our node is started with (through ACCESS_KEY_ID/ACCESS_KEY_SECRET) and the SDK signs with.
+BENCH_AK = "AKLTbenchaccesskeyid0000000"
+BENCH_SK = "YmVuY2hzZWNyZXRhY2Nlc3NrZXkwMDAwMDAwMDAwMDA="
+
+_live: list[ManagedProcess] = []
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 10.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path | None = None
+
+    @classmethod
+    def spawn(
+        cls,
+        name: str,
+        args: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        log_path: Path | None = None,
+        cwd: Path | None = None,
+    ) -> ManagedProcess:
+        out = log_path.open("ab") if log_path else subprocess.DEVNULL
+        try:
+            # A new session: a Ctrl-C in the terminal reaches only us; we stop children ourselves.
+            proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        finally:
+            if log_path:
+                out.close()  # type: ignore[union-attr]
+        mp = cls(name, proc, log_path)
+        _live.append(mp)
+        return mp
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send `sig` to the process and wait for it (without a graceful fallback)."""
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM, then SIGKILL after `timeout`; also kills anything left in its process group."""
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # helpers it spawned (ffmpeg relays)
+        if self in _live:
+            _live.remove(self)
+
+    def log_tail(self, n: int = 30) -> str:
+        if self.log_path and self.log_path.exists():
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        return ""
+
+
+def kill_all() -> None:
+    for mp in list(_live):
+        with contextlib.suppress(Exception):
+            mp.stop(timeout=2)
+
+
+atexit.register(kill_all)
+
+
+def nginx_conf(workdir: Path, rtmp_port: int, http_port: int, pulls: list[str], hls: bool = False) -> str:
+    """One worker, master_process off, chunk_size 4096, everything else default (as the anchors).
+
+    With `hls`, the live application also writes HLS (2 s fragments = one GOP) served
+    at http://127.0.0.1:HTTP/hls/STREAM.m3u8: an origin for ffmpeg-backed HLS relays.
+    """
+    pull_line = "".join(f"            pull {p};\n" for p in pulls)
+    if hls:
+        pull_line += (
+            f"            hls on;\n            hls_path {workdir / 'hls'};\n            hls_fragment 2s;\n"
+        )
+    hls_location = (
+        f"        location /hls/ {{\n            root {workdir};\n"
+        "            types { application/vnd.apple.mpegurl m3u8; video/mp2t ts; }\n"
+        "            add_header Cache-Control no-cache;\n        }\n"
+    )
+    kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    temp = "\n".join(f"    {kind}_temp_path {workdir / kind};" for kind in kinds)
+    return f"""load_module {NGINX_RTMP_MODULE};
+master_process off;
+daemon off;
+worker_processes 1;
+pid {workdir / "nginx.pid"};
+error_log {workdir / "error.log"} warn;
+events {{
+    worker_connections 8192;
+}}
+rtmp {{
+    server {{
+        listen 127.0.0.1:{rtmp_port};
+        chunk_size 4096;
+        application live {{
+            live on;
+{pull_line}        }}
+    }}
+}}
+http {{
+    access_log off;
+{temp}
+    server {{
+        listen 127.0.0.1:{http_port};
+{hls_location}        location / {{ return 404; }}
+    }}
+}}
+"""
+
+
+@dataclass
+class NginxRtmp:
+    """nginx-rtmp as origin (no pulls) or as edge (pulls=['rtmp://127.0.0.1:ORIGIN/live', ...])."""
+
+    pulls: list[str] = field(default_factory=list)
+    hls: bool = False
+    rtmp_port: int = 0
+    http_port: int = 0
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bench-nginx-")))
+    process: ManagedProcess | None = None
+    name: str = "nginx-rtmp"
+
+    def start(self) -> NginxRtmp:
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not NGINX_RTMP_MODULE.exists():
+            raise RuntimeError(f"{NGINX_RTMP_MODULE} missing (apt-get install libnginx-mod-rtmp)")
+        self.rtmp_port = self.rtmp_port or free_port()
+        self.http_port = self.http_port or free_port()
+        conf = self.workdir / "nginx.conf"
+        conf.write_text(nginx_conf(self.workdir, self.rtmp_port, self.http_port, self.pulls, self.hls))
+        args = [nginx, "-p", str(self.workdir), "-e", str(self.workdir / "error.log"), "-c", str(conf)]
+        self.process = ManagedProcess.spawn(self.name, args, log_path=self.workdir / "stdout.log")
+        wait_port(self.rtmp_port, proc=self.process.proc)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def rtmp_url(self, app: str, stream: str) -> str:
+        return f"rtmp://127.0.0.1:{self.rtmp_port}/{app}/{stream}"
+
+    def hls_url(self, stream: str) -> str:
+        return f"http://127.0.0.1:{self.http_port}/hls/{stream}.m3u8"
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> NginxRtmp:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class LiverelayNode:
+    """Our node: `python -m liverelay serve` with its own data dir and the bench key pair."""
+
+    config: str | None = None  # TOML text
+    name: str = "liverelay"
+    api_port: int = 0
+    http_port: int = 0
+    rtmp_port: int = 0
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bench-node-")))
+    process: ManagedProcess | None = None
+    start_timeout_s: float = 30.0
+
+    def start(self) -> LiverelayNode:
+        self.api_port = self.api_port or free_port()
+        self.http_port = self.http_port or free_port()
+        self.rtmp_port = self.rtmp_port or free_port()
+        data = self.workdir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        args = [
+            sys.executable,
+            "-m",
+            "liverelay",
+            "serve",
+            "--data-dir",
+            str(data),
+            "--api-listen",
+            f"127.0.0.1:{self.api_port}",
+            "--http-listen",
+            f"127.0.0.1:{self.http_port}",
+            "--rtmp-listen",
+            f"127.0.0.1:{self.rtmp_port}",
+        ]
+        if self.config is not None:
+            cfg = self.workdir / "node.toml"
+            cfg.write_text(self.config)
+            args += ["--config", str(cfg)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LIVERELAY_")}
+        env.update({"ACCESS_KEY_ID": BENCH_AK, "ACCESS_KEY_SECRET": BENCH_SK, "PYTHONUNBUFFERED": "1"})
+        log = self.workdir / "node.log"
+        self.process = ManagedProcess.spawn(self.name, args, env=env, log_path=log, cwd=REPO)
+        try:
+            for port in (self.api_port, self.http_port, self.rtmp_port):
+                wait_port(port, timeout=self.start_timeout_s, proc=self.process.proc)
+        except (TimeoutError, RuntimeError) as exc:
+            tail = self.process.log_tail()
+            self.stop()
+            raise RuntimeError(f"{self.name} did not start: {exc}\n{tail}") from None
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    @property
+    def api_host(self) -> str:
+        return f"127.0.0.1:{self.api_port}"
+
+    def rtmp_url(self, app: str, stream: str) -> str:
+        return f"rtmp://127.0.0.1:{self.rtmp_port}/{app}/{stream}"
+
+    def flv_url(self, app: str, stream: str) -> str:
+        return f"http://127.0.0.1:{self.http_port}/{app}/{stream}.flv"
+
+    def log_tail(self, n: int = 30) -> str:
+        return self.process.log_tail(n) if self.process else ""
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> LiverelayNode:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

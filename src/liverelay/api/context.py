@@ -1,0 +1,21 @@
+"""What an action handler gets: the store, the settings and (optionally) the relay manager."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import Settings
+from ..store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class ActionContext:
+    settings: Settings
+    store: Store
+    relays: Any  # relay.manager.RelayManager or None (then DescribeRelayStatus lists nothing)
+
+
+Result = dict[str, Any] | None
+ActionHandler = Callable[[ActionContext, dict[str, Any]], Awaitable[Result]]

@@ -1,0 +1,44 @@
+"""The response envelope of spec A.4 and request ids."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from .errors import ApiError
+
+_counter = itertools.count()
+_NODE_TAG = secrets.token_hex(2).upper()
+
+
+def new_request_id() -> str:
+    """'YYYYMMDDhhmmss' + 20 upper-case hex digits: 4 per-process random, pid, counter and random.
+
+    Unique within a process by the counter and across processes by pid and randomness."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    counter = next(_counter) & 0xFFFFFF
+    return f"{stamp}{_NODE_TAG}{os.getpid() & 0xFFFF:04X}{counter:06X}{secrets.token_hex(3).upper()}"
+
+
+def metadata(request_id: str, action: str, version: str, region: str, service: str) -> dict[str, Any]:
+    return {
+        "RequestId": request_id,
+        "Action": action,
+        "Version": version,
+        "Service": service,
+        "Region": region,
+    }
+
+
+def success_body(meta: dict[str, Any], result: dict[str, Any] | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"ResponseMetadata": meta}
+    if result is not None:
+        body["Result"] = result
+    return body
+
+
+def error_body(meta: dict[str, Any], error: ApiError) -> dict[str, Any]:
+    return {"ResponseMetadata": {**meta, "Error": error.error_object()}}

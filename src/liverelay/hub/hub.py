@@ -1,0 +1,154 @@
+"""The stream registry: who writes each stream, who reads it, and the play trigger."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import CollectorRegistry
+
+from ..config import MediaSettings
+from .keys import SourceKind, StreamBusy, StreamKey
+from .metrics import HubCollector
+from .stream import Publication, Stream
+from .subscriber import Subscriber
+
+log = logging.getLogger("liverelay.hub")
+
+PlayTrigger = Callable[[StreamKey, str], Awaitable[bool]]
+
+
+class Hub:
+    def __init__(self, media_settings: MediaSettings, metrics: CollectorRegistry | None = None) -> None:
+        self.settings = media_settings
+        self._streams: dict[StreamKey, Stream] = {}
+        # Set by the on-demand relay: awaited when a viewer asks for a stream with no source.
+        self.play_trigger: PlayTrigger | None = None
+        self._viewers_by_protocol: Counter[str] = Counter()
+        # Totals of streams already removed (live streams are summed at scrape time).
+        self.retired_bytes_in = 0
+        self.retired_bytes_out = 0
+        self.viewer_skips = 0
+        self.viewer_drops = 0
+        self._closed = False
+        if metrics is not None:
+            metrics.register(HubCollector(self))
+
+    # -- registry ---------------------------------------------------------------
+
+    def get(self, key: StreamKey) -> Stream | None:
+        return self._streams.get(key)
+
+    def streams(self) -> list[Stream]:
+        return list(self._streams.values())
+
+    def _get_or_create(self, key: StreamKey) -> Stream:
+        stream = self._streams.get(key)
+        if stream is None:
+            stream = Stream(self, key, self.settings)
+            self._streams[key] = stream
+        return stream
+
+    def _maybe_remove(self, stream: Stream) -> None:
+        if stream.source is None and stream.viewer_count == 0 and self._streams.get(stream.key) is stream:
+            del self._streams[stream.key]
+            self.retired_bytes_in += stream.bytes_in
+            self.retired_bytes_out += stream.bytes_out
+
+    # -- writers ----------------------------------------------------------------
+
+    def publish(self, key: StreamKey, *, kind: SourceKind, owner: str = "") -> Publication:
+        """Become the source of `key`; StreamBusy when the current source may not be taken over."""
+        if self._closed:
+            raise StreamBusy(key, kind, "hub closed")
+        stream = self._get_or_create(key)
+        current = stream.source
+        if current is not None and not (
+            kind is SourceKind.PUBLISHER and current.kind is SourceKind.RELAY_PLAY
+        ):
+            raise StreamBusy(key, current.kind, current.owner)
+        pub = Publication(stream, kind, owner)
+        if current is not None:
+            current._preempt()
+            log.info(
+                "stream %s: %s %r takes over from %s %r",
+                key,
+                kind.value,
+                owner,
+                current.kind.value,
+                current.owner,
+            )
+        stream._set_source(pub)
+        if current is not None and current.on_preempted is not None:
+            try:
+                current.on_preempted()
+            except Exception:
+                log.exception("on_preempted of %r failed", current)
+        return pub
+
+    # -- readers ----------------------------------------------------------------
+
+    async def play(
+        self,
+        key: StreamKey,
+        *,
+        protocol: str,
+        remote: str = "",
+        query: str = "",
+        timeout: float = 10.0,
+    ) -> Subscriber | None:
+        """A subscriber for `key`, or None when the stream has no source and none can be started."""
+        if self._closed:
+            return None
+        stream = self._streams.get(key)
+        if stream is not None and stream.has_source:
+            return stream.subscribe(protocol=protocol, remote=remote, query=query)
+        trigger = self.play_trigger
+        if trigger is None:
+            return None
+        # Registered first so the relay counts this viewer while it starts the pull.
+        stream = self._get_or_create(key)
+        sub = stream.subscribe(protocol=protocol, remote=remote, query=query)
+        ok = False
+        try:
+            ok = bool(await asyncio.wait_for(trigger(key, query), timeout))
+        except TimeoutError:
+            log.info("play %s from %s: no source within %.1fs", key, remote, timeout)
+        except asyncio.CancelledError:
+            sub.close()
+            raise
+        except Exception:
+            log.exception("play trigger for %s failed", key)
+        if not ok or sub.ended:
+            sub.close()
+            return None
+        return sub
+
+    # -- bookkeeping ------------------------------------------------------------
+
+    def _on_viewer_added(self, sub: Subscriber) -> None:
+        self._viewers_by_protocol[sub.protocol] += 1
+
+    def _on_viewer_removed(self, sub: Subscriber) -> None:
+        self._viewers_by_protocol[sub.protocol] -= 1
+
+    def viewers_by_protocol(self) -> dict[str, int]:
+        return dict(self._viewers_by_protocol)
+
+    @property
+    def bytes_in_total(self) -> int:
+        return self.retired_bytes_in + sum(s.bytes_in for s in self._streams.values())
+
+    @property
+    def bytes_out_total(self) -> int:
+        return self.retired_bytes_out + sum(s.bytes_out for s in self._streams.values())
+
+    async def close(self) -> None:
+        """End every stream: sources are closed and viewers get EOF."""
+        self._closed = True
+        for stream in list(self._streams.values()):
+            stream._close("node shutting down")
+            self._maybe_remove(stream)
+        self._streams.clear()

@@ -1,0 +1,201 @@
+"""The reading side of a stream: one bounded queue per viewer.
+
+The per-frame, per-viewer work is one deque append and a few comparisons; the
+writer is woken at most every COALESCE_MS of media, and read() hands it everything
+queued so it sends it with one socket write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..media.frame import Frame, FrameKind
+
+if TYPE_CHECKING:
+    from .stream import Stream
+
+log = logging.getLogger("liverelay.hub")
+
+# Per-frame bookkeeping cost charged against the queue bound (tag/chunk headers).
+FRAME_OVERHEAD = 15
+# A writer is woken at most once per this much media time (plus at codec headers,
+# metadata and end of stream): ~20 socket writes a second per viewer instead of one
+# per frame, for at most this much added latency.
+COALESCE_MS = 50
+MAX_HELD_FRAMES = 4
+
+_VIDEO = FrameKind.VIDEO
+_AUDIO = FrameKind.AUDIO
+
+
+class Subscriber:
+    """A viewer of one stream. Created by Hub.play(); the sink calls read() in a loop."""
+
+    def __init__(
+        self,
+        stream: Stream,
+        *,
+        protocol: str,
+        remote: str,
+        query: str,
+        queue_bytes: int,
+        max_skips: int,
+    ) -> None:
+        self.stream = stream
+        self.key = stream.key
+        self.protocol = protocol
+        self.remote = remote
+        self.query = query
+        self.started_at = time.time()
+        self._started_mono = time.monotonic()
+        self._queue: deque[Frame] = deque()
+        self._queued_bytes = 0
+        self._limit = queue_bytes
+        # The join burst (GOP cache) may exceed the steady-state bound once.
+        self._allowance = queue_bytes
+        self._max_skips = max_skips
+        self._ready = asyncio.Event()
+        self._flush_at = 0  # media time at which a queued frame wakes the writer
+        self._held = 0  # frames queued since the writer was last woken
+        self._waiting_keyframe = False
+        self._skips_in_row = 0
+        # A keyframe was queued outside a skip: if the viewer reads it, it kept up for a GOP.
+        self._caught_up = False
+        self.skips = 0
+        self.bytes_out = 0
+        self.ended = False  # no more frames will be queued
+        self.end_reason: str | None = None
+        # Called once when the hub ends this viewer for being too slow, so the sink
+        # can abort a socket write that may be blocked on a reader that stopped.
+        self.on_drop: Callable[[], None] | None = None
+
+    # -- hub side ---------------------------------------------------------------
+
+    def _start(self, prefix: list[Frame], waiting_keyframe: bool) -> None:
+        self._waiting_keyframe = waiting_keyframe
+        if prefix:
+            self._queue.extend(prefix)
+            self._queued_bytes = sum(len(f.payload) + FRAME_OVERHEAD for f in prefix)
+            self._allowance = self._limit + self._queued_bytes
+            self._ready.set()
+
+    def push(self, frame: Frame) -> None:
+        """Queue one outgoing frame (hot path: called for every frame and every viewer)."""
+        if self._waiting_keyframe:
+            if frame.kind is _VIDEO and frame.keyframe:
+                self._waiting_keyframe = False
+                for header in self.stream._resume_prefix(frame):
+                    self._append(header)
+            elif self.stream.has_video or frame.kind is _VIDEO:
+                return
+            else:
+                self._waiting_keyframe = False  # audio-only: any frame is a start
+        elif frame.keyframe and frame.kind is _VIDEO:
+            self._caught_up = True
+        self._append(frame)
+
+    def _append(self, frame: Frame) -> None:
+        self._queue.append(frame)
+        self._queued_bytes += len(frame.payload) + FRAME_OVERHEAD
+        if self._queued_bytes > self._allowance:
+            self._overflow()
+            return
+        # Wake the writer only every COALESCE_MS of media: a socket write costs far more
+        # than its bytes, so fewer, larger writes. Audio of a stream with video waits for
+        # the next video frame. Codec headers and metadata wake at once (rare), and a
+        # source whose timestamps do not advance still wakes every few frames.
+        if frame.kind is _AUDIO and self.stream.has_video and not frame.config:
+            return
+        self._held += 1
+        if frame.timestamp >= self._flush_at or self._held >= MAX_HELD_FRAMES or frame.config:
+            self._ready.set()
+
+    def _overflow(self) -> None:
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._allowance = self._limit
+        self._caught_up = False
+        self.skips += 1
+        self._skips_in_row += 1
+        self.stream._on_skip(self)
+        if self._skips_in_row > self._max_skips:
+            log.info(
+                "viewer %s of %s dropped: too slow (%d skips in a row)",
+                self.remote,
+                self.key,
+                self._skips_in_row,
+            )
+            self._end("slow")
+            self.stream._on_drop(self)
+            if self.on_drop is not None:
+                try:
+                    self.on_drop()
+                except Exception:  # a sink's hook must not break the fan-out
+                    log.exception("on_drop hook failed")
+        else:
+            self._waiting_keyframe = True
+
+    def _end(self, reason: str) -> None:
+        """No more frames: read() drains what is queued (EOF) or nothing (slow), then returns []."""
+        if self.ended:
+            return
+        self.ended = True
+        self.end_reason = reason
+        if reason == "slow":
+            self._queue.clear()
+            self._queued_bytes = 0
+        self._ready.set()
+
+    # -- sink side --------------------------------------------------------------
+
+    async def read(self) -> list[Frame]:
+        """Everything queued (waits while empty); [] at the end of the stream."""
+        queue = self._queue
+        ready = self._ready
+        while not (queue and ready.is_set()):
+            if self.ended:
+                if queue:
+                    break
+                return []
+            ready.clear()
+            await ready.wait()
+        ready.clear()
+        batch = list(queue)
+        queue.clear()
+        self._held = 0
+        self._flush_at = batch[-1].timestamp + COALESCE_MS
+        self._queued_bytes = 0
+        self._allowance = self._limit
+        if self._caught_up:
+            self._skips_in_row = 0
+            self._caught_up = False
+        elif not self.stream.has_video and not self._waiting_keyframe:
+            self._skips_in_row = 0
+        return batch
+
+    def add_bytes_out(self, n: int) -> None:
+        """Sinks report what they wrote, for stats and /metrics."""
+        self.bytes_out += n
+        self.stream.bytes_out += n
+
+    def close(self) -> None:
+        """The sink is done (client left, write failed): leave the stream. Idempotent."""
+        if not self.ended:
+            self._end("closed")
+        self.stream._remove_subscriber(self)
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._queued_bytes
+
+    @property
+    def duration_s(self) -> float:
+        return time.monotonic() - self._started_mono
+
+    def __repr__(self) -> str:
+        return f"Subscriber({self.key}, {self.protocol}, {self.remote})"

@@ -1,0 +1,270 @@
+"""Play-triggered relays (V3): a viewer asking for a missing stream starts one pull.
+
+- The hub awaits `play_trigger(key, query)` when a viewer asks for a stream with no source.
+  The config for (vhost, app), else the vhost-wide one (app ""), gives the ordered origin
+  list (group by group, server by server). No config -> False at once.
+- One pull per stream: `self.pulls` is the only registry and an entry is created
+  synchronously (no await between lookup and insert), so viewers arriving together, or
+  while the pull starts, all await the same RelayPull.
+- The trigger returns True once media flows, False when every origin failed in the first
+  round or start_timeout_s passed (the viewer gets its 404 / StreamNotFound at once).
+- The last viewer leaving starts the linger (linger_s); a viewer arriving during it keeps
+  the pull. Config changes (store.bus) apply at once to running pulls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode
+
+from ..config import RelaySettings
+from ..hub import SourceKind, StreamKey
+from ..sources import PullFunction
+from ..sources import open_source as default_open_source
+from ..store.bus import ChangeEvent
+from ..store.models import RelayV3Config
+from .events import RelayEvents
+from .policy import SourcePolicy
+from .pull import RelayPull
+
+log = logging.getLogger("liverelay.relay.ondemand")
+
+DEFAULT_PORTS = {"rtmp": 1935, "flv": 80}
+
+
+def _with_default_port(domain: str, port: int) -> str:
+    """'host' -> 'host:port'; 'host:p', '[v6]:p' unchanged; a bare IPv6 address gets brackets."""
+    domain = domain.strip()
+    if domain.startswith("["):
+        return domain if "]:" in domain else f"{domain}:{port}"
+    if domain.count(":") > 1:  # bare IPv6 literal
+        return f"[{domain}]:{port}"
+    if ":" in domain:
+        return domain
+    return f"{domain}:{port}"
+
+
+def merge_query(viewer_query: str, params: dict[str, str]) -> str:
+    """The viewer's query with the config's RelaySourceParams appended (config wins on a clash).
+
+    The config wins so a viewer cannot override origin-pull parameters such as an
+    origin auth key; everything is re-encoded (spaces as %20, reserved chars escaped).
+    """
+    pairs = [
+        (k, v) for k, v in parse_qsl(viewer_query.lstrip("?"), keep_blank_values=True) if k not in params
+    ]
+    pairs.extend((str(k), str(v)) for k, v in params.items())
+    return urlencode(pairs, quote_via=quote)
+
+
+def build_origin_url(protocol: str, domain: str, app: str, stream: str, query: str) -> str | None:
+    """One origin URL for a V3 server entry; None for a protocol this node cannot pull."""
+    protocol = protocol.lower()
+    app_q = quote(app, safe="")
+    stream_q = quote(stream, safe="")
+    if protocol == "rtmp":
+        url = f"rtmp://{_with_default_port(domain, DEFAULT_PORTS['rtmp'])}/{app_q}/{stream_q}"
+    elif protocol == "flv":
+        url = f"http://{_with_default_port(domain, DEFAULT_PORTS['flv'])}/{app_q}/{stream_q}.flv"
+    else:
+        return None
+    return f"{url}?{query}" if query else url
+
+
+def build_origin_urls(config: RelayV3Config, app: str, stream: str, viewer_query: str = "") -> list[str]:
+    """The ordered origin list: group by group, server by server."""
+    urls: list[str] = []
+    for group in config.groups:
+        for server in group.servers:
+            query = merge_query(viewer_query, dict(server.params))
+            url = build_origin_url(server.protocol, server.domain, app, stream, query)
+            if url is not None and url not in urls:
+                urls.append(url)
+    return urls
+
+
+class _PlayPull:
+    """A running V3 pull and what the manager tracks around it (linger, viewers)."""
+
+    def __init__(self, owner: OnDemandRelays, key: StreamKey, query: str, pull: RelayPull) -> None:
+        self.owner = owner
+        self.key = key
+        self.query = query
+        self.pull = pull
+        self.task: asyncio.Task[None] | None = None
+        self.stream: Any = None
+        self._remove_listener: Callable[[], None] | None = None
+        self._linger: asyncio.TimerHandle | None = None
+
+    def attach(self, stream: Any) -> None:
+        """The pull got its hub Publication: follow the stream's viewer count."""
+        self.detach()
+        self.stream = stream
+        self._remove_listener = stream.add_viewer_listener(self.on_viewers)
+        self.on_viewers(stream.viewer_count)
+
+    def detach(self) -> None:
+        if self._remove_listener is not None:
+            self._remove_listener()
+            self._remove_listener = None
+        self.cancel_linger()
+
+    def viewers(self) -> int:
+        stream = self.stream or self.owner.hub.get(self.key)
+        return int(stream.viewer_count) if stream is not None else 0
+
+    def on_viewers(self, count: int) -> None:
+        if count > 0:
+            self.cancel_linger()
+        elif self._linger is None and not self.pull.ended.is_set():
+            linger_s = self.owner.settings.linger_s
+            self.pull.lingering = True
+            self._linger = asyncio.get_running_loop().call_later(linger_s, self._linger_over)
+
+    def cancel_linger(self) -> None:
+        self.pull.lingering = False
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+
+    def _linger_over(self) -> None:
+        self._linger = None
+        if self.viewers() == 0:
+            self.owner._spawn(self.pull.stop("no viewers"))
+
+
+class OnDemandRelays:
+    def __init__(
+        self,
+        hub: Any,
+        settings: RelaySettings,
+        events: RelayEvents,
+        source_policy: SourcePolicy,
+        *,
+        open_source: Callable[[str], PullFunction] = default_open_source,
+    ) -> None:
+        self.hub = hub
+        self.settings = settings
+        self.events = events
+        self.source_policy = source_policy
+        self.open_source = open_source
+        self.configs: dict[tuple[str, str], RelayV3Config] = {}
+        self.pulls: dict[StreamKey, _PlayPull] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # ---- configuration ------------------------------------------------------------
+
+    def load(self, configs: Iterable[RelayV3Config]) -> None:
+        for config in configs:
+            self.configs[(config.vhost, config.app)] = config
+
+    def config_for(self, key: StreamKey) -> RelayV3Config | None:
+        return self.configs.get((key.vhost, key.app)) or self.configs.get((key.vhost, ""))
+
+    def on_change(self, event: ChangeEvent) -> None:
+        """store.bus callback: keep configs current and apply them to running pulls."""
+        if event.entity != "relay_v3":
+            return
+        vhost, app = tuple(event.key)
+        if event.op == "deleted" or event.value is None:
+            self.configs.pop((vhost, app), None)
+        else:
+            self.configs[(vhost, app)] = event.value
+        for key, entry in list(self.pulls.items()):
+            if key.vhost != vhost or (app and key.app != app):
+                continue
+            config = self.config_for(key)
+            urls = build_origin_urls(config, key.app, key.name, entry.query) if config else []
+            if not urls:
+                log.info("relay %s: its config is gone, stopping", key)
+                self._spawn(entry.pull.stop("config deleted"))
+            else:
+                entry.pull.update_urls(urls)
+
+    # ---- the hub's play trigger ---------------------------------------------------
+
+    async def play_trigger(self, key: StreamKey, query: str) -> bool:
+        entry = self.pulls.get(key)
+        if entry is None or entry.pull.ended.is_set():
+            config = self.config_for(key)
+            if config is None:
+                return False
+            urls = build_origin_urls(config, key.app, key.name, query)
+            if not urls:
+                return False
+            entry = self._start(key, query, urls)
+        entry.cancel_linger()
+        return await self._wait_ready(entry.pull)
+
+    async def _wait_ready(self, pull: RelayPull) -> bool:
+        if pull.first_media.is_set():
+            return not pull.ended.is_set()
+        waiters = [
+            asyncio.ensure_future(pull.first_media.wait()),
+            asyncio.ensure_future(pull.ended.wait()),
+        ]
+        try:
+            await asyncio.wait(
+                waiters, timeout=self.settings.start_timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        return pull.first_media.is_set() and not pull.ended.is_set()
+
+    def _start(self, key: StreamKey, query: str, urls: list[str]) -> _PlayPull:
+        hub = self.hub
+        holder: list[_PlayPull] = []
+
+        def publication_factory() -> Any:
+            pub = hub.publish(key, kind=SourceKind.RELAY_PLAY, owner="relay-v3")
+            holder[0].attach(pub.stream)
+            return pub
+
+        pull = RelayPull(
+            key=key,
+            kind="play",
+            urls=urls,
+            publication_factory=publication_factory,
+            settings=self.settings,
+            events=self.events,
+            source_policy=self.source_policy,
+            viewers=lambda: holder[0].viewers(),
+            open_source=self.open_source,
+        )
+        entry = _PlayPull(self, key, query, pull)
+        holder.append(entry)
+        self.pulls[key] = entry
+        entry.task = asyncio.get_running_loop().create_task(pull.run(), name=f"relay-v3 {key}")
+        entry.task.add_done_callback(lambda _t: self._ended(entry))
+        return entry
+
+    def _ended(self, entry: _PlayPull) -> None:
+        entry.detach()
+        if self.pulls.get(entry.key) is entry:
+            del self.pulls[entry.key]
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # ---- visibility and shutdown --------------------------------------------------
+
+    def status(self) -> list[dict[str, Any]]:
+        return [entry.pull.status() for entry in self.pulls.values()]
+
+    async def close(self) -> None:
+        entries = list(self.pulls.values())
+        await asyncio.gather(*(e.pull.stop("node stopping") for e in entries), return_exceptions=True)
+        for entry in entries:
+            if entry.task is not None and not entry.task.done():
+                entry.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await entry.task
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)

@@ -1,0 +1,443 @@
+"""Fixed relays (V4): one task per (vhost, app, stream), pulling on a schedule or forever.
+
+A task runs its pull whether or not anyone watches, between StartTime and EndTime
+(both None = permanent). Window edges are loop timers (call_later), never polling,
+so a task starts and ends within milliseconds of its edge. The pull itself - origin
+order, backoff, fail-back, the hub publication - is relay.pull.RelayPull, shared with
+the play-triggered (V3) relays.
+
+Config comes from the store: every record at start() (so a restarted node resumes
+every task whose window is open), then every committed change on store.bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..hub.keys import SourceKind, StreamKey
+from ..store.bus import ChangeEvent
+from ..store.models import RelayV4Config
+from .policy import SourcePolicy
+
+if TYPE_CHECKING:
+    from .pull import RelayPull
+
+log = logging.getLogger("liverelay.relay.scheduled")
+
+Phase = Literal["before", "open", "over"]
+
+_RESTART_MIN_S = 1.0
+_RESTART_MAX_S = 30.0
+_MAX_TIMER_S = 300.0
+TaskState = Literal["scheduled", "starting", "up", "retrying", "ended"]
+
+
+# ---------------------------------------------------------------------------
+# Window arithmetic (pure: wall-clock Unix seconds are passed in)
+# ---------------------------------------------------------------------------
+
+
+def window_phase(start_time: int | None, end_time: int | None, now: float) -> Phase:
+    """Where `now` lies relative to the window; no times at all = permanent = always open."""
+    if start_time is None and end_time is None:
+        return "open"
+    if start_time is not None and now < start_time:
+        return "before"
+    if end_time is not None and now >= end_time:
+        return "over"
+    return "open"
+
+
+def next_edge(start_time: int | None, end_time: int | None, now: float) -> tuple[Phase, float | None]:
+    """The current phase and the seconds until the next edge (None when nothing is ahead)."""
+    phase = window_phase(start_time, end_time, now)
+    if phase == "before":
+        assert start_time is not None
+        return phase, start_time - now
+    if phase == "open" and end_time is not None:
+        return phase, end_time - now
+    return phase, None
+
+
+@dataclass(frozen=True, slots=True)
+class FixedRelaySpec:
+    """What a task needs from a RelayV4Config (kept separate so tests can build one)."""
+
+    task_id: str
+    vhost: str
+    domain: str
+    app: str
+    stream: str
+    src_addrs: tuple[str, ...]
+    start_time: int | None
+    end_time: int | None
+
+    @classmethod
+    def from_config(cls, config: RelayV4Config) -> FixedRelaySpec:
+        return cls(
+            task_id=config.task_id,
+            vhost=config.vhost,
+            domain=config.domain,
+            app=config.app,
+            stream=config.stream,
+            src_addrs=tuple(config.src_addrs),
+            start_time=config.start_time,
+            end_time=config.end_time,
+        )
+
+    @property
+    def stream_key(self) -> StreamKey:
+        return StreamKey(self.vhost, self.app, self.stream)
+
+    @property
+    def window(self) -> tuple[int | None, int | None]:
+        return (self.start_time, self.end_time)
+
+
+# What the task asks its pull for; kept as a small seam so unit tests can run the
+# schedule with a fake pull and the real one is used everywhere else.
+PullFactory = Callable[["FixedTask"], "RelayPull"]
+
+
+class FixedTask:
+    """The schedule of one fixed relay and the pull it runs while its window is open."""
+
+    def __init__(
+        self,
+        spec: FixedRelaySpec,
+        *,
+        pull_factory: PullFactory,
+        emit: Callable[..., None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.spec = spec
+        self._pull_factory = pull_factory
+        self._emit = emit
+        self._clock = clock
+        self.pull: RelayPull | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._phase: Phase | None = None  # None until the first schedule()
+        self._closed = False
+        # Stops of replaced pulls still in progress: a new pull of the same stream waits
+        # for them, otherwise the hub would still see the old publication (StreamBusy).
+        self._stopping: set[asyncio.Task[None]] = set()
+        # A pull that ended on its own (it should not) is restarted after this delay,
+        # doubled on each restart without media; its last status is kept for status().
+        self._restart_delay_s = _RESTART_MIN_S
+        self._last_pull_status: dict[str, Any] = {}
+
+    # -- schedule ---------------------------------------------------------------
+
+    @property
+    def phase(self) -> Phase | None:
+        return self._phase
+
+    def schedule(self) -> None:
+        """Bring the pull in line with the window at this instant and arm the next edge."""
+        if self._closed:
+            return
+        self._cancel_timer()
+        phase, delay = next_edge(self.spec.start_time, self.spec.end_time, self._clock())
+        previous = self._phase
+        self._phase = phase
+        if phase == "open":
+            if self.pull is None:
+                self._start_pull(announce=previous != "open")
+        else:
+            if self.pull is not None:
+                self._stop_pull("window ended" if phase == "over" else "rescheduled")
+            if phase == "before" and previous != "before":
+                self._emit("task_scheduled", self, StartTime=self.spec.start_time, EndTime=self.spec.end_time)
+            if phase == "over" and previous != "over":
+                reason = "window over" if previous == "open" else "window already over"
+                self._emit("task_ended", self, Reason=reason)
+        if delay is not None:
+            # A few ms late rather than early: an early wake-up would find the same phase.
+            # Far edges are re-checked every _MAX_TIMER_S: loop timers run on the monotonic
+            # clock, the window on the wall clock, and the two drift apart when the wall
+            # clock is stepped (NTP, VM resume).
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(min(max(0.0, delay) + 0.005, _MAX_TIMER_S), self.schedule)
+
+    def update(self, spec: FixedRelaySpec) -> None:
+        """New source list and/or window, applied at once."""
+        old = self.spec
+        self.spec = spec
+        still_open = window_phase(spec.start_time, spec.end_time, self._clock()) == "open"
+        if self.pull is not None and still_open and spec.src_addrs != old.src_addrs:
+            # RelayPull keeps the origin in use when it is still listed, else switches.
+            self.pull.update_urls(list(spec.src_addrs))
+        if spec.window != old.window or self.pull is None:
+            self.schedule()
+
+    async def close(self, reason: str = "deleted") -> None:
+        """Stop for good (config deleted or node shutting down)."""
+        was_ended = self._phase == "over" or self._closed
+        self._closed = True
+        self._cancel_timer()
+        if self.pull is not None:
+            self._stop_pull(reason)
+        if not was_ended:
+            self._emit("task_ended", self, Reason=reason)
+        if self._stopping:
+            await asyncio.gather(*self._stopping, return_exceptions=True)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # -- the pull -----------------------------------------------------------------
+
+    def _start_pull(self, *, announce: bool) -> None:
+        pull = self._pull_factory(self)
+        self.pull = pull
+        pending = tuple(self._stopping)
+        self._runner = asyncio.get_running_loop().create_task(
+            self._run_pull(pull, pending), name=f"fixed-relay-{self.spec.task_id}"
+        )
+        if announce:  # the window opened (not a restart of a pull that ended early)
+            self._emit("task_started", self)
+
+    async def _run_pull(self, pull: RelayPull, pending: tuple[asyncio.Task[None], ...]) -> None:
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        try:
+            await pull.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("fixed relay %s: pull crashed", self.spec.task_id)
+        finally:
+            if self.pull is pull and not self._closed:
+                # A fixed pull only returns when stopped; if it ever ends on its own while
+                # the window is open, a fresh one starts after a growing pause.
+                self._remember_ended(pull)
+                self.pull = None
+                self._runner = None
+                if self._phase == "open":
+                    delay = self._restart_delay_s
+                    got_media = bool(getattr(pull, "first_media", None) and pull.first_media.is_set())
+                    self._restart_delay_s = (
+                        _RESTART_MIN_S if got_media else min(self._restart_delay_s * 2, _RESTART_MAX_S)
+                    )
+                    log.warning(
+                        "fixed relay %s: pull ended on its own (%s); restarting in %.0fs",
+                        self.spec.task_id, getattr(pull, "end_reason", None), delay,
+                    )
+                    self._cancel_timer()
+                    self._timer = asyncio.get_running_loop().call_later(delay, self.schedule)
+
+    def _remember_ended(self, pull: RelayPull) -> None:
+        try:
+            status = dict(pull.status())
+        except Exception:
+            status = {}
+        status["LastError"] = status.get("LastError") or getattr(pull, "end_reason", None) or ""
+        for volatile in ("State", "UpSince", "Bitrate", "Viewers"):
+            status.pop(volatile, None)
+        self._last_pull_status = status
+
+    def _stop_pull(self, reason: str) -> None:
+        pull, runner = self.pull, self._runner
+        self.pull = None
+        self._runner = None
+        if pull is None:
+            return
+        stopper = asyncio.get_running_loop().create_task(self._stop(pull, runner, reason))
+        self._stopping.add(stopper)
+        stopper.add_done_callback(self._stopping.discard)
+
+    @staticmethod
+    async def _stop(pull: RelayPull, runner: asyncio.Task[None] | None, reason: str) -> None:
+        try:
+            await asyncio.wait_for(pull.stop(reason), 5.0)
+        except Exception:
+            log.exception("stopping fixed relay pull failed")
+        if runner is not None and not runner.done():
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await runner
+
+    # -- status ---------------------------------------------------------------------
+
+    @property
+    def state(self) -> TaskState:
+        if self._phase == "over" or self._closed:
+            return "ended"
+        if self._phase == "before":
+            return "scheduled"
+        if self.pull is None:
+            return "retrying"
+        pull_state = str(self.pull.status().get("State", "starting"))
+        if pull_state in ("starting", "up", "retrying"):
+            return pull_state  # type: ignore[return-value]
+        if pull_state == "failing_over":  # lost its origin, trying the others
+            return "retrying"
+        return "starting"
+
+    def status(self, viewers: int = 0) -> dict[str, Any]:
+        spec = self.spec
+        row: dict[str, Any] = {
+            "SourceUrl": "",
+            "SourceIndex": None,
+            "Attempts": 0,
+            "LastError": "",
+            "UpSince": None,
+            "Bytes": 0,
+            "Bitrate": 0,
+            "Frames": 0,
+            "Switches": 0,
+        }
+        if self.pull is not None:
+            row.update(self.pull.status())
+        elif self._last_pull_status:
+            row.update(self._last_pull_status)
+        row.update(
+            {
+                "Type": "fixed",
+                "TaskId": spec.task_id,
+                "Vhost": spec.vhost,
+                "Domain": spec.domain,
+                "App": spec.app,
+                "Stream": spec.stream,
+                "State": self.state,
+                "StartTime": spec.start_time,
+                "EndTime": spec.end_time,
+                "NextStart": spec.start_time if self._phase == "before" else None,
+                "Viewers": viewers,
+                "SrcAddrS": list(spec.src_addrs),
+            }
+        )
+        return row
+
+
+class FixedRelayScheduler:
+    """All fixed-relay tasks of a node, kept in step with the store."""
+
+    def __init__(self, node: Any, events: Any, *, pull_factory: PullFactory | None = None) -> None:
+        self.node = node
+        self.events = events
+        self._pull_factory: PullFactory = pull_factory or self._make_pull
+        # The same CIDR allow/deny rules as the play-triggered relays: the manager's instance
+        # when there is one, else our own built from the same settings.
+        shared_policy = getattr(getattr(node, "relays", None), "source_policy", None)
+        self.source_policy = shared_policy or SourcePolicy(node.settings.relay)
+        self.tasks: dict[tuple[str, str, str], FixedTask] = {}
+        self._unsubscribe: Callable[[], None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+        self._started = False
+
+    async def start(self) -> None:
+        store = self.node.store
+        # Subscribe first so a change committed while we load is not lost (applying a
+        # record twice is harmless: the second one is an update with nothing new).
+        self._unsubscribe = store.bus.subscribe(self._on_change)
+        configs, _total = await store.list_relay_v4()
+        for config in configs:
+            self._apply(config)
+        self._started = True
+        log.info("fixed relays: %d task(s) loaded", len(configs))
+
+    async def close(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        tasks = list(self.tasks.values())
+        self.tasks.clear()
+        await asyncio.gather(*(t.close("node stopping") for t in tasks), return_exceptions=True)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+    def status(self) -> list[dict[str, Any]]:
+        rows = []
+        for task in self.tasks.values():
+            rows.append(task.status(viewers=self._viewers(task.spec.stream_key)))
+        return rows
+
+    # -- config changes -------------------------------------------------------------
+
+    def _on_change(self, event: ChangeEvent) -> None:
+        if event.entity != "relay_v4":
+            return
+        if event.op == "deleted" or event.value is None:
+            self._remove(tuple(event.key))
+        else:
+            self._apply(event.value)
+
+    def _apply(self, config: RelayV4Config) -> None:
+        spec = FixedRelaySpec.from_config(config)
+        key = (spec.vhost, spec.app, spec.stream)
+        task = self.tasks.get(key)
+        if task is not None and task.spec.task_id == spec.task_id:
+            task.update(spec)
+            return
+        if task is not None:  # same stream, new config identity: replace
+            self._remove(key)
+        task = FixedTask(spec, pull_factory=self._pull_factory, emit=self._emit)
+        # A re-created stream must not start before the deleted one has released it.
+        for closing in self._closing:
+            task._stopping.add(closing)
+        self.tasks[key] = task
+        task.schedule()
+
+    def _remove(self, key: tuple[str, ...]) -> None:
+        task = self.tasks.pop(key, None)  # type: ignore[arg-type]
+        if task is None:
+            return
+        closer = asyncio.get_running_loop().create_task(task.close("deleted"))
+        self._closing.add(closer)
+        closer.add_done_callback(self._closing.discard)
+
+    # -- the seams to the hub, the pull and the events --------------------------------
+
+    def _make_pull(self, task: FixedTask) -> RelayPull:
+        from .pull import RelayPull  # imported late: the scheduler's rules do not depend on it
+
+        hub = self.node.hub
+        key = task.spec.stream_key
+        owner = f"fixed-relay:{task.spec.task_id}"
+
+        def publication_factory() -> Any:
+            return hub.publish(key, kind=SourceKind.RELAY_FIXED, owner=owner)
+
+        return RelayPull(
+            key=key,
+            kind="fixed",
+            urls=list(task.spec.src_addrs),
+            publication_factory=publication_factory,
+            settings=self.node.settings.relay,
+            events=self.events,
+            source_policy=self.source_policy,
+            viewers=lambda: self._viewers(key),
+            task_id=task.spec.task_id,
+        )
+
+    def _viewers(self, key: StreamKey) -> int:
+        hub = self.node.hub
+        stream = hub.get(key) if hub is not None else None
+        return int(stream.viewer_count) if stream is not None else 0
+
+    def _emit(self, event: str, task: FixedTask, **fields: Any) -> None:
+        spec = task.spec
+        if self.events is None:
+            log.info("fixed relay %s %s/%s: %s %s", spec.task_id, spec.app, spec.stream, event, fields)
+            return
+        with contextlib.suppress(Exception):
+            self.events.emit(
+                event,
+                kind="fixed",
+                vhost=spec.vhost,
+                app=spec.app,
+                stream=spec.stream,
+                TaskId=spec.task_id,
+                Domain=spec.domain,
+                **fields,
+            )

@@ -1,0 +1,126 @@
+"""AsyncLiveService: LiveService's methods as coroutines (httpx.AsyncClient)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx
+
+from ._base import ServiceBase, list_items, parse_success
+from .errors import LiveAPIError, LiveConnectionError, error_from_response
+
+Body = Mapping[str, Any]
+
+
+class AsyncLiveService(ServiceBase):
+    """Asynchronous client; use `async with` or `await aclose()` when done."""
+
+    def _open_client(self) -> None:
+        self._client = httpx.AsyncClient(timeout=self.timeout)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def __aenter__(self) -> AsyncLiveService:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def call(self, action: str, body: Body | None = None) -> dict[str, Any]:
+        """Run one action with retries; return the response envelope as a dict."""
+        attempt = 0
+        while True:
+            try:
+                return await self._call_once(action, body)
+            except (LiveAPIError, LiveConnectionError) as error:
+                if not self.retry.should_retry(action, attempt, error):
+                    raise
+                retry_after = error.retry_after if isinstance(error, LiveAPIError) else None
+                await asyncio.sleep(self.retry.delay(attempt, retry_after))
+                attempt += 1
+
+    async def _call_once(self, action: str, body: Body | None) -> dict[str, Any]:
+        prepared = self.prepare(action, body)
+        try:
+            response = await self._client.post(
+                prepared.url,
+                content=prepared.content,
+                headers=prepared.headers,
+                timeout=self.timeout,
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise LiveConnectionError(
+                f"{action}: cannot connect to {self.endpoint}: {exc}", action=action, sent=False
+            ) from exc
+        except httpx.TransportError as exc:
+            raise LiveConnectionError(
+                f"{action}: {type(exc).__name__} talking to {self.endpoint}: {exc}", action=action
+            ) from exc
+        error = error_from_response(
+            response.status_code,
+            response.content,
+            action=action,
+            retry_after=response.headers.get("Retry-After"),
+        )
+        if error is not None:
+            raise error
+        return parse_success(response.content)
+
+    # -- play-triggered relay (V3) -------------------------------------------------
+    async def update_relay_source_v3(self, body: Body) -> dict[str, Any]:
+        return await self.call("UpdateRelaySourceV3", body)
+
+    async def describe_relay_source_v3(self, body: Body) -> dict[str, Any]:
+        return await self.call("DescribeRelaySourceV3", body)
+
+    async def delete_relay_source_v3(self, body: Body) -> dict[str, Any]:
+        return await self.call("DeleteRelaySourceV3", body)
+
+    # -- fixed relay (V4) ----------------------------------------------------------
+    async def create_relay_source_v4(self, body: Body) -> dict[str, Any]:
+        return await self.call("CreateRelaySourceV4", body)
+
+    async def update_relay_source_v4(self, body: Body) -> dict[str, Any]:
+        return await self.call("UpdateRelaySourceV4", body)
+
+    async def delete_relay_source_v4(self, body: Body) -> dict[str, Any]:
+        return await self.call("DeleteRelaySourceV4", body)
+
+    async def list_relay_source_v4(self, body: Body) -> dict[str, Any]:
+        return await self.call("ListRelaySourceV4", body)
+
+    async def iter_relay_sources_v4(
+        self, domain: str, page_size: int = 100, *, max_pages: int = 10_000
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every ListRelaySourceV4 item of `domain`, page after page (async for)."""
+        for page in range(1, max_pages + 1):
+            response = await self.list_relay_source_v4({"Domain": domain, "Page": page, "Size": page_size})
+            items, page_total = list_items(response)
+            for item in items:
+                yield item
+            if not items or len(items) < page_size or page >= page_total:
+                return
+
+    # -- domains -------------------------------------------------------------------
+    async def create_domain_v2(self, body: Body) -> dict[str, Any]:
+        return await self.call("CreateDomainV2", body)
+
+    async def create_domain(self, body: Body) -> dict[str, Any]:
+        return await self.call("CreateDomain", body)
+
+    async def delete_domain(self, body: Body) -> dict[str, Any]:
+        return await self.call("DeleteDomain", body)
+
+    async def describe_domain(self, body: Body) -> dict[str, Any]:
+        return await self.call("DescribeDomain", body)
+
+    async def list_domain_detail(self, body: Body) -> dict[str, Any]:
+        return await self.call("ListDomainDetail", body)
+
+    # -- liverelay extension ---------------------------------------------------------
+    async def describe_relay_status(self, body: Body | None = None) -> dict[str, Any]:
+        """Live state of every relay (not a Volcengine action)."""
+        return await self.call("DescribeRelayStatus", body or {})

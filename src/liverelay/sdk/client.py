@@ -1,0 +1,131 @@
+"""LiveService: a drop-in for the official SDK's live v20230101 LiveService.
+
+`from liverelay.sdk import LiveService` and the official examples run unchanged:
+same constructor (host, ak, sk), same method names, each taking a body dict and
+returning the parsed response dict. Differences: errors raise typed exceptions,
+throttling/5xx/transport failures are retried, and settings are per instance.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import httpx
+
+from ._base import ServiceBase, list_items, parse_success
+from .errors import LiveAPIError, LiveConnectionError, error_from_response
+
+Body = Mapping[str, Any]
+
+
+class LiveService(ServiceBase):
+    """Synchronous client (httpx.Client, one connection pool per instance)."""
+
+    def _open_client(self) -> None:
+        self._client = httpx.Client(timeout=self.timeout)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> LiveService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def call(self, action: str, body: Body | None = None) -> dict[str, Any]:
+        """Run one action with retries; return the response envelope as a dict."""
+        attempt = 0
+        while True:
+            try:
+                return self._call_once(action, body)
+            except (LiveAPIError, LiveConnectionError) as error:
+                if not self.retry.should_retry(action, attempt, error):
+                    raise
+                retry_after = error.retry_after if isinstance(error, LiveAPIError) else None
+                time.sleep(self.retry.delay(attempt, retry_after))
+                attempt += 1
+
+    def _call_once(self, action: str, body: Body | None) -> dict[str, Any]:
+        prepared = self.prepare(action, body)
+        try:
+            response = self._client.post(
+                prepared.url,
+                content=prepared.content,
+                headers=prepared.headers,
+                timeout=self.timeout,
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise LiveConnectionError(
+                f"{action}: cannot connect to {self.endpoint}: {exc}", action=action, sent=False
+            ) from exc
+        except httpx.TransportError as exc:
+            raise LiveConnectionError(
+                f"{action}: {type(exc).__name__} talking to {self.endpoint}: {exc}", action=action
+            ) from exc
+        error = error_from_response(
+            response.status_code,
+            response.content,
+            action=action,
+            retry_after=response.headers.get("Retry-After"),
+        )
+        if error is not None:
+            raise error
+        return parse_success(response.content)
+
+    # -- play-triggered relay (V3) -------------------------------------------------
+    def update_relay_source_v3(self, body: Body) -> dict[str, Any]:
+        return self.call("UpdateRelaySourceV3", body)
+
+    def describe_relay_source_v3(self, body: Body) -> dict[str, Any]:
+        return self.call("DescribeRelaySourceV3", body)
+
+    def delete_relay_source_v3(self, body: Body) -> dict[str, Any]:
+        return self.call("DeleteRelaySourceV3", body)
+
+    # -- fixed relay (V4) ----------------------------------------------------------
+    def create_relay_source_v4(self, body: Body) -> dict[str, Any]:
+        return self.call("CreateRelaySourceV4", body)
+
+    def update_relay_source_v4(self, body: Body) -> dict[str, Any]:
+        return self.call("UpdateRelaySourceV4", body)
+
+    def delete_relay_source_v4(self, body: Body) -> dict[str, Any]:
+        return self.call("DeleteRelaySourceV4", body)
+
+    def list_relay_source_v4(self, body: Body) -> dict[str, Any]:
+        return self.call("ListRelaySourceV4", body)
+
+    def iter_relay_sources_v4(
+        self, domain: str, page_size: int = 100, *, max_pages: int = 10_000
+    ) -> Iterator[dict[str, Any]]:
+        """Every ListRelaySourceV4 item of `domain`, page after page."""
+        for page in range(1, max_pages + 1):
+            response = self.list_relay_source_v4({"Domain": domain, "Page": page, "Size": page_size})
+            items, page_total = list_items(response)
+            yield from items
+            if not items or len(items) < page_size or page >= page_total:
+                return
+
+    # -- domains -------------------------------------------------------------------
+    def create_domain_v2(self, body: Body) -> dict[str, Any]:
+        return self.call("CreateDomainV2", body)
+
+    def create_domain(self, body: Body) -> dict[str, Any]:
+        return self.call("CreateDomain", body)
+
+    def delete_domain(self, body: Body) -> dict[str, Any]:
+        return self.call("DeleteDomain", body)
+
+    def describe_domain(self, body: Body) -> dict[str, Any]:
+        return self.call("DescribeDomain", body)
+
+    def list_domain_detail(self, body: Body) -> dict[str, Any]:
+        return self.call("ListDomainDetail", body)
+
+    # -- liverelay extension ---------------------------------------------------------
+    def describe_relay_status(self, body: Body | None = None) -> dict[str, Any]:
+        """Live state of every relay (not a Volcengine action)."""
+        return self.call("DescribeRelayStatus", body or {})

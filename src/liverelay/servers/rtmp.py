@@ -1,0 +1,425 @@
+"""The RTMP listener: asyncio glue between sockets, media.rtmp sessions and the hub.
+
+One task per connection reads and feeds the sans-IO session; a player additionally
+gets a task that moves subscriber batches to the socket, one write per batch, using
+the chunk bytes cached on each frame (serialised once for every viewer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from ..hub import SourceKind, StreamBusy, StreamKey
+from ..media.rtmp import (
+    ConnectRequest,
+    MediaReceived,
+    PlayRequest,
+    PublishRequest,
+    RtmpError,
+    RtmpServerSession,
+    StreamDeleted,
+    frame_chunks,
+)
+
+log = logging.getLogger("liverelay.rtmp")
+
+READ_SIZE = 256 * 1024
+# Viewers' socket writes are coalesced over this interval (latency cost: at most this much).
+WRITE_COALESCE_S = 0.03
+# Past this many unsent bytes a viewer's writer waits for the socket (backpressure).
+WRITE_BACKLOG_BYTES = 256 * 1024
+
+
+class _ConnectionEnd(Exception):
+    """Ends one connection with a reason for the log line (not an error of the node)."""
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """'stream?a=1' -> ('stream', 'a=1')."""
+    base, _, query = name.partition("?")
+    return base, query
+
+
+def set_nodelay(writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _Connection:
+    """State of one accepted connection; lives as long as its handler task."""
+
+    def __init__(
+        self, server: RtmpServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.server = server
+        self.node = server.node
+        media = self.node.settings.media
+        self.reader = reader
+        self.writer = writer
+        peer = writer.get_extra_info("peername")
+        self.remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else str(peer)
+        self.session = RtmpServerSession(
+            chunk_size=media.rtmp_chunk_size,
+            max_message_bytes=media.max_message_bytes,
+            connect_handler=self._on_connect,
+        )
+        self.vhost = ""
+        self.app = ""
+        self.role = "-"
+        self.key: StreamKey | None = None
+        self.publications: dict[int, Any] = {}
+        self.play_task: asyncio.Task[None] | None = None
+        self.play_done: asyncio.Future[bool] | None = None
+        self.play_stream_id = 0
+        self.subscriber: Any = None
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.started = time.monotonic()
+        self.end_reason: str | None = None  # the first reason given wins
+
+    # ------------------------------------------------------------ I/O
+
+    def write(self, data: bytes) -> None:
+        if data and not self.writer.is_closing():
+            self.writer.write(data)
+            self.bytes_out += len(data)
+
+    async def run(self) -> None:
+        media = self.node.settings.media
+        set_nodelay(self.writer)
+        try:
+            async with asyncio.timeout(media.handshake_timeout_s):
+                while not self.session.handshake_done:
+                    await self._read_once()
+            while True:
+                if self.play_task is None:
+                    async with asyncio.timeout(media.idle_timeout_s):
+                        await self._read_once()
+                else:
+                    # A player may stay silent for hours; its socket's life is the play task's.
+                    await self._read_once()
+        except _ConnectionEnd as exc:
+            self.set_reason(str(exc))
+        except RtmpError as exc:
+            self.set_reason(f"protocol error: {exc.reason}")
+        except TimeoutError:
+            self.set_reason("handshake timeout" if not self.session.handshake_done else "idle timeout")
+        except (ConnectionError, OSError) as exc:
+            self.set_reason(f"socket error: {exc}")
+        except asyncio.CancelledError:
+            self.set_reason("server closing")
+            raise
+        finally:
+            await self._cleanup()
+
+    async def _read_once(self) -> None:
+        data = await self.reader.read(READ_SIZE)
+        if not data:
+            raise _ConnectionEnd("closed by peer")
+        self.bytes_in += len(data)
+        events = self.session.receive_data(data)
+        out = [self.session.data_to_send()]
+        for event in events:
+            if type(event) is MediaReceived:
+                pub = self.publications.get(event.stream_id)
+                if pub is not None:
+                    pub.write(event.frame)
+            else:
+                out.append(self._on_event(event))
+        self.write(b"".join(out))
+        await self._drain()
+        if self.session.closed:
+            raise _ConnectionEnd("session closed")
+
+    async def _drain(self) -> None:
+        if not self.writer.is_closing():
+            await self.writer.drain()
+
+    # ------------------------------------------------------------ requests
+
+    def _on_event(self, event: object) -> bytes:
+        if isinstance(event, PublishRequest):
+            return self._on_publish(event)
+        if isinstance(event, PlayRequest):
+            return self._on_play(event)
+        if isinstance(event, StreamDeleted):
+            return self._on_stream_deleted(event)
+        return b""
+
+    def _on_connect(self, req: ConnectRequest) -> str | None:
+        """The session's connect handler: None accepts, a string is the reason to refuse."""
+        app, _, app_query = req.app.partition("?")
+        self.app = app.strip("/")
+        url = urlsplit(req.tc_url) if req.tc_url else None
+        host = (url.hostname or "") if url else ""
+        params = parse_qs(app_query or (url.query if url else ""))
+        host = (params.get("vhost") or [host])[0].lower()
+        vhost: str | None = None
+        domains = self.node.domains
+        if domains is not None and host:
+            vhost = domains.vhost_for(host)
+        if not vhost:
+            vhost = self.node.settings.media.default_vhost
+        if not vhost:
+            self.set_reason(f"connect rejected: unknown domain {host!r}")
+            return f"Unknown domain {host!r}"
+        if not self.app:
+            self.set_reason("connect rejected: no app")
+            return "No application name"
+        self.vhost = vhost
+        return None
+
+    def _on_publish(self, req: PublishRequest) -> bytes:
+        name, _query = split_name(req.name)
+        if not name or self.role == "play" or self.publications:
+            return self.session.reject_publish(req, f"Cannot publish {req.name!r} here")
+        key = StreamKey(self.vhost, self.app, name)
+        try:
+            pub = self.node.hub.publish(key, kind=SourceKind.PUBLISHER, owner=self.remote)  # type: ignore[attr-defined]
+        except StreamBusy as exc:
+            log.info("rtmp publish %s from %s refused: %s", key, self.remote, exc)
+            return self.session.reject_publish(req, f"Stream {name} is already being published")
+        pub.on_preempted = lambda: self._abort("preempted")
+        self.publications[req.stream_id] = pub
+        self.role = "publish"
+        self.key = key
+        return self.session.accept_publish(req)
+
+    def _on_play(self, req: PlayRequest) -> bytes:
+        if self.play_task is not None or self.role == "publish":
+            return self.session.play_not_found(req, "Already playing on this connection")
+        name, query = split_name(req.name)
+        self.role = "play"
+        self.key = StreamKey(self.vhost, self.app, name)
+        self.play_task = asyncio.create_task(self._play(req, self.key, query))
+        return b""
+
+    def _on_stream_deleted(self, event: StreamDeleted) -> bytes:
+        pub = self.publications.pop(event.stream_id, None)
+        if pub is not None:
+            pub.close("unpublished")
+            self.set_reason("unpublished")
+            return self.session.end_publish(event.stream_id)
+        if self.play_task is not None and self.role == "play":
+            self.set_reason("stopped by player")
+            self._abort(None)
+        return b""
+
+    def set_reason(self, reason: str) -> None:
+        if self.end_reason is None:
+            self.end_reason = reason
+
+    def _abort(self, reason: str | None) -> None:
+        if reason:
+            self.set_reason(reason)
+        self.writer.transport.abort()
+
+    # ------------------------------------------------------------ playing
+
+    async def _play(self, req: PlayRequest, key: StreamKey, query: str) -> None:
+        node = self.node
+        sub = await node.hub.play(  # type: ignore[attr-defined]
+            key,
+            protocol="rtmp",
+            remote=self.remote,
+            query=query,
+            timeout=node.settings.relay.start_timeout_s,
+        )
+        if sub is None:
+            self.set_reason("stream not found")
+            self.write(self.session.play_not_found(req, f"No stream {key.name}"))
+            await self._close_after_write()
+            return
+        self.subscriber = sub
+        sub.on_drop = lambda: self._abort("viewer too slow")
+        session = self.session
+        sid = req.stream_id
+        self.play_stream_id = sid
+        self.write(session.start_play(req))
+        # The join burst (metadata, sequence headers, GOP cache) goes out at once: it is
+        # what the time to first frame depends on. After that the server's flusher moves
+        # this viewer's frames (see _PlayFlusher).
+        frames = await sub.read()
+        ended = not frames
+        if frames:
+            burst = b"".join([frame_chunks(f, session.chunk_size, sid) for f in frames])
+            self.write(burst)
+            sub.add_bytes_out(len(burst))
+            self.play_done = asyncio.get_running_loop().create_future()
+            self.server.flusher.add(self)
+            try:
+                ended = await self.play_done
+            finally:
+                self.server.flusher.remove(self)
+        sub.close()
+        if not ended:
+            self._abort(None)
+            return
+        self.set_reason(f"end of stream ({sub.end_reason or 'eof'})")
+        self.write(session.end_play(sid))
+        await self._close_after_write()
+
+    def play_finished(self, ended: bool, reason: str | None = None) -> None:
+        """Called by the flusher: the subscriber reached EOF (True) or the viewer is gone."""
+        if reason:
+            self.set_reason(reason)
+        if self.play_done is not None and not self.play_done.done():
+            self.play_done.set_result(ended)
+
+    async def _close_after_write(self) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            await self._drain()
+        self.writer.close()
+
+    # ------------------------------------------------------------ end
+
+    async def _cleanup(self) -> None:
+        self.set_reason("closed by peer")
+        for pub in self.publications.values():
+            pub.close(self.end_reason or "closed")
+        self.publications.clear()
+        task = self.play_task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.subscriber is not None:
+            self.subscriber.close()
+        if not self.writer.is_closing():
+            self.writer.close()
+        duration = time.monotonic() - self.started
+        log.info(
+            "rtmp %s %s %s in=%d out=%d %.1fs: %s",
+            self.remote,
+            self.role,
+            self.key if self.key is not None else "-",
+            self.bytes_in,
+            self.bytes_out,
+            duration,
+            self.end_reason,
+        )
+
+
+class _PlayFlusher:
+    """Moves queued frames to every playing viewer's socket, one pass per interval.
+
+    One task for all viewers instead of one wake-up per viewer per frame: per viewer and
+    pass it costs a queue check and, when frames are waiting, one socket write of the
+    cached chunk bytes (serialised once per frame for all viewers). A viewer whose socket
+    is backed up is skipped; its bounded hub queue then skips to a keyframe or ends it.
+    """
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self.viewers: dict[_Connection, None] = {}  # insertion-ordered set
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, conn: _Connection) -> None:
+        self.viewers[conn] = None
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run())
+
+    def remove(self, conn: _Connection) -> None:
+        self.viewers.pop(conn, None)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while self.viewers:
+            await asyncio.sleep(self.interval_s)
+            for conn in list(self.viewers):
+                try:
+                    await self._flush(conn)
+                except Exception as exc:  # one viewer's failure must not stop the others
+                    log.exception("rtmp flush to %s failed", conn.remote)
+                    self.remove(conn)
+                    conn.play_finished(False, f"flush failed: {exc!r}")
+
+    async def _flush(self, conn: _Connection) -> None:
+        sub = conn.subscriber
+        if not sub.queued_bytes and not sub.ended:
+            return
+        transport = conn.writer.transport
+        if transport.is_closing():
+            self.remove(conn)
+            conn.play_finished(False, "viewer went away")
+            return
+        if transport.get_write_buffer_size() > WRITE_BACKLOG_BYTES:
+            return
+        frames = await sub.read()  # never waits: the queue is non-empty or the stream ended
+        if not frames:
+            self.remove(conn)
+            conn.play_finished(True)
+            return
+        size = conn.session.chunk_size
+        sid = conn.play_stream_id
+        if len(frames) == 1:
+            data = frame_chunks(frames[0], size, sid)
+        else:
+            data = b"".join([frame_chunks(f, size, sid) for f in frames])
+        transport.write(data)
+        conn.bytes_out += len(data)
+        sub.add_bytes_out(len(data))
+
+
+class RtmpServer:
+    """`await start(host, port) -> bound port`; `await close()` ends every connection."""
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+        self._server: asyncio.base_events.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.flusher = _PlayFlusher(WRITE_COALESCE_S)
+
+    async def start(self, host: str, port: int) -> int:
+        self._server = await asyncio.start_server(
+            self._accept, host, port, reuse_address=True, limit=READ_SIZE
+        )
+        return self._server.sockets[0].getsockname()[1]
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            await _Connection(self, reader, writer).run()
+        except asyncio.CancelledError:
+            # close() cancels us. Returning normally matters: asyncio's stream callback calls
+            # task.exception() and would log every cancelled connection as an error.
+            pass
+        except Exception:  # never let one connection's bug reach the listener
+            log.exception("rtmp connection handler failed")
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._tasks)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+        await self.flusher.close()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+            self._server = None

@@ -1,0 +1,309 @@
+"""HLS (.m3u8) and SRT sources through an ffmpeg subprocess that remuxes to FLV on a pipe.
+
+ffmpeg does the demuxing (HLS playlists, MPEG-TS over SRT) and `-c copy -f flv`
+gives us FLV tag bodies, which are exactly our Frame payloads; the FLV is read
+with media.flv.FlvDecoder like any other FLV source. No transcoding happens.
+
+Supervision: ffmpeg runs in its own process group so that cancelling the pull
+(task stopped, source switched, node shutting down) ends it and anything it
+spawned: SIGTERM, then SIGKILL after a short grace, then reap - no zombies.
+The last lines of its stderr are kept and become the error message when it
+fails, because "exit status 1" alone tells an operator nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import shutil
+import signal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from ..config import RelaySettings
+from ..media.flv import FlvDecoder, FlvError
+from ..media.frame import Frame
+from .base import FrameSink, SourceError
+
+log = logging.getLogger("liverelay.sources.ffmpeg")
+
+STDERR_TAIL_LINES = 20
+_READ_CHUNK = 64 * 1024
+# Grace between SIGTERM and SIGKILL: ffmpeg normally exits within a few ms of SIGTERM.
+_TERM_GRACE_S = 1.0
+# SRT query parameters that become ffmpeg options (passed as options, not kept in the
+# URL, so values such as "#!::r=live/x,m=request" need no URL escaping for ffmpeg).
+# Query name -> libsrt option. "streamid" is spelled srt_streamid because ffmpeg's own
+# -streamid is an output option and would be rejected before -i.
+_SRT_OPTION_PARAMS = {
+    "streamid": "-srt_streamid",
+    "srt_streamid": "-srt_streamid",
+    "passphrase": "-passphrase",
+    "pbkeylen": "-pbkeylen",
+    "latency": "-latency",
+}
+
+
+def is_hls_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme.lower() in ("http", "https") and parts.path.lower().endswith(".m3u8")
+
+
+def is_srt_url(url: str) -> bool:
+    return urlsplit(url).scheme.lower() == "srt"
+
+
+def handles(url: str) -> bool:
+    """True for the URLs this module pulls (sources.open_source uses it to dispatch)."""
+    return is_hls_url(url) or is_srt_url(url)
+
+
+def find_ffmpeg(ffmpeg_path: str) -> str | None:
+    """Absolute path of the ffmpeg binary, or None when it is not installed."""
+    if os.sep in ffmpeg_path:
+        return ffmpeg_path if os.access(ffmpeg_path, os.X_OK) and os.path.isfile(ffmpeg_path) else None
+    return shutil.which(ffmpeg_path)
+
+
+def _srt_input(url: str, settings: RelaySettings) -> tuple[list[str], str]:
+    """Input options and the cleaned URL for an srt:// source (always caller mode)."""
+    parts = urlsplit(url)
+    if not parts.hostname or parts.port is None:
+        raise SourceError("protocol", f"srt URL needs host and port: {redact_url(url)}")
+    options: list[str] = []
+    kept: list[tuple[str, str]] = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        lname = name.lower()
+        if lname in _SRT_OPTION_PARAMS:
+            options += [_SRT_OPTION_PARAMS[lname], value]
+        elif lname == "mode":
+            continue  # a relay always calls the origin; a listener URL makes no sense here
+        else:
+            kept.append((name, value))
+    kept.append(("mode", "caller"))
+    # connect_timeout is in milliseconds; timeout (socket I/O) in microseconds.
+    options += ["-connect_timeout", str(int(settings.connect_timeout_s * 1000))]
+    options += ["-timeout", str(int(settings.no_media_timeout_s * 1_000_000))]
+    clean = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(kept), ""))
+    return options, clean
+
+
+def build_ffmpeg_args(ffmpeg_bin: str, url: str, settings: RelaySettings) -> list[str]:
+    """The full ffmpeg command line that remuxes `url` to FLV on stdout."""
+    args = [ffmpeg_bin, "-hide_banner", "-nostdin", "-loglevel", "warning"]
+    # Low-latency input: do not buffer for reordering, and probe only as long as it takes
+    # to see both codecs of a typical live stream (the defaults wait up to 5 s).
+    args += ["-fflags", "+nobuffer", "-probesize", "1000000", "-analyzeduration", "2000000"]
+    if is_hls_url(url):
+        # HLS arrives a whole segment at a time. Read it at the native rate (-re) so frames
+        # flow evenly instead of in segment-sized bursts with segment-long silences (which
+        # a no-media watchdog would take for a dead origin), starting one segment behind
+        # the live edge so the next segment is published before the current one is played
+        # out (measured: at -1 the playout stalls ~1 s per segment, at -2 it does not).
+        # Give up on a playlist that stops growing, and bound every HTTP read.
+        args += [
+            "-re",
+            "-live_start_index", "-2",
+            "-m3u8_hold_counters", "10",
+            "-rw_timeout", str(int(max(settings.connect_timeout_s, settings.no_media_timeout_s) * 1_000_000)),
+        ]
+        input_url = url
+    elif is_srt_url(url):
+        srt_options, input_url = _srt_input(url, settings)
+        args += srt_options
+    else:
+        raise SourceError("unsupported", f"ffmpeg source handles .m3u8 and srt:// only: {redact_url(url)}")
+    args += ["-i", input_url]
+    # Audio and video only (no data/subtitle streams FLV cannot carry); no file-size
+    # back-patching because stdout is a pipe.
+    args += ["-map", "0:v?", "-map", "0:a?", "-c", "copy"]
+    args += ["-flvflags", "no_duration_filesize", "-f", "flv", "pipe:1"]
+    return args
+
+
+def redact_url(url: str) -> str:
+    """The URL with secrets (SRT passphrase, userinfo password) masked, for logs and status."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable url>"
+    query = [
+        (k, "***" if k.lower() in ("passphrase", "password", "token", "secret") else v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="*"), ""))
+
+
+class StderrTail:
+    """The last N lines ffmpeg wrote to stderr (it reports failures there, not in its exit code)."""
+
+    def __init__(self, max_lines: int = STDERR_TAIL_LINES) -> None:
+        self.lines: collections.deque[str] = collections.deque(maxlen=max_lines)
+
+    async def collect(self, stream: asyncio.StreamReader) -> None:
+        while True:
+            line = await stream.readline()
+            if not line:
+                return
+            text = line.decode("utf-8", errors="replace").rstrip()
+            if text:
+                self.lines.append(text)
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def last(self) -> str:
+        return self.lines[-1] if self.lines else ""
+
+
+class FfmpegProcess:
+    """One supervised ffmpeg: started in its own process group, always reaped by stop()."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.args = args
+        self.proc: asyncio.subprocess.Process | None = None
+        self.stderr_tail = StderrTail()
+        self._stderr_task: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    async def start(self) -> asyncio.StreamReader:
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.args,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,  # own process group: killpg reaches everything it spawns
+            )
+        except OSError as exc:
+            raise SourceError("unsupported", f"cannot run ffmpeg ({self.args[0]}): {exc}") from exc
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self._stderr_task = asyncio.create_task(self.stderr_tail.collect(self.proc.stderr))
+        return self.proc.stdout
+
+    def _signal_group(self, sig: int) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        except PermissionError:  # pragma: no cover - group leader gone and pid reused
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(sig)
+
+    async def wait_exit(self) -> int:
+        """Wait for ffmpeg to exit on its own and for its stderr to be fully read."""
+        assert self.proc is not None
+        rc = await self.proc.wait()
+        if self._stderr_task is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self._stderr_task), 1.0)
+        return rc
+
+    async def stop(self) -> None:
+        """SIGTERM the group, SIGKILL after a grace, reap. Safe to call more than once."""
+        if self.proc is None:
+            return
+        try:
+            if self.proc.returncode is None:
+                self._signal_group(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(self.proc.wait(), _TERM_GRACE_S)
+                except TimeoutError:
+                    self._signal_group(signal.SIGKILL)
+                    await asyncio.wait_for(self.proc.wait(), 5.0)
+        except asyncio.CancelledError:
+            # Cancelled while stopping: do not leave the process behind.
+            self._signal_group(signal.SIGKILL)
+            raise
+        finally:
+            # Children of ffmpeg (none expected) die with the group even when ffmpeg exited first.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            if self._stderr_task is not None and not self._stderr_task.done():
+                self._stderr_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._stderr_task
+
+
+def _exit_error(rc: int, tail: StderrTail) -> SourceError:
+    detail = tail.text() or "(no output on stderr)"
+    return SourceError("process_exit", f"ffmpeg exited with status {rc}: {detail}")
+
+
+async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
+    """Remux `url` (HLS or SRT) through ffmpeg and deliver its frames to `sink`.
+
+    Returns when ffmpeg ends cleanly (the origin ended the stream); raises
+    SourceError when ffmpeg is missing, exits with an error, or goes silent.
+    """
+    ffmpeg_bin = find_ffmpeg(settings.ffmpeg_path)
+    if ffmpeg_bin is None:
+        raise SourceError(
+            "unsupported",
+            f"ffmpeg not found ({settings.ffmpeg_path!r}); install ffmpeg or set relay.ffmpeg_path "
+            "to pull HLS and SRT sources",
+        )
+    args = build_ffmpeg_args(ffmpeg_bin, url, settings)
+    process = FfmpegProcess(args)
+    stdout = await process.start()
+    log.debug("ffmpeg pid %s pulling %s", process.pid, redact_url(url))
+    try:
+        await _pump(stdout, sink, process, settings)
+    finally:
+        await process.stop()
+
+
+async def _pump(
+    stdout: asyncio.StreamReader, sink: FrameSink, process: FfmpegProcess, settings: RelaySettings
+) -> None:
+    decoder = FlvDecoder()
+    # ffmpeg has to connect and probe the input before it writes the first byte, so the
+    # first read may take connect + probe time; after that, silence means a dead origin.
+    first_timeout = settings.connect_timeout_s + settings.first_frame_timeout_s
+    got_frame = False
+    while True:
+        timeout = settings.no_media_timeout_s if got_frame else first_timeout
+        try:
+            chunk = await asyncio.wait_for(stdout.read(_READ_CHUNK), timeout)
+        except TimeoutError:
+            what = "no media" if got_frame else "no first frame"
+            tail = process.stderr_tail.text()
+            message = f"ffmpeg: {what} for {timeout:.1f}s" + (f": {tail}" if tail else "")
+            raise SourceError("timeout", message) from None
+        if not chunk:
+            break
+        try:
+            frames = _decode(decoder, chunk)
+        except FlvError as exc:
+            raise SourceError("protocol", f"ffmpeg produced bad FLV: {exc}") from exc
+        for frame in frames:
+            got_frame = True
+            sink.on_frame(frame)
+    try:
+        rc = await asyncio.wait_for(process.wait_exit(), 5.0)
+    except TimeoutError:
+        raise SourceError("process_exit", "ffmpeg closed its output but did not exit") from None
+    if rc != 0:
+        raise _exit_error(rc, process.stderr_tail)
+    if not got_frame:
+        raise SourceError("eof", "ffmpeg ended without media: " + (process.stderr_tail.text() or "no output"))
+
+
+def _decode(decoder: FlvDecoder, chunk: bytes) -> list[Frame]:
+    """Frames from the next piece of ffmpeg's FLV output (the FLV file header is skipped)."""
+    return [item for item in decoder.feed(chunk) if isinstance(item, Frame)]
+
+
+# sources.open_source dispatches by scheme to these names; both go through the same pull.
+pull_hls = pull
+pull_srt = pull

@@ -1,0 +1,82 @@
+"""HTTP-FLV source: GET an http(s):// URL and decode the FLV body into frames.
+
+The URL is sent exactly as given (the relay appends its query parameters, which may
+carry signatures that any re-encoding would break). Redirects are not followed: the
+source policy (allow/deny CIDRs) is checked on the configured URL, and a redirect
+could point anywhere; a 3xx is reported as an http_status failure naming the target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+from yarl import URL
+
+from ..config import RelaySettings
+from ..media.flv import FlvDecoder, FlvError
+from ..media.frame import Frame
+from .base import FrameSink, SourceError
+
+log = logging.getLogger("liverelay.sources.flv")
+
+USER_AGENT = "liverelay"
+MAX_TAG_BYTES = 16 << 20
+
+
+async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
+    """Feed `sink` until the origin ends the body (return) or fails (SourceError)."""
+    timeout = aiohttp.ClientTimeout(
+        total=None,
+        connect=settings.connect_timeout_s,
+        sock_connect=settings.connect_timeout_s,
+        sock_read=settings.no_media_timeout_s,
+    )
+    connector = aiohttp.TCPConnector(limit=1, force_close=True)
+    got_response = False
+    try:
+        async with aiohttp.ClientSession(
+            timeout=timeout,
+            connector=connector,
+            auto_decompress=False,
+            skip_auto_headers=("Accept-Encoding",),
+        ) as session:
+            async with asyncio.timeout(settings.connect_timeout_s):
+                response = await session.get(
+                    URL(url, encoded=True), headers={"User-Agent": USER_AGENT}, allow_redirects=False
+                )
+            got_response = True
+            async with response:
+                if response.status != 200:
+                    where = response.headers.get("Location")
+                    detail = f" (redirect to {where}, not followed)" if where else ""
+                    raise SourceError("http_status", f"HTTP {response.status} from {url}{detail}")
+                await _read_body(response, sink)
+    except SourceError:
+        raise
+    except FlvError as exc:
+        raise SourceError("protocol", f"bad FLV from {url}: {exc}") from None
+    except TimeoutError:
+        what = "no media" if got_response else "no HTTP response"
+        raise SourceError("timeout", f"{what} from {url} in time") from None
+    except aiohttp.ClientConnectorError as exc:
+        raise SourceError("connect", f"cannot connect to {url}: {exc.os_error or exc}") from None
+    except aiohttp.ClientPayloadError as exc:
+        raise SourceError("eof", f"{url} ended mid-stream: {exc}") from None
+    except (aiohttp.ClientError, OSError) as exc:
+        reason = "eof" if got_response else "connect"
+        raise SourceError(reason, f"{url}: {type(exc).__name__}: {exc}") from None
+
+
+async def _read_body(response: aiohttp.ClientResponse, sink: FrameSink) -> None:
+    decoder = FlvDecoder(max_tag_bytes=MAX_TAG_BYTES)
+    on_frame = sink.on_frame
+    async for chunk in response.content.iter_any():
+        for event in decoder.feed(chunk):
+            if isinstance(event, Frame):
+                on_frame(event)
+    if decoder.header is None:
+        raise SourceError("protocol", "the response ended before an FLV header")
+    if decoder.buffered:
+        raise SourceError("eof", f"the response ended inside a tag ({decoder.buffered} bytes left over)")

@@ -1,0 +1,172 @@
+"""RTMP pull source: play a stream from an origin (another liverelay, nginx-rtmp, SRS, a CDN).
+
+Time to first frame matters here (a viewer is waiting), so the client keeps round
+trips to the minimum the protocol allows: C2 and connect leave in one write,
+createStream right after connect's _result, play right after createStream's, and
+TCP_NODELAY is set so none of those small writes waits for a delayed ACK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from ..config import RelaySettings
+from ..media.rtmp import (
+    CommandFailed,
+    ConnectFailed,
+    MediaReceived,
+    RtmpClientSession,
+    RtmpError,
+    StatusEvent,
+    StreamEof,
+)
+from ..media.rtmp import messages as m
+from .base import FrameSink, SourceError
+
+log = logging.getLogger("liverelay.sources.rtmp")
+
+READ_SIZE = 256 * 1024
+
+
+@dataclass(frozen=True)
+class RtmpUrl:
+    host: str
+    port: int
+    app: str
+    stream: str  # with "?query" when the URL has one
+    tc_url: str
+    tls: bool
+
+
+def parse_rtmp_url(url: str) -> RtmpUrl:
+    """rtmp://host[:port]/app[/inst]/stream[?query]: the app is everything but the last segment."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise SourceError("unsupported", f"bad RTMP URL {url!r}: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("rtmp", "rtmps") or not parts.hostname:
+        raise SourceError("unsupported", f"not an RTMP URL: {url!r}")
+    tls = scheme == "rtmps"
+    if port is None:
+        port = 443 if tls else 1935
+    segments = [s for s in parts.path.split("/") if s]
+    if len(segments) < 2:
+        raise SourceError("unsupported", f"RTMP URL {url!r} needs /app/stream")
+    app = "/".join(segments[:-1])
+    stream = segments[-1] + (f"?{parts.query}" if parts.query else "")
+    host = parts.hostname
+    netloc_host = f"[{host}]" if ":" in host else host
+    tc_url = f"{scheme}://{netloc_host}:{port}/{app}"
+    return RtmpUrl(host, port, app, stream, tc_url, tls)
+
+
+async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
+    """Play `url` and hand every frame to `sink`; return when the origin ends the stream."""
+    target = parse_rtmp_url(url)
+    session = RtmpClientSession(app=target.app, tc_url=target.tc_url, play=target.stream)
+    writer: asyncio.StreamWriter | None = None
+    try:
+        try:
+            async with asyncio.timeout(settings.connect_timeout_s):
+                reader, writer = await asyncio.open_connection(
+                    target.host,
+                    target.port,
+                    ssl=ssl.create_default_context() if target.tls else None,
+                    server_hostname=target.host if target.tls else None,
+                    limit=READ_SIZE,
+                )
+                sock = writer.get_extra_info("socket")
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                writer.write(session.initiate())
+                # Handshake + connect must finish within the connect timeout too.
+                while not session.connected:
+                    await _exchange(reader, writer, session, sink, media_started=False)
+        except TimeoutError:
+            raise SourceError(
+                "timeout",
+                f"no RTMP connect to {target.host}:{target.port} within {settings.connect_timeout_s}s",
+            ) from None
+        except OSError as exc:
+            raise SourceError("connect", f"cannot connect to {target.host}:{target.port}: {exc}") from None
+        media_started = False
+        while True:
+            limit = settings.no_media_timeout_s if media_started else settings.first_frame_timeout_s
+            try:
+                async with asyncio.timeout(limit):
+                    got_media = await _exchange(reader, writer, session, sink, media_started=media_started)
+            except TimeoutError:
+                what = "media" if media_started else "first frame"
+                raise SourceError("timeout", f"no {what} from {url} within {limit}s") from None
+            except OSError as exc:
+                if media_started:
+                    log.info("rtmp pull %s: connection lost after media: %s", url, exc)
+                    return
+                raise SourceError("eof", f"{url}: connection lost before any media: {exc}") from None
+            if got_media is None:
+                return  # clean end of stream
+            media_started = media_started or got_media
+    except RtmpError as exc:
+        raise SourceError("protocol", f"{url}: {exc.reason}") from None
+    finally:
+        if writer is not None:
+            writer.transport.abort()
+
+
+async def _exchange(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    session: RtmpClientSession,
+    sink: FrameSink,
+    *,
+    media_started: bool,
+) -> bool | None:
+    """One read: feed the session, deliver frames, send replies.
+
+    Returns True when media arrived, False when not, None at a clean end of stream.
+    """
+    data = await reader.read(READ_SIZE)
+    if not data:
+        if media_started:
+            return None
+        raise SourceError("eof", "origin closed the connection before any media")
+    events = session.receive_data(data)
+    out = session.data_to_send()
+    if out:
+        writer.write(out)
+    got_media = False
+    ended = False
+    for event in events:
+        if type(event) is MediaReceived:
+            sink.on_frame(event.frame)
+            got_media = True
+        elif isinstance(event, StatusEvent):
+            if event.code == m.PLAY_STREAM_NOT_FOUND:
+                raise SourceError("protocol", f"stream not found at origin ({event.description})")
+            if event.code in (m.PLAY_UNPUBLISH_NOTIFY, m.PLAY_STOP):
+                ended = True
+            elif event.level == "error":
+                raise SourceError("protocol", f"origin refused: {event.code} {event.description}")
+        elif isinstance(event, StreamEof) and event.stream_id == session.stream_id:
+            ended = True
+        elif isinstance(event, ConnectFailed):
+            desc = event.info.get("description") or event.info.get("code") or "connect rejected"
+            raise SourceError("protocol", f"origin rejected connect: {desc}")
+        elif isinstance(event, CommandFailed):
+            raise SourceError("protocol", f"origin refused {event.command}: {event.info!r}")
+    if ended:
+        if media_started or got_media:
+            return None
+        raise SourceError("eof", "origin ended the stream before any media")
+    if out:
+        await writer.drain()
+    return got_media

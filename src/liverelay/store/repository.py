@@ -1,0 +1,60 @@
+"""The persistence interface. SQLite implements it today; a PostgreSQL
+implementation plugs in behind the same methods (every write durable on return)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from .models import AccessKey, DomainRecord, RelayV3Config, RelayV4Config
+
+
+class Repository(Protocol):
+    async def close(self) -> None: ...
+
+    # access keys
+    async def get_key(self, ak: str) -> AccessKey | None: ...
+    async def list_keys(self) -> list[AccessKey]: ...
+    async def put_key(self, key: AccessKey) -> bool:
+        """Insert or replace; True when the key was new."""
+        ...
+
+    async def delete_key(self, ak: str) -> bool: ...
+
+    # domains
+    async def list_domains(self) -> list[DomainRecord]: ...
+    async def insert_domains(self, records: list[DomainRecord]) -> None:
+        """All or nothing; AlreadyExists when any domain is taken."""
+        ...
+
+    async def update_domain(self, record: DomainRecord) -> bool:
+        """Set vhost/type/region/status of an existing domain; False when it does not exist."""
+        ...
+
+    async def delete_domain(self, domain: str) -> bool: ...
+
+    # play-triggered relays (V3)
+    async def get_relay_v3(self, vhost: str, app: str) -> RelayV3Config | None: ...
+    async def list_relay_v3(self, vhost: str | None = None) -> list[RelayV3Config]: ...
+    async def put_relay_v3(self, config: RelayV3Config) -> tuple[RelayV3Config, bool]:
+        """Insert or replace the groups (keeping `created`); the stored config and whether it was new."""
+        ...
+
+    async def delete_relay_v3(self, vhost: str, app: str) -> bool: ...
+
+    # fixed relays (V4)
+    async def get_relay_v4(self, vhost: str, app: str, stream: str) -> RelayV4Config | None: ...
+    async def list_relay_v4(
+        self, vhost: str | None = None, *, offset: int = 0, limit: int | None = None
+    ) -> tuple[list[RelayV4Config], int]:
+        """A page in creation order plus the total count."""
+        ...
+
+    async def insert_relay_v4(self, config: RelayV4Config) -> None:
+        """AlreadyExists when (vhost, app, stream) is taken."""
+        ...
+
+    async def update_relay_v4(self, config: RelayV4Config) -> RelayV4Config:
+        """Replace addresses and schedule, keep task_id/domain/created; NotFound when absent."""
+        ...
+
+    async def delete_relay_v4(self, vhost: str, app: str, stream: str) -> bool: ...

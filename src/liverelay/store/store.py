@@ -1,0 +1,241 @@
+"""Store: the repository plus change notifications and the in-memory domain table.
+
+Callers use these methods, never the repository directly, so that every committed
+write is announced on the bus exactly once, after the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import string
+import time
+from collections.abc import Iterable
+from dataclasses import replace
+from pathlib import Path
+
+from ..config import Settings
+from .bus import ChangeBus, ChangeEvent
+from .domains import DomainTable, normalise_host
+from .models import (
+    AccessKey,
+    DomainRecord,
+    NotFound,
+    RelayGroup,
+    RelayV3Config,
+    RelayV4Config,
+)
+from .repository import Repository
+
+_KEY_ALPHABET = string.ascii_letters + string.digits
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def new_task_id() -> str:
+    """Decimal digits: milliseconds since the epoch + 6 random digits (unique per node in practice)."""
+    return f"{time.time_ns() // 1_000_000}{secrets.randbelow(10**6):06d}"
+
+
+def generate_key_pair() -> tuple[str, str]:
+    ak = "AKLT" + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(40))
+    sk = "".join(secrets.choice(_KEY_ALPHABET) for _ in range(48))
+    return ak, sk
+
+
+class Store:
+    def __init__(self, repo: Repository, domains: Iterable[DomainRecord] = ()) -> None:
+        self.repo = repo
+        self.bus = ChangeBus()
+        self.domain_table = DomainTable(domains)
+        self.bus.subscribe(self.domain_table.on_change)
+        # Read-modify-write sequences (V3 group removal, ensure_key) run one at a time.
+        self._lock = asyncio.Lock()
+
+    async def close(self) -> None:
+        await self.repo.close()
+
+    def _publish(self, entity: str, op: str, key: object, value: object) -> None:
+        self.bus.publish(ChangeEvent(entity, op, key, value))  # type: ignore[arg-type]
+
+    # ---- access keys ----
+    async def get_key(self, ak: str) -> AccessKey | None:
+        return await self.repo.get_key(ak)
+
+    async def list_keys(self) -> list[AccessKey]:
+        return await self.repo.list_keys()
+
+    async def create_key(self) -> AccessKey:
+        ak, sk = generate_key_pair()
+        key = AccessKey(ak, sk, _now(), True)
+        await self.repo.put_key(key)
+        self._publish("key", "added", ak, key)
+        return key
+
+    async def ensure_key(self, ak: str, sk: str) -> AccessKey:
+        """Make (ak, sk) a valid enabled key; a no-op when it already is."""
+        async with self._lock:
+            existing = await self.repo.get_key(ak)
+            if existing is not None and existing.sk == sk and existing.enabled:
+                return existing
+            key = AccessKey(ak, sk, existing.created if existing else _now(), True)
+            new = await self.repo.put_key(key)
+            self._publish("key", "added" if new else "updated", ak, key)
+            return key
+
+    async def delete_key(self, ak: str) -> bool:
+        deleted = await self.repo.delete_key(ak)
+        if deleted:
+            self._publish("key", "deleted", ak, None)
+        return deleted
+
+    # ---- domains ----
+    async def list_domains(self) -> list[DomainRecord]:
+        return await self.repo.list_domains()
+
+    async def add_domains(self, vhost: str, domains: Iterable[tuple[str, str, str]]) -> list[DomainRecord]:
+        """Add (domain, type, region) entries to `vhost`, all or nothing (AlreadyExists)."""
+        now = _now()
+        records = [DomainRecord(normalise_host(d), t, vhost, r, 0, now) for d, t, r in domains]
+        await self.repo.insert_domains(records)
+        for r in records:
+            self._publish("domain", "added", r.domain, r)
+        return records
+
+    async def update_domain(
+        self, domain: str, *, vhost: str | None = None, status: int | None = None
+    ) -> DomainRecord:
+        """Move a domain to another vhost and/or change its status; NotFound when absent."""
+        name = normalise_host(domain)
+        async with self._lock:
+            current = next((d for d in await self.repo.list_domains() if d.domain == name), None)
+            if current is None:
+                raise NotFound(f"domain {name} does not exist")
+            record = replace(
+                current,
+                vhost=current.vhost if vhost is None else vhost,
+                status=current.status if status is None else status,
+            )
+            if record == current:
+                return current
+            if not await self.repo.update_domain(record):
+                raise NotFound(f"domain {name} does not exist")
+        self._publish("domain", "updated", name, record)
+        return record
+
+    async def delete_domain(self, domain: str) -> bool:
+        name = normalise_host(domain)
+        deleted = await self.repo.delete_domain(name)
+        if deleted:
+            self._publish("domain", "deleted", name, None)
+        return deleted
+
+    # ---- play-triggered relays (V3) ----
+    async def get_relay_v3(self, vhost: str, app: str) -> RelayV3Config | None:
+        return await self.repo.get_relay_v3(vhost, app)
+
+    async def list_relay_v3(self, vhost: str | None = None) -> list[RelayV3Config]:
+        return await self.repo.list_relay_v3(vhost)
+
+    async def put_relay_v3(self, vhost: str, app: str, groups: Iterable[RelayGroup]) -> RelayV3Config:
+        """Replace every group of (vhost, app)."""
+        now = _now()
+        async with self._lock:
+            stored, new = await self.repo.put_relay_v3(RelayV3Config(vhost, app, tuple(groups), now, now))
+        self._publish("relay_v3", "added" if new else "updated", stored.key, stored)
+        return stored
+
+    async def delete_relay_v3(self, vhost: str, app: str, group: str | None = None) -> bool:
+        """Delete the config, or only its group `group` (the config goes when no group is left)."""
+        async with self._lock:
+            if group:
+                current = await self.repo.get_relay_v3(vhost, app)
+                if current is None or all(g.name != group for g in current.groups):
+                    return False
+                remaining = tuple(g for g in current.groups if g.name != group)
+                if remaining:
+                    config = RelayV3Config(vhost, app, remaining, current.created, _now())
+                    stored, _ = await self.repo.put_relay_v3(config)
+                    self._publish("relay_v3", "updated", stored.key, stored)
+                    return True
+            deleted = await self.repo.delete_relay_v3(vhost, app)
+        if deleted:
+            self._publish("relay_v3", "deleted", (vhost, app), None)
+        return deleted
+
+    # ---- fixed relays (V4) ----
+    async def get_relay_v4(self, vhost: str, app: str, stream: str) -> RelayV4Config | None:
+        return await self.repo.get_relay_v4(vhost, app, stream)
+
+    async def list_relay_v4(
+        self, vhost: str | None = None, *, offset: int = 0, limit: int | None = None
+    ) -> tuple[list[RelayV4Config], int]:
+        return await self.repo.list_relay_v4(vhost, offset=offset, limit=limit)
+
+    async def create_relay_v4(
+        self,
+        vhost: str,
+        app: str,
+        stream: str,
+        *,
+        domain: str,
+        src_addrs: Iterable[str],
+        start_time: int | None,
+        end_time: int | None,
+    ) -> RelayV4Config:
+        """AlreadyExists when (vhost, app, stream) has a fixed relay."""
+        now = _now()
+        config = RelayV4Config(
+            vhost, app, stream, domain, tuple(src_addrs), start_time, end_time, new_task_id(), now, now
+        )
+        await self.repo.insert_relay_v4(config)
+        self._publish("relay_v4", "added", config.key, config)
+        return config
+
+    async def update_relay_v4(
+        self,
+        vhost: str,
+        app: str,
+        stream: str,
+        *,
+        src_addrs: Iterable[str],
+        start_time: int | None,
+        end_time: int | None,
+    ) -> RelayV4Config:
+        """NotFound when (vhost, app, stream) has no fixed relay."""
+        now = _now()
+        probe = RelayV4Config(vhost, app, stream, "", tuple(src_addrs), start_time, end_time, "", now, now)
+        stored = await self.repo.update_relay_v4(probe)
+        self._publish("relay_v4", "updated", stored.key, stored)
+        return stored
+
+    async def delete_relay_v4(self, vhost: str, app: str, stream: str) -> bool:
+        deleted = await self.repo.delete_relay_v4(vhost, app, stream)
+        if deleted:
+            self._publish("relay_v4", "deleted", (vhost, app, stream), None)
+        return deleted
+
+
+async def open_store(settings: Settings) -> Store:
+    """Open (creating/migrating) the store named by `settings` (liverelay.config.Settings)."""
+    from .sqlite import SqliteRepository
+
+    database_url = settings.database_url
+    if database_url and not database_url.startswith("sqlite:"):
+        raise NotImplementedError(f"database_url {database_url!r}: only SQLite is implemented")
+    path = settings.sqlite_path
+    if database_url.startswith("sqlite:///"):
+        path = Path(database_url.removeprefix("sqlite:///"))
+    repo = SqliteRepository(path)
+    try:
+        await repo.open()
+        domains = await repo.list_domains()
+    except BaseException:
+        await repo.close()
+        raise
+    return Store(repo, domains)
+
+
+__all__ = ["NotFound", "Store", "generate_key_pair", "new_task_id", "open_store"]

@@ -1,0 +1,505 @@
+"""RelayPull and OnDemandRelays in-process, against the real Hub, fed by scripted origins.
+
+The origins replay the real ffmpeg sample (decoded with media.flv) in real time through
+the same `pull(url, sink, *, settings)` seam the network sources use, and can be killed,
+stalled and revived at will, so failover, fail-back, linger and config changes are
+exercised deterministically and fast. The same behaviours over real sockets and real
+nodes are in test_relay_v3_nodes.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from liverelay.config import MediaSettings, RelaySettings, WebhookSettings
+from liverelay.hub import Hub, SourceKind, StreamKey
+from liverelay.media.flv import FlvDecoder
+from liverelay.media.frame import Frame, FrameKind
+from liverelay.relay.events import RelayEvents
+from liverelay.relay.metrics import RelayMetrics
+from liverelay.relay.ondemand import OnDemandRelays
+from liverelay.relay.policy import SourcePolicy
+from liverelay.relay.pull import RelayPull
+from liverelay.relay.webhooks import QUEUE_MAX, WebhookSender
+from liverelay.sources import SourceError
+from liverelay.store.bus import ChangeEvent
+from liverelay.store.models import RelayGroup, RelayServer, RelayV3Config
+
+KEY = StreamKey("vh", "live", "s")
+pytestmark = pytest.mark.timeout(60)
+
+
+class Origin:
+    """One scripted origin: replays the sample in real time while `alive`."""
+
+    def __init__(self, frames: list[Frame]) -> None:
+        self.frames = frames
+        self.alive = True
+        self.stalled = False
+        self.connects = 0
+        self.streaming = 0
+        self.queries: list[str] = []
+
+    async def pull(self, url: str, sink: Any, *, settings: RelaySettings) -> None:
+        self.connects += 1
+        self.queries.append(url.partition("?")[2])
+        if not self.alive:
+            raise SourceError("connect", "connection refused")
+        self.streaming += 1
+        try:
+            start = time.monotonic()
+            offset = 0
+            while True:  # loop the sample; bounded by the test timeout and cancellation
+                for frame in self.frames:
+                    due = start + (offset + frame.timestamp) / 1000
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
+                    if not self.alive:
+                        raise SourceError("eof", "origin went away")
+                    while self.stalled:
+                        await asyncio.sleep(0.05)
+                    sink.on_frame(
+                        Frame(
+                            frame.kind,
+                            offset + frame.timestamp,
+                            frame.payload,
+                            keyframe=frame.keyframe,
+                            config=frame.config,
+                        )
+                    )
+                offset += self.frames[-1].timestamp + 33
+        finally:
+            self.streaming -= 1
+
+
+class Origins:
+    def __init__(self, frames: list[Frame], n: int) -> None:
+        self.by_url = {f"rtmp://127.0.0.1:{1000 + i}/live/s": Origin(frames) for i in range(n)}
+        self.urls = list(self.by_url)
+
+    def __getitem__(self, i: int) -> Origin:
+        return self.by_url[self.urls[i]]
+
+    def open_source(self, url: str) -> Any:
+        return self.by_url[url.partition("?")[0]].pull
+
+
+@pytest.fixture(scope="module")
+def sample_frames(sample_flv: Path) -> list[Frame]:
+    frames = [f for f in FlvDecoder().feed(sample_flv.read_bytes()) if isinstance(f, Frame)]
+    return frames[: len(frames) // 2]  # 5 s is plenty, and loops sooner
+
+
+def fast_settings(**kw: Any) -> RelaySettings:
+    base = dict(
+        connect_timeout_s=1.0,
+        first_frame_timeout_s=1.0,
+        start_timeout_s=4.0,
+        no_media_timeout_s=1.0,
+        linger_s=0.5,
+        backoff_initial_s=0.2,
+        backoff_max_s=0.5,
+        failback=True,
+        failback_probe_interval_s=0.3,
+    )
+    base.update(kw)
+    return RelaySettings(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def hub() -> AsyncIterator[Hub]:
+    h = Hub(MediaSettings())
+    yield h
+    await h.close()
+
+
+class Viewer:
+    """Reads a Subscriber until EOF, recording what a player would see."""
+
+    def __init__(self, sub: Any) -> None:
+        self.sub = sub
+        self.frames: list[tuple[float, Frame]] = []
+        self.eof = asyncio.Event()
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self.sub.read()
+            if not batch:
+                self.eof.set()
+                return
+            now = time.monotonic()
+            self.frames.extend((now, f) for f in batch)
+
+    def media(self) -> list[Frame]:
+        return [f for _, f in self.frames if f.kind != FrameKind.DATA and not f.config]
+
+    async def frames_after(self, n: int, timeout: float = 6.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.media()) < n and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert len(self.media()) >= n, f"viewer got {len(self.media())} frames, wanted {n}"
+
+    def assert_monotonic(self) -> None:
+        ts = [f.timestamp for f in self.media()]
+        assert all(b >= a for a, b in itertools.pairwise(ts)), "timestamps went backwards"
+
+    def max_gap(self) -> float:
+        times = [t for t, f in self.frames if f.kind == FrameKind.VIDEO]
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+    async def close(self) -> None:
+        self.sub.close()
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+def make_pull(
+    hub: Hub, origins: Origins, settings: RelaySettings, kind: str = "play", **kw: Any
+) -> RelayPull:
+    source_kind = SourceKind.RELAY_PLAY if kind == "play" else SourceKind.RELAY_FIXED
+    return RelayPull(
+        key=KEY,
+        kind=kind,
+        urls=origins.urls,
+        publication_factory=lambda: hub.publish(KEY, kind=source_kind, owner="test-relay"),
+        settings=settings,
+        events=kw.pop("events", None),
+        open_source=origins.open_source,
+        **kw,
+    )
+
+
+async def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def finish(pull: RelayPull, task: asyncio.Task[None]) -> None:
+    await pull.stop("test over")
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+
+
+async def test_first_origin_dead_second_serves(hub: Hub, sample_frames: list[Frame]) -> None:
+    origins = Origins(sample_frames, 2)
+    origins[0].alive = False
+    pull = make_pull(hub, origins, fast_settings())
+    task = asyncio.create_task(pull.run())
+    await asyncio.wait_for(pull.first_media.wait(), 5)
+    row = pull.status()
+    assert (row["SourceIndex"], row["State"], row["Attempts"]) == (1, "up", 2)
+    assert row["LastError"].startswith("connect")
+    sub = await hub.play(KEY, protocol="test", timeout=1)
+    assert sub is not None
+    viewer = Viewer(sub)
+    await viewer.frames_after(30)
+    assert pull.status()["Frames"] > 30 and pull.status()["Bytes"] > 0
+    await finish(pull, task)
+    await asyncio.wait_for(viewer.eof.wait(), 2)  # stop closes the publication: viewers get EOF
+
+
+async def test_every_origin_dead_play_pull_gives_up_after_one_round(
+    hub: Hub, sample_frames: list[Frame]
+) -> None:
+    origins = Origins(sample_frames, 3)
+    for i in range(3):
+        origins[i].alive = False
+    pull = make_pull(hub, origins, fast_settings())
+    started = time.monotonic()
+    await asyncio.wait_for(pull.run(), 5)
+    assert time.monotonic() - started < 1.0
+    assert pull.end_reason == "unavailable"
+    assert [origins[i].connects for i in range(3)] == [1, 1, 1]
+    assert hub.get(KEY) is None  # never looked present
+
+
+async def test_fixed_pull_keeps_retrying_with_backoff(hub: Hub, sample_frames: list[Frame]) -> None:
+    origins = Origins(sample_frames, 2)
+    origins[0].alive = origins[1].alive = False
+    pull = make_pull(hub, origins, fast_settings(backoff_initial_s=0.1, backoff_max_s=0.2), kind="fixed")
+    task = asyncio.create_task(pull.run())
+    await asyncio.sleep(1.2)
+    assert not task.done()
+    # 1.2 s with rounds spaced 0.1, 0.2, 0.2, ...: several rounds, but bounded by the backoff.
+    assert 3 <= origins[0].connects <= 8, origins[0].connects
+    assert pull.status()["State"] in ("retrying", "starting")
+    origins[1].alive = True
+    await asyncio.wait_for(pull.first_media.wait(), 3)
+    assert pull.status()["SourceIndex"] == 1
+    await finish(pull, task)
+
+
+async def test_midstream_failover_and_failback_keep_the_viewer(hub: Hub, sample_frames: list[Frame]) -> None:
+    origins = Origins(sample_frames, 2)
+    metrics = RelayMetrics(None)
+    pull = make_pull(hub, origins, fast_settings(), events=RelayEvents(metrics))
+    task = asyncio.create_task(pull.run())
+    await asyncio.wait_for(pull.first_media.wait(), 5)
+    sub = await hub.play(KEY, protocol="test", timeout=1)
+    assert sub is not None
+    viewer = Viewer(sub)
+    await viewer.frames_after(20)
+
+    origins[0].alive = False  # origin 0 goes away mid-stream
+    before = len(viewer.media())
+    await wait_for(
+        lambda: pull.status()["SourceIndex"] == 1 and pull.status()["State"] == "up", 5, "failover"
+    )
+    await viewer.frames_after(before + 60, timeout=8)
+    assert pull.status()["Switches"] == 1
+    failover_gap = viewer.max_gap()
+    print(f"\nfailover: largest gap between video frames at the viewer {failover_gap * 1000:.0f} ms")
+
+    origins[0].alive = True  # it comes back: fail-back at a keyframe
+    await wait_for(lambda: pull.status()["SourceIndex"] == 0, 8, "fail-back")
+    before = len(viewer.media())
+    await viewer.frames_after(before + 30)
+    row = pull.status()
+    assert row["Switches"] == 2 and row["State"] == "up"
+    assert origins[1].streaming == 0, "the lower-priority origin was not released"
+    assert not viewer.eof.is_set()
+    viewer.assert_monotonic()
+    assert metrics.failovers.labels("failover")._value.get() == 1
+    assert metrics.failovers.labels("failback")._value.get() == 1
+    assert metrics.starts._value.get() == 1
+    await finish(pull, task)
+    await viewer.close()
+
+
+async def test_stalled_origin_fails_over_after_no_media_timeout(hub: Hub, sample_frames: list[Frame]) -> None:
+    origins = Origins(sample_frames, 2)
+    pull = make_pull(hub, origins, fast_settings(failback=False, no_media_timeout_s=0.5))
+    task = asyncio.create_task(pull.run())
+    await asyncio.wait_for(pull.first_media.wait(), 5)
+    origins[0].stalled = True  # connection kept, nothing sent
+    stalled_at = time.monotonic()
+    await wait_for(
+        lambda: pull.status()["SourceIndex"] == 1 and pull.status()["State"] == "up", 4, "failover"
+    )
+    assert time.monotonic() - stalled_at >= 0.45
+    assert "no media" in pull.status()["LastError"]
+    await finish(pull, task)
+
+
+async def test_viewers_held_then_released_when_every_origin_stays_down(
+    hub: Hub, sample_frames: list[Frame]
+) -> None:
+    origins = Origins(sample_frames, 2)
+    pull = make_pull(hub, origins, fast_settings(start_timeout_s=1.5))
+    task = asyncio.create_task(pull.run())
+    await asyncio.wait_for(pull.first_media.wait(), 5)
+    sub = await hub.play(KEY, protocol="test", timeout=1)
+    viewer = Viewer(sub)
+    await viewer.frames_after(10)
+    origins[0].alive = origins[1].alive = False
+    lost = time.monotonic()
+    await asyncio.wait_for(viewer.eof.wait(), 5)
+    held = time.monotonic() - lost
+    assert 1.2 <= held <= 3.5, held  # held for start_timeout_s, then EOF
+    await asyncio.wait_for(task, 2)
+    assert pull.end_reason == "origins_unavailable"
+
+
+async def test_update_urls_moves_the_pull_only_when_its_origin_is_removed(
+    hub: Hub, sample_frames: list[Frame]
+) -> None:
+    origins = Origins(sample_frames, 3)
+    pull = make_pull(hub, origins, fast_settings(failback=False))
+    task = asyncio.create_task(pull.run())
+    await asyncio.wait_for(pull.first_media.wait(), 5)
+    sub = await hub.play(KEY, protocol="test", timeout=1)
+    viewer = Viewer(sub)
+    await viewer.frames_after(10)
+
+    pull.update_urls([origins.urls[2], origins.urls[0]])  # in-use origin still listed: untouched
+    await asyncio.sleep(0.3)
+    assert origins[0].connects == 1 and pull.status()["SourceIndex"] == 1
+    assert pull.status()["SourceUrl"] == origins.urls[0]
+
+    pull.update_urls([origins.urls[1]])  # removed: switch now
+    await wait_for(lambda: origins[1].streaming == 1 and pull.status()["State"] == "up", 4, "switch")
+    await wait_for(lambda: origins[0].streaming == 0, 2, "old origin released")
+    before = len(viewer.media())
+    await viewer.frames_after(before + 30)
+    assert not viewer.eof.is_set()
+    viewer.assert_monotonic()
+    await finish(pull, task)
+    await viewer.close()
+
+
+async def test_publisher_preempts_a_play_pull(hub: Hub, sample_frames: list[Frame]) -> None:
+    origins = Origins(sample_frames, 1)
+    pull = make_pull(hub, origins, fast_settings())
+    task = asyncio.create_task(pull.run())
+    await asyncio.wait_for(pull.first_media.wait(), 5)
+    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER, owner="obs")
+    await asyncio.wait_for(task, 3)
+    assert pull.end_reason == "preempted"
+    assert origins[0].streaming == 0
+    stream = hub.get(KEY)
+    assert stream is not None and stream.source is pub  # the relay did not close the publisher's stream
+
+
+def v3_config(origins: Origins, params: dict[str, str] | None = None) -> RelayV3Config:
+    servers = tuple(RelayServer("rtmp", url.split("/")[2], params or {}) for url in origins.urls)
+    return RelayV3Config(vhost="vh", app="live", groups=(RelayGroup("g", servers),), created=0, updated=0)
+
+
+def ondemand(hub: Hub, origins: Origins, settings: RelaySettings) -> OnDemandRelays:
+    relays = OnDemandRelays(
+        hub, settings, RelayEvents(), SourcePolicy(settings), open_source=origins.open_source
+    )
+    # RelayServer domains are "127.0.0.1:100x" -> URLs identical to origins.urls.
+    relays.load([v3_config(origins)])
+    hub.play_trigger = relays.play_trigger
+    return relays
+
+
+async def test_simultaneous_viewers_share_one_pull_and_linger(hub: Hub, sample_frames: list[Frame]) -> None:
+    origins = Origins(sample_frames, 1)
+    relays = ondemand(hub, origins, fast_settings(linger_s=0.8))
+    subs = await asyncio.gather(*(hub.play(KEY, protocol="t", query="tok=1", timeout=4) for _ in range(5)))
+    assert all(s is not None for s in subs)
+    assert origins[0].connects == 1
+    assert origins[0].queries == ["tok=1"]
+    assert len(relays.status()) == 1 and relays.status()[0]["Viewers"] == 5
+    for s in subs:
+        s.close()
+    await asyncio.sleep(0.3)
+    assert relays.status()[0]["State"] == "lingering"
+    late = await hub.play(KEY, protocol="t", timeout=4)  # arrives during the linger: reuses the pull
+    assert late is not None
+    await asyncio.sleep(1.0)
+    assert origins[0].connects == 1 and relays.status()[0]["State"] == "up"
+    late.close()
+    await wait_for(lambda: not relays.pulls, 3, "pull stopped after the linger")
+    assert origins[0].streaming == 0
+    await relays.close()
+
+
+async def test_trigger_without_config_or_with_dead_origins_fails_fast(
+    hub: Hub, sample_frames: list[Frame]
+) -> None:
+    origins = Origins(sample_frames, 2)
+    origins[0].alive = origins[1].alive = False
+    relays = ondemand(hub, origins, fast_settings())
+    started = time.monotonic()
+    assert await hub.play(StreamKey("vh", "other", "s"), protocol="t", timeout=4) is None
+    assert await hub.play(KEY, protocol="t", timeout=4) is None
+    assert time.monotonic() - started < 1.0
+    assert not relays.pulls
+    await relays.close()
+
+
+async def test_config_change_and_delete_apply_to_running_pulls(hub: Hub, sample_frames: list[Frame]) -> None:
+    origins = Origins(sample_frames, 2)
+    relays = ondemand(hub, origins, fast_settings(failback=False))
+    sub = await hub.play(KEY, protocol="t", timeout=4)
+    viewer = Viewer(sub)
+    await viewer.frames_after(10)
+    assert origins[0].streaming == 1
+    # Update: only origin 1 remains -> the pull moves there, the viewer stays.
+    only_second = RelayV3Config(
+        vhost="vh",
+        app="live",
+        groups=(RelayGroup("g", (RelayServer("rtmp", origins.urls[1].split("/")[2]),)),),
+        created=0,
+        updated=1,
+    )
+    relays.on_change(ChangeEvent("relay_v3", "updated", ("vh", "live"), only_second))
+    await wait_for(lambda: origins[1].streaming == 1 and origins[0].streaming == 0, 4, "move")
+    before = len(viewer.media())
+    await viewer.frames_after(before + 20)
+    assert not viewer.eof.is_set()
+    # Delete: the pull stops, the viewer gets EOF.
+    relays.on_change(ChangeEvent("relay_v3", "deleted", ("vh", "live"), None))
+    await asyncio.wait_for(viewer.eof.wait(), 3)
+    await wait_for(lambda: not relays.pulls and origins[1].streaming == 0, 3, "stop")
+    await relays.close()
+
+
+async def test_webhooks_retry_and_never_block() -> None:
+    received: list[dict[str, Any]] = []
+    calls = 0
+
+    async def hook(request: web.Request) -> web.Response:
+        nonlocal calls
+        calls += 1
+        if calls <= 2:  # the receiver is flaky at first
+            return web.Response(status=503)
+        received.append(await request.json())
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    sender = WebhookSender(WebhookSettings(url=f"http://127.0.0.1:{port}/hook", timeout_s=1.0, retries=3))
+    sender.start()
+    try:
+        events = RelayEvents(RelayMetrics(None), sender)
+        events.emit("relay_started", kind="play", vhost="vh", app="live", stream="s", SourceIndex=0)
+        events.emit("stopped", kind="play", vhost="vh", app="live", stream="s", Reason="x")
+        await wait_for(lambda: len(received) == 2, 6, "webhook delivery")
+        assert [e["Event"] for e in received] == ["relay_started", "stopped"]  # in order, after 2 retries
+        assert received[0]["Vhost"] == "vh" and received[0]["SourceIndex"] == 0
+        assert calls == 4 and sender.failed == 0
+    finally:
+        await sender.close()
+        await runner.cleanup()
+
+    # A dead receiver: send() stays instant and memory stays bounded.
+    dead = WebhookSender(WebhookSettings(url="http://127.0.0.1:9/hook", timeout_s=0.5, retries=1))
+    dead.start()
+    try:
+        started = time.monotonic()
+        for i in range(QUEUE_MAX + 500):
+            dead.send({"Event": "x", "N": i})
+        assert time.monotonic() - started < 0.5
+        assert len(dead._queue) <= QUEUE_MAX and dead.dropped >= 500
+    finally:
+        await dead.close(drain_timeout_s=0.1)
+
+
+async def test_a_denied_origin_is_skipped_without_connecting(hub: Hub, sample_frames: list[Frame]) -> None:
+    origins = Origins(sample_frames, 1)
+    metadata_url = "rtmp://169.254.169.254:1935/live/s"
+    asked: list[str] = []
+
+    def open_source(url: str) -> Any:
+        asked.append(url)
+        return origins.open_source(url)
+
+    metrics = RelayMetrics(None)
+    pull = RelayPull(
+        key=KEY,
+        kind="play",
+        urls=[metadata_url, *origins.urls],
+        publication_factory=lambda: hub.publish(KEY, kind=SourceKind.RELAY_PLAY, owner="t"),
+        settings=fast_settings(),
+        events=RelayEvents(metrics),
+        open_source=open_source,
+    )
+    task = asyncio.create_task(pull.run())
+    await asyncio.wait_for(pull.first_media.wait(), 5)
+    assert asked == [origins.urls[0]]  # the metadata address was never opened
+    row = pull.status()
+    assert row["SourceIndex"] == 1 and row["LastError"].startswith("policy")
+    assert metrics.failures.labels("policy")._value.get() == 1
+    await finish(pull, task)

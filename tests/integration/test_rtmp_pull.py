@@ -1,0 +1,192 @@
+"""sources.rtmp against real origins (nginx-rtmp and our own node), nginx-rtmp pulling from us,
+and every failure reason of the pull contract."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from tests.conftest import ffmpeg_publish, free_port
+from tests.integration.rtmp_helpers import (
+    RecordingSink,
+    RtmpNode,
+    RtmpTestClient,
+    fast_settings,
+    ffprobe_count,
+    nginx_rtmp,
+)
+
+from liverelay.media.frame import FrameKind
+from liverelay.media.rtmp import messages as m
+from liverelay.sources.base import SourceError
+from liverelay.sources.rtmp import pull
+
+pytestmark = pytest.mark.skipif(
+    not Path("/usr/lib/nginx/modules/ngx_rtmp_module.so").exists(), reason="nginx-rtmp module not installed"
+)
+
+
+async def _pull_for(url: str, seconds: float) -> tuple[RecordingSink, BaseException | None]:
+    sink = RecordingSink()
+    task = asyncio.create_task(pull(url, sink, settings=fast_settings().relay))
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+    result = await asyncio.gather(task, return_exceptions=True)
+    exc = result[0] if isinstance(result[0], BaseException) else None
+    return sink, None if isinstance(exc, asyncio.CancelledError) else exc
+
+
+async def _wait_for_publish(port: int, app: str, name: str, timeout: float = 10) -> None:
+    """Wait until the origin serves media for app/name (a short probe play)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        client = RtmpTestClient(port, app, play=name)
+        try:
+            await client.connect()
+            if await client.pump_until(lambda c=client: any(f.kind == FrameKind.VIDEO for f in c.frames), 2):
+                return
+        except (TimeoutError, OSError):
+            pass
+        finally:
+            client.close()
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"origin on {port} never served {app}/{name}")
+
+
+async def test_pull_from_nginx_rtmp(tmp_path: Path, ffmpeg: str, sample_flv: Path) -> None:
+    with nginx_rtmp(tmp_path / "nginx") as port:
+        url = f"rtmp://127.0.0.1:{port}/live/s"
+        with ffmpeg_publish(ffmpeg, sample_flv, url):
+            await _wait_for_publish(port, "live", "s")
+            # Our digest handshake is accepted and nginx signs S2 over our digest.
+            probe = RtmpTestClient(port, "live", play="s")
+            await probe.connect()
+            await probe.pump_until(lambda: m.PLAY_START in probe.codes(), 5)
+            assert probe.session.handshake.server_verified
+            probe.close()
+            sink, exc = await _pull_for(url, 3.0)
+    assert exc is None, exc
+    assert sink.frames[0].kind == FrameKind.DATA
+    video = [f for f in sink.frames if f.kind == FrameKind.VIDEO]
+    assert video[0].config
+    # nginx-rtmp has no GOP cache: it starts at the next keyframe (wait_key) - up to 2 s in.
+    coded = [f for f in video if not f.config]
+    assert coded and coded[0].keyframe
+    assert sink.count(FrameKind.AUDIO) > 40
+    assert sink.first_video_at is not None
+    print(f"nginx-rtmp origin: first keyframe after {(sink.first_video_at - sink.started) * 1000:.0f} ms")
+
+
+async def test_nginx_rtmp_edge_pulls_from_our_node(
+    tmp_path: Path, ffmpeg: str, ffprobe: str, sample_flv: Path
+) -> None:
+    node = await RtmpNode().start()
+    try:
+        edge_app = f"application edge {{ live on; pull rtmp://127.0.0.1:{node.port}/live; }}"
+        with (
+            ffmpeg_publish(ffmpeg, sample_flv, node.url()),
+            nginx_rtmp(tmp_path / "nginx", extra_app=edge_app) as port,
+        ):
+            await node.wait_source(node.key())
+            counts, err = await ffprobe_count(ffprobe, f"rtmp://127.0.0.1:{port}/edge/s", 3)
+        print(f"ffprobe via nginx-rtmp edge pulling from our node: {counts}")
+        assert err.strip() == ""
+        assert counts["video"] >= 85 and counts["audio"] >= 120
+    finally:
+        await node.close()
+
+
+async def test_pull_from_our_node_ends_cleanly_when_publisher_stops(ffmpeg: str, sample_flv: Path) -> None:
+    node = await RtmpNode().start()
+    try:
+        sink = RecordingSink()
+        with ffmpeg_publish(ffmpeg, sample_flv, node.url()):
+            await node.wait_source(node.key())
+            task = asyncio.create_task(pull(node.url() + "?token=abc", sink, settings=node.settings.relay))
+            await asyncio.sleep(1.0)
+        await asyncio.wait_for(task, 5)  # returns (no exception)
+        assert sink.count(FrameKind.VIDEO) > 10
+    finally:
+        await node.close()
+
+
+async def test_pull_stream_not_found_is_protocol_error() -> None:
+    node = await RtmpNode().start()
+    try:
+        _, exc = await _pull_for(node.url(stream="missing"), 5)
+        assert isinstance(exc, SourceError) and exc.reason == "protocol"
+        assert "stream not found at origin" in exc.message
+    finally:
+        await node.close()
+
+
+async def test_pull_connect_refused() -> None:
+    port = free_port()  # nothing listens there
+    _, exc = await _pull_for(f"rtmp://127.0.0.1:{port}/live/s", 5)
+    assert isinstance(exc, SourceError) and exc.reason == "connect"
+
+
+async def test_pull_silent_origin_times_out() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        port = listener.getsockname()[1]
+        t0 = time.monotonic()
+        _, exc = await _pull_for(f"rtmp://127.0.0.1:{port}/live/s", 10)
+        elapsed = time.monotonic() - t0
+    assert isinstance(exc, SourceError) and exc.reason == "timeout"
+    assert elapsed < fast_settings().relay.connect_timeout_s + 1.5
+
+
+async def test_pull_origin_closing_before_media_is_eof() -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        _, exc = await _pull_for(f"rtmp://127.0.0.1:{port}/live/s", 5)
+    finally:
+        server.close()
+    assert isinstance(exc, SourceError) and exc.reason == "eof"
+
+
+async def test_pull_garbage_origin_is_protocol_error() -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        writer.write(b"\x09" + bytes(4000))
+        await writer.drain()
+        await asyncio.sleep(2)
+        writer.close()
+
+    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        _, exc = await _pull_for(f"rtmp://127.0.0.1:{port}/live/s", 5)
+    finally:
+        server.close()
+    assert isinstance(exc, SourceError) and exc.reason == "protocol"
+
+
+async def test_cancel_closes_the_socket_at_once(ffmpeg: str, sample_flv: Path) -> None:
+    node = await RtmpNode().start()
+    try:
+        with ffmpeg_publish(ffmpeg, sample_flv, node.url()):
+            await node.wait_source(node.key())
+            sink = RecordingSink()
+            task = asyncio.create_task(pull(node.url(), sink, settings=node.settings.relay))
+            await asyncio.sleep(0.5)
+            assert node.hub.get(node.key()).viewer_count == 1
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            deadline = time.monotonic() + 2
+            while node.hub.get(node.key()).viewer_count and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert node.hub.get(node.key()).viewer_count == 0
+    finally:
+        await node.close()

@@ -1,0 +1,134 @@
+"""FailoverPolicy: origin order, capped exponential backoff, reset on success, fail-back candidates."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from liverelay.relay.failover import FailoverPolicy
+
+
+def make(n: int, initial: float = 1.0, cap: float = 8.0) -> FailoverPolicy:
+    return FailoverPolicy(n, backoff_initial_s=initial, backoff_max_s=cap)
+
+
+def test_starts_at_first_and_walks_the_list_in_order() -> None:
+    p = make(3)
+    assert p.index == 0
+    assert p.on_failure(100.0) == 100.0  # next origin at once
+    assert p.index == 1
+    assert p.on_failure(101.0) == 101.0
+    assert p.index == 2
+    assert not p.round_exhausted
+
+
+def test_full_failed_round_waits_then_restarts_at_first() -> None:
+    p = make(3, initial=1.0)
+    for t in (0.0, 0.1, 0.2):
+        p.on_failure(t)
+    assert p.round_exhausted
+    assert p.index == 0
+    assert p.not_before == pytest.approx(1.2)
+
+
+def test_backoff_doubles_per_round_and_is_capped() -> None:
+    p = make(2, initial=1.0, cap=5.0)
+    delays = []
+    now = 0.0
+    for _ in range(6):
+        p.on_failure(now)
+        now = p.on_failure(now)  # second origin fails: round over
+        delays.append(p.backoff_delay(p.failed_rounds))
+    assert delays == [1.0, 2.0, 4.0, 5.0, 5.0, 5.0]
+
+
+def test_success_resets_backoff_and_round() -> None:
+    p = make(2, initial=1.0, cap=30.0)
+    for _ in range(3):
+        p.on_failure(0.0)
+        p.on_failure(0.0)
+    assert p.failed_rounds == 3
+    p.on_failure(10.0)  # index 0 fails, index 1 works
+    p.on_success()
+    assert p.index == 1
+    assert p.failed_rounds == 0
+    assert p.not_before == 0.0
+    assert not p.round_exhausted
+    # A fresh failure after success: next origin at once, no backoff.
+    assert p.on_failure(20.0) == 20.0
+    assert p.index == 0
+
+
+def test_round_counts_from_where_a_mid_stream_failure_started() -> None:
+    """Up on the last origin, it fails: every origin gets one try before backing off."""
+    p = make(3)
+    p.switch_to(2)
+    tried = []
+    for t in range(3):
+        p.on_failure(float(t))
+        tried.append(p.index)
+    assert tried == [0, 1, 0]
+    assert p.round_exhausted
+    assert p.not_before == pytest.approx(2.0 + 1.0)
+
+
+def test_single_origin_backs_off_after_every_failure() -> None:
+    p = make(1, initial=0.5, cap=2.0)
+    assert p.on_failure(0.0) == 0.5
+    assert p.on_failure(1.0) == 2.0
+    assert p.on_failure(3.0) == 5.0
+
+
+def test_failback_candidates_are_the_better_origins_best_first() -> None:
+    p = make(4)
+    assert p.failback_candidates() == []
+    p.switch_to(3)
+    assert p.failback_candidates() == [0, 1, 2]
+    with pytest.raises(IndexError):
+        p.switch_to(4)
+
+
+def test_replace_sources_keeps_or_restarts() -> None:
+    p = make(3)
+    p.switch_to(2)
+    p.replace_sources(5, 4)
+    assert (p.n_sources, p.index) == (5, 4)
+    p.replace_sources(2, None)
+    assert (p.n_sources, p.index, p.not_before) == (2, 0, 0.0)
+    with pytest.raises(ValueError):
+        p.replace_sources(0, None)
+
+
+def test_needs_a_source() -> None:
+    with pytest.raises(ValueError):
+        make(0)
+
+
+@given(
+    n=st.integers(1, 10),
+    initial=st.floats(0.0, 10.0),
+    cap=st.floats(0.0, 100.0),
+    events=st.lists(st.sampled_from(["fail", "ok"]), max_size=200),
+)
+def test_invariants_hold_for_any_event_sequence(
+    n: int, initial: float, cap: float, events: list[str]
+) -> None:
+    p = make(n, initial, cap)
+    now = 0.0
+    fails_since_ok = 0
+    for ev in events:
+        now += 0.5
+        if ev == "fail":
+            fails_since_ok += 1
+            start = p.on_failure(now)
+            assert start >= now
+            assert start - now <= max(initial, cap) + 1e-9
+            # No backoff before every origin has had its try.
+            if fails_since_ok < n:
+                assert start == now
+        else:
+            p.on_success()
+            fails_since_ok = 0
+            assert p.not_before == 0.0
+        assert 0 <= p.index < n

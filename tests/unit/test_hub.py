@@ -1,0 +1,533 @@
+"""Hub behaviour with synthetic frames (the hub is in-process: no sockets needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, generate_latest
+
+from liverelay.config import MediaSettings
+from liverelay.hub import Hub, SourceKind, StreamBusy, StreamKey, Subscriber
+from liverelay.media.codecs import make_frame
+from liverelay.media.frame import Frame, FrameKind
+
+KEY = StreamKey("v", "live", "s")
+META = b"\x02\x00\x0aonMetaData\x03\x00\x00\x09"
+
+
+def vcfg(ts: int = 0, tag: bytes = b"A") -> Frame:
+    return make_frame(FrameKind.VIDEO, ts, b"\x17\x00\x00\x00\x00avcC" + tag)
+
+
+def key(ts: int, size: int = 100) -> Frame:
+    return make_frame(FrameKind.VIDEO, ts, b"\x17\x01\x00\x00\x00" + bytes(size))
+
+
+def inter(ts: int, size: int = 50) -> Frame:
+    return make_frame(FrameKind.VIDEO, ts, b"\x27\x01\x00\x00\x00" + bytes(size))
+
+
+def acfg(ts: int = 0, tag: bytes = b"\x12\x10") -> Frame:
+    return make_frame(FrameKind.AUDIO, ts, b"\xaf\x00" + tag)
+
+
+def aac(ts: int, size: int = 20) -> Frame:
+    return make_frame(FrameKind.AUDIO, ts, b"\xaf\x01" + bytes(size))
+
+
+def meta() -> Frame:
+    return make_frame(FrameKind.DATA, 0, META)
+
+
+def gop(start: int, frames: int = 10, step: int = 40) -> list[Frame]:
+    """A keyframe, inter frames and interleaved audio, source timestamps from `start`."""
+    out = [key(start), aac(start)]
+    for i in range(1, frames):
+        out += [inter(start + i * step), aac(start + i * step)]
+    return out
+
+
+def new_hub(**media: int | bool) -> Hub:
+    return Hub(MediaSettings(**media))  # type: ignore[arg-type]
+
+
+def drain(sub: Subscriber) -> list[Frame]:
+    """Take what is queued without waiting."""
+    frames = list(sub._queue)
+    sub._queue.clear()
+    sub._queued_bytes = 0
+    return frames
+
+
+def check_monotonic(frames: list[Frame]) -> None:
+    for kind in (FrameKind.AUDIO, FrameKind.VIDEO):
+        stamps = [f.timestamp for f in frames if f.kind == kind]
+        assert stamps == sorted(stamps), f"{kind.name} goes back: {stamps}"
+
+
+async def test_joiner_gets_metadata_headers_and_gop_from_last_keyframe() -> None:
+    hub = new_hub()
+    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER, owner="enc")
+    for f in [meta(), vcfg(), acfg(), *gop(0), *gop(400)]:
+        pub.write(f)
+    sub = await hub.play(KEY, protocol="rtmp", remote="r", query="", timeout=1)
+    assert sub is not None
+    frames = await sub.read()
+    assert frames[0].kind == FrameKind.DATA and frames[0].payload == META
+    assert frames[1].config and frames[1].kind == FrameKind.VIDEO
+    assert frames[2].config and frames[2].kind == FrameKind.AUDIO
+    assert frames[3].keyframe and frames[3].timestamp == 400
+    assert len(frames) == 3 + 20  # only the last GOP
+    assert {f.timestamp for f in frames[:3]} == {400}  # headers restamped to the GOP start
+    check_monotonic(frames)
+    pub.write(inter(800))
+    assert [f.timestamp for f in await sub.read()] == [800]
+
+
+async def test_gop_cache_is_bounded_and_a_late_joiner_waits_for_the_next_keyframe() -> None:
+    hub = new_hub(gop_max_ms=200)
+    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER)
+    for f in [meta(), vcfg(), acfg(), *gop(0, frames=10)]:  # 360 ms of GOP > 200 ms bound
+        pub.write(f)
+    stream = hub.get(KEY)
+    assert stream is not None and len(stream.gop) == 0
+    sub = await hub.play(KEY, protocol="rtmp", remote="r", timeout=1)
+    assert sub is not None
+    assert [f.kind for f in drain(sub)] == [FrameKind.DATA]
+    pub.write(inter(400))
+    pub.write(aac(400))
+    assert drain(sub) == []
+    pub.write(key(440))
+    frames = drain(sub)
+    assert [(f.kind, f.config, f.keyframe) for f in frames] == [
+        (FrameKind.VIDEO, True, False),
+        (FrameKind.AUDIO, True, False),
+        (FrameKind.VIDEO, False, True),
+    ]
+    # The keyframe keeps its time; headers go no later (the audio one: not after the last audio sent).
+    assert frames[2].timestamp == 440 and frames[0].timestamp == 440 and frames[1].timestamp == 400
+
+
+async def test_gop_cache_byte_bound() -> None:
+    hub = new_hub(gop_max_bytes=1000)
+    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER)
+    pub.write(vcfg())
+    pub.write(key(0, size=600))
+    stream = hub.get(KEY)
+    assert stream is not None and len(stream.gop) == 1
+    pub.write(inter(40, size=600))
+    assert len(stream.gop) == 0 and stream.gop.nbytes == 0
+    pub.write(key(80, size=10))
+    assert len(stream.gop) == 1
+
+
+async def test_audio_only_stream_keeps_a_short_window() -> None:
+    hub = new_hub()
+    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER)
+    pub.write(acfg())
+    for ts in range(0, 5000, 23):
+        pub.write(aac(ts))
+    sub = await hub.play(KEY, protocol="http-flv", remote="r", timeout=1)
+    assert sub is not None
+    frames = drain(sub)
+    assert frames[0].config
+    audio = frames[1:]
+    assert 30 <= len(audio) <= 50  # ~1 s window
+    assert audio[-1].timestamp - audio[0].timestamp <= 1000
+
+
+async def test_leading_inter_frames_are_dropped_until_the_first_keyframe() -> None:
+    hub = new_hub()
+    pub = hub.publish(KEY, kind=SourceKind.RELAY_FIXED, owner="v4")
+    sub = await hub.play(KEY, protocol="rtmp", remote="r", timeout=1)
+    assert sub is not None
+    for f in [vcfg(5000), acfg(5000), inter(5000), aac(5000), inter(5040), key(5080), inter(5120)]:
+        pub.write(f)
+    frames = drain(sub)
+    coded_video = [f for f in frames if f.kind == FrameKind.VIDEO and not f.config]
+    assert coded_video[0].keyframe and len(coded_video) == 2
+    assert frames[0].timestamp == 0  # the stream timeline starts at 0
+
+
+async def test_discontinuity_splices_at_keyframe_rebases_and_resends_headers() -> None:
+    hub = new_hub()
+    pub = hub.publish(KEY, kind=SourceKind.RELAY_PLAY, owner="origin-a")
+    sub = await hub.play(KEY, protocol="rtmp", remote="r", timeout=1)
+    assert sub is not None
+    for f in [meta(), vcfg(tag=b"A"), acfg(), *gop(100_000), *gop(100_400)]:
+        pub.write(f)
+    before = drain(sub)
+    last = max(f.timestamp for f in before)
+    pub.discontinuity()
+    # Origin B: its own timeline (starts at 7), new codec headers, starts mid-GOP.
+    for f in [vcfg(7, tag=b"B"), acfg(7), inter(7), aac(7), inter(47), aac(47), *gop(87)]:
+        pub.write(f)
+    after = drain(sub)
+    assert not sub.ended
+    assert after[0].config and after[0].payload.endswith(b"B") and after[1].config
+    assert after[2].keyframe
+    splice_ts = after[2].timestamp
+    assert last < splice_ts <= last + 100  # one frame duration (40 ms) after the last sent
+    assert all(f.timestamp >= splice_ts for f in after[:3])
+    check_monotonic(before + after)
+    stream = hub.get(KEY)
+    assert stream is not None and stream.splices == 1 and stream.video_header is not None
+    assert stream.video_header.payload.endswith(b"B")
+
+
+async def test_publisher_takes_over_relay_play_and_viewers_continue() -> None:
+    hub = new_hub()
+    relay = hub.publish(KEY, kind=SourceKind.RELAY_PLAY, owner="v3")
+    preempted: list[bool] = []
+    relay.on_preempted = lambda: preempted.append(True)
+    sub = await hub.play(KEY, protocol="http-flv", remote="r", timeout=1)
+    assert sub is not None
+    for f in [vcfg(), acfg(), *gop(0)]:
+        relay.write(f)
+    before = drain(sub)
+    publisher = hub.publish(KEY, kind=SourceKind.PUBLISHER, owner="obs")
+    assert preempted == [True] and not relay.active
+    relay.write(key(5000))  # ignored: preempted
+    assert drain(sub) == []
+    for f in [vcfg(), acfg(), *gop(0)]:
+        publisher.write(f)
+    after = drain(sub)
+    assert after and after[2].keyframe and after[2].timestamp > max(f.timestamp for f in before)
+    check_monotonic(before + after)
+    stream = hub.get(KEY)
+    assert stream is not None and stream.source_kind is SourceKind.PUBLISHER and stream.owner == "obs"
+    relay.close("late close")  # a preempted publication's close must not end the viewers
+    assert not sub.ended
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (SourceKind.PUBLISHER, SourceKind.PUBLISHER),
+        (SourceKind.PUBLISHER, SourceKind.RELAY_PLAY),
+        (SourceKind.PUBLISHER, SourceKind.RELAY_FIXED),
+        (SourceKind.RELAY_FIXED, SourceKind.PUBLISHER),
+        (SourceKind.RELAY_FIXED, SourceKind.RELAY_PLAY),
+        (SourceKind.RELAY_PLAY, SourceKind.RELAY_PLAY),
+        (SourceKind.RELAY_PLAY, SourceKind.RELAY_FIXED),
+    ],
+)
+def test_ownership_rules(first: SourceKind, second: SourceKind) -> None:
+    hub = new_hub()
+    pub = hub.publish(KEY, kind=first, owner="first")
+    with pytest.raises(StreamBusy) as info:
+        hub.publish(KEY, kind=second, owner="second")
+    assert info.value.kind is first and info.value.owner == "first"
+    assert pub.active
+    pub.close()
+    assert hub.publish(KEY, kind=second, owner="second").active  # free once closed
+
+
+async def test_small_backward_steps_are_clamped_and_big_jumps_rebased() -> None:
+    hub = new_hub()
+    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER)
+    sub = await hub.play(KEY, protocol="rtmp", remote="r", timeout=1)
+    assert sub is not None
+    for f in [vcfg(), key(0), inter(40), inter(30), inter(80), inter(50_000), inter(50_040), inter(10)]:
+        pub.write(f)
+    stamps = [f.timestamp for f in drain(sub) if not f.config]
+    assert stamps[:4] == [0, 40, 40, 80]  # 30 after 40: clamped
+    # +50 s jump: rebased about one frame duration after, then the source's own spacing.
+    assert 80 < stamps[4] <= 180 and stamps[5] == stamps[4] + 40
+    assert stamps[5] < stamps[6] <= stamps[5] + 100  # back to 10: rebased again
+    stream = hub.get(KEY)
+    assert stream is not None and stream.rebases == 2
+
+
+async def test_overflowing_viewer_skips_to_next_keyframe_with_headers() -> None:
+    hub = new_hub(viewer_queue_bytes=3000, viewer_max_skips=3)
+    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER)
+    for f in [vcfg(), acfg(), key(0)]:
+        pub.write(f)
+    slow = await hub.play(KEY, protocol="rtmp", remote="slow", timeout=1)
+    fast = await hub.play(KEY, protocol="rtmp", remote="fast", timeout=1)
+    assert slow is not None and fast is not None
+    await slow.read()
+    received: list[Frame] = list(await fast.read())
+    for i in range(1, 60):  # 60 x 205 B > 3000 B: the slow one overflows
+        pub.write(inter(i * 40, size=200))
+        received += await fast.read()
+    assert slow.skips == 1 and slow.queued_bytes == 0 and not slow.ended
+    pub.write(inter(2400))
+    assert drain(slow) == []
+    pub.write(key(2440))
+    frames = await slow.read()
+    assert [(f.config, f.keyframe) for f in frames] == [(True, False), (True, False), (False, True)]
+    received += await fast.read()
+    assert len([f for f in received if not f.config]) == 1 + 59 + 2  # the fast viewer lost nothing
+    assert hub.viewer_skips == 1
+
+
+async def test_viewer_that_keeps_overflowing_is_dropped() -> None:
+    hub = new_hub(viewer_queue_bytes=2000, viewer_max_skips=2)
+    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER)
+    pub.write(vcfg())
+    sub = await hub.play(KEY, protocol="http-flv", remote="stuck", timeout=1)
+    assert sub is not None
+    dropped: list[bool] = []
+    sub.on_drop = lambda: dropped.append(True)
+    counts: list[int] = []
+    stream = hub.get(KEY)
+    assert stream is not None
+    stream.add_viewer_listener(counts.append)
+    ts = 0
+    for _ in range(4):  # never reads: every GOP overflows its queue
+        for f in [key(ts), *(inter(ts + 40 * i, size=300) for i in range(1, 10))]:
+            pub.write(f)
+        ts += 400
+    assert sub.ended and sub.end_reason == "slow" and dropped == [True]
+    assert await asyncio.wait_for(sub.read(), 1) == []
+    assert stream.viewer_count == 0 and counts == [0]
+    assert hub.viewer_drops == 1 and hub.viewer_skips == 3
+
+
+async def test_a_viewer_that_reads_whole_gops_is_forgiven_its_skips() -> None:
+    hub = new_hub(viewer_queue_bytes=2000, viewer_max_skips=1)
+    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER)
+    pub.write(vcfg())
+    sub = await hub.play(KEY, protocol="rtmp", remote="bursty", timeout=1)
+    assert sub is not None
+    ts = 0
+    for _ in range(5):
+        for f in [key(ts), *(inter(ts + 40 * i, size=300) for i in range(1, 10))]:  # overflow once
+            pub.write(f)
+        ts += 400
+        for f in [key(ts), inter(ts + 40), key(ts + 80), inter(ts + 120)]:  # then GOPs it reads in time
+            pub.write(f)
+            await sub.read()
+        ts += 160
+    assert sub.skips == 5 and not sub.ended
+
+
+async def test_viewer_listener_counts_and_eof_on_close() -> None:
+    hub = new_hub()
+    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER)
+    stream = hub.get(KEY)
+    assert stream is not None
+    counts: list[int] = []
+    remove = stream.add_viewer_listener(counts.append)
+    a = await hub.play(KEY, protocol="rtmp", remote="a", timeout=1)
+    b = await hub.play(KEY, protocol="http-flv", remote="b", timeout=1)
+    assert a is not None and b is not None
+    assert hub.viewers_by_protocol() == {"rtmp": 1, "http-flv": 1}
+    a.close()
+    a.close()  # idempotent
+    assert counts == [1, 2, 1] and stream.viewer_count == 1
+    for f in [vcfg(), key(0)]:
+        pub.write(f)
+    pub.close("publisher left")
+    assert len(await b.read()) == 2  # what was queued is still delivered ...
+    assert await b.read() == []  # ... then EOF
+    assert counts == [1, 2, 1, 0]
+    assert hub.get(KEY) is None  # no source, no viewers: gone
+    remove()
+    assert await hub.play(KEY, protocol="rtmp", remote="c", timeout=1) is None
+
+
+async def test_play_trigger_success_registers_the_viewer_first() -> None:
+    hub = new_hub()
+    seen: list[int] = []
+
+    async def trigger(k: StreamKey, query: str) -> bool:
+        stream = hub.get(k)
+        assert stream is not None
+        seen.append(stream.viewer_count)
+        assert query == "token=abc"
+        await asyncio.sleep(0.05)  # the pull connects ...
+        pub = hub.publish(k, kind=SourceKind.RELAY_PLAY, owner="v3")
+        for f in [vcfg(), acfg(), key(1000)]:
+            pub.write(f)
+        return True
+
+    hub.play_trigger = trigger
+    sub = await hub.play(KEY, protocol="http-flv", remote="r", query="token=abc", timeout=2)
+    assert sub is not None and seen == [1]
+    frames = await asyncio.wait_for(sub.read(), 1)
+    assert [(f.config, f.keyframe) for f in frames] == [(True, False), (True, False), (False, True)]
+
+
+@pytest.mark.parametrize("outcome", ["false", "timeout", "error"])
+async def test_play_trigger_failure_returns_none_and_unregisters(outcome: str) -> None:
+    hub = new_hub()
+    counts: list[int] = []
+
+    async def trigger(k: StreamKey, query: str) -> bool:
+        stream = hub.get(k)
+        assert stream is not None
+        stream.add_viewer_listener(counts.append)
+        if outcome == "timeout":
+            await asyncio.sleep(30)
+        if outcome == "error":
+            raise RuntimeError("origin table broken")
+        return False
+
+    hub.play_trigger = trigger
+    started = time.monotonic()
+    assert await hub.play(KEY, protocol="rtmp", remote="r", timeout=0.2) is None
+    assert time.monotonic() - started < 1.0
+    assert counts == [0] and hub.get(KEY) is None
+
+
+async def test_play_without_source_and_trigger_is_none_at_once() -> None:
+    hub = new_hub()
+    assert await hub.play(KEY, protocol="rtmp", remote="r", timeout=5) is None
+    assert hub.get(KEY) is None
+
+
+async def test_hub_close_ends_everything() -> None:
+    hub = new_hub()
+    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER)
+    sub = await hub.play(KEY, protocol="rtmp", remote="r", timeout=1)
+    assert sub is not None
+    reader = asyncio.create_task(sub.read())
+    await asyncio.sleep(0)
+    await hub.close()
+    assert await asyncio.wait_for(reader, 1) == []
+    assert not pub.active and hub.streams() == []
+    with pytest.raises(StreamBusy):
+        hub.publish(KEY, kind=SourceKind.PUBLISHER)
+
+
+async def test_stats_and_metrics() -> None:
+    registry = CollectorRegistry()
+    hub = Hub(MediaSettings(), metrics=registry)
+    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER, owner="enc")
+    sub = await hub.play(KEY, protocol="http-flv", remote="r", timeout=1)
+    assert sub is not None
+    for f in [vcfg(), *gop(0)]:
+        pub.write(f)
+    sub.add_bytes_out(1234)
+    stream = hub.get(KEY)
+    assert stream is not None
+    stats = stream.stats()
+    assert stats["bytes_in"] == sum(len(f.payload) for f in [vcfg(), *gop(0)])
+    assert stats["bytes_out"] == 1234 and stats["frames_in"] == 21 and stats["viewers"] == 1
+    assert stats["source_kind"] == "publisher" and stats["owner"] == "enc"
+    text = generate_latest(registry).decode()
+    assert "liverelay_streams 1.0" in text
+    assert 'liverelay_viewers{protocol="http-flv"} 1.0' in text
+    assert f"liverelay_bytes_in_total {float(stats['bytes_in'])}" in text
+    assert "liverelay_bytes_out_total 1234.0" in text
+    assert "liverelay_viewer_skips_total 0.0" in text and "liverelay_viewer_drops_total 0.0" in text
+    pub.close()
+    sub.close()
+    text = generate_latest(registry).decode()
+    assert "liverelay_streams 0.0" in text and "liverelay_bytes_out_total 1234.0" in text  # totals survive
+
+
+async def test_bitrate_over_a_sliding_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("liverelay.hub.stream.time.monotonic", lambda: now[0])
+    hub = new_hub()
+    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER)
+    stream = hub.get(KEY)
+    assert stream is not None
+    for second in range(10):
+        now[0] = 1000.0 + second
+        for i in range(10):
+            pub.write(aac(second * 1000 + i * 100, size=998))  # 10 kB per second
+    now[0] = 1010.0
+    assert stream.bitrate() == pytest.approx(80_000)
+    now[0] = 1030.0
+    assert stream.bitrate() == 0
+
+
+# -- property: whatever the source does, each viewer's timeline only moves forward --
+
+_events = st.lists(
+    st.one_of(
+        st.tuples(st.just("key"), st.integers(-5000, 10**7)),
+        st.tuples(st.just("inter"), st.integers(-5000, 10**7)),
+        st.tuples(st.just("audio"), st.integers(-5000, 10**7)),
+        st.tuples(st.just("step"), st.integers(-200, 200)),
+        st.tuples(st.just("cfg"), st.integers(0, 3)),
+        st.tuples(st.just("disc"), st.just(0)),
+        st.tuples(st.just("join"), st.just(0)),
+    ),
+    max_size=120,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_events)
+def test_property_viewer_timelines_are_monotonic_and_start_at_keyframes(
+    events: list[tuple[str, int]],
+) -> None:
+    hub = new_hub(viewer_queue_bytes=1 << 30)
+    pub = hub.publish(KEY, kind=SourceKind.RELAY_FIXED)
+    stream = hub.get(KEY)
+    assert stream is not None
+    viewers: list[tuple[Subscriber, list[Frame]]] = []
+    ts = 0
+
+    def join() -> None:
+        sub = stream.subscribe(protocol="rtmp", remote="p", query="")
+        viewers.append((sub, []))
+
+    join()
+    for op, value in events:
+        if op == "step":
+            ts = max(0, ts + value)
+            pub.write(inter(ts) if value % 2 else aac(ts))
+        elif op == "key":
+            ts = max(0, value)
+            pub.write(key(ts))
+        elif op == "inter":
+            pub.write(inter(max(0, value)))
+        elif op == "audio":
+            pub.write(aac(max(0, value)))
+        elif op == "cfg":
+            pub.write(vcfg(ts, tag=bytes([value])) if value % 2 else acfg(ts))
+        elif op == "disc":
+            pub.discontinuity()
+        elif op == "join":
+            join()
+        for sub, got in viewers:
+            got.extend(drain(sub))
+    for _sub, got in viewers:
+        stamps = [f.timestamp for f in got]
+        assert all(s >= 0 for s in stamps)
+        check_monotonic(got)
+        coded = [f for f in got if f.kind == FrameKind.VIDEO and not f.config]
+        if coded:
+            assert coded[0].keyframe
+
+
+async def test_audio_rides_along_with_the_next_video_frame() -> None:
+    hub = new_hub()
+    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER)
+    for f in [vcfg(), acfg(), key(0)]:
+        pub.write(f)
+    sub = await hub.play(KEY, protocol="http-flv", remote="r", timeout=1)
+    assert sub is not None
+    await sub.read()
+    pub.write(aac(10))
+    pub.write(aac(33))
+    reader = asyncio.create_task(sub.read())
+    await asyncio.sleep(0.02)
+    assert not reader.done()  # audio alone does not wake the writer ...
+    pub.write(inter(40))
+    batch = await asyncio.wait_for(reader, 1)  # ... the next video frame takes it along
+    assert [f.timestamp for f in batch] == [10, 33, 40]
+    pub.close()
+    assert await sub.read() == []
+
+
+async def test_audio_only_stream_wakes_on_every_frame() -> None:
+    hub = new_hub()
+    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER)
+    pub.write(acfg())
+    sub = await hub.play(KEY, protocol="http-flv", remote="r", timeout=1)
+    assert sub is not None
+    await sub.read()
+    pub.write(aac(23))
+    assert [f.timestamp for f in await asyncio.wait_for(sub.read(), 1)] == [23]
