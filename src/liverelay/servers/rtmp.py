@@ -250,9 +250,11 @@ class _Connection:
         frames = await sub.read()
         ended = not frames
         if frames:
-            burst = b"".join([frame_chunks(f, session.chunk_size, sid) for f in frames])
-            self.write(burst)
-            sub.add_bytes_out(len(burst))
+            chunks = [frame_chunks(f, session.chunk_size, sid) for f in frames]
+            self.writer.transport.writelines(chunks)
+            n = sum(map(len, chunks))
+            self.bytes_out += n
+            sub.add_bytes_out(n)
             self.play_done = asyncio.get_running_loop().create_future()
             self.server.flusher.add(self)
             try:
@@ -366,13 +368,13 @@ class _PlayFlusher:
             return
         size = conn.session.chunk_size
         sid = conn.play_stream_id
-        if len(frames) == 1:
-            data = frame_chunks(frames[0], size, sid)
-        else:
-            data = b"".join([frame_chunks(f, size, sid) for f in frames])
-        transport.write(data)
-        conn.bytes_out += len(data)
-        sub.add_bytes_out(len(data))
+        # writelines hands the shared cached bytes to the transport without joining them
+        # into a per-viewer copy (uvloop keeps references to unsent bytes, not copies).
+        chunks = [frame_chunks(f, size, sid) for f in frames]
+        transport.writelines(chunks)
+        n = sum(map(len, chunks))
+        conn.bytes_out += n
+        sub.add_bytes_out(n)
 
 
 class RtmpServer:
