@@ -66,7 +66,75 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         results["relay"] = await relay.run(
             counts, window_s=window, hls_counts=([min(counts)] if args.hls else None)
         )
+    print(summary(results))
     return results
+
+
+def summary(results: dict[str, Any]) -> str:
+    """One closing table: the headline numbers of every benchmark that ran, ours vs nginx-rtmp."""
+    from .report import fmt, table
+
+    rows: list[list[str]] = []
+    for key, m in (results.get("fanout") or {}).items():
+        label, _, n = key.partition("@")
+        if label == "nginx-rtmp" or n == "marginal":
+            continue
+        base = results["fanout"].get(f"nginx-rtmp@{n}") or {}
+        rows.append(
+            [
+                f"fan-out {n} viewers: {label} vs nginx-rtmp",
+                _versus("CPU", m["cpu_pct"], base.get("cpu_pct"), "%"),
+                _versus("RSS", m["rss_mb"], base.get("rss_mb"), " MB"),
+                f"full rate {fmt(m['full_rate'], 0)}/{n}, media/wall min {fmt(m['media_wall_min'], 3)}",
+            ]
+        )
+    ttff = results.get("ttff") or {}
+    for ours, theirs in (
+        ("ours edge/ours origin cold", "nginx edge/nginx origin cold"),
+        ("ours edge/ours origin warm", "nginx edge/nginx origin warm"),
+        ("ours edge/nginx origin cold", "nginx origin direct"),
+    ):
+        if ours in ttff and theirs in ttff:
+            o, t = ttff[ours]["ttff_median_ms"], ttff[theirs]["ttff_median_ms"]
+            rows.append([f"TTFF {ours} vs {theirs}", f"{fmt(o, 0)} vs {fmt(t, 0)} ms", "", ""])
+    fo = results.get("failover") or {}
+    for edge, d in (fo.get("dead_first") or {}).items():
+        rows.append(
+            [
+                f"failover [dead, alive], {edge} edge",
+                f"played {d['played']}",
+                f"TTFF {fmt(d['ttff_median_ms'], 0)} ms",
+                "",
+            ]
+        )
+    for case, k in (fo.get("kill_in_use") or {}).items():
+        rows.append(
+            [
+                f"origin killed, {case}",
+                f"recovered {k['recovered']}",
+                f"gap {fmt(k['gap_median_ms'], 0)} ms",
+                f"reconnects {k['reconnects_total']}",
+            ]
+        )
+    for case, r in (results.get("relay") or {}).items():
+        if "failed" in r:
+            rows.append([f"fixed relays {case}", "failed", "", ""])
+            continue
+        rows.append(
+            [
+                f"fixed relays {case}",
+                f"CPU {fmt(r['cpu_per_relay_pct'], 3)} %/relay",
+                f"RSS {fmt(r['rss_per_relay_kb'])} kB/relay",
+                f"create->playable {fmt(r['playable_median_ms'], 0)} ms",
+            ]
+        )
+    return "\nsummary (medians)\n" + table(["what", "", "", ""], rows) if rows else ""
+
+
+def _versus(what: str, ours: float | None, theirs: float | None, unit: str) -> str:
+    from .report import fmt, ratio
+
+    return f"{what} {fmt(ours)}{unit} vs {fmt(theirs)}{unit} ({fmt(ratio(ours, theirs), 2)}x)"
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

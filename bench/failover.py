@@ -86,11 +86,23 @@ async def dead_first(kind: str, runs: int) -> dict[str, Any]:
     return out
 
 
-async def kill_in_use(kind: str, viewers: int, observe_s: float) -> dict[str, Any]:
-    """Origins [A, B] alive; kill A while viewers watch the edge."""
+async def kill_in_use(
+    kind: str, viewers: int, observe_s: float, origin_kind: str = "nginx"
+) -> dict[str, Any]:
+    """Origins [A, B] alive; kill A while viewers watch the edge.
+
+    origin_kind "ours" (our edge only) shows how much of the gap is the wait for the
+    next keyframe from B: our origin answers a new pull from its GOP cache.
+    """
     sample = ensure_sample()
-    a = NginxRtmp(name="origin-a").start()
-    b = NginxRtmp(name="origin-b").start()
+    a: NginxRtmp | LiverelayNode
+    b: NginxRtmp | LiverelayNode
+    if origin_kind == "ours":
+        a = LiverelayNode(config=node_config(), name="origin-a").start()
+        b = LiverelayNode(config=node_config(), name="origin-b").start()
+    else:
+        a = NginxRtmp(name="origin-a").start()
+        b = NginxRtmp(name="origin-b").start()
     pubs = [
         start_publisher(sample, a.rtmp_url(APP, STREAM), name="pub-a"),
         start_publisher(sample, b.rtmp_url(APP, STREAM), name="pub-b"),
@@ -121,6 +133,8 @@ async def kill_in_use(kind: str, viewers: int, observe_s: float) -> dict[str, An
             await asyncio.sleep(0.05)
         await asyncio.sleep(2.0)
         kill_at = time.monotonic()
+        for v in pool.viewers:
+            v.stats.watch_from = kill_at
         assert a.process is not None
         a.process.kill()  # SIGKILL: the origin vanishes without a goodbye
         await asyncio.sleep(observe_s)
@@ -128,23 +142,18 @@ async def kill_in_use(kind: str, viewers: int, observe_s: float) -> dict[str, An
         per_viewer = []
         for v in pool.viewers:
             st = v.stats
-            gaps = [e - s for s, e in st.gap_ends if e >= kill_at]
-            recovered = (
-                st.last_frame_at is not None and st.last_frame_at > kill_at + max(gaps, default=0) - 1e-9
-            )
-            if gaps:
-                gap = max(gaps)
-            elif st.last_frame_at is not None and end - st.last_frame_at > GAP_LOG_S:
-                gap = None  # frames stopped and never came back
-            else:
-                gap = 0.0  # no pause beyond normal frame spacing
+            stalled = None if st.last_frame_at is None else end - st.last_frame_at
+            # Recovered = frames flow again at the end; the gap is then the longest pause
+            # ending after the kill (last frame before -> first frame after).
+            recovered = stalled is not None and stalled < GAP_LOG_S and st.last_frame_at > kill_at
+            gap = st.max_gap_watched if recovered else None
             per_viewer.append(
                 {
                     "gap_ms": None if gap is None else 1000 * gap,
-                    "recovered": bool(recovered and gap is not None),
+                    "recovered": recovered,
                     "reconnects": st.reconnects,
                     "disconnects_after_kill": sum(1 for c in st.closes if c >= kill_at),
-                    "stalled_for_ms": 1000 * (end - st.last_frame_at) if st.last_frame_at else None,
+                    "stalled_for_ms": None if stalled is None else 1000 * stalled,
                 }
             )
     finally:
@@ -159,6 +168,7 @@ async def kill_in_use(kind: str, viewers: int, observe_s: float) -> dict[str, An
     gaps_ms = [p["gap_ms"] for p in per_viewer if p["gap_ms"] is not None]
     out = {
         "edge": kind,
+        "origins": origin_kind,
         "viewers": viewers,
         "observe_s": observe_s,
         "recovered": sum(1 for p in per_viewer if p["recovered"]),
@@ -169,7 +179,8 @@ async def kill_in_use(kind: str, viewers: int, observe_s: float) -> dict[str, An
         "per_viewer": per_viewer,
     }
     progress(
-        f"  kill origin in use, {kind} edge: recovered {out['recovered']}/{viewers}, gap median "
+        f"  kill origin in use, {kind} edge over {origin_kind} origins: "
+        f"recovered {out['recovered']}/{viewers}, gap median "
         f"{fmt(out['gap_median_ms'], 0)} ms, reconnects {out['reconnects_total']}, "
         f"disconnects {out['disconnects_total']}"
     )
@@ -183,14 +194,19 @@ async def run(quick: bool = False) -> dict[str, Any]:
     progress("failover: origins [dead, alive]")
     dead = [await dead_first(kind, runs) for kind in ("nginx", "ours")]
     progress("failover: origin in use killed")
-    killed = [await kill_in_use(kind, viewers, observe_s) for kind in ("nginx", "ours")]
+    killed = [
+        await kill_in_use(kind, viewers, observe_s, origins)
+        for kind, origins in (("nginx", "nginx"), ("ours", "nginx"), ("ours", "ours"))
+    ]
     print(render(dead, killed))
     path = save("failover", {"dead_first": dead, "kill_in_use": killed})
     progress(f"failover results saved to {path}")
     return {
         "dead_first": {d["edge"]: {k: d[k] for k in ("played", "ttff_median_ms", "errors")} for d in dead},
         "kill_in_use": {
-            k["edge"]: {x: k[x] for x in ("recovered", "gap_median_ms", "gap_max_ms", "reconnects_total")}
+            f"{k['edge']} edge/{k['origins']} origins": {
+                x: k[x] for x in ("recovered", "gap_median_ms", "gap_max_ms", "reconnects_total")
+            }
             for k in killed
         },
     }
@@ -209,7 +225,7 @@ def render(dead: list[dict[str, Any]], killed: list[dict[str, Any]]) -> str:
     ]
     rows2 = [
         [
-            k["edge"],
+            f"{k['edge']} edge/{k['origins']} origins",
             f"{k['recovered']}/{k['viewers']}",
             fmt(k["gap_median_ms"], 0),
             fmt(k["gap_max_ms"], 0),

@@ -97,7 +97,7 @@ async def run_one(
     sample: Path,
     window_s: float,
     warmup_s: float,
-    idle_s: float = 3.0,
+    idle_s: float = 5.0,
     profile_to: Path | None = None,
 ) -> dict[str, Any]:
     server = start_server(target)
@@ -247,6 +247,10 @@ def summarize(runs: list[dict[str, Any]], viewers: list[int], targets: list[str]
         for label in targets:
             ok = [r for r in runs if r["target"] == label and r["viewers"] == n and "failed" not in r]
             out[f"{label}@{n}"] = {**medians(ok), "runs_ok": len(ok)}
+    for label in targets:
+        slope = marginal(out, label, viewers)
+        if slope is not None:
+            out[f"{label}@marginal"] = {"cpu_pct_per_viewer": slope[0], "rss_kb_per_viewer": slope[1]}
     return out
 
 
@@ -281,4 +285,24 @@ def render(summary: dict[str, Any], viewers: list[int], targets: list[str]) -> s
                         "",
                     ]
                 )
-    return "fan-out (medians of repeats)\n" + table(headers, rows)
+    lines = []
+    for label in targets:
+        slope = marginal(summary, label, viewers)
+        if slope is not None:
+            lines.append(
+                f"{label}: marginal cost per viewer ({min(viewers)}->{max(viewers)}): "
+                f"{slope[0]:.4f} % CPU, {slope[1]:.1f} kB RSS"
+            )
+    return (
+        "fan-out (medians of repeats)\n" + table(headers, rows) + ("\n" + "\n".join(lines) if lines else "")
+    )
+
+
+def marginal(summary: dict[str, Any], label: str, viewers: list[int]) -> tuple[float, float] | None:
+    """(CPU %, RSS kB) per added viewer between the smallest and the largest N: no idle
+    baseline needed, so it is steadier than the per-viewer column at small N."""
+    lo, hi = min(viewers), max(viewers)
+    a, b = summary.get(f"{label}@{lo}"), summary.get(f"{label}@{hi}")
+    if hi == lo or not a or not b or None in (a["cpu_pct"], b["cpu_pct"], a["rss_mb"], b["rss_mb"]):
+        return None
+    return (b["cpu_pct"] - a["cpu_pct"]) / (hi - lo), (b["rss_mb"] - a["rss_mb"]) * 1e3 / (hi - lo)

@@ -49,6 +49,10 @@ class ViewerStats:
     max_gap_s: float = 0.0  # longest wall gap between two media frames
     gap_ends: list[tuple[float, float]] = field(default_factory=list)  # (gap start, gap end) > gap_log_s
     closes: list[float] = field(default_factory=list)  # when each connection ended
+    # Longest gap between two frames where the later one arrived after `watch_from`
+    # (failover: set to the kill time, this is the outage as the viewer saw it).
+    watch_from: float | None = None
+    max_gap_watched: float = 0.0
     closed_at: float | None = None
     error: str | None = None
     reconnects: int = 0
@@ -80,6 +84,8 @@ class ViewerStats:
             gap = now - self.last_frame_at
             if gap > self.max_gap_s:
                 self.max_gap_s = gap
+            if self.watch_from is not None and now >= self.watch_from and gap > self.max_gap_watched:
+                self.max_gap_watched = gap
             if gap > gap_log_s and len(self.gap_ends) < 100:
                 self.gap_ends.append((self.last_frame_at, now))
         self.last_frame_at = now

@@ -201,6 +201,24 @@ async def run(runs: int = 10) -> dict[str, Any]:
                 await run_case(f"ours edge/{origin_label} warm", probe, runs, lambda u=eurl: const(u))
             )
             keepers.pop().close()
+
+        progress("ttff: our edge over nginx origin, HTTP-FLV viewers")
+        furl = ours_edge_n.flv_url(APP, STREAM)
+        await until_cold(ours_edge_n)
+        cases.append(
+            await run_case(
+                "ours edge/nginx origin cold, HTTP-FLV",
+                nginx_probe,
+                runs,
+                lambda: const(furl),
+                lambda: until_cold(ours_edge_n),
+            )
+        )
+        keepers.append(await start_probe(furl))
+        cases.append(
+            await run_case("ours edge/nginx origin warm, HTTP-FLV", nginx_probe, runs, lambda: const(furl))
+        )
+        keepers.pop().close()
     finally:
         for v in probes + keepers:
             v.close()

@@ -175,7 +175,8 @@ async def _pull_until(url: str, ffmpeg: str, enough_video: int = 30, timeout: fl
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, SourceError):
-            await task
+            async with asyncio.timeout(10):  # a pull that ignores cancellation fails here
+                await task
 
 
 def _assert_playable_frames(frames: list[Frame]) -> None:

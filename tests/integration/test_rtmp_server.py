@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import struct
 import time
@@ -21,6 +22,7 @@ from tests.integration.rtmp_helpers import (
     started_node,
 )
 
+from liverelay.hub import StreamKey
 from liverelay.media.frame import FrameKind
 from liverelay.media.rtmp import messages as m
 from liverelay.sources.rtmp import pull
@@ -250,3 +252,62 @@ async def test_server_close_ends_publishers_and_viewers(ffmpeg: str, sample_flv:
     finally:
         await node.close()
     assert sink.frames
+
+
+class _Domains:
+    """Stands in for store.domains.DomainTable: host -> vhost."""
+
+    def __init__(self, table: dict[str, str]) -> None:
+        self.table = table
+
+    def vhost_for(self, host: str) -> str | None:
+        return self.table.get(host)
+
+
+async def _connect_app(port: int, tc_url: str, app: str = "live") -> RtmpTestClient:
+    client = RtmpTestClient(port, app, publish="cam")
+    client.session.tc_url = tc_url
+    await client.connect()
+    await client.pump_until(lambda: client.session.state in ("ended", "publishing") or client.statuses, 5)
+    return client
+
+
+async def test_vhost_from_tcurl_domain_table_and_query() -> None:
+    node = RtmpNode()
+    node.settings.media.default_vhost = ""  # strict
+    node.node.domains = _Domains({"play.example.com": "vh1", "other.example.com": "vh2"})
+    await node.start()
+    try:
+        known = await _connect_app(node.port, f"rtmp://play.example.com:{node.port}/live")
+        assert m.PUBLISH_START in known.codes()
+        assert node.hub.get(StreamKey("vh1", "live", "cam")) is not None
+        known.close()
+        by_query = await _connect_app(node.port, f"rtmp://127.0.0.1:{node.port}/live?vhost=other.example.com")
+        assert m.PUBLISH_START in by_query.codes()
+        assert node.hub.get(StreamKey("vh2", "live", "cam")) is not None
+        by_query.close()
+        unknown = await _connect_app(node.port, f"rtmp://nobody.example.com:{node.port}/live")
+        assert unknown.session.state == "ended" and not unknown.codes()
+        unknown.close()
+    finally:
+        await node.close()
+
+
+async def test_idle_publisher_times_out_and_every_end_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    node = RtmpNode()
+    node.settings.media.idle_timeout_s = 0.5
+    await node.start()
+    caplog.set_level(logging.INFO, logger="liverelay.rtmp")
+    try:
+        client = await _connect_app(node.port, f"rtmp://127.0.0.1:{node.port}/live")
+        assert m.PUBLISH_START in client.codes()
+        t0 = time.monotonic()
+        assert await client.pump_until(lambda: False, timeout=3) is False
+        assert time.monotonic() - t0 < 2
+        client.close()
+        await asyncio.sleep(0.1)
+    finally:
+        await node.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "liverelay.rtmp"]
+    (line,) = [x for x in lines if "idle timeout" in x]
+    assert " publish __defaultVhost__/live/cam in=" in line and " out=" in line

@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
-from bench.loadclient import FlvViewer, ViewerPool
+from bench.loadclient import FlvViewer, ViewerPool, ViewerStats
 
 from liverelay.media.codecs import make_frame
 from liverelay.media.flv import flv_header, flv_tag
-from liverelay.media.frame import FrameKind
+from liverelay.media.frame import Frame, FrameKind
 
 FPS = 30
 VIDEO_BYTES = 4000  # 30 fps * 4 kB: well past the counters' 32 KiB wake-up mark each second
@@ -137,3 +137,23 @@ async def test_garbage_body_fails_one_viewer_only(unused_tcp_port: int) -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+def test_stats_gap_watch_and_media_wall_ratio() -> None:
+    st = ViewerStats(0, "flv", True, started_at=100.0)
+    key = make_frame(FrameKind.VIDEO, 0, b"\x17\x01" + bytes(10))
+    inter = make_frame(FrameKind.VIDEO, 33, b"\x27\x01" + bytes(10))
+    config = make_frame(FrameKind.VIDEO, 0, b"\x17\x00" + bytes(10))
+    st.on_frame(config, 100.1, 0.5)
+    assert st.first_video_key_at is None  # a sequence header is not the first keyframe
+    st.on_frame(key, 100.2, 0.5)
+    st.mark(100.2)
+    st.on_frame(inter, 100.233, 0.5)
+    st.watch_from = 100.5
+    st.on_frame(Frame(FrameKind.VIDEO, 2033, inter.payload), 102.233, 0.5)  # a 2 s outage
+    st.on_frame(Frame(FrameKind.VIDEO, 2066, inter.payload), 102.266, 0.5)
+    assert st.ttff_s is not None and abs(st.ttff_s - 0.2) < 1e-9
+    assert abs(st.max_gap_watched - 2.0) < 1e-9
+    assert st.gap_ends == [(100.233, 102.233)]
+    ratio = st.media_wall_ratio_since_mark(102.266)
+    assert ratio is not None and abs(ratio - 2.066 / 2.066) < 0.01

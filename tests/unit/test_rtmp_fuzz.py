@@ -19,6 +19,7 @@ from liverelay.media.rtmp import (
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "rtmp"
 PUBLISH = (FIXTURES / "ffmpeg_publish_c2s.bin").read_bytes()
 PLAY = (FIXTURES / "ffmpeg_play_s2c.bin").read_bytes()
+NGINX_PLAY = (FIXTURES / "nginx_play_s2c.bin").read_bytes()
 HANDSHAKE = 1 + 2 * 1536
 MAX_MESSAGE = 64 * 1024
 
@@ -106,3 +107,18 @@ def test_client_mutated_truncated_play_capture(mutations: list, split: int, cut:
 @given(st.binary(max_size=3000), st.integers(1, 700))
 def test_client_garbage_after_handshake(garbage: bytes, split: int) -> None:
     drive_client(PLAY[:HANDSHAKE] + garbage, split)
+
+
+_nginx_mutations = st.lists(
+    st.tuples(st.integers(0, len(NGINX_PLAY) - 1), st.integers(0, 255)), min_size=1, max_size=8
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_nginx_mutations, st.integers(1, 5000), st.integers(0, len(NGINX_PLAY)))
+def test_client_mutated_truncated_nginx_capture(mutations: list, split: int, cut: int) -> None:
+    data = bytearray(NGINX_PLAY[:cut])
+    for pos, value in mutations:
+        if pos < len(data):
+            data[pos] = value
+    drive_client(bytes(data), split)

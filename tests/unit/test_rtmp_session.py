@@ -208,3 +208,21 @@ def test_replay_server_output_into_client() -> None:
     assert first_video.config
     assert next(f for f in frames if f.kind == FrameKind.VIDEO and not f.config).keyframe
     assert sum(1 for f in frames if f.kind == FrameKind.VIDEO) >= 20
+
+
+def test_replay_nginx_rtmp_output_into_client() -> None:
+    # nginx-rtmp compresses headers (fmt 1-3) unlike our fmt-0-only writer: a foreign dialect.
+    data = (FIXTURES / "nginx_play_s2c.bin").read_bytes()
+    client = RtmpClientSession(app="live", tc_url="rtmp://127.0.0.1/live", play="cap")
+    client.initiate()
+    events: list = []
+    for i in range(0, len(data), 1000):
+        events += client.receive_data(data[i : i + 1000])
+    assert any(isinstance(e, Connected) for e in events)
+    assert m.PLAY_START in [e.code for e in events if isinstance(e, StatusEvent)]
+    frames = [e.frame for e in events if isinstance(e, MediaReceived)]
+    video = [f for f in frames if f.kind == FrameKind.VIDEO]
+    assert video[0].config and video[1].keyframe
+    ts = [f.timestamp for f in video]
+    assert ts == sorted(ts) and ts[-1] - ts[1] > 500
+    assert sum(1 for f in frames if f.kind == FrameKind.AUDIO) > 10

@@ -258,7 +258,8 @@ class FixedTask:
     @staticmethod
     async def _stop(pull: RelayPull, runner: asyncio.Task[None] | None, reason: str) -> None:
         try:
-            await asyncio.wait_for(pull.stop(reason), 5.0)
+            async with asyncio.timeout(5.0):
+                await pull.stop(reason)
         except Exception:
             log.exception("stopping fixed relay pull failed")
         if runner is not None and not runner.done():

@@ -79,6 +79,8 @@ class _Connection:
         self.play_task: asyncio.Task[None] | None = None
         self.play_done: asyncio.Future[bool] | None = None
         self.play_stream_id = 0
+        self.chunk_key: tuple[str, int, int] = ("rtmp", 0, 0)
+        self.transport: asyncio.WriteTransport = writer.transport
         self.subscriber: Any = None
         self.bytes_in = 0
         self.bytes_out = 0
@@ -109,6 +111,8 @@ class _Connection:
         except _ConnectionEnd as exc:
             self.set_reason(str(exc))
         except RtmpError as exc:
+            if exc.internal:  # our bug, not the peer's: keep the traceback
+                log.error("rtmp %s: internal error", self.remote, exc_info=exc)
             self.set_reason(f"protocol error: {exc.reason}")
         except TimeoutError:
             self.set_reason("handshake timeout" if not self.session.handshake_done else "idle timeout")
@@ -243,6 +247,9 @@ class _Connection:
         session = self.session
         sid = req.stream_id
         self.play_stream_id = sid
+        # frame.cache key of this viewer's chunk bytes (see media.rtmp.chunk.frame_chunks).
+        self.chunk_key = ("rtmp", session.chunk_size, sid)
+        self.transport = self.writer.transport
         self.write(session.start_play(req))
         # The join burst (metadata, sequence headers, GOP cache) goes out at once: it is
         # what the time to first frame depends on. After that the server's flusher moves
@@ -340,41 +347,39 @@ class _PlayFlusher:
             self._task = None
 
     async def _run(self) -> None:
-        while self.viewers:
+        viewers = self.viewers
+        while viewers:
             await asyncio.sleep(self.interval_s)
-            for conn in list(self.viewers):
+            # Hot loop (every viewer, every pass): kept inline, no per-viewer coroutine.
+            for conn in tuple(viewers):
+                sub = conn.subscriber
+                if not sub.queued_bytes and not sub.ended:
+                    continue
                 try:
-                    await self._flush(conn)
+                    transport = conn.transport
+                    if transport.is_closing():
+                        self.remove(conn)
+                        conn.play_finished(False, "viewer went away")
+                        continue
+                    if transport.get_write_buffer_size() > WRITE_BACKLOG_BYTES:
+                        continue  # backed up: the hub's bounded queue decides what to skip
+                    frames = await sub.read()  # never waits: frames are queued or the stream ended
+                    if not frames:
+                        self.remove(conn)
+                        conn.play_finished(True)
+                        continue
+                    # Shared cached chunk bytes go to the transport as they are (writelines:
+                    # no per-viewer join; uvloop keeps references to unsent bytes, not copies).
+                    key = conn.chunk_key
+                    chunks = [f.cache.get(key) or frame_chunks(f, key[1], key[2]) for f in frames]
+                    transport.writelines(chunks)
+                    n = sum(map(len, chunks))
+                    conn.bytes_out += n
+                    sub.add_bytes_out(n)
                 except Exception as exc:  # one viewer's failure must not stop the others
                     log.exception("rtmp flush to %s failed", conn.remote)
                     self.remove(conn)
                     conn.play_finished(False, f"flush failed: {exc!r}")
-
-    async def _flush(self, conn: _Connection) -> None:
-        sub = conn.subscriber
-        if not sub.queued_bytes and not sub.ended:
-            return
-        transport = conn.writer.transport
-        if transport.is_closing():
-            self.remove(conn)
-            conn.play_finished(False, "viewer went away")
-            return
-        if transport.get_write_buffer_size() > WRITE_BACKLOG_BYTES:
-            return
-        frames = await sub.read()  # never waits: the queue is non-empty or the stream ended
-        if not frames:
-            self.remove(conn)
-            conn.play_finished(True)
-            return
-        size = conn.session.chunk_size
-        sid = conn.play_stream_id
-        # writelines hands the shared cached bytes to the transport without joining them
-        # into a per-viewer copy (uvloop keeps references to unsent bytes, not copies).
-        chunks = [frame_chunks(f, size, sid) for f in frames]
-        transport.writelines(chunks)
-        n = sum(map(len, chunks))
-        conn.bytes_out += n
-        sub.add_bytes_out(n)
 
 
 class RtmpServer:

@@ -205,8 +205,9 @@ class FfmpegProcess:
         assert self.proc is not None
         rc = await self.proc.wait()
         if self._stderr_task is not None:
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(self._stderr_task), 1.0)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await asyncio.shield(self._stderr_task)
         return rc
 
     async def stop(self) -> None:
@@ -217,10 +218,12 @@ class FfmpegProcess:
             if self.proc.returncode is None:
                 self._signal_group(signal.SIGTERM)
                 try:
-                    await asyncio.wait_for(self.proc.wait(), _TERM_GRACE_S)
+                    async with asyncio.timeout(_TERM_GRACE_S):
+                        await self.proc.wait()
                 except TimeoutError:
                     self._signal_group(signal.SIGKILL)
-                    await asyncio.wait_for(self.proc.wait(), 5.0)
+                    async with asyncio.timeout(5.0):
+                        await self.proc.wait()
         except asyncio.CancelledError:
             # Cancelled while stopping: do not leave the process behind.
             self._signal_group(signal.SIGKILL)
@@ -274,7 +277,10 @@ async def _pump(
     while True:
         timeout = settings.no_media_timeout_s if got_frame else first_timeout
         try:
-            chunk = await asyncio.wait_for(stdout.read(_READ_CHUNK), timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+            # that races with a completed read, and the pull would outlive its task.
+            async with asyncio.timeout(timeout):
+                chunk = await stdout.read(_READ_CHUNK)
         except TimeoutError:
             what = "no media" if got_frame else "no first frame"
             tail = process.stderr_tail.text()
@@ -290,7 +296,8 @@ async def _pump(
             got_frame = True
             sink.on_frame(frame)
     try:
-        rc = await asyncio.wait_for(process.wait_exit(), 5.0)
+        async with asyncio.timeout(5.0):
+            rc = await process.wait_exit()
     except TimeoutError:
         raise SourceError("process_exit", "ffmpeg closed its output but did not exit") from None
     if rc != 0:
