@@ -94,9 +94,18 @@ def summary(results: dict[str, Any]) -> str:
         ("ours edge/ours origin warm", "nginx edge/nginx origin warm"),
         ("ours edge/nginx origin cold", "nginx origin direct"),
     ):
-        if ours in ttff and theirs in ttff:
+        if ours in ttff and theirs in ttff and ours != "edge_added_ms":
             o, t = ttff[ours]["ttff_median_ms"], ttff[theirs]["ttff_median_ms"]
             rows.append([f"TTFF {ours} vs {theirs}", f"{fmt(o, 0)} vs {fmt(t, 0)} ms", "", ""])
+    for case, d in (ttff.get("edge_added_ms") or {}).items():
+        rows.append(
+            [
+                f"edge added vs nginx origin direct: {case}",
+                f"keyframe {fmt(d['keyframe'], 0)} ms",
+                f"first audio {fmt(d['audio'], 0)} ms",
+                "",
+            ]
+        )
     fo = results.get("failover") or {}
     for edge, d in (fo.get("dead_first") or {}).items():
         rows.append(

@@ -1,11 +1,13 @@
 """Time to first video keyframe (viewer connect -> first coded keyframe), play-triggered.
 
-Cases, all with the same RTMP client:
+Cases, all with the same RTMP client (plus our edge once more with HTTP-FLV viewers):
   (a) our edge over our origin      vs  nginx-rtmp edge over nginx-rtmp origin
   (b) our edge over nginx-rtmp origin  vs  nginx-rtmp origin played directly
 each edge cold (the play starts the pull) and warm (a keeper viewer holds the pull up).
 Runs start at phases spread over the 2 s GOP: a probe viewer on the origin tracks
-keyframe arrivals and run i starts i/runs of a GOP after one.
+keyframe arrivals and run i starts i/runs of a GOP after one. Run i of every case has
+the same phase, so per-run differences to "nginx origin direct" give the edge's added
+latency without the wait for the next keyframe.
 """
 
 from __future__ import annotations
@@ -225,12 +227,17 @@ async def run(runs: int = 10) -> dict[str, Any]:
         for peer in reversed(started):
             peer.stop()
     print(render(cases))
-    path = save("ttff", {"params": {"runs": runs, "linger_s": LINGER_S}, "cases": cases})
+    path = save(
+        "ttff",
+        {"params": {"runs": runs, "linger_s": LINGER_S}, "cases": cases, "edge_added_ms": edge_added(cases)},
+    )
     progress(f"ttff results saved to {path}")
-    return {
+    out: dict[str, Any] = {
         c["case"]: {k: c[k] for k in ("ttff_median_ms", "ttff_span_ms", "audio_median_ms", "failed")}
         for c in cases
     }
+    out["edge_added_ms"] = {case: {"keyframe": k, "audio": a} for case, (k, a) in edge_added(cases).items()}
+    return out
 
 
 def render(cases: list[dict[str, Any]]) -> str:
@@ -256,14 +263,50 @@ def render(cases: list[dict[str, Any]]) -> str:
             extra.append(
                 f"{ours} vs {theirs}: {by[ours]:.0f} vs {by[theirs]:.0f} ms ({by[ours] / by[theirs]:.3f}x)"
             )
-    for case in ("ours edge/nginx origin cold", "ours edge/nginx origin warm"):
-        if by.get(case) is not None and by.get("nginx origin direct") is not None:
-            extra.append(
-                f"{case} - nginx origin direct (edge added): {by[case] - by['nginx origin direct']:+.0f} ms"
-            )
+    added = edge_added(cases)
+    for case, (d_key, d_audio) in added.items():
+        extra.append(
+            f"edge added, {case} - nginx origin direct (paired by GOP phase): "
+            f"keyframe {fmt_signed(d_key)} ms, first audio {fmt_signed(d_audio)} ms"
+        )
     return (
         "time to first video keyframe, ms (medians, min-max)\n"
         + table(["case", "TTFF median", "min-max", "first audio", "failed"], rows)
         + "\n"
         + "\n".join(extra)
     )
+
+
+def fmt_signed(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.0f}"
+
+
+def edge_added(cases: list[dict[str, Any]]) -> dict[str, tuple[float | None, float | None]]:
+    """Median of per-run differences to 'nginx origin direct': run i of every case starts at
+    the same GOP phase, so the difference removes the wait for the next keyframe."""
+    by = {c["case"]: c["runs"] for c in cases}
+    direct = by.get("nginx origin direct")
+    out: dict[str, tuple[float | None, float | None]] = {}
+    if not direct:
+        return out
+    for case in (
+        "ours edge/nginx origin cold",
+        "ours edge/nginx origin cold, HTTP-FLV",
+        "nginx edge/nginx origin cold",
+    ):
+        runs = by.get(case)
+        if not runs:
+            continue
+        pairs = list(zip(runs, direct, strict=False))
+        key = median(
+            a["ttff_ms"] - b["ttff_ms"]
+            for a, b in pairs
+            if a["ttff_ms"] is not None and b["ttff_ms"] is not None
+        )
+        audio = median(
+            a["audio_ms"] - b["audio_ms"]
+            for a, b in pairs
+            if a["audio_ms"] is not None and b["audio_ms"] is not None
+        )
+        out[case] = (key, audio)
+    return out

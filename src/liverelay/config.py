@@ -48,6 +48,9 @@ class MediaSettings:
     viewer_queue_bytes: int = 4 << 20
     # A viewer still behind after this many skips in a row is disconnected.
     viewer_max_skips: int = 3
+    # Viewers' writers are woken at most once per this much media time (0 = every
+    # frame): fewer, larger socket writes for at most this much added latency.
+    viewer_flush_ms: int = 50
     handshake_timeout_s: float = 10.0
     idle_timeout_s: float = 30.0
     max_message_bytes: int = 16 << 20

@@ -56,9 +56,13 @@ class HubNode:
         loop: bool = True,
         realtime: bool = True,
         extra: Iterable[str] = (),
+        publication: Publication | None = None,
+        close_at_end: bool = True,
     ) -> Publication:
-        """Publish `sample` through ffmpeg -> pipe -> FlvDecoder; returns once the first frame is in."""
-        pub = self.hub.publish(key, kind=SourceKind.PUBLISHER, owner="ffmpeg-pipe")
+        """Publish `sample` through ffmpeg -> pipe -> FlvDecoder; returns once the first frame is in.
+
+        With `publication`, feed that one (e.g. after its discontinuity()) instead of publishing."""
+        pub = publication or self.hub.publish(key, kind=SourceKind.PUBLISHER, owner="ffmpeg-pipe")
         args = [ffmpeg, "-hide_banner", "-loglevel", "error"]
         if realtime:
             args.append("-re")
@@ -70,12 +74,12 @@ class HubNode:
         )
         self._procs.append(proc)
         first = asyncio.get_running_loop().create_future()
-        self._feeders.append(asyncio.create_task(self._pump(proc, pub, first)))
+        self._feeders.append(asyncio.create_task(self._pump(proc, pub, first, close_at_end)))
         await asyncio.wait_for(first, 10)
         return pub
 
     async def _pump(
-        self, proc: asyncio.subprocess.Process, pub: Publication, first: asyncio.Future[None]
+        self, proc: asyncio.subprocess.Process, pub: Publication, first: asyncio.Future[None], close: bool
     ) -> None:
         decoder = FlvDecoder()
         assert proc.stdout is not None
@@ -88,9 +92,23 @@ class HubNode:
                     if not first.done():
                         first.set_result(None)
         finally:
-            pub.close("ffmpeg ended")
+            if close:
+                pub.close("ffmpeg ended")
             if not first.done():
                 first.set_exception(RuntimeError("ffmpeg produced no frames"))
+
+    async def stop_feeds(self) -> None:
+        """Kill every ffmpeg feeding the hub (like an origin dying)."""
+        for proc in self._procs:
+            if proc.returncode is None:
+                proc.kill()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(proc.wait(), 5)
+        for task in self._feeders:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(task, 5)
+        self._procs.clear()
+        self._feeders.clear()
 
     async def close(self) -> None:
         for proc in self._procs:
@@ -113,7 +131,7 @@ async def ffprobe_frames(
     """Decode `seconds` of media from `url`; returns the frames per stream type (video/audio)."""
     proc = await asyncio.create_subprocess_exec(
         ffprobe, "-hide_banner", "-loglevel", "error", "-read_intervals", f"%+{seconds}",
-        "-show_entries", "frame=media_type,key_frame,pts_time,best_effort_timestamp_time,pkt_dts_time",
+        "-show_entries", "frame=media_type,key_frame,pts_time,pkt_dts_time,width,height",
         "-of", "json", url,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip

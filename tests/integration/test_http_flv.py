@@ -13,7 +13,7 @@ import pytest
 from tests.integration.hubnode import DEFAULT_KEY, FlvViewer, HubNode, ffprobe_frames
 
 from liverelay.config import Settings
-from liverelay.hub import StreamKey
+from liverelay.hub import SourceKind, StreamKey
 from liverelay.media.frame import FrameKind
 
 
@@ -67,6 +67,18 @@ async def test_mid_stream_joiner_starts_at_a_keyframe_at_once(
         assert len(burst) >= 20
     finally:
         await viewer.close()
+    # A real decoder joining mid-GOP decodes cleanly from its first frame (-xerror: any error fails).
+    proc = await asyncio.create_subprocess_exec(
+        ffmpeg, "-hide_banner", "-v", "error", "-xerror", "-i", hubnode.url(), "-t", "2", "-f", "null", "-",
+        stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), 20)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0 and not err.strip(), err.decode(errors="replace")
 
 
 async def test_missing_stream_is_404_quickly(hubnode: HubNode) -> None:
@@ -91,6 +103,12 @@ async def test_cors_headers_and_preflight(hubnode: HubNode, ffmpeg: str, sample_
             assert resp.headers["Access-Control-Allow-Origin"] == "*"
             assert "GET" in resp.headers["Access-Control-Allow-Methods"]
             assert resp.headers["Access-Control-Allow-Headers"] == "range"
+        async with session.head(hubnode.url()) as resp:  # no body, not a viewer
+            assert resp.status == 200 and resp.headers["Content-Type"] == "video/x-flv"
+        async with session.head(hubnode.url("live", "nope")) as resp:
+            assert resp.status == 404
+        stream = hubnode.hub.get(DEFAULT_KEY)
+        assert stream is not None and stream.viewer_count == 0
         async with session.get(hubnode.url(), headers={"Origin": "https://player.example"}) as resp:
             assert resp.status == 200
             assert resp.headers["Access-Control-Allow-Origin"] == "*"
@@ -226,3 +244,52 @@ async def test_play_trigger_starts_a_source_for_an_http_viewer(
     assert queries == ["token=a%2Fb&x=1", ""]
     assert hubnode.hub.get(StreamKey("__defaultVhost__", "live", "ondemand")) is not None
     assert hubnode.hub.get(StreamKey("__defaultVhost__", "live", "other")) is None
+
+
+async def test_viewers_stay_connected_across_an_origin_switch(
+    hubnode: HubNode, ffmpeg: str, ffprobe: str, sample_flv: Path, tmp_path: Path
+) -> None:
+    # Origin B: another resolution, frame rate and GOP, so the codec headers change too.
+    other = tmp_path / "other.flv"
+    proc = await asyncio.create_subprocess_exec(
+        ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
+        "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25",
+        "-f", "lavfi", "-i", "sine=frequency=880:sample_rate=48000",
+        "-t", "6", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-bf", "0", "-pix_fmt", "yuv420p",
+        "-c:a", "aac", "-b:a", "64k", "-f", "flv", str(other),
+    )  # fmt: skip
+    assert await asyncio.wait_for(proc.wait(), 60) == 0
+    pub = hubnode.hub.publish(DEFAULT_KEY, kind=SourceKind.RELAY_PLAY, owner="relay")
+    await hubnode.feed_ffmpeg(ffmpeg, sample_flv, publication=pub, close_at_end=False)
+    viewer = await FlvViewer(hubnode.port).connect()
+    assert await viewer.read_headers() == 200
+    viewer.start()
+    probe = asyncio.create_task(ffprobe_frames(ffprobe, hubnode.url(), 4.5))
+    try:
+        await asyncio.sleep(1.5)
+        await hubnode.stop_feeds()  # origin A dies ...
+        switched_at = time.monotonic()
+        pub.discontinuity()  # ... and the relay moves to origin B
+        await hubnode.feed_ffmpeg(ffmpeg, other, publication=pub, close_at_end=False)
+        decoded = await probe
+        await asyncio.sleep(0.5)
+    finally:
+        probe.cancel()
+        await viewer.close()
+    assert not viewer.eof
+    video = [f for f in viewer.media(FrameKind.VIDEO, coded=False) if f.kind == FrameKind.VIDEO]
+    check = [f.timestamp for f in video]
+    assert check == sorted(check)
+    audio = [f.timestamp for f in viewer.media(FrameKind.AUDIO, coded=False)]
+    assert audio == sorted(audio)
+    headers = [f for f in video if f.config]
+    assert len(headers) == 2 and headers[0].payload != headers[1].payload
+    after = video[video.index(headers[1]) + 1]
+    before = video[video.index(headers[1]) - 1]
+    assert after.keyframe and 0 < after.timestamp - before.timestamp <= 200  # no hole, no overlap
+    late = next(t for t, f in viewer.frames if f is after)
+    print(f"switch: first frame of origin B {1000 * (late - switched_at):.0f} ms after the discontinuity")
+    # ffprobe decoded straight through the switch: both resolutions, no gap in frames.
+    sizes = [(f["width"], f["height"]) for f in decoded["video"]]
+    assert sizes[0] == (640, 360) and sizes[-1] == (320, 240)
+    assert len(decoded["video"]) >= 4.5 * 25 * 0.9

@@ -140,6 +140,23 @@ def play_refused(ffprobe: str, node: NodeProcess, stream: str) -> bool:
     return proc.returncode != 0 or not json.loads(proc.stdout or b"{}").get("streams")
 
 
+def children(pid: int, name: str) -> list[int]:
+    """Child processes of `pid` with that command name, zombies included."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        if ppid == pid and comm == name:
+            found.append(int(entry.name))
+    return found
+
+
 def create_fixed(service: LiveService, stream: str, src: list[str], **window: int) -> str:
     body: dict[str, Any] = {"Domain": PULL_DOMAIN, "App": APP, "Stream": stream, "SrcAddrS": src, **window}
     return str(service.create_relay_source_v4(body)["Result"]["TaskId"])
@@ -183,6 +200,12 @@ def test_hls_source(
         row = wait_up(service, "from-hls", timeout=25)
         assert row["SourceUrl"] == hls.url and row["Viewers"] == 0
         assert_plays(ffprobe, relay_node, "from-hls")
+        assert len(children(relay_node.proc.pid, "ffmpeg")) == 1
+        service.delete_relay_source_v4({"Domain": PULL_DOMAIN, "App": APP, "Stream": "from-hls"})
+        deadline = time.monotonic() + 3
+        while children(relay_node.proc.pid, "ffmpeg"):  # killed and reaped (zombies count too)
+            assert time.monotonic() < deadline, "the node left its ffmpeg behind"
+            time.sleep(0.05)
 
 
 def test_srt_source(relay_node: NodeProcess, ffmpeg: str, ffprobe: str, sample_flv: Path) -> None:
@@ -296,6 +319,16 @@ def test_update_switches_and_delete_stops_at_once(
         )
         assert_plays(ffprobe, relay_node, "upd", protocols=("flv",))
 
+        # A new window reschedules at once: permanent -> opens in ~2 s.
+        start = int(time.time()) + 2
+        window = {"StartTime": start, "EndTime": start + 600}
+        service.update_relay_source_v4({**target, "SrcAddrS": [second], **window})
+        row = relay_rows(service, "upd")[0]  # applied before the call returned
+        assert row["State"] == "scheduled"
+        assert row is not None and row["NextStart"] == start and row["TaskId"] == task_id
+        wait_up(service, "upd", timeout=10)
+        assert time.time() >= start
+
         # A viewer connected at the time of the Delete must see the stream end at once.
         viewer = subprocess.Popen(
             [ffmpeg, "-hide_banner", "-loglevel", "error", "-headers", f"Host: {PULL_DOMAIN}\r\n",
@@ -334,8 +367,8 @@ def test_restart_after_kill9_resumes_the_task(
         node.kill()
 
 
-def test_publisher_cannot_take_a_fixed_relay_stream(
-    relay_node: NodeProcess, origin: NodeProcess, ffmpeg: str, sample_flv: Path
+def test_publisher_and_play_trigger_cannot_take_a_fixed_relay_stream(
+    relay_node: NodeProcess, origin: NodeProcess, ffmpeg: str, ffprobe: str, sample_flv: Path
 ) -> None:
     service = setup_domains(relay_node)
     create_fixed(service, "owned", [origin.rtmp_url(APP, "src")])
@@ -347,8 +380,18 @@ def test_publisher_cannot_take_a_fixed_relay_stream(
         capture_output=True, timeout=20, check=False, stdin=subprocess.DEVNULL,
     )
     assert proc.returncode != 0, "the publisher was accepted on a fixed-relay stream"
+    # NetStream.Publish.BadName, which ffmpeg reports with the server's description.
+    assert b"already being published" in proc.stderr, proc.stderr[-500:]
     row = relay_rows(service, "owned")[0]
     assert row["State"] == "up" and row["Switches"] == 0
+
+    # A play-triggered config for the same app does not start a V3 pull for this stream.
+    server = {"RelaySourceProtocol": "rtmp", "RelaySourceDomain": f"127.0.0.1:{origin.rtmp_port}"}
+    groups = [{"Group": "g", "Servers": [server]}]
+    service.update_relay_source_v3({"Vhost": VHOST, "App": APP, "GroupDetails": groups})
+    assert_plays(ffprobe, relay_node, "owned", protocols=("flv",))
+    rows = service.describe_relay_status({"Vhost": VHOST})["Result"]["RelayStatusList"]
+    assert [r["Type"] for r in rows if r["Stream"] == "owned"] == ["fixed"]
 
 
 def test_fixed_relay_waits_for_a_publisher_to_leave(

@@ -165,12 +165,14 @@ async def test_stderr_tail_keeps_only_the_last_lines() -> None:
     reader = asyncio.StreamReader()
     for i in range(STDERR_TAIL_LINES * 3):
         reader.feed_data(f"line {i}\n".encode())
+    reader.feed_data(b"x" * 100_000 + b"\n")  # past the reader's line limit
     reader.feed_data(b"\xff\xfe not utf-8 \n\n")
     reader.feed_eof()
     tail = StderrTail()
     await tail.collect(reader)
     assert len(tail.lines) == STDERR_TAIL_LINES
-    assert tail.lines[0] == f"line {STDERR_TAIL_LINES * 2 + 1}"
+    assert tail.lines[0] == f"line {STDERR_TAIL_LINES * 2 + 2}"
+    assert tail.lines[-2] == "(overlong stderr line dropped)"
     assert tail.last().endswith("not utf-8")
 
 

@@ -63,6 +63,12 @@ def drain(sub: Subscriber) -> list[Frame]:
     return frames
 
 
+async def take(sub: Subscriber) -> list[Frame]:
+    """read() without waiting for the coalescing delay."""
+    sub._flush()
+    return await asyncio.wait_for(sub.read(), 1)
+
+
 def check_monotonic(frames: list[Frame]) -> None:
     for kind in (FrameKind.AUDIO, FrameKind.VIDEO):
         stamps = [f.timestamp for f in frames if f.kind == kind]
@@ -255,14 +261,14 @@ async def test_overflowing_viewer_skips_to_next_keyframe_with_headers() -> None:
     received: list[Frame] = list(await fast.read())
     for i in range(1, 60):  # 60 x 205 B > 3000 B: the slow one overflows
         pub.write(inter(i * 40, size=200))
-        received += await fast.read()
+        received += await take(fast)
     assert slow.skips == 1 and slow.queued_bytes == 0 and not slow.ended
     pub.write(inter(2400))
     assert drain(slow) == []
     pub.write(key(2440))
-    frames = await slow.read()
+    frames = await take(slow)
     assert [(f.config, f.keyframe) for f in frames] == [(True, False), (True, False), (False, True)]
-    received += await fast.read()
+    received += await take(fast)
     assert len([f for f in received if not f.config]) == 1 + 59 + 2  # the fast viewer lost nothing
     assert hub.viewer_skips == 1
 
@@ -303,7 +309,7 @@ async def test_a_viewer_that_reads_whole_gops_is_forgiven_its_skips() -> None:
         ts += 400
         for f in [key(ts), inter(ts + 40), key(ts + 80), inter(ts + 120)]:  # then GOPs it reads in time
             pub.write(f)
-            await sub.read()
+            await take(sub)
         ts += 160
     assert sub.skips == 5 and not sub.ended
 
@@ -531,3 +537,91 @@ async def test_audio_only_stream_wakes_on_every_frame() -> None:
     await sub.read()
     pub.write(aac(23))
     assert [f.timestamp for f in await asyncio.wait_for(sub.read(), 1)] == [23]
+
+
+async def test_writers_are_woken_once_per_coalescing_window_of_media() -> None:
+    hub = new_hub()
+    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER)
+    for f in [vcfg(), acfg(), key(0)]:
+        pub.write(f)
+    sub = await hub.play(KEY, protocol="http-flv", remote="r", timeout=1)
+    assert sub is not None
+    await sub.read()
+    batches: list[list[int]] = []
+    for ts in range(33, 400, 33):  # 30 fps, each frame in its own loop iteration
+        pub.write(inter(ts))
+        await asyncio.sleep(0)
+        if sub._ready.is_set():
+            batches.append([f.timestamp for f in await sub.read()])
+    # A wake-up about every 50 ms of media (every second frame), never one per frame.
+    assert batches[:3] == [[33, 66], [99, 132], [165, 198]]
+
+
+async def test_held_frames_are_flushed_when_the_source_pauses() -> None:
+    hub = new_hub()
+    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER)
+    for f in [vcfg(), key(0)]:
+        pub.write(f)
+    sub = await hub.play(KEY, protocol="http-flv", remote="r", timeout=1)
+    assert sub is not None
+    await sub.read()
+    pub.write(inter(10))  # under the coalescing window: held ...
+    started = time.monotonic()
+    assert [f.timestamp for f in await asyncio.wait_for(sub.read(), 1)] == [10]
+    assert time.monotonic() - started < 0.5  # ... until the idle flush
+
+
+async def test_set_metadata_is_kept_and_sent_first_to_joiners() -> None:
+    hub = new_hub()
+    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER)
+    pub.set_metadata(b"\x08\x00\x00\x00\x00\x00\x00\x09")  # any AMF0 body counts as metadata here
+    for f in [vcfg(), key(0)]:
+        pub.write(f)
+    stream = hub.get(KEY)
+    assert stream is not None and stream.metadata == b"\x08\x00\x00\x00\x00\x00\x00\x09"
+    sub = await hub.play(KEY, protocol="rtmp", remote="r", timeout=1)
+    assert sub is not None
+    frames = await take(sub)
+    assert frames[0].kind == FrameKind.DATA and frames[0].payload == stream.metadata
+
+
+async def test_a_codec_header_stamped_zero_mid_stream_does_not_move_the_timeline() -> None:
+    hub = new_hub()
+    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER)
+    sub = await hub.play(KEY, protocol="rtmp", remote="r", timeout=1)
+    assert sub is not None
+    for f in [vcfg(), key(0), *(inter(ts) for ts in range(40, 10_000, 40)), vcfg(0, tag=b"new"), key(10_000)]:
+        pub.write(f)
+    frames = drain(sub)
+    assert frames[-2].config and frames[-2].timestamp == 9960
+    assert frames[-1].keyframe and frames[-1].timestamp == 10_000
+    stream = hub.get(KEY)
+    assert stream is not None and stream.rebases == 0
+
+
+async def test_flush_interval_zero_wakes_on_every_frame() -> None:
+    hub = new_hub(viewer_flush_ms=0)
+    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER)
+    for f in [vcfg(), acfg(), key(0)]:
+        pub.write(f)
+    sub = await hub.play(KEY, protocol="http-flv", remote="r", timeout=1)
+    assert sub is not None
+    await sub.read()
+    for f in [inter(33), aac(40), inter(66)]:
+        pub.write(f)
+        assert sub._ready.is_set()
+        assert [x.timestamp for x in await sub.read()] == [f.timestamp]
+
+
+async def test_a_keyframe_wakes_the_writer_at_once() -> None:
+    hub = new_hub()
+    pub = hub.publish(KEY, kind=SourceKind.RELAY_PLAY)
+    sub = await hub.play(KEY, protocol="http-flv", remote="r", timeout=1)
+    assert sub is not None
+    for f in [vcfg(), acfg()]:
+        pub.write(f)
+    await sub.read()
+    pub.write(aac(0))
+    pub.write(key(10))  # within the coalescing window of the headers, still not held
+    assert sub._ready.is_set()
+    assert [f.timestamp for f in await sub.read()] == [0, 10]

@@ -334,3 +334,41 @@ async def test_scheduler_follows_the_store_and_resumes_after_restart(tmp_path: P
         assert pulls[0].stopped_at is not None
     finally:
         await store.close()
+
+
+class SlowStopPull(RecordingPull):
+    """Takes a while to release the stream, like a pull closing sockets and a publication."""
+
+    stop_finished_at: float | None = None
+
+    async def stop(self, reason: str) -> None:
+        await asyncio.sleep(0.3)
+        await super().stop(reason)
+        self.stop_finished_at = time.monotonic()
+
+
+async def test_recreated_stream_starts_only_after_the_deleted_one_released_it() -> None:
+    from liverelay.store import ChangeEvent, RelayV4Config
+
+    pulls: list[SlowStopPull] = []
+
+    def factory(task: FixedTask) -> SlowStopPull:
+        pulls.append(SlowStopPull(list(task.spec.src_addrs)))
+        return pulls[-1]
+
+    scheduler = FixedRelayScheduler(_Node(None), None, pull_factory=factory)  # type: ignore[arg-type]
+    key = ("vh", "live", "again")
+
+    def config(task_id: str) -> RelayV4Config:
+        return RelayV4Config(*key, "pull.example.com", ("rtmp://a/live/x",), None, None, task_id, 0, 0)
+
+    scheduler._on_change(ChangeEvent("relay_v4", "added", key, config("1")))
+    await _until(lambda: pulls and pulls[0].started_at is not None)
+    scheduler._on_change(ChangeEvent("relay_v4", "deleted", key, None))
+    scheduler._on_change(ChangeEvent("relay_v4", "added", key, config("2")))
+    assert [row["TaskId"] for row in scheduler.status()] == ["2"]
+    await _until(lambda: len(pulls) == 2 and pulls[1].started_at is not None)
+    assert pulls[0].stop_finished_at is not None
+    assert pulls[1].started_at >= pulls[0].stop_finished_at  # type: ignore[operator]
+    await scheduler.close()
+    assert pulls[1].stop_reason == "node stopping"

@@ -13,6 +13,7 @@ Timeline rules (the stream's outgoing timestamps never go back, whatever the sou
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
@@ -23,7 +24,7 @@ from ..config import MediaSettings
 from ..media.frame import Frame, FrameKind
 from .gop import GopCache
 from .keys import SourceKind, StreamKey
-from .subscriber import Subscriber
+from .subscriber import COALESCE_MS, Subscriber
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -70,7 +71,7 @@ class Publication:
     def set_metadata(self, payload: bytes) -> None:
         """Set the onMetaData body (AMF0, '@setDataFrame' already stripped)."""
         if self._active:
-            self.stream._ingest(Frame(_DATA, 0, payload))
+            self.stream._ingest_data(Frame(_DATA, 0, payload), is_metadata=True)
 
     def discontinuity(self) -> None:
         """The next frames come from a new origin: splice at its first keyframe, keep viewers."""
@@ -122,6 +123,10 @@ class Stream:
         self._pending_audio_header: Frame | None = None
         self._pending_metadata: Frame | None = None
         self._resume_cache: tuple[Frame, list[Frame]] | None = None
+        self._idle_flush: asyncio.TimerHandle | None = None
+        self._flush_ms = max(0, getattr(settings, "viewer_flush_ms", COALESCE_MS))
+        self._idle_flush_s = max(self._flush_ms, 1) / 1000
+        self._last_fanout = 0.0
         # Stats.
         self.bytes_in = 0
         self.bytes_out = 0
@@ -296,8 +301,8 @@ class Stream:
         self.gop.add(out, self.has_video)
         self._fanout(out)
 
-    def _ingest_data(self, frame: Frame) -> None:
-        is_metadata = frame.payload.startswith(_ON_METADATA)
+    def _ingest_data(self, frame: Frame, *, is_metadata: bool = False) -> None:
+        is_metadata = is_metadata or frame.payload.startswith(_ON_METADATA)
         if self._splicing:
             if is_metadata:
                 self._pending_metadata = frame
@@ -350,6 +355,12 @@ class Stream:
             self._offset = (0 if last is None else last + self._frame_ms) - ts
         out = ts + self._offset
         if last is not None and (out > last + JUMP_MS or out < last - JUMP_MS):
+            if frame.config:
+                # Some encoders send a new codec header stamped 0 mid-stream: place it
+                # at the current time without moving the timeline.
+                out = last
+                self._last_kind_out[kind] = max(out, self._last_kind_out.get(kind, out))
+                return frame.with_timestamp(out)
             self.rebases += 1
             log.info("stream %s: timestamp jump of %d ms, rebased", self.key, out - last)
             self._offset = last + self._frame_ms - ts
@@ -369,8 +380,35 @@ class Stream:
     # -- viewer side ------------------------------------------------------------
 
     def _fanout(self, frame: Frame) -> None:
-        for sub in self._fanout_to:
+        subscribers = self._fanout_to
+        for sub in subscribers:
             sub.push(frame)
+        if subscribers:
+            self._last_fanout = time.monotonic()
+            if self._idle_flush is None and self._flush_ms:
+                self._arm_idle_flush(self._idle_flush_s)
+
+    # Subscribers hold frames until viewer_flush_ms of media has accumulated; when the
+    # source pauses (or a test writes one frame), this flushes what is held.
+    def _arm_idle_flush(self, delay: float) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (synchronous use): nothing may wait
+            self._flush_all()
+            return
+        self._idle_flush = loop.call_later(delay, self._on_idle_flush)
+
+    def _on_idle_flush(self) -> None:
+        self._idle_flush = None
+        idle = time.monotonic() - self._last_fanout
+        if idle >= self._idle_flush_s * 0.9:
+            self._flush_all()
+        elif self._fanout_to:
+            self._arm_idle_flush(self._idle_flush_s - idle)
+
+    def _flush_all(self) -> None:
+        for sub in self._fanout_to:
+            sub._flush()
 
     def subscribe(self, *, protocol: str, remote: str, query: str) -> Subscriber:
         media = self.settings
@@ -381,6 +419,7 @@ class Stream:
             query=query,
             queue_bytes=media.viewer_queue_bytes,
             max_skips=media.viewer_max_skips,
+            flush_ms=self._flush_ms,
         )
         prefix, waiting = self._join_prefix()
         sub._start(prefix, waiting)
@@ -447,6 +486,9 @@ class Stream:
                 log.exception("viewer listener of %s failed", self.key)
 
     def _close(self, reason: str) -> None:
+        if self._idle_flush is not None:
+            self._idle_flush.cancel()
+            self._idle_flush = None
         if self.source is not None:
             self.source.close(reason)
         for sub in list(self._subscribers):

@@ -1,7 +1,7 @@
 """The reading side of a stream: one bounded queue per viewer.
 
 The per-frame, per-viewer work is one deque append and a few comparisons; the
-writer is woken at most every COALESCE_MS of media, and read() hands it everything
+writer is woken at most every MediaSettings.viewer_flush_ms of media, and read() hands it everything
 queued so it sends it with one socket write.
 """
 
@@ -23,9 +23,9 @@ log = logging.getLogger("liverelay.hub")
 
 # Per-frame bookkeeping cost charged against the queue bound (tag/chunk headers).
 FRAME_OVERHEAD = 15
-# A writer is woken at most once per this much media time (plus at codec headers,
-# metadata and end of stream): ~20 socket writes a second per viewer instead of one
-# per frame, for at most this much added latency.
+# Default for MediaSettings.viewer_flush_ms: a writer is woken at most once per this
+# much media time (plus at codec headers, metadata and end of stream): ~20 socket
+# writes a second per viewer instead of one per frame, for at most this much latency.
 COALESCE_MS = 50
 MAX_HELD_FRAMES = 4
 
@@ -45,6 +45,7 @@ class Subscriber:
         query: str,
         queue_bytes: int,
         max_skips: int,
+        flush_ms: int = COALESCE_MS,
     ) -> None:
         self.stream = stream
         self.key = stream.key
@@ -60,6 +61,7 @@ class Subscriber:
         self._allowance = queue_bytes
         self._max_skips = max_skips
         self._ready = asyncio.Event()
+        self._flush_ms = flush_ms
         self._flush_at = 0  # media time at which a queued frame wakes the writer
         self._held = 0  # frames queued since the writer was last woken
         self._waiting_keyframe = False
@@ -73,6 +75,7 @@ class Subscriber:
         # Called once when the hub ends this viewer for being too slow, so the sink
         # can abort a socket write that may be blocked on a reader that stopped.
         self.on_drop: Callable[[], None] | None = None
+        self._waker: Callable[[], None] | None = None
 
     # -- hub side ---------------------------------------------------------------
 
@@ -105,15 +108,34 @@ class Subscriber:
         if self._queued_bytes > self._allowance:
             self._overflow()
             return
-        # Wake the writer only every COALESCE_MS of media: a socket write costs far more
+        # Wake the writer only every flush_ms of media: a socket write costs far more
         # than its bytes, so fewer, larger writes. Audio of a stream with video waits for
-        # the next video frame. Codec headers and metadata wake at once (rare), and a
-        # source whose timestamps do not advance still wakes every few frames.
-        if frame.kind is _AUDIO and self.stream.has_video and not frame.config:
+        # the next video frame. Keyframes, codec headers and metadata wake at once (rare),
+        # and a source whose timestamps do not advance still wakes every few frames.
+        if frame.kind is _AUDIO and self.stream.has_video and not frame.config and self._flush_ms:
             return
         self._held += 1
-        if frame.timestamp >= self._flush_at or self._held >= MAX_HELD_FRAMES or frame.config:
+        if (
+            frame.timestamp >= self._flush_at
+            or self._held >= MAX_HELD_FRAMES
+            or frame.config
+            or frame.keyframe  # a player waiting to start must not wait for us
+        ):
+            self._wake()
+
+    def _wake(self) -> None:
+        waker = self._waker
+        if waker is None:
             self._ready.set()
+            return
+        try:
+            waker()
+        except Exception:  # a sink's bug must not break the fan-out to the others
+            log.exception("waker of %r failed", self)
+
+    def _flush(self) -> None:
+        if self._queue:
+            self._wake()
 
     def _overflow(self) -> None:
         self._queue.clear()
@@ -150,6 +172,8 @@ class Subscriber:
             self._queue.clear()
             self._queued_bytes = 0
         self._ready.set()
+        if self._waker is not None:
+            self._wake()
 
     # -- sink side --------------------------------------------------------------
 
@@ -164,11 +188,18 @@ class Subscriber:
                 return []
             ready.clear()
             await ready.wait()
-        ready.clear()
+        return self.take()
+
+    def take(self) -> list[Frame]:
+        """Everything queued now, without waiting ([] when nothing is)."""
+        queue = self._queue
+        self._ready.clear()
+        if not queue:
+            return []
         batch = list(queue)
         queue.clear()
         self._held = 0
-        self._flush_at = batch[-1].timestamp + COALESCE_MS
+        self._flush_at = batch[-1].timestamp + self._flush_ms
         self._queued_bytes = 0
         self._allowance = self._limit
         if self._caught_up:
@@ -177,6 +208,12 @@ class Subscriber:
         elif not self.stream.has_video and not self._waiting_keyframe:
             self._skips_in_row = 0
         return batch
+
+    def set_waker(self, waker: Callable[[], None] | None) -> None:
+        """Push mode: the hub calls waker() (synchronously, from the fan-out) where it would
+        wake read(): when frames are worth sending and at the end. The sink then take()s
+        and writes without a task switch per viewer. waker must not raise or block."""
+        self._waker = waker
 
     def add_bytes_out(self, n: int) -> None:
         """Sinks report what they wrote, for stats and /metrics."""
@@ -192,6 +229,10 @@ class Subscriber:
     @property
     def queued_bytes(self) -> int:
         return self._queued_bytes
+
+    @property
+    def queued_frames(self) -> int:
+        return len(self._queue)
 
     @property
     def duration_s(self) -> float:

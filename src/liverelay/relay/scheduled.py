@@ -31,11 +31,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("liverelay.relay.scheduled")
 
 Phase = Literal["before", "open", "over"]
+TaskState = Literal["scheduled", "starting", "up", "retrying", "ended"]
 
+# Pause before restarting a pull that ended on its own (doubles while it gets no media).
 _RESTART_MIN_S = 1.0
 _RESTART_MAX_S = 30.0
+# Longest single timer: far edges are re-checked against the wall clock this often.
 _MAX_TIMER_S = 300.0
-TaskState = Literal["scheduled", "starting", "up", "retrying", "ended"]
 
 
 # ---------------------------------------------------------------------------
@@ -115,6 +117,7 @@ class FixedTask:
         pull_factory: PullFactory,
         emit: Callable[..., None],
         clock: Callable[[], float] = time.time,
+        predecessors: tuple[asyncio.Task[None], ...] = (),
     ) -> None:
         self.spec = spec
         self._pull_factory = pull_factory
@@ -128,6 +131,8 @@ class FixedTask:
         # Stops of replaced pulls still in progress: a new pull of the same stream waits
         # for them, otherwise the hub would still see the old publication (StreamBusy).
         self._stopping: set[asyncio.Task[None]] = set()
+        # Closes of a deleted task of the same stream (delete + create in quick succession).
+        self._predecessors = predecessors
         # A pull that ended on its own (it should not) is restarted after this delay,
         # doubled on each restart without media; its last status is kept for status().
         self._restart_delay_s = _RESTART_MIN_S
@@ -199,7 +204,7 @@ class FixedTask:
     def _start_pull(self, *, announce: bool) -> None:
         pull = self._pull_factory(self)
         self.pull = pull
-        pending = tuple(self._stopping)
+        pending = tuple(self._stopping) + tuple(t for t in self._predecessors if not t.done())
         self._runner = asyncio.get_running_loop().create_task(
             self._run_pull(pull, pending), name=f"fixed-relay-{self.spec.task_id}"
         )
@@ -334,7 +339,6 @@ class FixedRelayScheduler:
         self.tasks: dict[tuple[str, str, str], FixedTask] = {}
         self._unsubscribe: Callable[[], None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
-        self._started = False
 
     async def start(self) -> None:
         store = self.node.store
@@ -344,7 +348,6 @@ class FixedRelayScheduler:
         configs, _total = await store.list_relay_v4()
         for config in configs:
             self._apply(config)
-        self._started = True
         log.info("fixed relays: %d task(s) loaded", len(configs))
 
     async def close(self) -> None:
@@ -382,10 +385,10 @@ class FixedRelayScheduler:
             return
         if task is not None:  # same stream, new config identity: replace
             self._remove(key)
-        task = FixedTask(spec, pull_factory=self._pull_factory, emit=self._emit)
-        # A re-created stream must not start before the deleted one has released it.
-        for closing in self._closing:
-            task._stopping.add(closing)
+        # A re-created stream must not start before a deleted one has released it.
+        task = FixedTask(
+            spec, pull_factory=self._pull_factory, emit=self._emit, predecessors=tuple(self._closing)
+        )
         self.tasks[key] = task
         task.schedule()
 

@@ -40,6 +40,8 @@ CORS_HEADERS = {
     "Access-Control-Expose-Headers": "Content-Type",
 }
 
+FLV_RESPONSE_HEADERS = {**CORS_HEADERS, "Content-Type": "video/x-flv", "Cache-Control": "no-cache"}
+
 
 def create_http_app(node: Any) -> web.Application:
     """`node` provides settings, hub, domains (vhost_for(host), may be None) and metrics."""
@@ -90,6 +92,11 @@ async def _play_flv(request: web.Request) -> web.StreamResponse:
     if vhost is None:
         return _not_found("unknown domain")
     key = StreamKey(vhost, request.match_info["app"], request.match_info["stream"])
+    if request.method == "HEAD":  # no body may follow: answer without becoming a viewer
+        stream = hub.get(key)
+        if stream is None or not stream.has_source:
+            return _not_found("stream not found")
+        return web.Response(headers=FLV_RESPONSE_HEADERS)
     remote = _remote(request)
     sub = await hub.play(
         key,
@@ -102,21 +109,18 @@ async def _play_flv(request: web.Request) -> web.StreamResponse:
         return _not_found("stream not found")
     started = time.monotonic()
     reason = "eof"
-    resp = web.StreamResponse(
-        status=200,
-        headers={**CORS_HEADERS, "Content-Type": "video/x-flv", "Cache-Control": "no-cache"},
-    )
+    resp = web.StreamResponse(status=200, headers=FLV_RESPONSE_HEADERS)
     try:
         writer = await resp.prepare(request)
         transport = request.transport
         if transport is None or writer is None:
             raise ConnectionResetError("client left before the response started")
-        _limit_send_buffer(transport)
+        _tune_viewer_socket(transport)
         # A viewer the hub drops for being slow may be blocked in a write to a
         # client that stopped reading: abort the socket so the write fails now.
         sub.on_drop = transport.abort
         chunked = resp.headers.get("Transfer-Encoding", "").lower() == "chunked"
-        await _stream_flv(sub, transport, writer, chunked)
+        await _FlvPushWriter(sub, transport, writer, chunked).run()
         await resp.write_eof()
         reason = sub.end_reason or "eof"
     except (ConnectionError, asyncio.CancelledError) as exc:
@@ -136,37 +140,89 @@ async def _play_flv(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-async def _stream_flv(
-    sub: Subscriber, transport: asyncio.Transport, writer: AbstractStreamWriter, chunked: bool
-) -> None:
-    """Write the FLV header, then every batch as one transport write (framed as one
-    HTTP chunk when the response is chunked). Straight to the transport: aiohttp's
-    per-write bookkeeping costs more than the write itself at hundreds of viewers."""
-    stream = sub.stream
-    known = stream.has_audio or stream.has_video
-    pieces: list[bytes] = [flv_header(stream.has_audio or not known, stream.has_video or not known)]
-    read = sub.read
-    while True:
+class _FlvPushWriter:
+    """Writes a subscriber's frames to the socket from the hub's fan-out (push mode).
+
+    The hub calls wake() where it would wake a reader task: the batch goes straight
+    into transport.write, so a viewer costs no task switch per write. Only when the
+    transport is full (the client reads slowly) does the handler task step in: it
+    waits for the drain while frames pile up in the (bounded) subscriber queue.
+    """
+
+    def __init__(
+        self, sub: Subscriber, transport: asyncio.Transport, writer: AbstractStreamWriter, chunked: bool
+    ) -> None:
+        self.sub = sub
+        self.transport = transport
+        self.writer = writer
+        self.chunked = chunked
+        self.paused = False
+        self.error: Exception | None = None
+        self.attention = asyncio.Event()  # the handler task must look: paused, failed or ended
+
+    def send(self, pieces: list[bytes]) -> None:
         size = sum(len(p) for p in pieces)
-        if chunked:
+        if self.chunked:
             pieces.insert(0, b"%x\r\n" % size)
             pieces.append(b"\r\n")
-        if transport.is_closing():
+        if self.transport.is_closing():
             raise ConnectionResetError("client gone")
-        transport.write(b"".join(pieces) if len(pieces) > 1 else pieces[0])
-        sub.add_bytes_out(size)
-        if transport.get_write_buffer_size() > WRITE_BUFFER_HIGH:
-            await writer.drain()  # waits while the transport is paused (the client reads slowly)
-        batch = await read()
-        if not batch:
+        self.transport.write(b"".join(pieces) if len(pieces) > 1 else pieces[0])
+        self.sub.add_bytes_out(size)
+        if self.transport.get_write_buffer_size() > WRITE_BUFFER_HIGH:
+            self.paused = True
+            self.attention.set()
+
+    def wake(self) -> None:
+        if self.paused or self.error is not None:
             return
-        pieces = [f.cache.get("flv") or flv_tag(f) for f in batch]
+        try:
+            batch = self.sub.take()
+            if batch:
+                self.send([f.cache.get("flv") or flv_tag(f) for f in batch])
+        except Exception as exc:  # reported by the handler task, never into the fan-out
+            self.error = exc
+            self.attention.set()
+            return
+        if self.sub.ended:
+            self.attention.set()
+
+    async def run(self) -> None:
+        sub = self.sub
+        stream = sub.stream
+        known = stream.has_audio or stream.has_video
+        pieces = [flv_header(stream.has_audio or not known, stream.has_video or not known)]
+        # The join burst (metadata, headers, GOP) arrives before we are in push mode.
+        pieces += [f.cache.get("flv") or flv_tag(f) for f in await sub.read()]
+        self.send(pieces)
+        sub.set_waker(self.wake)
+        try:
+            self.wake()
+            while True:
+                if self.error is not None:
+                    raise self.error
+                if self.paused:
+                    await self.writer.drain()  # returns once the client has read enough
+                    self.paused = False
+                    self.wake()
+                    continue
+                if sub.ended and not sub.queued_frames:
+                    return
+                self.attention.clear()
+                if self.error is None and not self.paused and not sub.ended:
+                    await self.attention.wait()
+        finally:
+            sub.set_waker(None)
 
 
-def _limit_send_buffer(transport: asyncio.BaseTransport) -> None:
+def _tune_viewer_socket(transport: asyncio.BaseTransport) -> None:
     sock = transport.get_extra_info("socket")
-    if sock is not None and VIEWER_SEND_BUFFER:
-        with contextlib.suppress(OSError):
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        # aiohttp sets it too; a stream must never wait for Nagle + delayed ACK.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if VIEWER_SEND_BUFFER:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, VIEWER_SEND_BUFFER)
 
 

@@ -30,8 +30,6 @@ from ..media.rtmp import (
 log = logging.getLogger("liverelay.rtmp")
 
 READ_SIZE = 256 * 1024
-# Viewers' socket writes are coalesced over this interval (latency cost: at most this much).
-WRITE_COALESCE_S = 0.03
 # Past this many unsent bytes a viewer's writer waits for the socket (backpressure).
 WRITE_BACKLOG_BYTES = 256 * 1024
 
@@ -77,7 +75,6 @@ class _Connection:
         self.key: StreamKey | None = None
         self.publications: dict[int, Any] = {}
         self.play_task: asyncio.Task[None] | None = None
-        self.play_done: asyncio.Future[bool] | None = None
         self.play_stream_id = 0
         self.chunk_key: tuple[str, int, int] = ("rtmp", 0, 0)
         self.transport: asyncio.WriteTransport = writer.transport
@@ -251,37 +248,41 @@ class _Connection:
         self.chunk_key = ("rtmp", session.chunk_size, sid)
         self.transport = self.writer.transport
         self.write(session.start_play(req))
-        # The join burst (metadata, sequence headers, GOP cache) goes out at once: it is
-        # what the time to first frame depends on. After that the server's flusher moves
-        # this viewer's frames (see _PlayFlusher).
-        frames = await sub.read()
-        ended = not frames
-        if frames:
-            chunks = [frame_chunks(f, session.chunk_size, sid) for f in frames]
-            self.writer.transport.writelines(chunks)
-            n = sum(map(len, chunks))
-            self.bytes_out += n
-            sub.add_bytes_out(n)
-            self.play_done = asyncio.get_running_loop().create_future()
-            self.server.flusher.add(self)
-            try:
-                ended = await self.play_done
-            finally:
-                self.server.flusher.remove(self)
-        sub.close()
+        transport = self.transport
+        cache_key = self.chunk_key
+        ended = False
+        try:
+            while True:
+                # The hub wakes us for the join burst (metadata, headers, GOP cache) at once,
+                # then at most every viewer_flush_ms of media: one socket write per batch.
+                frames = await sub.read()
+                if not frames:
+                    ended = True
+                    break
+                if transport.is_closing():
+                    break
+                # The chunk bytes are cached on each frame and shared by every viewer;
+                # writelines passes them on without a per-viewer join (uvloop keeps
+                # references to unsent bytes rather than copies).
+                chunks = [f.cache.get(cache_key) or frame_chunks(f, cache_key[1], sid) for f in frames]
+                transport.writelines(chunks)
+                n = sum(map(len, chunks))
+                self.bytes_out += n
+                sub.add_bytes_out(n)
+                if transport.get_write_buffer_size() > WRITE_BACKLOG_BYTES:
+                    # Backed up: wait for the socket; meanwhile the hub's bounded queue
+                    # skips this viewer to a keyframe or ends it (on_drop aborts us).
+                    await self.writer.drain()
+        except (ConnectionError, OSError):
+            self.set_reason("viewer went away")
+        finally:
+            sub.close()
         if not ended:
             self._abort(None)
             return
         self.set_reason(f"end of stream ({sub.end_reason or 'eof'})")
         self.write(session.end_play(sid))
         await self._close_after_write()
-
-    def play_finished(self, ended: bool, reason: str | None = None) -> None:
-        """Called by the flusher: the subscriber reached EOF (True) or the viewer is gone."""
-        if reason:
-            self.set_reason(reason)
-        if self.play_done is not None and not self.play_done.done():
-            self.play_done.set_result(ended)
 
     async def _close_after_write(self) -> None:
         with contextlib.suppress(ConnectionError, OSError):
@@ -317,71 +318,6 @@ class _Connection:
         )
 
 
-class _PlayFlusher:
-    """Moves queued frames to every playing viewer's socket, one pass per interval.
-
-    One task for all viewers instead of one wake-up per viewer per frame: per viewer and
-    pass it costs a queue check and, when frames are waiting, one socket write of the
-    cached chunk bytes (serialised once per frame for all viewers). A viewer whose socket
-    is backed up is skipped; its bounded hub queue then skips to a keyframe or ends it.
-    """
-
-    def __init__(self, interval_s: float) -> None:
-        self.interval_s = interval_s
-        self.viewers: dict[_Connection, None] = {}  # insertion-ordered set
-        self._task: asyncio.Task[None] | None = None
-
-    def add(self, conn: _Connection) -> None:
-        self.viewers[conn] = None
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run())
-
-    def remove(self, conn: _Connection) -> None:
-        self.viewers.pop(conn, None)
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        viewers = self.viewers
-        while viewers:
-            await asyncio.sleep(self.interval_s)
-            # Hot loop (every viewer, every pass): kept inline, no per-viewer coroutine.
-            for conn in tuple(viewers):
-                sub = conn.subscriber
-                if not sub.queued_bytes and not sub.ended:
-                    continue
-                try:
-                    transport = conn.transport
-                    if transport.is_closing():
-                        self.remove(conn)
-                        conn.play_finished(False, "viewer went away")
-                        continue
-                    if transport.get_write_buffer_size() > WRITE_BACKLOG_BYTES:
-                        continue  # backed up: the hub's bounded queue decides what to skip
-                    frames = await sub.read()  # never waits: frames are queued or the stream ended
-                    if not frames:
-                        self.remove(conn)
-                        conn.play_finished(True)
-                        continue
-                    # Shared cached chunk bytes go to the transport as they are (writelines:
-                    # no per-viewer join; uvloop keeps references to unsent bytes, not copies).
-                    key = conn.chunk_key
-                    chunks = [f.cache.get(key) or frame_chunks(f, key[1], key[2]) for f in frames]
-                    transport.writelines(chunks)
-                    n = sum(map(len, chunks))
-                    conn.bytes_out += n
-                    sub.add_bytes_out(n)
-                except Exception as exc:  # one viewer's failure must not stop the others
-                    log.exception("rtmp flush to %s failed", conn.remote)
-                    self.remove(conn)
-                    conn.play_finished(False, f"flush failed: {exc!r}")
-
-
 class RtmpServer:
     """`await start(host, port) -> bound port`; `await close()` ends every connection."""
 
@@ -389,7 +325,6 @@ class RtmpServer:
         self.node = node
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self.flusher = _PlayFlusher(WRITE_COALESCE_S)
 
     async def start(self, host: str, port: int) -> int:
         self._server = await asyncio.start_server(
@@ -425,7 +360,6 @@ class RtmpServer:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=5)
-        await self.flusher.close()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)

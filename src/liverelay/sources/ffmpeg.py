@@ -101,7 +101,7 @@ def build_ffmpeg_args(ffmpeg_bin: str, url: str, settings: RelaySettings) -> lis
         # flow evenly instead of in segment-sized bursts with segment-long silences (which
         # a no-media watchdog would take for a dead origin), starting one segment behind
         # the live edge so the next segment is published before the current one is played
-        # out (measured: at -1 the playout stalls ~1 s per segment, at -2 it does not).
+        # out (observed with 2 s segments: at -1 playout stalls ~1 s per segment, at -2 not).
         # Give up on a playlist that stops growing, and bound every HTTP read.
         args += [
             "-re",
@@ -147,7 +147,11 @@ class StderrTail:
 
     async def collect(self, stream: asyncio.StreamReader) -> None:
         while True:
-            line = await stream.readline()
+            try:
+                line = await stream.readline()
+            except ValueError:  # a line over the reader's 64 KiB limit (it was discarded)
+                self.lines.append("(overlong stderr line dropped)")
+                continue
             if not line:
                 return
             text = line.decode("utf-8", errors="replace").rstrip()
