@@ -24,6 +24,7 @@ from tests.integration.rtmp_helpers import (
 
 from liverelay.hub import StreamKey
 from liverelay.media.frame import FrameKind
+from liverelay.media.rtmp import RtmpClientSession
 from liverelay.media.rtmp import messages as m
 from liverelay.sources.rtmp import pull
 
@@ -311,3 +312,99 @@ async def test_idle_publisher_times_out_and_every_end_is_logged(caplog: pytest.L
     lines = [r.getMessage() for r in caplog.records if r.name == "liverelay.rtmp"]
     (line,) = [x for x in lines if "idle timeout" in x]
     assert " publish __defaultVhost__/live/cam in=" in line and " out=" in line
+
+
+class _PullOnlySubscriber:
+    """A subscriber without push mode (no set_waker/take): the listener must fall back to read()."""
+
+    def __init__(self, inner: object) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        if name in ("set_waker", "take"):
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "_inner":
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._inner, name, value)
+
+
+async def test_pull_mode_fallback_still_plays(
+    rtmp_node: RtmpNode, ffmpeg: str, ffprobe: str, sample_flv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_play = rtmp_node.hub.play
+
+    async def play(*args: object, **kwargs: object) -> object:
+        sub = await real_play(*args, **kwargs)  # type: ignore[arg-type]
+        return None if sub is None else _PullOnlySubscriber(sub)
+
+    monkeypatch.setattr(rtmp_node.hub, "play", play)
+    with ffmpeg_publish(ffmpeg, sample_flv, rtmp_node.url()):
+        await rtmp_node.wait_source(rtmp_node.key())
+        counts, err = await ffprobe_count(ffprobe, rtmp_node.url(), 2)
+    assert err.strip() == "" and counts["video"] >= 58 and counts["audio"] >= 84
+
+
+async def test_viewer_that_stops_reading_is_dropped_alone(ffmpeg: str, sample_flv: Path) -> None:
+    node = RtmpNode()
+    node.settings.media.viewer_queue_bytes = 256 * 1024
+    node.settings.media.viewer_max_skips = 1
+    await node.start()
+    # Faster than real time, so a stalled reader falls behind within a second or two.
+    publisher = await asyncio.create_subprocess_exec(
+        ffmpeg,
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-readrate",
+        "10",
+        "-stream_loop",
+        "-1",
+        "-i",
+        str(sample_flv),
+        "-c",
+        "copy",
+        "-f",
+        "flv",
+        node.url(),
+        stdin=asyncio.subprocess.DEVNULL,
+    )
+    stalled = socket.socket()
+    try:
+        await node.wait_source(node.key())
+        sink = RecordingSink()
+        settings = node.settings.relay
+        puller = asyncio.create_task(pull(node.url(), sink, settings=settings))
+        # A viewer with a tiny receive buffer that plays and then never reads again.
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(stalled, ("127.0.0.1", node.port))
+        client = RtmpClientSession(app="live", tc_url=f"rtmp://127.0.0.1:{node.port}/live", play="s")
+        await loop.sock_sendall(stalled, client.initiate())
+        async with asyncio.timeout(5):
+            while client.state != "playing":
+                client.receive_data(await loop.sock_recv(stalled, 4096))
+                out = client.data_to_send()
+                if out:
+                    await loop.sock_sendall(stalled, out)
+        stream = node.hub.get(node.key())
+        assert stream is not None and stream.viewer_count == 2
+        deadline = time.monotonic() + 15
+        while stream.viewer_count > 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert stream.viewer_count == 1, "the stalled viewer must be dropped"
+        before = sink.count(FrameKind.VIDEO)
+        await asyncio.sleep(0.5)
+        assert sink.count(FrameKind.VIDEO) > before and not puller.done(), "the other viewer keeps going"
+        puller.cancel()
+        await asyncio.gather(puller, return_exceptions=True)
+    finally:
+        stalled.close()
+        if publisher.returncode is None:
+            publisher.kill()
+        await publisher.wait()
+        await node.close()

@@ -207,3 +207,72 @@ async def test_connection_cut_mid_stream_is_eof() -> None:
             await pull(f"{base}/live/s.flv", sink, settings=fast_settings())
     assert info.value.reason == "eof"
     assert sink.frames  # what arrived before the cut was delivered
+
+
+@pytest.fixture(scope="module")
+def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (made with the openssl CLI)."""
+    import shutil
+    import subprocess
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.fail("openssl is not installed")
+    out = tmp_path_factory.mktemp("tls")
+    cert, key = out / "cert.pem", out / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+@contextlib.asynccontextmanager
+async def serve_tls(cert: Path, key: Path, body: bytes) -> AsyncIterator[str]:
+    import ssl
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, content_type="video/x-flv")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
+    await runner.setup()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"https://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_https_origin_with_a_trusted_certificate(
+    tls_cert: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ssl
+
+    import aiohttp.connector
+
+    cert, key = tls_cert
+    trusting = ssl.create_default_context(cafile=str(cert))  # as if the origin's CA were installed
+    monkeypatch.setattr(aiohttp.connector, "_SSL_CONTEXT_VERIFIED", trusting)
+    data = FIXTURE.read_bytes()
+    async with serve_tls(cert, key, data) as base:
+        sink = Sink()
+        await asyncio.wait_for(pull(f"{base}/live/s.flv?k=v", sink, settings=fast_settings()), 10)
+    assert len(sink.frames) == len([e for e in FlvDecoder().feed(data) if isinstance(e, Frame)])
+
+
+async def test_https_origin_with_an_untrusted_certificate_is_refused(tls_cert: tuple[Path, Path]) -> None:
+    cert, key = tls_cert
+    async with serve_tls(cert, key, FIXTURE.read_bytes()) as base:
+        sink = Sink()
+        with pytest.raises(SourceError) as info:
+            await pull(f"{base}/live/s.flv", sink, settings=fast_settings())
+    assert info.value.reason == "connect" and "certificate" in info.value.message.lower()
+    assert sink.frames == []

@@ -625,3 +625,91 @@ async def test_a_keyframe_wakes_the_writer_at_once() -> None:
     pub.write(key(10))  # within the coalescing window of the headers, still not held
     assert sub._ready.is_set()
     assert [f.timestamp for f in await sub.read()] == [0, 10]
+
+
+async def test_push_mode_waker_replaces_read_and_is_told_about_the_end() -> None:
+    hub = new_hub()
+    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER)
+    for f in [vcfg(), acfg(), key(0)]:
+        pub.write(f)
+    good = await hub.play(KEY, protocol="http-flv", remote="good", timeout=1)
+    bad = await hub.play(KEY, protocol="http-flv", remote="bad", timeout=1)
+    assert good is not None and bad is not None
+    assert len(good.take()) == 3 and good.take() == []
+    bad.take()
+    sent: list[list[int]] = []
+    good.set_waker(lambda: sent.append([f.timestamp for f in good.take()]))
+
+    def broken() -> None:
+        raise RuntimeError("sink bug")
+
+    bad.set_waker(broken)
+    for ts in (33, 66, 99, 132):
+        pub.write(inter(ts))
+    assert sent == [[33, 66], [99, 132]]  # same coalescing as read(), no task involved
+    pub.close("done")
+    assert sent[-1] == [] and good.ended and good.end_reason == "eof"  # woken once more: the end
+
+
+_viewer_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("key"), st.integers(10, 900)),
+        st.tuples(st.just("inter"), st.integers(10, 900)),
+        st.tuples(st.just("audio"), st.integers(10, 300)),
+        st.tuples(st.just("take"), st.integers(0, 1)),
+    ),
+    max_size=150,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_viewer_ops)
+def test_property_bounded_queue_and_skips_resume_at_keyframes(ops: list[tuple[str, int]]) -> None:
+    hub = new_hub(viewer_queue_bytes=2000, viewer_max_skips=10_000)
+    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER)
+    pub.write(vcfg())
+    pub.write(acfg())
+    pub.write(key(0))
+    stream = hub.get(KEY)
+    assert stream is not None
+    sub = stream.subscribe(protocol="rtmp", remote="p", query="")
+    received: list[Frame] = list(sub.take())
+    skips_seen = 0
+    ts = 0
+    for op, value in ops:
+        ts += 20
+        if op == "key":
+            pub.write(key(ts, size=value))
+        elif op == "inter":
+            pub.write(inter(ts, size=value))
+        elif op == "audio":
+            pub.write(aac(ts, size=value))
+        elif op == "take":
+            batch = sub.take()
+            if sub.skips != skips_seen:  # it skipped since the last take: resumes at headers + keyframe
+                skips_seen = sub.skips
+                video = [f for f in batch if f.kind == FrameKind.VIDEO]
+                if video:
+                    assert video[0].config and video[1].keyframe
+            received += batch
+        assert sub.queued_bytes <= 2000  # crossing the bound clears the queue (skip)
+    check_monotonic(received)
+
+
+async def test_headers_of_an_origin_that_never_reached_a_keyframe_are_not_used() -> None:
+    hub = new_hub()
+    pub = hub.publish(KEY, kind=SourceKind.RELAY_FIXED, owner="v4")
+    sub = await hub.play(KEY, protocol="rtmp", remote="r", timeout=1)
+    assert sub is not None
+    for f in [vcfg(tag=b"A"), acfg(tag=b"A"), *gop(0)]:
+        pub.write(f)
+    drain(sub)
+    pub.discontinuity()
+    for f in [vcfg(tag=b"B"), acfg(tag=b"B"), inter(5)]:  # origin B dies mid-GOP
+        pub.write(f)
+    pub.discontinuity()
+    for f in [vcfg(tag=b"C"), key(0)]:  # origin C sends no audio header
+        pub.write(f)
+    frames = drain(sub)
+    assert [f.payload[-1:] for f in frames if f.config] == [b"C", b"A"]  # A's audio header is still valid
+    assert frames[-1].keyframe

@@ -240,6 +240,8 @@ class Stream:
         self._splicing = True
         self._splice_first_ts = None
         self._splice_dropped = 0
+        # Headers held from an origin that never reached its keyframe are stale now.
+        self._pending_video_header = self._pending_audio_header = self._pending_metadata = None
         self._offset = None
         self._last_video_in = None
         log.debug("stream %s: splice pending (%s)", self.key, why)

@@ -1,9 +1,11 @@
 """The media HTTP listener: HTTP-FLV playback, /metrics and /healthz.
 
-GET /{app}/{stream}.flv streams the FLV header, then the hub's frames as FLV tags,
-one socket write per batch the subscriber hands over (a batch is everything queued
-since the previous write, so a slow moment costs fewer, larger writes). HTTP/1.1
-gets chunked transfer encoding, HTTP/1.0 a body delimited by the connection close.
+GET /{app}/{stream}.flv streams the FLV header, then the hub's frames as FLV tags.
+Each viewer runs in push mode (Subscriber.set_waker): the hub's fan-out hands it a
+batch about every 50 ms of media and the batch goes out as one transport.write, with
+no task switch per viewer; the handler task only waits for a drain when the client
+reads slowly. HTTP/1.1 gets chunked transfer encoding, HTTP/1.0 a body delimited by
+the connection close. The tag bytes are built once per frame (flv_tag memoises).
 """
 
 from __future__ import annotations

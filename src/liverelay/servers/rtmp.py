@@ -1,8 +1,9 @@
 """The RTMP listener: asyncio glue between sockets, media.rtmp sessions and the hub.
 
-One task per connection reads and feeds the sans-IO session; a player additionally
-gets a task that moves subscriber batches to the socket, one write per batch, using
-the chunk bytes cached on each frame (serialised once for every viewer).
+One task per connection reads and feeds the sans-IO session. A player is fed in the
+hub's push mode: the hub's fan-out calls the viewer's waker, which take()s the batch
+and hands the chunk bytes cached on each frame (serialised once for every viewer) to
+the socket in one writelines call - no task switch and no copy per viewer and batch.
 """
 
 from __future__ import annotations
@@ -248,34 +249,17 @@ class _Connection:
         self.chunk_key = ("rtmp", session.chunk_size, sid)
         self.transport = self.writer.transport
         self.write(session.start_play(req))
-        transport = self.transport
-        cache_key = self.chunk_key
-        ended = False
         try:
-            while True:
-                # The hub wakes us for the join burst (metadata, headers, GOP cache) at once,
-                # then at most every viewer_flush_ms of media: one socket write per batch.
-                frames = await sub.read()
-                if not frames:
-                    ended = True
-                    break
-                if transport.is_closing():
-                    break
-                # The chunk bytes are cached on each frame and shared by every viewer;
-                # writelines passes them on without a per-viewer join (uvloop keeps
-                # references to unsent bytes rather than copies).
-                chunks = [f.cache.get(cache_key) or frame_chunks(f, cache_key[1], sid) for f in frames]
-                transport.writelines(chunks)
-                n = sum(map(len, chunks))
-                self.bytes_out += n
-                sub.add_bytes_out(n)
-                if transport.get_write_buffer_size() > WRITE_BACKLOG_BYTES:
-                    # Backed up: wait for the socket; meanwhile the hub's bounded queue
-                    # skips this viewer to a keyframe or ends it (on_drop aborts us).
-                    await self.writer.drain()
+            if hasattr(sub, "set_waker"):
+                ended = await self._play_pushed(sub)
+            else:
+                ended = await self._play_pulled(sub)
         except (ConnectionError, OSError):
             self.set_reason("viewer went away")
+            ended = False
         finally:
+            if hasattr(sub, "set_waker"):
+                sub.set_waker(None)
             sub.close()
         if not ended:
             self._abort(None)
@@ -283,6 +267,66 @@ class _Connection:
         self.set_reason(f"end of stream ({sub.end_reason or 'eof'})")
         self.write(session.end_play(sid))
         await self._close_after_write()
+
+    def _send_frames(self, frames: list[Any]) -> None:
+        """Write a batch: the chunk bytes cached on each frame, shared by every viewer.
+
+        writelines passes them on without a per-viewer join (uvloop keeps references to
+        unsent bytes rather than copies), so a viewer costs no memory per frame.
+        """
+        key = self.chunk_key
+        chunks = [f.cache.get(key) or frame_chunks(f, key[1], key[2]) for f in frames]
+        self.transport.writelines(chunks)
+        n = sum(map(len, chunks))
+        self.bytes_out += n
+        self.subscriber.add_bytes_out(n)
+
+    async def _play_pushed(self, sub: Any) -> bool:
+        """Push mode: the hub calls our waker from its fan-out; we take() and write at once,
+        with no task switch per viewer and batch. Returns True at EOF, False if the viewer
+        went away."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        transport = self.transport
+
+        def finish(ended: bool) -> None:
+            if not done.done():
+                done.set_result(ended)
+
+        def wake() -> None:
+            try:
+                if transport.is_closing():
+                    finish(False)
+                    return
+                if not sub.ended and transport.get_write_buffer_size() > WRITE_BACKLOG_BYTES:
+                    # Backed up: leave the frames queued; the hub's bounded queue skips this
+                    # viewer to a keyframe or ends it (on_drop aborts the transport).
+                    return
+                frames = sub.take()
+                if frames:
+                    self._send_frames(frames)
+                if sub.ended and not sub.queued_frames:
+                    finish(True)
+            except Exception as exc:  # the waker runs inside the hub's fan-out: never raise
+                log.exception("rtmp write to %s failed", self.remote)
+                self.set_reason(f"write failed: {exc!r}")
+                finish(False)
+
+        sub.set_waker(wake)
+        wake()  # the join burst (metadata, headers, GOP cache) is already queued: send it now
+        return await done
+
+    async def _play_pulled(self, sub: Any) -> bool:
+        """Pull mode (a subscriber without push support): read() batches in this task."""
+        transport = self.transport
+        while True:
+            frames = await sub.read()
+            if not frames:
+                return True
+            if transport.is_closing():
+                return False
+            self._send_frames(frames)
+            if transport.get_write_buffer_size() > WRITE_BACKLOG_BYTES:
+                await self.writer.drain()
 
     async def _close_after_write(self) -> None:
         with contextlib.suppress(ConnectionError, OSError):
