@@ -4,7 +4,10 @@ and every failure reason of the pull contract."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+import ssl
+import subprocess
 import time
 from pathlib import Path
 
@@ -189,4 +192,65 @@ async def test_cancel_closes_the_socket_at_once(ffmpeg: str, sample_flv: Path) -
                 await asyncio.sleep(0.02)
             assert node.hub.get(node.key()).viewer_count == 0
     finally:
+        await node.close()
+
+
+async def test_pull_over_rtmps_through_a_tls_terminator(
+    tmp_path: Path, ffmpeg: str, sample_flv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A self-signed certificate for 127.0.0.1, trusted by the puller's TLS context.
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    real_context = ssl.create_default_context
+    monkeypatch.setattr(
+        "liverelay.sources.rtmp.ssl.create_default_context", lambda *a, **k: real_context(cafile=str(cert))
+    )
+    node = await RtmpNode().start()
+
+    async def terminate_tls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", node.port)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    tls = await asyncio.start_server(terminate_tls, "127.0.0.1", 0, ssl=server_ctx)
+    tls_port = tls.sockets[0].getsockname()[1]
+    try:
+        with ffmpeg_publish(ffmpeg, sample_flv, node.url()):
+            await node.wait_source(node.key())
+            sink, exc = await _pull_for(f"rtmps://127.0.0.1:{tls_port}/live/s", 1.5)
+        assert exc is None, exc
+        assert sink.count(FrameKind.VIDEO) > 10 and sink.frames[0].kind == FrameKind.DATA
+    finally:
+        tls.close()
         await node.close()
