@@ -132,3 +132,98 @@ def test_invariants_hold_for_any_event_sequence(
             fails_since_ok = 0
             assert p.not_before == 0.0
         assert 0 <= p.index < n
+
+
+# ---- fail-back hold-down (flapping origin) ---------------------------------------------
+
+
+def flappy(interval: float = 10.0, window: float = 30.0, cap: float = 80.0) -> FailoverPolicy:
+    """Two origins; up on the backup (index 1), so origin 0 is the fail-back candidate."""
+    p = FailoverPolicy(
+        2,
+        backoff_initial_s=1.0,
+        backoff_max_s=8.0,
+        failback_interval_s=interval,
+        flap_window_s=window,
+        failback_interval_max_s=cap,
+    )
+    p.switch_to(1)
+    p.on_up(0.0)
+    return p
+
+
+def fail_back_then_die(p: FailoverPolicy, at: float, dies_after: float) -> float:
+    """Probe and switch back to origin 0 at `at`, which dies `dies_after` s later; the
+    pull is up on origin 1 again right away. Returns the time origin 0 is due again."""
+    assert p.due_probes(at) == [0]
+    p.on_probe(0, at)
+    p.switch_to(0, failback_at=at)
+    p.on_failure(at + dies_after)  # moves on to origin 1
+    assert p.index == 1
+    p.on_up(at + dies_after)
+    return p.next_probe_at()
+
+
+def test_probe_is_due_one_interval_after_coming_up() -> None:
+    p = flappy()
+    assert p.due_probes(9.9) == [] and p.next_probe_at() == 10.0
+    assert p.due_probes(10.0) == [0]
+    p.on_probe(0, 10.0)  # the probe found nothing: next one an interval later
+    assert p.due_probes(19.9) == [] and p.next_probe_at() == 20.0
+
+
+def test_an_origin_that_dies_soon_after_fail_back_is_probed_ever_less_often() -> None:
+    p = flappy(interval=10.0, window=30.0, cap=80.0)
+    t = 10.0
+    gaps = []
+    for _ in range(6):
+        due = fail_back_then_die(p, t, dies_after=2.0)
+        gaps.append(due - (t + 2.0))
+        t = due
+    # Doubled per flap (20, 40, 80) and capped at 80: not switched back every 10 s.
+    assert gaps == [20.0, 40.0, 80.0, 80.0, 80.0, 80.0]
+    assert p.probe_interval(0) == 80.0
+
+
+def test_hold_down_resets_once_the_origin_stays_healthy() -> None:
+    p = flappy(interval=10.0, window=30.0)
+    due = fail_back_then_die(p, 10.0, dies_after=1.0)
+    due = fail_back_then_die(p, due, dies_after=1.0)
+    assert p.probe_interval(0) == 40.0
+    # This time origin 0 stays up: once it has lasted the flap window it is forgiven.
+    p.on_probe(0, due)
+    p.switch_to(0, failback_at=due)
+    p.check_stable(due + 29.0)
+    assert p.probe_interval(0) == 40.0
+    p.check_stable(due + 30.0)
+    assert p.probe_interval(0) == 10.0
+    # A failure long after the fail-back is an ordinary failure: no hold-down.
+    p.on_failure(due + 500.0)
+    p.on_up(due + 500.0)
+    assert p.next_probe_at() == due + 510.0
+
+
+def test_a_late_failure_is_not_a_flap_even_without_check_stable() -> None:
+    p = flappy(interval=10.0, window=30.0)
+    due = fail_back_then_die(p, 10.0, dies_after=31.0)
+    assert due == 10.0 + 31.0 + 10.0
+    assert p.probe_interval(0) == 10.0
+
+
+def test_hold_down_is_per_origin_and_cleared_by_a_new_source_list() -> None:
+    p = FailoverPolicy(3, backoff_initial_s=1.0, backoff_max_s=8.0, failback_interval_s=10.0)
+    p.switch_to(2)
+    p.on_up(0.0)
+    assert p.due_probes(10.0) == [0, 1]
+    p.on_probe(0, 10.0)
+    p.switch_to(0, failback_at=10.0)
+    p.on_failure(11.0)  # origin 0 flapped -> index 1
+    assert p.index == 1
+    p.on_failure(11.5)  # and 1 failed too (an ordinary failure: it was not failed back to)
+    p.on_up(12.0)  # up on 2
+    assert p.index == 2
+    assert p.probe_interval(0) == 20.0 and p.probe_interval(1) == 10.0
+    assert p.due_probes(22.0) == [1]  # origin 1 is probed, origin 0 still held down
+    assert p.due_probes(31.9) == [1] and p.due_probes(32.0) == [0, 1]  # 12 + 2 x 10
+    p.replace_sources(3, 2)
+    assert p.probe_interval(0) == 10.0

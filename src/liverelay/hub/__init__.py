@@ -3,7 +3,7 @@
 Writers: `Hub.publish(key, kind=, owner=) -> Publication` (StreamBusy when the current
 source may not be taken over). `Publication.write(frame)`, `set_metadata(payload)`,
 `discontinuity()`, `close(reason)`, `on_preempted` (called with no arguments when a
-publisher takes over a RELAY_PLAY source), `active`.
+publisher or a fixed relay takes over a RELAY_PLAY source), `active`.
 
 Readers: `await Hub.play(key, protocol=, remote=, query=, timeout=) -> Subscriber | None`.
 `await Subscriber.read()` returns a batch (`[]` = end: `end_reason` is "eof", "slow"

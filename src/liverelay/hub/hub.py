@@ -20,6 +20,13 @@ log = logging.getLogger("liverelay.hub")
 PlayTrigger = Callable[[StreamKey, str], Awaitable[bool]]
 
 
+def _may_take_over(new: SourceKind, current: SourceKind) -> bool:
+    """A play-triggered pull (RELAY_PLAY) only serves until a better source appears: a
+    local publisher or a fixed relay takes it over. Nothing takes over a PUBLISHER or a
+    RELAY_FIXED source (a fixed relay between origins keeps its stream)."""
+    return current is SourceKind.RELAY_PLAY and new in (SourceKind.PUBLISHER, SourceKind.RELAY_FIXED)
+
+
 class Hub:
     def __init__(self, media_settings: MediaSettings, metrics: CollectorRegistry | None = None) -> None:
         self.settings = media_settings
@@ -65,9 +72,7 @@ class Hub:
             raise StreamBusy(key, kind, "hub closed")
         stream = self._get_or_create(key)
         current = stream.source
-        if current is not None and not (
-            kind is SourceKind.PUBLISHER and current.kind is SourceKind.RELAY_PLAY
-        ):
+        if current is not None and not _may_take_over(kind, current.kind):
             raise StreamBusy(key, current.kind, current.owner)
         pub = Publication(stream, kind, owner)
         if current is not None:
@@ -113,7 +118,11 @@ class Hub:
         sub = stream.subscribe(protocol=protocol, remote=remote, query=query)
         ok = False
         try:
-            ok = bool(await asyncio.wait_for(trigger(key, query), timeout))
+            # asyncio.timeout, not wait_for: on 3.11 wait_for returns the trigger's result
+            # when the viewer's task is cancelled (client gone) just as the trigger
+            # completes, and the cancel is lost.
+            async with asyncio.timeout(timeout):
+                ok = bool(await trigger(key, query))
         except TimeoutError:
             log.info("play %s from %s: no source within %.1fs", key, remote, timeout)
         except asyncio.CancelledError:

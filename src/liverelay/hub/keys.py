@@ -19,7 +19,7 @@ class SourceKind(StrEnum):
     """Who writes a stream; decides who may take it over (see Hub.publish)."""
 
     PUBLISHER = "publisher"  # an RTMP push
-    RELAY_PLAY = "relay_play"  # a V3 on-demand pull (a publisher may take it over)
+    RELAY_PLAY = "relay_play"  # a V3 on-demand pull (a publisher or a fixed relay may take it over)
     RELAY_FIXED = "relay_fixed"  # a V4 scheduled pull
 
 

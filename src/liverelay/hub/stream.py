@@ -56,7 +56,8 @@ class Publication:
         self.owner = owner
         self.started_at = time.time()
         self._active = True
-        # Called (no arguments) when a publisher takes this stream over; writes are ignored after.
+        # Called (no arguments) when a publisher or a fixed relay takes this (RELAY_PLAY)
+        # stream over; writes are ignored after.
         self.on_preempted: Callable[[], None] | None = None
 
     @property

@@ -20,6 +20,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from ..sources.base import redact_text
 from .metrics import RelayMetrics
 from .webhooks import WebhookSender
 
@@ -33,13 +34,27 @@ def rfc3339(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, list | tuple):
+        return [redact_text(v) if isinstance(v, str) else v for v in value]
+    return value
+
+
 class RelayEvents:
     def __init__(self, metrics: RelayMetrics | None = None, webhooks: WebhookSender | None = None) -> None:
         self.metrics = metrics
         self.webhooks = webhooks
 
     def emit(self, event: str, *, kind: str, vhost: str, app: str, stream: str, **fields: Any) -> None:
-        """Count, log and queue one event. Never raises into the data plane."""
+        """Count, log and queue one event. Never raises into the data plane.
+
+        Every text field (SourceUrl, FromUrl, ToUrl, Error ...) is redacted here, the one
+        place all relay events pass through, so neither the log line nor the webhook body
+        carries an origin's passphrase, password or signed-URL token.
+        """
+        fields = {name: _redacted(value) for name, value in fields.items()}
         try:
             self._count(event, fields)
         except Exception:  # a metrics bug must not stop a relay

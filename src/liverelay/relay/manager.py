@@ -31,6 +31,8 @@ class RelayManager:
         self.events = RelayEvents(self.metrics, self.webhooks)
         self.source_policy = SourcePolicy(settings.relay)
         self.ondemand = OnDemandRelays(node.hub, settings.relay, self.events, self.source_policy)
+        # V3 never pulls a stream a fixed relay owns (see relay/ondemand.py).
+        self.ondemand.fixed_owner = self.fixed_owner
         self.scheduler: Any = None
         self._unsubscribe: Callable[[], None] | None = None
 
@@ -48,6 +50,16 @@ class RelayManager:
         else:
             self.scheduler = FixedRelayScheduler(self.node, self.events)
             await self.scheduler.start()
+
+    def fixed_owner(self, key: Any) -> Any:
+        """The V4 task that owns `key` now (its window is open, whatever its pull is doing)."""
+        scheduler = self.scheduler
+        if scheduler is None:
+            return None
+        task = scheduler.tasks.get((key.vhost, key.app, key.name))
+        if task is None or task.phase != "open":
+            return None
+        return task
 
     def status(self) -> list[dict[str, Any]]:
         """One row per running V3 pull plus the V4 tasks' rows (DescribeRelayStatus)."""

@@ -10,12 +10,16 @@
   round or start_timeout_s passed (the viewer gets its 404 / StreamNotFound at once).
 - The last viewer leaving starts the linger (linger_s); a viewer arriving during it keeps
   the pull. Config changes (store.bus) apply at once to running pulls.
+- A stream owned by a fixed (V4) relay whose window is open is never pulled here, even
+  while that relay is between origins or retrying (two pulls of one stream would fight
+  over it): the viewer waits for the fixed relay's media, at most start_timeout_s (and
+  the hub's play timeout), and gets not-found if none comes. `fixed_owner` (set by
+  RelayManager) says which streams those are.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -34,6 +38,9 @@ from .pull import RelayPull
 log = logging.getLogger("liverelay.relay.ondemand")
 
 DEFAULT_PORTS = {"rtmp": 1935, "flv": 80}
+# While a viewer waits for a fixed relay's media, the hub stream is checked this often
+# (the hub has no "source appeared" callback; the wait is bounded by start_timeout_s).
+FIXED_WAIT_POLL_S = 0.05
 
 
 def _with_default_port(domain: str, port: int) -> str:
@@ -155,6 +162,8 @@ class OnDemandRelays:
         self.configs: dict[tuple[str, str], RelayV3Config] = {}
         self.pulls: dict[StreamKey, _PlayPull] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        # Set by RelayManager: the fixed (V4) task that owns `key` right now, or None.
+        self.fixed_owner: Callable[[StreamKey], Any] = lambda _key: None
 
     # ---- configuration ------------------------------------------------------------
 
@@ -188,6 +197,8 @@ class OnDemandRelays:
     # ---- the hub's play trigger ---------------------------------------------------
 
     async def play_trigger(self, key: StreamKey, query: str) -> bool:
+        if self.fixed_owner(key) is not None:
+            return await self._wait_fixed(key)
         entry = self.pulls.get(key)
         if entry is None or entry.pull.ended.is_set():
             config = self.config_for(key)
@@ -215,6 +226,19 @@ class OnDemandRelays:
             for waiter in waiters:
                 waiter.cancel()
         return pull.first_media.is_set() and not pull.ended.is_set()
+
+    async def _wait_fixed(self, key: StreamKey) -> bool:
+        """A fixed relay owns `key`: True once the stream has a source, False when the
+        fixed relay stops owning it or start_timeout_s passes first."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.start_timeout_s
+        while True:
+            stream = self.hub.get(key)
+            if stream is not None and stream.has_source:
+                return True
+            if self.fixed_owner(key) is None or loop.time() >= deadline:
+                return False
+            await asyncio.sleep(min(FIXED_WAIT_POLL_S, max(0.0, deadline - loop.time())))
 
     def _start(self, key: StreamKey, query: str, urls: list[str]) -> _PlayPull:
         hub = self.hub
@@ -264,7 +288,8 @@ class OnDemandRelays:
         for entry in entries:
             if entry.task is not None and not entry.task.done():
                 entry.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await entry.task
+                # asyncio.wait: the pull's CancelledError is not raised here, but a cancel
+                # of close() itself still is (suppress(CancelledError) would eat both).
+                await asyncio.wait({entry.task})
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)

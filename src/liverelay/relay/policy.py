@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from ..config import RelaySettings
-from ..sources.base import SourceError
+from ..sources.base import SourceError, redact_url
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -65,7 +65,7 @@ class SourcePolicy:
         parts = urlsplit(url)
         host = parts.hostname
         if not host:
-            raise SourceError("unsupported", f"source URL {url!r} has no host")
+            raise SourceError("unsupported", f"source URL {redact_url(url)!r} has no host")
         try:
             literal: IPAddress | None = ipaddress.ip_address(host)
         except ValueError:
@@ -75,9 +75,9 @@ class SourcePolicy:
         else:
             loop = asyncio.get_running_loop()
             try:
-                infos = await asyncio.wait_for(
-                    loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), timeout=timeout_s
-                )
+                # asyncio.timeout, not wait_for: a cancel of the attempt must never be lost.
+                async with asyncio.timeout(timeout_s):
+                    infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
             except (TimeoutError, OSError) as exc:
                 raise SourceError("connect", f"cannot resolve {host}: {exc or 'timeout'}") from None
             addresses = sorted({str(info[4][0]).split("%", 1)[0] for info in infos})

@@ -37,8 +37,15 @@ Behaviour:
   failback_probe_interval_s the better origins are probed best first into a staging
   sink; the first one that delivers a video keyframe takes over at that keyframe
   (discontinuity, its sequence headers and metadata, the keyframe), the old source is
-  closed. Audio-only origins are never probed back.
-- A publisher taking over the stream (Publication.on_preempted) ends the pull quietly.
+  closed. Audio-only origins are never probed back. Each better origin has its own
+  probe time: one that dies within the flap window after a fail-back is probed at a
+  doubled (capped) interval until it stays up (FailoverPolicy hold-down).
+- A publisher or a fixed relay taking over a "play" pull's stream
+  (Publication.on_preempted) ends the pull quietly.
+- Secrets: status() and every event show source URLs through sources.base.redact_url /
+  redact_text; only the puller gets the real URL.
+- Cancellation: waits use asyncio.timeout / asyncio.wait, never wait_for (which, on
+  3.11, can swallow a cancel that lands as the awaited thing completes).
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ from ..config import RelaySettings
 from ..media.frame import Frame, FrameKind
 from ..sources import PullFunction, SourceError
 from ..sources import open_source as default_open_source
+from ..sources.base import redact_text, redact_url
 from .events import RelayEvents, rfc3339
 from .failover import FailoverPolicy
 from .policy import SourcePolicy
@@ -130,7 +138,10 @@ class RelayPull:
         self.open_source = open_source
 
         self.policy = FailoverPolicy(
-            len(self.urls), backoff_initial_s=settings.backoff_initial_s, backoff_max_s=settings.backoff_max_s
+            len(self.urls),
+            backoff_initial_s=settings.backoff_initial_s,
+            backoff_max_s=settings.backoff_max_s,
+            failback_interval_s=settings.failback_probe_interval_s,
         )
         self.first_media = asyncio.Event()
         self.ended = asyncio.Event()
@@ -143,8 +154,6 @@ class RelayPull:
         self._preempted = False
         self._active: _Attempt | None = None
         self._probe: _Attempt | None = None
-        self._probe_queue: list[int] = []
-        self._next_probe_at = 0.0
         self._need_discontinuity = False
         self._switch_reason = "failover"
         # The origin that was up before the current switch (FromUrl in "switched").
@@ -187,12 +196,15 @@ class RelayPull:
         current = active.url if active is not None else None
         self.urls = urls
         self._cancel_probe("config")
-        self._probe_queue = []
         if current is not None and current in urls:
             index = urls.index(current)
             assert active is not None
             active.index = index
             self.policy.replace_sources(len(urls), index)
+            if active.first_frame_at is not None:
+                # Untouched means untouched: the (renumbered) better origins are probed
+                # from one interval from now, not at once.
+                self.policy.on_up(time.monotonic())
         else:
             self.policy.replace_sources(len(urls), None)
             if active is not None:
@@ -206,8 +218,11 @@ class RelayPull:
             self._stop_reason = reason
         self._wake.set()
         if self._running:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.ended.wait(), timeout=5.0)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for returns normally when the
+            # caller is cancelled just as `ended` is set, and the caller's cancel is lost.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5.0):
+                    await self.ended.wait()
         elif not self.ended.is_set():
             self._finish(f"stopped: {reason}")
 
@@ -226,7 +241,7 @@ class RelayPull:
             "App": getattr(key, "app", ""),
             "Stream": getattr(key, "name", ""),
             "State": state,
-            "SourceUrl": self.source_url,
+            "SourceUrl": redact_url(self.source_url),
             "SourceIndex": self.source_index,
             "Attempts": self.attempts,
             "LastError": self.last_error,
@@ -302,8 +317,11 @@ class RelayPull:
 
     async def _sleep(self, seconds: float) -> None:
         # The caller cleared _wake before its checks, so no wake-up is lost in between.
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, min(seconds, _MAX_TICK_S)))
+        # asyncio.timeout, not wait_for: wait_for (3.11) swallows a cancel of run() that
+        # lands as _wake is set, and the pull would keep running after its task was cancelled.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, min(seconds, _MAX_TICK_S))):
+                await self._wake.wait()
 
     async def _supervise(self, attempt: _Attempt) -> None:
         """Watch the active attempt (which fail-back may replace) until it fails."""
@@ -362,7 +380,7 @@ class RelayPull:
         if attempt.abandoned is not None:
             # The relay dropped it itself (config change): not the origin's fault.
             return
-        self.last_error = str(error)
+        self.last_error = redact_text(str(error))
         self.events.emit(
             "origin_failed",
             **self._ids(),
@@ -385,7 +403,7 @@ class RelayPull:
         url = self.urls[index]
         attempt = _Attempt(self, index, url, staging=staging)
         attempt.task = asyncio.get_running_loop().create_task(
-            self._pull_one(attempt), name=f"relay-pull {url}"
+            self._pull_one(attempt), name=f"relay-pull {redact_url(url)}"
         )
         attempt.task.add_done_callback(lambda _t: self._wake.set())
         if not staging:
@@ -446,8 +464,7 @@ class RelayPull:
         self.state = "up"
         self._down_since = None
         self._up_since_wall = time.time()
-        self._next_probe_at = now + self.settings.failback_probe_interval_s
-        self._probe_queue = []
+        self.policy.on_up(now)
         if not self._ever_up:
             self._ever_up = True
             self.events.emit(
@@ -469,6 +486,9 @@ class RelayPull:
             )
         self._switch_reason = "failover"
         self.first_media.set()
+        # The supervisor sleeps on the pre-media deadline (up to _MAX_TICK_S): wake it so
+        # it re-plans for an up source (no-media watchdog, the fail-back probe times).
+        self._wake.set()
         return True
 
     def _write(self, frame: Frame) -> None:
@@ -496,7 +516,8 @@ class RelayPull:
         if not self.settings.failback or active is None or active.first_frame_at is None or active.index == 0:
             self._cancel_probe("not needed")
             return float("inf")
-        s = self.settings
+        policy = self.policy
+        policy.check_stable(now)
         probe = self._probe
         if probe is not None:
             probe_deadline = probe.started + self._probe_budget()
@@ -506,14 +527,13 @@ class RelayPull:
                 self._cancel_probe("probe timeout")
             else:
                 return probe_deadline
-        if not self._probe_queue:
-            if now < self._next_probe_at:
-                return self._next_probe_at
-            self._probe_queue = [i for i in range(active.index) if i < len(self.urls)]
-            self._next_probe_at = now + s.failback_probe_interval_s
-        if not self._probe_queue:
-            return self._next_probe_at
-        index = self._probe_queue.pop(0)
+        # Each better origin has its own probe time: an origin that flapped right after a
+        # fail-back waits out its (doubled) hold-down while the others are still probed.
+        due = [i for i in policy.due_probes(now) if i < len(self.urls)]
+        if not due:
+            return policy.next_probe_at()
+        index = due[0]
+        policy.on_probe(index, now)
         self._probe = self._start_attempt(index, staging=True)
         return now + self._probe_budget()
 
@@ -531,10 +551,10 @@ class RelayPull:
         # Swap at this keyframe: viewers continue from the better origin.
         old = self._active
         self._probe = None
-        self._probe_queue = []
         probe.staging = False
         self._active = probe
-        self.policy.switch_to(probe.index)
+        now = time.monotonic()
+        self.policy.switch_to(probe.index, failback_at=now)
         if old is not None:
             old.cancel("failback")
         if self._publication is not None:
@@ -544,7 +564,7 @@ class RelayPull:
         probe.staged = {}
         self.switches += 1
         self._up_since_wall = time.time()
-        self._next_probe_at = time.monotonic() + self.settings.failback_probe_interval_s
+        self.policy.on_up(now)
         self.state = "up"
         self.events.emit(
             "switched",
@@ -597,10 +617,16 @@ class RelayPull:
         self._probe = None
         for attempt in attempts:
             attempt.cancel("stopped")
-        for attempt in attempts:
-            if attempt.task is not None:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(asyncio.shield(attempt.task), timeout=2.0)
+        tasks = {a.task for a in attempts if a.task is not None}
+        if not tasks:
+            return
+        # asyncio.wait never raises the attempts' own CancelledError/exceptions but does
+        # propagate a cancel of run() itself (suppressing CancelledError around the await,
+        # as before, also swallowed that one: run() returned normally after task.cancel()).
+        done, _pending = await asyncio.wait(tasks, timeout=2.0)
+        for task in done:
+            if not task.cancelled():
+                task.exception()  # retrieved: no "exception was never retrieved" noise
 
     def _finish(self, reason: str) -> None:
         if self.ended.is_set():

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..hub.keys import SourceKind, StreamKey
+from ..sources.base import redact_url
 from ..store.bus import ChangeEvent
 from ..store.models import RelayV4Config
 from .policy import SourcePolicy
@@ -269,8 +270,9 @@ class FixedTask:
             log.exception("stopping fixed relay pull failed")
         if runner is not None and not runner.done():
             runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await runner
+            # Not suppress(CancelledError) around `await runner`: that would also eat a
+            # cancel of this stopper; asyncio.wait raises neither the runner's outcome.
+            await asyncio.wait({runner})
 
     # -- status ---------------------------------------------------------------------
 
@@ -319,7 +321,8 @@ class FixedTask:
                 "EndTime": spec.end_time,
                 "NextStart": spec.start_time if self._phase == "before" else None,
                 "Viewers": viewers,
-                "SrcAddrS": list(spec.src_addrs),
+                # Status is for showing: secrets masked (ListRelaySourceV4 returns the config as set).
+                "SrcAddrS": [redact_url(url) for url in spec.src_addrs],
             }
         )
         return row

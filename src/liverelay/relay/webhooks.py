@@ -62,8 +62,7 @@ class WebhookSender:
             while self._queue and asyncio.get_running_loop().time() < deadline:
                 await asyncio.sleep(0.05)
         self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._task
+        await asyncio.wait({self._task})  # a cancel of close() itself still propagates
         self._task = None
         if self._session is not None:
             await self._session.close()

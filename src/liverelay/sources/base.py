@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
 
 from ..media.frame import Frame
@@ -32,3 +33,54 @@ class SourceError(Exception):
 
     def __str__(self) -> str:
         return f"{self.reason}: {self.message}"
+
+
+# ---- secrets in source URLs --------------------------------------------------------
+#
+# Origin URLs carry credentials: SRT passphrases, userinfo passwords and signed-URL
+# query tokens (auth_key, txSecret, volcSecret, token, sign ...). Everything that
+# *shows* a source URL (status rows, webhook bodies, log lines, LastError messages)
+# goes through redact_url / redact_text; only the puller itself sees the real URL.
+
+# A query parameter whose (lower-cased) name contains one of these is a secret.
+_SECRET_NAME_PARTS = ("pass", "pwd", "token", "key", "secret", "auth", "sign", "credential")
+# ... except these, which contain a part above but carry no secret.
+_NOT_SECRET_NAMES = frozenset({"pbkeylen", "keyframe", "keyint"})
+MASK = "***"
+
+# name=value inside a query string (after '?' or '&'); the value ends at the next
+# separator, whitespace or quote so that a URL embedded in a message is handled too.
+_QUERY_PARAM = re.compile(r"(?<=[?&;])(?P<name>[^=&;#?\s'\"]+)=(?P<value>[^&;#\s'\"]*)")
+# scheme://user:password@ (the password is masked, the user name kept).
+_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/@:\s'\"]*):(?P<password>[^/\s'\"]*)@")
+
+
+def is_secret_param(name: str) -> bool:
+    """True when a query parameter called `name` carries a credential."""
+    lname = name.lower()
+    if lname in _NOT_SECRET_NAMES:
+        return False
+    return any(part in lname for part in _SECRET_NAME_PARTS)
+
+
+def _mask_param(match: re.Match[str]) -> str:
+    if match["value"] and is_secret_param(match["name"]):
+        return f"{match['name']}={MASK}"
+    return match[0]
+
+
+def redact_text(text: str) -> str:
+    """`text` with every URL secret in it masked: userinfo passwords and secret query values.
+
+    Works on free text (error messages that quote a URL) as well as on a bare URL; never
+    raises; everything else is left byte for byte as it was.
+    """
+    if not text:
+        return text
+    text = _USERINFO.sub(lambda m: f"{m['head']}:{MASK}@", text)
+    return _QUERY_PARAM.sub(_mask_param, text)
+
+
+def redact_url(url: str) -> str:
+    """The source URL as it may be shown (status, events, logs): secrets masked."""
+    return redact_text(url)

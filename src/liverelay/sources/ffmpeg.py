@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from ..config import RelaySettings
 from ..media.flv import FlvDecoder, FlvError
 from ..media.frame import Frame
-from .base import FrameSink, SourceError
+from .base import FrameSink, SourceError, redact_url
 
 log = logging.getLogger("liverelay.sources.ffmpeg")
 
@@ -121,22 +121,6 @@ def build_ffmpeg_args(ffmpeg_bin: str, url: str, settings: RelaySettings) -> lis
     args += ["-map", "0:v?", "-map", "0:a?", "-c", "copy"]
     args += ["-flvflags", "no_duration_filesize", "-f", "flv", "pipe:1"]
     return args
-
-
-def redact_url(url: str) -> str:
-    """The URL with secrets (SRT passphrase, userinfo password) masked, for logs and status."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable url>"
-    query = [
-        (k, "***" if k.lower() in ("passphrase", "password", "token", "secret") else v)
-        for k, v in parse_qsl(parts.query, keep_blank_values=True)
-    ]
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="*"), ""))
 
 
 class StderrTail:
@@ -238,8 +222,8 @@ class FfmpegProcess:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             if self._stderr_task is not None and not self._stderr_task.done():
                 self._stderr_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await self._stderr_task
+                # asyncio.wait, not suppress(CancelledError): a cancel of stop() must propagate.
+                await asyncio.wait({self._stderr_task})
 
 
 def _exit_error(rc: int, tail: StderrTail) -> SourceError:

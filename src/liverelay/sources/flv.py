@@ -17,7 +17,7 @@ from yarl import URL
 from ..config import RelaySettings
 from ..media.flv import FlvDecoder, FlvError
 from ..media.frame import Frame
-from .base import FrameSink, SourceError
+from .base import FrameSink, SourceError, redact_url
 
 log = logging.getLogger("liverelay.sources.flv")
 
@@ -34,6 +34,7 @@ async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
         sock_read=settings.no_media_timeout_s,
     )
     connector = aiohttp.TCPConnector(limit=1, force_close=True)
+    shown = redact_url(url)  # error messages end up in status and webhooks: no secrets
     got_response = False
     try:
         async with aiohttp.ClientSession(
@@ -50,23 +51,23 @@ async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
             async with response:
                 if response.status != 200:
                     where = response.headers.get("Location")
-                    detail = f" (redirect to {where}, not followed)" if where else ""
-                    raise SourceError("http_status", f"HTTP {response.status} from {url}{detail}")
+                    detail = f" (redirect to {redact_url(where)}, not followed)" if where else ""
+                    raise SourceError("http_status", f"HTTP {response.status} from {shown}{detail}")
                 await _read_body(response, sink)
     except SourceError:
         raise
     except FlvError as exc:
-        raise SourceError("protocol", f"bad FLV from {url}: {exc}") from None
+        raise SourceError("protocol", f"bad FLV from {shown}: {exc}") from None
     except TimeoutError:
         what = "no media" if got_response else "no HTTP response"
-        raise SourceError("timeout", f"{what} from {url} in time") from None
+        raise SourceError("timeout", f"{what} from {shown} in time") from None
     except aiohttp.ClientConnectorError as exc:
-        raise SourceError("connect", f"cannot connect to {url}: {exc.os_error or exc}") from None
+        raise SourceError("connect", f"cannot connect to {shown}: {exc.os_error or exc}") from None
     except aiohttp.ClientPayloadError as exc:
-        raise SourceError("eof", f"{url} ended mid-stream: {exc}") from None
+        raise SourceError("eof", f"{shown} ended mid-stream: {exc}") from None
     except (aiohttp.ClientError, OSError) as exc:
         reason = "eof" if got_response else "connect"
-        raise SourceError(reason, f"{url}: {type(exc).__name__}: {exc}") from None
+        raise SourceError(reason, f"{shown}: {type(exc).__name__}: {exc}") from None
 
 
 async def _read_body(response: aiohttp.ClientResponse, sink: FrameSink) -> None:
