@@ -53,16 +53,26 @@ def ffprobe() -> str:
     return require_binary("ffprobe")
 
 
+def synthetic_source_args(
+    ffmpeg: str, *, size: str, rate: int, seconds: float, audio_rate: int | None = None
+) -> list[str]:
+    """The first half of an ffmpeg command that encodes a synthetic clip: a testsrc2 picture
+    of `size` at `rate` fps (plus a 440 Hz tone at `audio_rate` Hz) for `seconds`, quietly,
+    overwriting the output. Append the encoder options, the format and the output path."""
+    args = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y"]
+    args += ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}"]
+    if audio_rate is not None:
+        args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate={audio_rate}"]
+    return [*args, "-t", str(seconds)]
+
+
 @pytest.fixture(scope="session")
 def sample_flv(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> Path:
     """10 s of 640x360@30 H.264 (2 s GOP, no B-frames) + AAC 44.1 kHz, as FLV."""
     out = tmp_path_factory.mktemp("sample") / "sample.flv"
     subprocess.run(
         [
-            ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
-            "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
-            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
-            "-t", "10",
+            *synthetic_source_args(ffmpeg, size="640x360", rate=30, seconds=10, audio_rate=44100),
             "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
             "-g", "60", "-keyint_min", "60", "-sc_threshold", "0", "-bf", "0",
             "-b:v", "800k", "-pix_fmt", "yuv420p",

@@ -14,7 +14,8 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import parse_qsl, urlsplit
@@ -49,6 +50,17 @@ def print_json(value: Any) -> None:
 def api_error_text(error: LiveAPIError) -> str:
     rid = f" ({error.request_id})" if error.request_id else ""
     return f"{error.code}: {error.message}{rid}"
+
+
+@contextmanager
+def exit_on_api_error() -> Iterator[None]:
+    """Print `error: Code: Message (RequestId)` (or the connection failure) and exit."""
+    try:
+        yield
+    except LiveAPIError as error:
+        fail(api_error_text(error))
+    except LiveConnectionError as error:
+        fail(str(error))
 
 
 # -- API client options ------------------------------------------------------------------
@@ -93,12 +105,15 @@ class ApiContext:
 
     def call(self, method: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Run one SDK call; print `error: Code: Message (RequestId)` and exit on failure."""
-        try:
+        with exit_on_api_error():
             return getattr(self.service, method)(dict(body or {}))
-        except LiveAPIError as error:
-            fail(api_error_text(error))
-        except LiveConnectionError as error:
-            fail(str(error))
+
+    def report(self, response: Mapping[str, Any], message: str) -> None:
+        """The raw response with --json, else the one-line (or few-line) human summary."""
+        if self.as_json:
+            print_json(response)
+        else:
+            click.echo(message)
 
 
 def api_command(func: Callable[..., None]) -> Callable[..., None]:
@@ -280,7 +295,7 @@ def store_options(func: F) -> F:
     return func
 
 
-def run_on_store(data_dir: str | None, config_file: str | None, work: Callable[[Any], Any]) -> Any:
+def run_on_store(data_dir: str | None, config_file: str | None, work: Callable[[Any], Awaitable[Any]]) -> Any:
     settings = build_settings(config_file, {"data_dir": data_dir})
 
     async def runner() -> Any:
@@ -320,11 +335,7 @@ def keys() -> None:
 @store_options
 def keys_create(data_dir: str | None, config_file: str | None, as_json: bool) -> None:
     """Create a key pair; the secret is shown only this once."""
-
-    async def work(store: Any) -> Any:
-        return await store.create_key()
-
-    key = run_on_store(data_dir, config_file, work)
+    key = run_on_store(data_dir, config_file, lambda store: store.create_key())
     ak, sk = key_pair(key)
     if as_json:
         print_json({"AccessKeyId": ak, "SecretAccessKey": sk})
@@ -345,11 +356,7 @@ def key_pair(key: Any) -> tuple[str, str]:
 @store_options
 def keys_list(data_dir: str | None, config_file: str | None, as_json: bool) -> None:
     """List access key ids."""
-
-    async def work(store: Any) -> Any:
-        return await store.list_keys()
-
-    rows = [key_fields(k) for k in run_on_store(data_dir, config_file, work)]
+    rows = [key_fields(k) for k in run_on_store(data_dir, config_file, lambda store: store.list_keys())]
     if as_json:
         print_json(rows)
         return
@@ -361,11 +368,7 @@ def keys_list(data_dir: str | None, config_file: str | None, as_json: bool) -> N
 @store_options
 def keys_delete(ak: str, data_dir: str | None, config_file: str | None, as_json: bool) -> None:
     """Delete the key AK."""
-
-    async def work(store: Any) -> Any:
-        return await store.delete_key(ak)
-
-    deleted = bool(run_on_store(data_dir, config_file, work))
+    deleted = bool(run_on_store(data_dir, config_file, lambda store: store.delete_key(ak)))
     if as_json:
         print_json({"AccessKeyId": ak, "Deleted": deleted})
     if not deleted:
@@ -399,11 +402,8 @@ def domain_add(
     if not domains:
         fail("give at least one --push or --pull domain", 2)
     response = api.call("create_domain_v2", {"Vhost": vhost, "Domains": domains})
-    if api.as_json:
-        print_json(response)
-        return
-    for d in domains:
-        click.echo(f"added {d['Type']:<8} {d['DomainName']} -> vhost {vhost}")
+    added = [f"added {d['Type']:<8} {d['DomainName']} -> vhost {vhost}" for d in domains]
+    api.report(response, "\n".join(added))
 
 
 @domain.command("list")
@@ -441,11 +441,7 @@ def domain_list(api: ApiContext, vhosts: tuple[str, ...], page: int, size: int) 
 @api_command
 def domain_rm(api: ApiContext, domain_name: str) -> None:
     """Delete a domain (DeleteDomain)."""
-    response = api.call("delete_domain", {"Domain": domain_name})
-    if api.as_json:
-        print_json(response)
-    else:
-        click.echo(f"deleted {domain_name}")
+    api.report(api.call("delete_domain", {"Domain": domain_name}), f"deleted {domain_name}")
 
 
 # -- relay ----------------------------------------------------------------------------------
@@ -534,13 +530,9 @@ def relay_v3_set(
     if app:
         body["App"] = app
     response = api.call("update_relay_source_v3", body)
-    if api.as_json:
-        print_json(response)
-        return
     where = f"{vhost}/{app}" if app else f"{vhost} (all apps)"
-    click.echo(
-        f"set group {group} of {where}: " + ", ".join(s["RelaySourceDomain"] for s in new_group["Servers"])
-    )
+    origins = ", ".join(s["RelaySourceDomain"] for s in new_group["Servers"])
+    api.report(response, f"set group {group} of {where}: {origins}")
 
 
 def v3_rows(response: Mapping[str, Any]) -> list[tuple[Any, ...]]:
@@ -595,10 +587,7 @@ def relay_v3_rm(api: ApiContext, vhost: str, app: str, group: str | None) -> Non
     if group:
         body["Group"] = group
     response = api.call("delete_relay_source_v3", body)
-    if api.as_json:
-        print_json(response)
-    else:
-        click.echo(f"deleted {'group ' + group + ' of ' if group else ''}{vhost}/{app or '(all apps)'}")
+    api.report(response, f"deleted {'group ' + group + ' of ' if group else ''}{vhost}/{app or '(all apps)'}")
 
 
 @relay.group("v4")
@@ -633,80 +622,71 @@ def v4_body(
     return body
 
 
-def v4_options(func: F) -> F:
+def v4_stream_options(func: F) -> F:
+    """--domain/--app/--stream: which fixed relay a command is about."""
     options = [
         click.option("--domain", "domain_name", required=True, help="Pull domain of the stream."),
         click.option("--app", required=True),
         click.option("--stream", required=True),
-        click.option(
-            "--src",
-            "srcs",
-            multiple=True,
-            required=True,
-            metavar="URL",
-            help="Origin URL in priority order (rtmp, rtmps, http(s) FLV/HLS, srt).",
-        ),
-        click.option("--start", default=None, metavar="T", help="Unix seconds or ISO 8601."),
-        click.option("--end", default=None, metavar="T", help="Unix seconds or ISO 8601."),
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
+def v4_config_command(func: Callable[[ApiContext, dict[str, Any], str], None]) -> Callable[..., None]:
+    """A command taking a whole fixed-relay config, passed on as (api, request body, "domain/app/stream")."""
+
+    @v4_stream_options
+    @click.option(
+        "--src",
+        "srcs",
+        multiple=True,
+        required=True,
+        metavar="URL",
+        help="Origin URL in priority order (rtmp, rtmps, http(s) FLV/HLS, srt).",
+    )
+    @click.option("--start", default=None, metavar="T", help="Unix seconds or ISO 8601.")
+    @click.option("--end", default=None, metavar="T", help="Unix seconds or ISO 8601.")
+    @api_command
+    @functools.wraps(func)
+    def wrapper(
+        api: ApiContext,
+        domain_name: str,
+        app: str,
+        stream: str,
+        srcs: tuple[str, ...],
+        start: str | None,
+        end: str | None,
+    ) -> None:
+        func(api, v4_body(domain_name, app, stream, srcs, start, end), f"{domain_name}/{app}/{stream}")
+
+    return wrapper
+
+
 @relay_v4.command("create")
-@v4_options
-@api_command
-def relay_v4_create(
-    api: ApiContext,
-    domain_name: str,
-    app: str,
-    stream: str,
-    srcs: tuple[str, ...],
-    start: str | None,
-    end: str | None,
-) -> None:
+@v4_config_command
+def relay_v4_create(api: ApiContext, body: dict[str, Any], name: str) -> None:
     """Create a fixed relay (CreateRelaySourceV4)."""
-    response = api.call("create_relay_source_v4", v4_body(domain_name, app, stream, srcs, start, end))
-    if api.as_json:
-        print_json(response)
-        return
+    response = api.call("create_relay_source_v4", body)
     task = (response.get("Result") or {}).get("TaskId", "")
-    click.echo(f"created {domain_name}/{app}/{stream}" + (f" (TaskId {task})" if task else ""))
+    api.report(response, f"created {name}" + (f" (TaskId {task})" if task else ""))
 
 
 @relay_v4.command("update")
-@v4_options
-@api_command
-def relay_v4_update(
-    api: ApiContext,
-    domain_name: str,
-    app: str,
-    stream: str,
-    srcs: tuple[str, ...],
-    start: str | None,
-    end: str | None,
-) -> None:
+@v4_config_command
+def relay_v4_update(api: ApiContext, body: dict[str, Any], name: str) -> None:
     """Replace a fixed relay's origins and schedule (UpdateRelaySourceV4)."""
-    response = api.call("update_relay_source_v4", v4_body(domain_name, app, stream, srcs, start, end))
-    if api.as_json:
-        print_json(response)
-    else:
-        click.echo(f"updated {domain_name}/{app}/{stream}")
+    api.report(api.call("update_relay_source_v4", body), f"updated {name}")
 
 
 @relay_v4.command("rm")
-@click.option("--domain", "domain_name", required=True)
-@click.option("--app", required=True)
-@click.option("--stream", required=True)
+@v4_stream_options
 @api_command
 def relay_v4_rm(api: ApiContext, domain_name: str, app: str, stream: str) -> None:
     """Delete a fixed relay (DeleteRelaySourceV4)."""
     response = api.call("delete_relay_source_v4", {"Domain": domain_name, "App": app, "Stream": stream})
-    if api.as_json:
-        print_json(response)
-    else:
-        click.echo(f"deleted {domain_name}/{app}/{stream}")
+    api.report(response, f"deleted {domain_name}/{app}/{stream}")
 
 
 def v4_rows(items: Iterable[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
@@ -732,12 +712,8 @@ def v4_rows(items: Iterable[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
 def relay_v4_list(api: ApiContext, domain_name: str, page: int, size: int, all_pages: bool) -> None:
     """List fixed relays of a domain (ListRelaySourceV4)."""
     if all_pages:
-        try:
+        with exit_on_api_error():
             items = list(api.service.iter_relay_sources_v4(domain_name, page_size=max(size, 100)))
-        except LiveAPIError as error:
-            fail(api_error_text(error))
-        except LiveConnectionError as error:
-            fail(str(error))
         if api.as_json:
             print_json(items)
             return

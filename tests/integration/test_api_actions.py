@@ -7,12 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import TEST_AK, TEST_SK
 
 from liverelay.api.testing import SEED_DOMAINS, BackgroundApi, SignedClient, api_settings
 from liverelay.store import ChangeEvent
-
-AK = "AKLTtestaccesskeyid00000000"
-SK = "dGVzdHNlY3JldGFjY2Vzc2tleTAwMDAwMDAwMDAwMA=="
 
 
 class StatusSource:
@@ -36,13 +34,13 @@ def relays() -> StatusSource:
 @pytest.fixture
 def api(tmp_path: Path, relays: StatusSource) -> Iterator[BackgroundApi]:
     settings = api_settings(tmp_path, rate_limit_per_s=1000, rate_burst=1000)
-    with BackgroundApi(settings, keys=[(AK, SK)], relays=relays) as server:
+    with BackgroundApi(settings, keys=[(TEST_AK, TEST_SK)], relays=relays) as server:
         yield server
 
 
 @pytest.fixture
 def client(api: BackgroundApi) -> Iterator[SignedClient]:
-    with SignedClient(api.host, AK, SK) as c:
+    with SignedClient(api.host, TEST_AK, TEST_SK) as c:
         c.ok("CreateDomainV2", SEED_DOMAINS)
         yield c
 
@@ -303,8 +301,8 @@ def test_internal_error_hides_the_traceback(client: SignedClient, relays: Status
 
 def test_describe_relay_status_without_relay_manager(tmp_path: Path) -> None:
     with (
-        BackgroundApi(api_settings(tmp_path), keys=[(AK, SK)]) as server,
-        SignedClient(server.host, AK, SK) as c,
+        BackgroundApi(api_settings(tmp_path), keys=[(TEST_AK, TEST_SK)]) as server,
+        SignedClient(server.host, TEST_AK, TEST_SK) as c,
     ):
         assert c.ok("DescribeRelayStatus", {"Type": "play"}) == {"RelayStatusList": []}
 

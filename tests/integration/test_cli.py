@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 from tests.conftest import REPO, TEST_AK, TEST_SK
-from tests.integration.test_sdk_harness import LocalApi, run_local_api
+from tests.integration.test_sdk_harness import SEED_DOMAINS_ADD, LocalApi, run_local_api
 
 from liverelay.cli import age, cli, parse_time, status_rows, status_table
 
@@ -32,12 +32,13 @@ def api(tmp_path: Path) -> Iterator[LocalApi]:
 
 
 def call(api: LocalApi, *args: str) -> Result:
+    """Run the CLI against `api`; a single argument is a whole command line, split on spaces."""
     env = {"ACCESS_KEY_ID": TEST_AK, "ACCESS_KEY_SECRET": TEST_SK, "LIVERELAY_ENDPOINT": api.host}
-    return invoke(list(args), env)
+    return invoke(args[0].split() if len(args) == 1 else list(args), env)
 
 
 def call_json(api: LocalApi, *args: str) -> Any:
-    result = call(api, *args, "--json")
+    result = call(api, *(args[0].split() if len(args) == 1 else args), "--json")
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 
@@ -89,19 +90,7 @@ def test_created_key_is_accepted_by_the_api(tmp_path: Path) -> None:
 
 
 def test_domain_commands(api: LocalApi) -> None:
-    added = call(
-        api,
-        "domain",
-        "add",
-        "--vhost",
-        "push.example.com",
-        "--push",
-        "push.example.com",
-        "--pull",
-        "pull.example.com",
-        "--pull",
-        "pull2.example.com",
-    )
+    added = call(api, f"{SEED_DOMAINS_ADD} --pull pull2.example.com")
     assert added.exit_code == 0, added.output
     listed = call_json(api, "domain", "list")
     names = {d["Domain"]: (d["Type"], d["Vhost"]) for d in listed["Result"]["DomainList"]}
@@ -117,17 +106,7 @@ def test_domain_commands(api: LocalApi) -> None:
 
 
 def add_seed_domains(api: LocalApi) -> None:
-    result = call(
-        api,
-        "domain",
-        "add",
-        "--vhost",
-        "push.example.com",
-        "--push",
-        "push.example.com",
-        "--pull",
-        "pull.example.com",
-    )
+    result = call(api, SEED_DOMAINS_ADD)
     assert result.exit_code == 0, result.output
 
 
@@ -135,40 +114,17 @@ def test_relay_v3_commands(api: LocalApi) -> None:
     add_seed_domains(api)
     first = call(
         api,
-        "relay",
-        "v3",
-        "set",
-        "--vhost",
-        "push.example.com",
-        "--app",
-        "live",
-        "--group",
-        "relay1",
-        "--server",
-        "rtmp://example.org",
-        "--server",
-        "rtmp://10.0.0.2:1936?token=abc",
-        "--param",
-        "key1=value1",
+        "relay v3 set --vhost push.example.com --app live --group relay1"
+        " --server rtmp://example.org --server rtmp://10.0.0.2:1936?token=abc --param key1=value1",
     )
     assert first.exit_code == 0, first.output
     second = call(
         api,
-        "relay",
-        "v3",
-        "set",
-        "--vhost",
-        "push.example.com",
-        "--app",
-        "live",
-        "--group",
-        "backup",
-        "--server",
-        "flv://flv.example.org:8080",
+        "relay v3 set --vhost push.example.com --app live --group backup --server flv://flv.example.org:8080",
     )
     assert second.exit_code == 0, second.output
 
-    shown = call_json(api, "relay", "v3", "show", "--vhost", "push.example.com", "--app", "live")
+    shown = call_json(api, "relay v3 show --vhost push.example.com --app live")
     [config] = shown["Result"]["RelaySourceConfigList"]
     assert config["GroupDetails"] == [
         {
@@ -197,24 +153,19 @@ def test_relay_v3_commands(api: LocalApi) -> None:
             ],
         },
     ]
-    table = call(api, "relay", "v3", "show", "--vhost", "push.example.com").stdout
+    table = call(api, "relay v3 show --vhost push.example.com").stdout
     assert "10.0.0.2:1936" in table and "flv.example.org:8080" in table
 
-    assert (
-        call(
-            api, "relay", "v3", "rm", "--vhost", "push.example.com", "--app", "live", "--group", "relay1"
-        ).exit_code
-        == 0
-    )
-    shown = call_json(api, "relay", "v3", "show", "--vhost", "push.example.com", "--app", "live")
+    assert call(api, "relay v3 rm --vhost push.example.com --app live --group relay1").exit_code == 0
+    shown = call_json(api, "relay v3 show --vhost push.example.com --app live")
     assert [g["Group"] for g in shown["Result"]["RelaySourceConfigList"][0]["GroupDetails"]] == ["backup"]
-    assert call(api, "relay", "v3", "rm", "--vhost", "push.example.com", "--app", "live").exit_code == 0
-    shown = call_json(api, "relay", "v3", "show", "--vhost", "push.example.com")
+    assert call(api, "relay v3 rm --vhost push.example.com --app live").exit_code == 0
+    shown = call_json(api, "relay v3 show --vhost push.example.com")
     assert shown["Result"]["RelaySourceConfigList"] == []
 
 
 def test_relay_v3_bad_server_is_a_usage_error(api: LocalApi) -> None:
-    bad = call(api, "relay", "v3", "set", "--vhost", "v", "--group", "g", "--server", "srt://x:1")
+    bad = call(api, "relay v3 set --vhost v --group g --server srt://x:1")
     assert bad.exit_code == 2
     assert bad.stderr.startswith("error: --server")
 
@@ -223,117 +174,52 @@ def test_relay_v4_commands(api: LocalApi) -> None:
     add_seed_domains(api)
     created = call_json(
         api,
-        "relay",
-        "v4",
-        "create",
-        "--domain",
-        "pull.example.com",
-        "--app",
-        "live",
-        "--stream",
-        "example_stream",
-        "--src",
-        "rtmp://live.example.com",
-        "--start",
-        "1683518058",
-        "--end",
-        "2023-05-11T03:54:18Z",
+        "relay v4 create --domain pull.example.com --app live --stream example_stream"
+        " --src rtmp://live.example.com --start 1683518058 --end 2023-05-11T03:54:18Z",
     )
     assert created["Result"]["TaskId"]
     for i in range(4):
         result = call(
             api,
-            "relay",
-            "v4",
-            "create",
-            "--domain",
-            "pull.example.com",
-            "--app",
-            "live",
-            "--stream",
-            f"s{i}",
-            "--src",
-            f"rtmp://o{i}.example/live",
-            "--src",
-            "srt://b.example:9000",
+            f"relay v4 create --domain pull.example.com --app live --stream s{i}"
+            f" --src rtmp://o{i}.example/live --src srt://b.example:9000",
         )
         assert result.exit_code == 0, result.output
         assert result.stdout.startswith(f"created pull.example.com/live/s{i} (TaskId ")
 
     updated = call(
         api,
-        "relay",
-        "v4",
-        "update",
-        "--domain",
-        "pull.example.com",
-        "--app",
-        "live",
-        "--stream",
-        "example_stream",
-        "--src",
-        "rtmp://new.example/live",
+        "relay v4 update --domain pull.example.com --app live --stream example_stream --src rtmp://new.example/live",
     )
     assert updated.exit_code == 0, updated.output
 
-    page = call_json(api, "relay", "v4", "list", "--domain", "pull.example.com", "--page", "2", "--size", "2")
+    page = call_json(api, "relay v4 list --domain pull.example.com --page 2 --size 2")
     assert page["Result"]["Pagination"] == {"PageCur": 2, "PageSize": 2, "PageTotal": 3, "TotalCount": 5}
     assert len(page["Result"]["List"]) == 2
-    everything = call_json(api, "relay", "v4", "list", "--domain", "pull.example.com", "--all")
+    everything = call_json(api, "relay v4 list --domain pull.example.com --all")
     by_stream = {item["Stream"]: item for item in everything}
     assert sorted(by_stream) == ["example_stream", "s0", "s1", "s2", "s3"]
     assert by_stream["example_stream"]["SrcAddrS"] == ["rtmp://new.example/live"]
     assert "StartTime" not in by_stream["example_stream"] or not by_stream["example_stream"]["StartTime"]
     assert by_stream["s2"]["SrcAddrS"] == ["rtmp://o2.example/live", "srt://b.example:9000"]
-    table = call(api, "relay", "v4", "list", "--domain", "pull.example.com").stdout
+    table = call(api, "relay v4 list --domain pull.example.com").stdout
     assert "5 in all" in table and "o3.example" in table
 
-    assert (
-        call(
-            api, "relay", "v4", "rm", "--domain", "pull.example.com", "--app", "live", "--stream", "s0"
-        ).exit_code
-        == 0
-    )
-    left = call_json(api, "relay", "v4", "list", "--domain", "pull.example.com", "--all")
+    assert call(api, "relay v4 rm --domain pull.example.com --app live --stream s0").exit_code == 0
+    left = call_json(api, "relay v4 list --domain pull.example.com --all")
     assert "s0" not in {item["Stream"] for item in left}
 
 
 def test_api_errors_print_code_message_request_id(api: LocalApi) -> None:
     result = call(
-        api,
-        "relay",
-        "v4",
-        "create",
-        "--domain",
-        "nowhere.example.com",
-        "--app",
-        "live",
-        "--stream",
-        "s",
-        "--src",
-        "rtmp://o/live",
+        api, "relay v4 create --domain nowhere.example.com --app live --stream s --src rtmp://o/live"
     )
     assert result.exit_code == 1
     line = result.stderr.strip()
     assert line.startswith("error: RequestForbidden")
     assert line.endswith(")")  # ... (RequestId)
     assert "Traceback" not in result.output
-    half = call(
-        api,
-        "relay",
-        "v4",
-        "create",
-        "--domain",
-        "d",
-        "--app",
-        "a",
-        "--stream",
-        "s",
-        "--src",
-        "rtmp://o/a",
-        "--start",
-        "1700000000",
-    )
+    half = call(api, "relay v4 create --domain d --app a --stream s --src rtmp://o/a --start 1700000000")
     assert half.exit_code == 2
     assert "both --start and --end" in half.stderr
 

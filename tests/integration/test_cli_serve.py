@@ -12,6 +12,7 @@ from typing import Any
 
 from click.testing import CliRunner
 from tests.conftest import TEST_AK, TEST_SK, NodeProcess, free_port
+from tests.integration.test_sdk_harness import SEED_DOMAINS_ADD
 
 from liverelay.cli import cli
 
@@ -26,7 +27,9 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def cli_json(node: NodeProcess, *args: str) -> Any:
+def cli_json(node: NodeProcess, command: str) -> Any:
+    """Run a `liverelay` command line (split on spaces) against the node with --json."""
+    args = command.split()
     env = {"ACCESS_KEY_ID": TEST_AK, "ACCESS_KEY_SECRET": TEST_SK, "LIVERELAY_ENDPOINT": node.api_host}
     result = CliRunner().invoke(cli, [*args, "--json"], env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -44,35 +47,12 @@ def test_serve_banner_key_status_and_sigterm(node_factory: Callable[..., NodePro
     assert f"liverelay domain list --endpoint 127.0.0.1:{node.api_port}" in log
 
     # ACCESS_KEY_ID/ACCESS_KEY_SECRET from the environment were put in the store.
-    cli_json(
-        node,
-        "domain",
-        "add",
-        "--vhost",
-        "push.example.com",
-        "--push",
-        "push.example.com",
-        "--pull",
-        "pull.example.com",
-    )
+    cli_json(node, SEED_DOMAINS_ADD)
     dead_origin = f"rtmp://127.0.0.1:{free_port()}/live/cam"  # nothing listens there
-    cli_json(
-        node,
-        "relay",
-        "v4",
-        "create",
-        "--domain",
-        "pull.example.com",
-        "--app",
-        "live",
-        "--stream",
-        "cam",
-        "--src",
-        dead_origin,
-    )
+    cli_json(node, f"relay v4 create --domain pull.example.com --app live --stream cam --src {dead_origin}")
 
     def cam_row() -> dict[str, Any] | None:
-        rows = cli_json(node, "relay", "status")["Result"]["RelayStatusList"]
+        rows = cli_json(node, "relay status")["Result"]["RelayStatusList"]
         row = next((r for r in rows if r.get("Stream") == "cam"), None)
         return row if row and row.get("Attempts", 0) >= 1 else None
 

@@ -120,6 +120,25 @@ def _ok(client: SignedClient, action: str, body: dict[str, object]) -> dict[str,
     return client.ok(action, body)
 
 
+# Written before the SIGKILL; DescribeRelaySourceV3 must return it unchanged afterwards.
+V3_CONFIG = {
+    "Vhost": "push.example.com",
+    "App": "live",
+    "GroupDetails": [
+        {
+            "Group": "relay1",
+            "Servers": [
+                {
+                    "RelaySourceProtocol": "rtmp",
+                    "RelaySourceDomain": "127.0.0.1:1",
+                    "RelaySourceParams": {"k": "v"},
+                }
+            ],
+        }
+    ],
+}
+
+
 def test_node_acknowledged_writes_survive_sigkill(tmp_path: Path) -> None:
     data_dir = tmp_path / "node"
     node = start_node(data_dir)
@@ -127,26 +146,7 @@ def test_node_acknowledged_writes_survive_sigkill(tmp_path: Path) -> None:
         with SignedClient(node.api_host, TEST_AK, TEST_SK) as client:
             _ok(client, "CreateDomainV2", SEED_DOMAINS)
             _ok(client, "CreateDomain", {"Domain": "solo.example.com", "Type": "push"})
-            _ok(
-                client,
-                "UpdateRelaySourceV3",
-                {
-                    "Vhost": "push.example.com",
-                    "App": "live",
-                    "GroupDetails": [
-                        {
-                            "Group": "relay1",
-                            "Servers": [
-                                {
-                                    "RelaySourceProtocol": "rtmp",
-                                    "RelaySourceDomain": "127.0.0.1:1",
-                                    "RelaySourceParams": {"k": "v"},
-                                }
-                            ],
-                        }
-                    ],
-                },
-            )
+            _ok(client, "UpdateRelaySourceV3", V3_CONFIG)
             task = _ok(
                 client,
                 "CreateRelaySourceV4",
@@ -166,24 +166,7 @@ def test_node_acknowledged_writes_survive_sigkill(tmp_path: Path) -> None:
         node = start_node(data_dir, ports=(node.api_port, node.http_port, node.rtmp_port))
         with SignedClient(node.api_host, TEST_AK, TEST_SK) as client:
             v3 = _ok(client, "DescribeRelaySourceV3", {"Vhost": "push.example.com"})["RelaySourceConfigList"]
-            assert v3 == [
-                {
-                    "Vhost": "push.example.com",
-                    "App": "live",
-                    "GroupDetails": [
-                        {
-                            "Group": "relay1",
-                            "Servers": [
-                                {
-                                    "RelaySourceProtocol": "rtmp",
-                                    "RelaySourceDomain": "127.0.0.1:1",
-                                    "RelaySourceParams": {"k": "v"},
-                                }
-                            ],
-                        }
-                    ],
-                }
-            ]
+            assert v3 == [V3_CONFIG]  # exactly what was written, params included
             listed = _ok(client, "ListRelaySourceV4", {"Domain": "push.example.com"})
             [item] = listed["List"]  # type: ignore[index]
             assert item["Stream"] == "fixed1" and item["TaskId"] == task and item["StartTime"] == 1683518058

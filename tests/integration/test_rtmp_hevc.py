@@ -15,6 +15,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from tests.conftest import synthetic_source_args
 from tests.integration.rtmp_helpers import RecordingSink, RtmpNode, RtmpTestClient, run_tool
 
 from liverelay.media.codecs import make_frame
@@ -99,24 +100,9 @@ def hevc_es(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> bytes:
 
     proc = subprocess.run(
         [
-            ffmpeg,
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            f"testsrc2=size=320x240:rate={FPS}",
-            "-t",
-            "2",
-            "-c:v",
-            "libx265",
-            "-x265-params",
-            f"bframes=0:keyint={FPS}:log-level=error",
-            "-f",
-            "hevc",
-            str(out),
+            *synthetic_source_args(ffmpeg, size="320x240", rate=FPS, seconds=2),
+            *("-c:v", "libx265", "-x265-params", f"bframes=0:keyint={FPS}:log-level=error"),
+            *("-f", "hevc", str(out)),
         ],
         capture_output=True,
         timeout=60,

@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,19 @@ async def _pull_for(url: str, seconds: float) -> tuple[RecordingSink, BaseExcept
     result = await asyncio.gather(task, return_exceptions=True)
     exc = result[0] if isinstance(result[0], BaseException) else None
     return sink, None if isinstance(exc, asyncio.CancelledError) else exc
+
+
+async def _pull_from_origin(
+    handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> BaseException | None:
+    """Pull live/s for up to 5 s from a 127.0.0.1 origin that runs `handler` on each connection."""
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        _, exc = await _pull_for(f"rtmp://127.0.0.1:{port}/live/s", 5)
+    finally:
+        server.close()
+    return exc
 
 
 async def _wait_for_publish(port: int, app: str, name: str, timeout: float = 10) -> None:
@@ -150,12 +164,7 @@ async def test_pull_origin_closing_before_media_is_eof() -> None:
         await reader.read(100)
         writer.close()
 
-    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        _, exc = await _pull_for(f"rtmp://127.0.0.1:{port}/live/s", 5)
-    finally:
-        server.close()
+    exc = await _pull_from_origin(hang_up)
     assert isinstance(exc, SourceError) and exc.reason == "eof"
 
 
@@ -167,12 +176,7 @@ async def test_pull_garbage_origin_is_protocol_error() -> None:
         await asyncio.sleep(2)
         writer.close()
 
-    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        _, exc = await _pull_for(f"rtmp://127.0.0.1:{port}/live/s", 5)
-    finally:
-        server.close()
+    exc = await _pull_from_origin(garbage)
     assert isinstance(exc, SourceError) and exc.reason == "protocol"
 
 

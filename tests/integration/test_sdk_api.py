@@ -10,8 +10,18 @@ from typing import Any
 
 import pytest
 from tests.conftest import TEST_AK, TEST_SK
-from tests.integration.test_sdk_harness import SEED_DOMAINS, LocalApi, run_local_api
+from tests.integration.test_sdk_harness import LocalApi, run_local_api
 
+from liverelay.api.testing import (
+    SEED_CREATE_V4,
+    SEED_DELETE_V3,
+    SEED_DELETE_V4,
+    SEED_DESCRIBE_V3,
+    SEED_DOMAINS,
+    SEED_LIST_V4,
+    SEED_UPDATE_V3,
+    SEED_UPDATE_V4,
+)
 from liverelay.sdk import (
     AsyncLiveService,
     AuthError,
@@ -21,44 +31,6 @@ from liverelay.sdk import (
     NotFoundError,
     ThrottledError,
 )
-
-# The seed's bodies, exactly as the official examples send them (comments dropped).
-SEED_UPDATE_V3 = {
-    "Vhost": "push.example.com",
-    "App": "live",
-    "GroupDetails": [
-        {
-            "Group": "relay1",
-            "Servers": [
-                {
-                    "RelaySourceProtocol": "rtmp",
-                    "RelaySourceDomain": "example.org",
-                    "RelaySourceParams": {"key1": "value1", "key2": "value2"},
-                }
-            ],
-        }
-    ],
-}
-SEED_DELETE_V3 = {"Vhost": "push.example.com", "App": "live", "Group": "relay1"}
-SEED_DESCRIBE_V3 = {"Vhost": "push.example.com", "App": "live", "Group": "relay1"}
-SEED_CREATE_V4 = {
-    "StartTime": 1683518058,
-    "EndTime": 1683777258,
-    "App": "live",
-    "Stream": "example_stream",
-    "Domain": "pull.example.com",
-    "SrcAddrS": ["rtmp://live.example.com"],
-}
-SEED_DELETE_V4 = {"App": "live", "Stream": "stream-123", "Domain": "pull.example.com"}
-SEED_UPDATE_V4 = {
-    "StartTime": 1683518058,
-    "EndTime": 1683777258,
-    "App": "live",
-    "Stream": "example_stream",
-    "Domain": "pull.example.com",
-    "SrcAddrS": ["rtmp://live.example.com"],
-}
-SEED_LIST_V4 = {"Domain": "push.example.com", "Page": 1, "Size": 20}
 
 
 @pytest.fixture

@@ -22,13 +22,8 @@ from liverelay.config import Settings, load_settings
 
 T = TypeVar("T")
 
-SEED_DOMAINS = {
-    "Vhost": "push.example.com",
-    "Domains": [
-        {"DomainName": "push.example.com", "Type": "push", "Region": "cn"},
-        {"DomainName": "pull.example.com", "Type": "pull-flv", "Region": "cn"},
-    ],
-}
+# The `liverelay` command line that registers liverelay.api.testing.SEED_DOMAINS.
+SEED_DOMAINS_ADD = "domain add --vhost push.example.com --push push.example.com --pull pull.example.com"
 
 
 @dataclass

@@ -13,61 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import TEST_AK, TEST_SK
 
-from liverelay.api.testing import BackgroundApi, api_settings
-
-AK = "AKLTtestaccesskeyid00000000"
-SK = "dGVzdHNlY3JldGFjY2Vzc2tleTAwMDAwMDAwMDAwMA=="
-
-# The seven request bodies of /work/shared/seed/relay-source-python-sdk-examples.txt, as written there
-# (comments dropped, values and key order unchanged).
-SEED_UPDATE_V3 = {
-    "Vhost": "push.example.com",
-    "App": "live",
-    "GroupDetails": [
-        {
-            "Group": "relay1",
-            "Servers": [
-                {
-                    "RelaySourceProtocol": "rtmp",
-                    "RelaySourceDomain": "example.org",
-                    "RelaySourceParams": {
-                        "key1": "value1",
-                        "key2": "value2",
-                    },
-                }
-            ],
-        }
-    ],
-}
-SEED_DELETE_V3 = {"Vhost": "push.example.com", "App": "live", "Group": "relay1"}
-SEED_DESCRIBE_V3 = {"Vhost": "push.example.com", "App": "live", "Group": "relay1"}
-SEED_CREATE_V4 = {
-    "StartTime": 1683518058,
-    "EndTime": 1683777258,
-    "App": "live",
-    "Stream": "example_stream",
-    "Domain": "pull.example.com",
-    "SrcAddrS": ["rtmp://live.example.com"],
-}
-SEED_DELETE_V4 = {"App": "live", "Stream": "stream-123", "Domain": "pull.example.com"}
-SEED_UPDATE_V4 = {
-    "StartTime": 1683518058,
-    "EndTime": 1683777258,
-    "App": "live",
-    "Stream": "example_stream",
-    "Domain": "pull.example.com",
-    "SrcAddrS": ["rtmp://live.example.com"],
-}
-SEED_LIST_V4 = {"Domain": "push.example.com", "Page": 1, "Size": 20}
-
-SEED_DOMAINS = {
-    "Vhost": "push.example.com",
-    "Domains": [
-        {"DomainName": "push.example.com", "Type": "push", "Region": "cn"},
-        {"DomainName": "pull.example.com", "Type": "pull-flv", "Region": "cn"},
-    ],
-}
+from liverelay.api.testing import (
+    SEED_CREATE_V4,
+    SEED_DELETE_V3,
+    SEED_DELETE_V4,
+    SEED_DESCRIBE_V3,
+    SEED_DOMAINS,
+    SEED_LIST_V4,
+    SEED_UPDATE_V3,
+    SEED_UPDATE_V4,
+    BackgroundApi,
+    api_settings,
+)
 
 
 @pytest.fixture
@@ -79,12 +38,12 @@ def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[BackgroundA
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
     with BackgroundApi(
-        api_settings(tmp_path / "data", rate_limit_per_s=1000, rate_burst=1000), keys=[(AK, SK)]
+        api_settings(tmp_path / "data", rate_limit_per_s=1000, rate_burst=1000), keys=[(TEST_AK, TEST_SK)]
     ) as s:
         yield s
 
 
-def live_service(api: BackgroundApi, ak: str = AK, sk: str = SK) -> Any:
+def live_service(api: BackgroundApi, ak: str = TEST_AK, sk: str = TEST_SK) -> Any:
     from volcengine.live.v20230101.live_service import LiveService
 
     service = LiveService(api.host, ak, sk)
@@ -179,7 +138,7 @@ def test_errors_raise_with_the_envelope(api: BackgroundApi) -> None:
     with pytest.raises(Exception) as info:
         wrong.list_relay_source_v4(SEED_LIST_V4)
     assert _sdk_error(info.value)["Code"] == "SignatureDoesNotMatch"
-    stranger = live_service(api, ak="AKLTstranger", sk=SK)
+    stranger = live_service(api, ak="AKLTstranger", sk=TEST_SK)
     with pytest.raises(Exception) as info:
         stranger.list_relay_source_v4(SEED_LIST_V4)
     assert _sdk_error(info.value) == {

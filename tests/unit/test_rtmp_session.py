@@ -195,13 +195,18 @@ def test_replay_ffmpeg_publish_capture() -> None:
     assert any(isinstance(e, StreamDeleted) for e in events)
 
 
-def test_replay_server_output_into_client() -> None:
-    data = (FIXTURES / "ffmpeg_play_s2c.bin").read_bytes()
+def _replay_client(data: bytes, split: int) -> list:
+    """Feed what a server sent into a client playing live/cap, `split` bytes at a time."""
     client = RtmpClientSession(app="live", tc_url="rtmp://127.0.0.1/live", play="cap")
     client.initiate()
     events: list = []
-    for i in range(0, len(data), 777):
-        events += client.receive_data(data[i : i + 777])
+    for i in range(0, len(data), split):
+        events += client.receive_data(data[i : i + split])
+    return events
+
+
+def test_replay_server_output_into_client() -> None:
+    events = _replay_client((FIXTURES / "ffmpeg_play_s2c.bin").read_bytes(), split=777)
     assert any(isinstance(e, Connected) for e in events)
     frames = [e.frame for e in events if isinstance(e, MediaReceived)]
     first_video = next(f for f in frames if f.kind == FrameKind.VIDEO)
@@ -212,12 +217,7 @@ def test_replay_server_output_into_client() -> None:
 
 def test_replay_nginx_rtmp_output_into_client() -> None:
     # nginx-rtmp compresses headers (fmt 1-3) unlike our fmt-0-only writer: a foreign dialect.
-    data = (FIXTURES / "nginx_play_s2c.bin").read_bytes()
-    client = RtmpClientSession(app="live", tc_url="rtmp://127.0.0.1/live", play="cap")
-    client.initiate()
-    events: list = []
-    for i in range(0, len(data), 1000):
-        events += client.receive_data(data[i : i + 1000])
+    events = _replay_client((FIXTURES / "nginx_play_s2c.bin").read_bytes(), split=1000)
     assert any(isinstance(e, Connected) for e in events)
     assert m.PLAY_START in [e.code for e in events if isinstance(e, StatusEvent)]
     frames = [e.frame for e in events if isinstance(e, MediaReceived)]

@@ -159,6 +159,39 @@ SEED_DOMAINS: dict[str, Any] = {
     ],
 }
 
+# The seven request bodies of the product brief's seed (relay-source-python-sdk-examples.txt),
+# as written there (comments dropped, values and key order unchanged): what the official SDK
+# and ours must send verbatim. They expect SEED_DOMAINS to be registered.
+SEED_UPDATE_V3: dict[str, Any] = {
+    "Vhost": "push.example.com",
+    "App": "live",
+    "GroupDetails": [
+        {
+            "Group": "relay1",
+            "Servers": [
+                {
+                    "RelaySourceProtocol": "rtmp",
+                    "RelaySourceDomain": "example.org",
+                    "RelaySourceParams": {"key1": "value1", "key2": "value2"},
+                }
+            ],
+        }
+    ],
+}
+SEED_DELETE_V3: dict[str, Any] = {"Vhost": "push.example.com", "App": "live", "Group": "relay1"}
+SEED_DESCRIBE_V3: dict[str, Any] = {"Vhost": "push.example.com", "App": "live", "Group": "relay1"}
+SEED_CREATE_V4: dict[str, Any] = {
+    "StartTime": 1683518058,
+    "EndTime": 1683777258,
+    "App": "live",
+    "Stream": "example_stream",
+    "Domain": "pull.example.com",
+    "SrcAddrS": ["rtmp://live.example.com"],
+}
+SEED_DELETE_V4: dict[str, Any] = {"App": "live", "Stream": "stream-123", "Domain": "pull.example.com"}
+SEED_UPDATE_V4: dict[str, Any] = dict(SEED_CREATE_V4)  # the seed's Update body is its Create body
+SEED_LIST_V4: dict[str, Any] = {"Domain": "push.example.com", "Page": 1, "Size": 20}
+
 
 class SignedClient:
     """A tiny synchronous signed client: `post(action, body) -> httpx.Response`."""

@@ -35,6 +35,14 @@ def _present(body: Body, name: str) -> Any:
     return body.get(name)
 
 
+def _given(body: Body, name: str, required: bool) -> Any:
+    """The field's value, None when absent; an absent required field is InvalidParam."""
+    value = _present(body, name)
+    if value is None and required:
+        raise invalid_param(f"{name} is required")
+    return value
+
+
 def get_str(
     body: Body,
     name: str,
@@ -43,10 +51,8 @@ def get_str(
     pattern: re.Pattern[str] | None = None,
     rule: str = "",
 ) -> str | None:
-    value = _present(body, name)
+    value = _given(body, name, required)
     if value is None:
-        if required:
-            raise invalid_param(f"{name} is required")
         return None
     if not isinstance(value, str):
         raise bind_error(f"{name} must be a string")
@@ -62,10 +68,8 @@ def get_str(
 def get_int(
     body: Body, name: str, *, default: int, low: int, high: int | None, required: bool = False
 ) -> int:
-    value = _present(body, name)
+    value = _given(body, name, required)
     if value is None:
-        if required:
-            raise invalid_param(f"{name} is required")
         return default
     if isinstance(value, bool) or not isinstance(value, int):
         raise bind_error(f"{name} must be an integer")
@@ -92,10 +96,8 @@ def get_unix_time(body: Body, name: str) -> int | None:
 
 
 def get_list(body: Body, name: str, *, required: bool = False) -> list[Any] | None:
-    value = _present(body, name)
+    value = _given(body, name, required)
     if value is None:
-        if required:
-            raise invalid_param(f"{name} is required")
         return None
     if not isinstance(value, list):
         raise bind_error(f"{name} must be an array")

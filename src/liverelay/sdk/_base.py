@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
+
 from .. import __version__
 from ..api.signing import sign_request
-from .errors import LiveAPIError, LiveConnectionError, ServerError, ThrottledError
+from .errors import LiveAPIError, LiveConnectionError, ServerError, ThrottledError, error_from_response
 
 API_VERSION = "2023-01-01"
 DEFAULT_HOST = "live.volcengineapi.com"
@@ -89,6 +92,15 @@ class RetryPolicy:
             # 503 = not taken in; other 5xx may have happened after a commit.
             return is_idempotent(action) or error.http_status == 503
         return False
+
+    def wait_before_retry(
+        self, action: str, attempt: int, error: LiveAPIError | LiveConnectionError
+    ) -> float:
+        """Seconds to sleep before attempt `attempt + 1`; re-raises `error` when it is not retried."""
+        if not self.should_retry(action, attempt, error):
+            raise error
+        retry_after = error.retry_after if isinstance(error, LiveAPIError) else None
+        return self.delay(attempt, retry_after)
 
 
 class ServiceBase:
@@ -177,6 +189,37 @@ class ServiceBase:
         headers["User-Agent"] = USER_AGENT
         url = f"{self.scheme}://{self.host}/?Action={action}&Version={API_VERSION}"
         return PreparedRequest(url, headers, content)
+
+    @contextmanager
+    def transport_errors(self, action: str) -> Iterator[None]:
+        """Turn httpx's transport failures while sending `action` into LiveConnectionError.
+
+        A refused or timed-out connect certainly did not reach the server (sent=False),
+        which makes even a Create* safe to retry.
+        """
+        try:
+            yield
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise LiveConnectionError(
+                f"{action}: cannot connect to {self.endpoint}: {exc}", action=action, sent=False
+            ) from exc
+        except httpx.TransportError as exc:
+            raise LiveConnectionError(
+                f"{action}: {type(exc).__name__} talking to {self.endpoint}: {exc}", action=action
+            ) from exc
+
+
+def read_response(action: str, response: httpx.Response) -> dict[str, Any]:
+    """The envelope of a received response, or its typed error raised."""
+    error = error_from_response(
+        response.status_code,
+        response.content,
+        action=action,
+        retry_after=response.headers.get("Retry-After"),
+    )
+    if error is not None:
+        raise error
+    return parse_success(response.content)
 
 
 def parse_success(content: bytes) -> dict[str, Any]:

@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
-from ._base import ServiceBase, list_items, parse_success
-from .errors import LiveAPIError, LiveConnectionError, error_from_response
+from ._base import ServiceBase, list_items, read_response
+from .errors import LiveAPIError, LiveConnectionError
 
 Body = Mapping[str, Any]
 
@@ -36,38 +36,19 @@ class AsyncLiveService(ServiceBase):
             try:
                 return await self._call_once(action, body)
             except (LiveAPIError, LiveConnectionError) as error:
-                if not self.retry.should_retry(action, attempt, error):
-                    raise
-                retry_after = error.retry_after if isinstance(error, LiveAPIError) else None
-                await asyncio.sleep(self.retry.delay(attempt, retry_after))
+                await asyncio.sleep(self.retry.wait_before_retry(action, attempt, error))
                 attempt += 1
 
     async def _call_once(self, action: str, body: Body | None) -> dict[str, Any]:
         prepared = self.prepare(action, body)
-        try:
+        with self.transport_errors(action):
             response = await self._client.post(
                 prepared.url,
                 content=prepared.content,
                 headers=prepared.headers,
                 timeout=self.timeout,
             )
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise LiveConnectionError(
-                f"{action}: cannot connect to {self.endpoint}: {exc}", action=action, sent=False
-            ) from exc
-        except httpx.TransportError as exc:
-            raise LiveConnectionError(
-                f"{action}: {type(exc).__name__} talking to {self.endpoint}: {exc}", action=action
-            ) from exc
-        error = error_from_response(
-            response.status_code,
-            response.content,
-            action=action,
-            retry_after=response.headers.get("Retry-After"),
-        )
-        if error is not None:
-            raise error
-        return parse_success(response.content)
+        return read_response(action, response)
 
     # -- play-triggered relay (V3) -------------------------------------------------
     async def update_relay_source_v3(self, body: Body) -> dict[str, Any]:
