@@ -68,13 +68,17 @@ class Node:
 
         host, port = parse_hostport(s.media.http_listen)
         port = await self._serve_app(create_http_app(self), host, port)
-        self.listeners.append(Listener("http", host, port, f"http://{_hostfmt(host)}:{port}/{{app}}/{{stream}}.flv"))
+        self.listeners.append(
+            Listener("http", host, port, f"http://{_hostfmt(host)}:{port}/{{app}}/{{stream}}.flv")
+        )
 
         host, port = parse_hostport(s.media.rtmp_listen)
         rtmp = RtmpServer(self)
         port = await rtmp.start(host, port)
         self._closers.append(rtmp)
-        self.listeners.append(Listener("rtmp", host, port, f"rtmp://{_hostfmt(host)}:{port}/{{app}}/{{stream}}"))
+        self.listeners.append(
+            Listener("rtmp", host, port, f"rtmp://{_hostfmt(host)}:{port}/{{app}}/{{stream}}")
+        )
 
     async def _serve_app(self, app: web.Application, host: str, port: int) -> int:
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)

@@ -17,16 +17,14 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from tests.conftest import free_port
-from tests.integration.test_relay_v3_runner import (
+from tests.integration.relay_runner_helpers import (
     KEY,
     Origins,
     Viewer,
     fast_settings,
     finish,
-    hub,  # noqa: F401 - fixture
     make_pull,
     ondemand,
-    sample_frames,  # noqa: F401 - fixture
     wait_for,
 )
 
@@ -77,7 +75,7 @@ async def cancel_races(
     return results
 
 
-def idle_pull(hub: Hub) -> RelayPull:  # noqa: F811
+def idle_pull(hub: Hub) -> RelayPull:
     return RelayPull(
         key=KEY,
         kind="fixed",
@@ -87,18 +85,18 @@ def idle_pull(hub: Hub) -> RelayPull:  # noqa: F811
     )
 
 
-async def test_sleep_never_swallows_a_cancel(hub: Hub) -> None:  # noqa: F811
+async def test_sleep_never_swallows_a_cancel(hub: Hub) -> None:
     pull = idle_pull(hub)
     await cancel_races(lambda: pull._sleep(30), pull._wake.set, pull._wake.clear)
 
 
-async def test_stop_never_swallows_a_cancel_of_its_caller(hub: Hub) -> None:  # noqa: F811
+async def test_stop_never_swallows_a_cancel_of_its_caller(hub: Hub) -> None:
     pull = idle_pull(hub)
     pull._running = True  # as while run() is active: stop() waits for `ended`
     await cancel_races(lambda: pull.stop("test"), pull.ended.set, pull.ended.clear)
 
 
-async def test_hub_play_never_swallows_a_cancel_of_the_viewer(hub: Hub) -> None:  # noqa: F811
+async def test_hub_play_never_swallows_a_cancel_of_the_viewer(hub: Hub) -> None:
     ready = asyncio.Event()
 
     async def trigger(key: StreamKey, query: str) -> bool:
@@ -113,7 +111,7 @@ async def test_hub_play_never_swallows_a_cancel_of_the_viewer(hub: Hub) -> None:
     assert stream is None or stream.viewer_count == 0  # every cancelled viewer left the stream
 
 
-async def test_cancel_while_closing_attempts_still_cancels_run(hub: Hub) -> None:  # noqa: F811
+async def test_cancel_while_closing_attempts_still_cancels_run(hub: Hub) -> None:
     """run() ends on its own (stop), and is cancelled while it waits for its origin
     connection to close: it must end cancelled, not return as if nothing happened."""
     closing = asyncio.Event()
@@ -150,7 +148,8 @@ async def test_cancel_while_closing_attempts_still_cancels_run(hub: Hub) -> None
 
 
 async def test_fixed_relay_takes_over_a_play_pull_and_viewers_continue(
-    hub: Hub, sample_frames: list[Frame]  # noqa: F811
+    hub: Hub,
+    sample_frames: list[Frame],
 ) -> None:
     play_origins = Origins(sample_frames, 1)
     fixed_origins = Origins(sample_frames, 1)
@@ -182,7 +181,8 @@ async def test_fixed_relay_takes_over_a_play_pull_and_viewers_continue(
 
 
 async def test_play_never_starts_a_v3_pull_for_a_fixed_relay_stream(
-    hub: Hub, sample_frames: list[Frame]  # noqa: F811
+    hub: Hub,
+    sample_frames: list[Frame],
 ) -> None:
     v3_origins = Origins(sample_frames, 1)
     relays = ondemand(hub, v3_origins, fast_settings(start_timeout_s=2.0))
@@ -225,7 +225,7 @@ async def test_play_never_starts_a_v3_pull_for_a_fixed_relay_stream(
         await relays.close()
 
 
-async def test_relay_manager_reports_open_v4_tasks_as_owners(hub: Hub) -> None:  # noqa: F811
+async def test_relay_manager_reports_open_v4_tasks_as_owners(hub: Hub) -> None:
     from liverelay.config import Settings
 
     node = SimpleNamespace(settings=Settings(), metrics=CollectorRegistry(), hub=hub)
@@ -243,7 +243,9 @@ async def test_relay_manager_reports_open_v4_tasks_as_owners(hub: Hub) -> None: 
 
 
 async def test_source_secrets_stay_out_of_status_events_logs_and_webhooks(
-    hub: Hub, sample_frames: list[Frame], caplog: pytest.LogCaptureFixture  # noqa: F811
+    hub: Hub,
+    sample_frames: list[Frame],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     received: list[dict[str, Any]] = []
 
@@ -305,7 +307,8 @@ async def test_source_secrets_stay_out_of_status_events_logs_and_webhooks(
 
 
 async def test_an_origin_that_keeps_dying_is_not_failed_back_to_at_every_probe(
-    hub: Hub, sample_frames: list[Frame]  # noqa: F811
+    hub: Hub,
+    sample_frames: list[Frame],
 ) -> None:
     origins = Origins(sample_frames, 2)
     flappy = origins[0]

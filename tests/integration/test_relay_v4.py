@@ -105,9 +105,22 @@ def probe_video(
         extra = ["-headers", f"Host: {PULL_DOMAIN}\r\n"]
     proc = subprocess.run(
         [
-            ffprobe, "-v", "error", "-rw_timeout", "8000000", *extra,
-            "-select_streams", "v:0", "-count_frames", "-read_intervals", f"%+#{frames}",
-            "-show_entries", "stream=codec_name,width,height,nb_read_frames", "-of", "json", url,
+            ffprobe,
+            "-v",
+            "error",
+            "-rw_timeout",
+            "8000000",
+            *extra,
+            "-select_streams",
+            "v:0",
+            "-count_frames",
+            "-read_intervals",
+            f"%+#{frames}",
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames",
+            "-of",
+            "json",
+            url,
         ],
         capture_output=True,
         timeout=30,
@@ -131,8 +144,20 @@ def assert_plays(
 def play_refused(ffprobe: str, node: NodeProcess, stream: str) -> bool:
     """True when an HTTP-FLV play of the stream gets no media (the stream is absent)."""
     proc = subprocess.run(
-        [ffprobe, "-v", "error", "-rw_timeout", "3000000", "-headers", f"Host: {PULL_DOMAIN}\r\n",
-         "-show_entries", "stream=codec_name", "-of", "json", node.flv_url(APP, stream)],
+        [
+            ffprobe,
+            "-v",
+            "error",
+            "-rw_timeout",
+            "3000000",
+            "-headers",
+            f"Host: {PULL_DOMAIN}\r\n",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "json",
+            node.flv_url(APP, stream),
+        ],
         capture_output=True,
         timeout=15,
         check=False,
@@ -212,7 +237,9 @@ def test_srt_source(relay_node: NodeProcess, ffmpeg: str, ffprobe: str, sample_f
     service = setup_domains(relay_node)
     port = free_port()
     with srt_listener(ffmpeg, sample_flv, port, passphrase="fixed-relay-pass"):
-        create_fixed(service, "from-srt", [f"srt://127.0.0.1:{port}?streamid=live/x&passphrase=fixed-relay-pass"])
+        create_fixed(
+            service, "from-srt", [f"srt://127.0.0.1:{port}?streamid=live/x&passphrase=fixed-relay-pass"]
+        )
         wait_up(service, "from-srt")
         assert_plays(ffprobe, relay_node, "from-srt")
 
@@ -265,10 +292,27 @@ def test_failover_keeps_the_viewer(
         assert row["SourceIndex"] == 1 and row["SourceUrl"] == alive
         viewer_out = relay_node.data_dir / "viewer.flv"
         viewer = subprocess.Popen(
-            [ffmpeg, "-hide_banner", "-loglevel", "error", "-rw_timeout", "20000000",
-             "-headers", f"Host: {PULL_DOMAIN}\r\n", "-i", relay_node.flv_url(APP, "fo"),
-             "-c", "copy", "-f", "flv", "-y", str(viewer_out)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [
+                ffmpeg,
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-rw_timeout",
+                "20000000",
+                "-headers",
+                f"Host: {PULL_DOMAIN}\r\n",
+                "-i",
+                relay_node.flv_url(APP, "fo"),
+                "-c",
+                "copy",
+                "-f",
+                "flv",
+                "-y",
+                str(viewer_out),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         try:
             wait_row(service, "fo", lambda r: r is not None and r["Viewers"] >= 1, 10, "viewer counted")
@@ -279,8 +323,11 @@ def test_failover_keeps_the_viewer(
             stop_process(publisher_b)  # the origin in use goes away ...
             with ffmpeg_publish(ffmpeg, sample_flv, dead):  # ... and the first one comes up
                 row = wait_row(
-                    service, "fo", lambda r: r is not None and r["State"] == "up" and r["SourceIndex"] == 0,
-                    20, "switch to source 0",
+                    service,
+                    "fo",
+                    lambda r: r is not None and r["State"] == "up" and r["SourceIndex"] == 0,
+                    20,
+                    "switch to source 0",
                 )
                 assert row is not None and row["Switches"] >= 1 and row["SourceUrl"] == dead
                 size_at_switch = viewer_out.stat().st_size
@@ -314,8 +361,11 @@ def test_update_switches_and_delete_stops_at_once(
         # Gone from the list -> switch now.
         service.update_relay_source_v4({**target, "SrcAddrS": [second]})
         row = wait_row(
-            service, "upd", lambda r: r is not None and r["SourceUrl"] == second and r["State"] == "up",
-            10, "switch",
+            service,
+            "upd",
+            lambda r: r is not None and r["SourceUrl"] == second and r["State"] == "up",
+            10,
+            "switch",
         )
         assert_plays(ffprobe, relay_node, "upd", protocols=("flv",))
 
@@ -331,9 +381,24 @@ def test_update_switches_and_delete_stops_at_once(
 
         # A viewer connected at the time of the Delete must see the stream end at once.
         viewer = subprocess.Popen(
-            [ffmpeg, "-hide_banner", "-loglevel", "error", "-headers", f"Host: {PULL_DOMAIN}\r\n",
-             "-i", relay_node.flv_url(APP, "upd"), "-c", "copy", "-f", "null", "-"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                ffmpeg,
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-headers",
+                f"Host: {PULL_DOMAIN}\r\n",
+                "-i",
+                relay_node.flv_url(APP, "upd"),
+                "-c",
+                "copy",
+                "-f",
+                "null",
+                "-",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             wait_row(service, "upd", lambda r: r is not None and r["Viewers"] >= 1, 10, "viewer counted")
@@ -374,10 +439,28 @@ def test_publisher_and_play_trigger_cannot_take_a_fixed_relay_stream(
     create_fixed(service, "owned", [origin.rtmp_url(APP, "src")])
     wait_up(service, "owned")
     proc = subprocess.run(
-        [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-t", "3", "-i", str(sample_flv), "-c", "copy",
-         "-rtmp_tcurl", f"rtmp://{PUSH_DOMAIN}:{relay_node.rtmp_port}/{APP}", "-f", "flv",
-         relay_node.rtmp_url(APP, "owned")],
-        capture_output=True, timeout=20, check=False, stdin=subprocess.DEVNULL,
+        [
+            ffmpeg,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-t",
+            "3",
+            "-i",
+            str(sample_flv),
+            "-c",
+            "copy",
+            "-rtmp_tcurl",
+            f"rtmp://{PUSH_DOMAIN}:{relay_node.rtmp_port}/{APP}",
+            "-f",
+            "flv",
+            relay_node.rtmp_url(APP, "owned"),
+        ],
+        capture_output=True,
+        timeout=20,
+        check=False,
+        stdin=subprocess.DEVNULL,
     )
     assert proc.returncode != 0, "the publisher was accepted on a fixed-relay stream"
     # NetStream.Publish.BadName, which ffmpeg reports with the server's description.

@@ -44,8 +44,20 @@ def test_redact_text_masks_urls_inside_messages() -> None:
 
 
 def test_secret_names() -> None:
-    for name in ("passphrase", "password", "pwd", "token", "access_token", "key", "auth_key", "txSecret",
-                 "sign", "signature", "Authorization", "credential"):
+    for name in (
+        "passphrase",
+        "password",
+        "pwd",
+        "token",
+        "access_token",
+        "key",
+        "auth_key",
+        "txSecret",
+        "sign",
+        "signature",
+        "Authorization",
+        "credential",
+    ):
         assert is_secret_param(name), name
     for name in ("streamid", "latency", "pbkeylen", "mode", "txTime", "a"):
         assert not is_secret_param(name), name

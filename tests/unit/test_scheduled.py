@@ -255,8 +255,24 @@ async def test_status_row_merges_the_pull_status() -> None:
     await _until(lambda: bool(h.pulls))
     row = h.task.status(viewers=3)
     expected_keys = {
-        "Type", "TaskId", "Vhost", "Domain", "App", "Stream", "State", "SourceUrl", "SourceIndex",
-        "Attempts", "LastError", "UpSince", "NextStart", "Bytes", "Bitrate", "Frames", "Switches", "Viewers",
+        "Type",
+        "TaskId",
+        "Vhost",
+        "Domain",
+        "App",
+        "Stream",
+        "State",
+        "SourceUrl",
+        "SourceIndex",
+        "Attempts",
+        "LastError",
+        "UpSince",
+        "NextStart",
+        "Bytes",
+        "Bitrate",
+        "Frames",
+        "Switches",
+        "Viewers",
     }
     assert expected_keys <= row.keys()
     assert row["Type"] == "fixed" and row["Viewers"] == 3 and row["Frames"] == 7
@@ -293,18 +309,33 @@ async def test_scheduler_follows_the_store_and_resumes_after_restart(tmp_path: P
         now = int(time.time())
         # One written before the scheduler starts (the restart case), one after.
         await store.create_relay_v4(
-            "vh", "live", "early", domain="pull.example.com", src_addrs=["rtmp://a/live/early"],
-            start_time=None, end_time=None,
+            "vh",
+            "live",
+            "early",
+            domain="pull.example.com",
+            src_addrs=["rtmp://a/live/early"],
+            start_time=None,
+            end_time=None,
         )
         scheduler = FixedRelayScheduler(_Node(store), None, pull_factory=factory)  # type: ignore[arg-type]
         await scheduler.start()
         await store.create_relay_v4(
-            "vh", "live", "later", domain="pull.example.com", src_addrs=["rtmp://a/live/later"],
-            start_time=now + 3600, end_time=now + 7200,
+            "vh",
+            "live",
+            "later",
+            domain="pull.example.com",
+            src_addrs=["rtmp://a/live/later"],
+            start_time=now + 3600,
+            end_time=now + 7200,
         )
         await store.create_relay_v4(
-            "vh", "live", "past", domain="pull.example.com", src_addrs=["rtmp://a/live/past"],
-            start_time=now - 7200, end_time=now - 3600,
+            "vh",
+            "live",
+            "past",
+            domain="pull.example.com",
+            src_addrs=["rtmp://a/live/past"],
+            start_time=now - 7200,
+            end_time=now - 3600,
         )
         states = {row["Stream"]: row["State"] for row in scheduler.status()}
         assert states == {"early": "up", "later": "scheduled", "past": "ended"}

@@ -142,4 +142,3 @@ def create_api_app(node: Any) -> web.Application:
 
 
 __all__ = ["API_HANDLER_KEY", "ApiHandler", "create_api_app", "parse_json_object"]
-

@@ -236,7 +236,9 @@ class FixedTask:
                     )
                     log.warning(
                         "fixed relay %s: pull ended on its own (%s); restarting in %.0fs",
-                        self.spec.task_id, getattr(pull, "end_reason", None), delay,
+                        self.spec.task_id,
+                        getattr(pull, "end_reason", None),
+                        delay,
                     )
                     self._cancel_timer()
                     self._timer = asyncio.get_running_loop().call_later(delay, self.schedule)

@@ -105,9 +105,12 @@ def build_ffmpeg_args(ffmpeg_bin: str, url: str, settings: RelaySettings) -> lis
         # Give up on a playlist that stops growing, and bound every HTTP read.
         args += [
             "-re",
-            "-live_start_index", "-2",
-            "-m3u8_hold_counters", "10",
-            "-rw_timeout", str(int(max(settings.connect_timeout_s, settings.no_media_timeout_s) * 1_000_000)),
+            "-live_start_index",
+            "-2",
+            "-m3u8_hold_counters",
+            "10",
+            "-rw_timeout",
+            str(int(max(settings.connect_timeout_s, settings.no_media_timeout_s) * 1_000_000)),
         ]
         input_url = url
     elif is_srt_url(url):

@@ -335,9 +335,16 @@ class SqliteRepository:
                     "INSERT INTO relay_v4 (task_id, vhost, app, stream, domain, src_addrs_json, start_time,"
                     " end_time, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        config.task_id, config.vhost, config.app, config.stream, config.domain,
-                        json.dumps(list(config.src_addrs)), config.start_time, config.end_time,
-                        config.created, config.updated,
+                        config.task_id,
+                        config.vhost,
+                        config.app,
+                        config.stream,
+                        config.domain,
+                        json.dumps(list(config.src_addrs)),
+                        config.start_time,
+                        config.end_time,
+                        config.created,
+                        config.updated,
                     ),
                 )
             except sqlite3.IntegrityError as exc:
