@@ -1,6 +1,7 @@
-"""H.265 over RTMP with FLV codec id 12 (the widespread pre-Enhanced-RTMP convention).
+"""H.265 over RTMP in both FLV conventions: codec id 12 (the widespread pre-Enhanced-RTMP
+convention) and Enhanced RTMP (ExVideoTagHeader with FourCC hvc1).
 
-ffmpeg 5.1 cannot mux HEVC into FLV, so the test builds the tags itself from an
+ffmpeg 5.1 cannot mux HEVC into FLV in either convention, so the test builds the tags itself from an
 ffmpeg/x265-encoded elementary stream (hvcC from VPS/SPS/PPS, length-prefixed NAL units),
 publishes them with our client session over a real socket, plays them back through the
 real listener with sources.rtmp, converts what arrived back to Annex B and lets ffprobe
@@ -52,13 +53,24 @@ def hvcc_record(vps: bytes, sps: bytes, pps: bytes) -> bytes:
     return out
 
 
-def hevc_frames(es: bytes) -> tuple[Frame, list[Frame]]:
-    """(sequence header frame, coded frames) as FLV codec-id-12 tag bodies."""
+# Tag body prefixes: codec id 12 = frame type/codec byte + AVCPacketType + composition time;
+# Enhanced RTMP = IsExHeader|FrameType|PacketType byte + FourCC (+ composition time for CodedFrames).
+ENHANCED_SEQUENCE_START = bytes([0x80 | 0x10 | 0]) + b"hvc1"
+
+
+def _video_header(convention: str, key: bool) -> bytes:
+    if convention == "id12":
+        return bytes([0x1C if key else 0x2C, 1, 0, 0, 0])
+    return bytes([0x80 | (0x10 if key else 0x20) | 1]) + b"hvc1" + b"\x00\x00\x00"
+
+
+def hevc_frames(es: bytes, convention: str = "id12") -> tuple[Frame, list[Frame]]:
+    """(sequence header frame, coded frames) as FLV tag bodies in the given convention."""
     nals = split_annexb(es)
     params = {t: next(n for n in nals if nal_type(n) == t) for t in (NAL_VPS, NAL_SPS, NAL_PPS)}
-    config = make_frame(
-        9, 0, b"\x1c\x00\x00\x00\x00" + hvcc_record(params[NAL_VPS], params[NAL_SPS], params[NAL_PPS])
-    )
+    record = hvcc_record(params[NAL_VPS], params[NAL_SPS], params[NAL_PPS])
+    prefix = b"\x1c\x00\x00\x00\x00" if convention == "id12" else ENHANCED_SEQUENCE_START
+    config = make_frame(9, 0, prefix + record)
     pictures: list[list[bytes]] = []
     for nal in nals:
         t = nal_type(nal)
@@ -70,12 +82,14 @@ def hevc_frames(es: bytes) -> tuple[Frame, list[Frame]]:
     for i, pic in enumerate(pictures):
         key = 16 <= nal_type(pic[0]) <= 21
         body = b"".join(struct.pack(">I", len(n)) + n for n in pic)
-        frames.append(make_frame(9, i * 1000 // FPS, bytes([0x1C if key else 0x2C, 1, 0, 0, 0]) + body))
+        frames.append(make_frame(9, i * 1000 // FPS, _video_header(convention, key) + body))
     return config, frames
 
 
 def to_annexb(config: Frame, frames: list[Frame]) -> bytes:
-    rec = config.payload[5:]
+    enhanced = bool(config.payload[0] & 0x80)
+    rec = config.payload[5:]  # both conventions: 5 bytes before the HEVCDecoderConfigurationRecord
+    skip = 8 if enhanced else 5
     pos, out = 23, []
     for _ in range(rec[22]):
         (count,) = struct.unpack_from(">H", rec, pos + 1)
@@ -85,7 +99,7 @@ def to_annexb(config: Frame, frames: list[Frame]) -> bytes:
             out.append(b"\x00\x00\x00\x01" + rec[pos + 2 : pos + 2 + n])
             pos += 2 + n
     for f in frames:
-        data, p = f.payload[5:], 0
+        data, p = f.payload[skip:], 0
         while p + 4 <= len(data):
             (n,) = struct.unpack_from(">I", data, p)
             out.append(b"\x00\x00\x00\x01" + data[p + 4 : p + 4 + n])
@@ -112,8 +126,13 @@ def hevc_es(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> bytes:
     return out.read_bytes()
 
 
-async def test_hevc_codec_id_12_publish_and_play(hevc_es: bytes, ffprobe: str, tmp_path: Path) -> None:
-    config, frames = hevc_frames(hevc_es)
+@pytest.mark.parametrize("convention", ["id12", "enhanced"])
+async def test_hevc_publish_and_play(convention: str, hevc_es: bytes, ffprobe: str, tmp_path: Path) -> None:
+    config, frames = hevc_frames(hevc_es, convention)
+    # Debian's ffmpeg 5.1 demuxes neither HEVC-in-FLV convention, so ffmpeg cannot play this
+    # stream straight from the node; what the node delivered is checked by converting it back
+    # to Annex B for ffprobe instead.
+    print(f"[hevc {convention}] direct ffmpeg playback not checked: needs ffmpeg >= 6.1 (enhanced FLV)")
     assert config.config and frames[0].keyframe and len(frames) == 2 * FPS
     assert sum(f.keyframe for f in frames) == 2
     node = await RtmpNode().start()
