@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from .loadclient import ViewerPool
-from .ourapi import configure_v3, create_bench_domain, node_config, service
+from .ourapi import configure_v3, create_bench_domain, node_config, service, wait_no_play_pulls
 from .peers import LiverelayNode, NginxRtmp, free_port
 from .report import fmt, median, progress, save, table
 from .sample import ensure_sample, start_publisher
@@ -25,8 +25,11 @@ APP, STREAM = "live", "bench"
 GAP_LOG_S = 0.2  # at 30 fps + audio a healthy stream never pauses this long
 
 
+COLD_LINGER_S = 0.5  # our edge drops an unwatched pull this fast: every [dead, alive] run is cold
+
+
 async def start_our_edge(origins: list[int]) -> LiverelayNode:
-    edge = LiverelayNode(config=node_config(), name="ours-edge").start()
+    edge = LiverelayNode(config=node_config(linger_s=COLD_LINGER_S), name="ours-edge").start()
     api = service(edge)
     try:
         await create_bench_domain(api)
@@ -62,7 +65,9 @@ async def dead_first(kind: str, runs: int) -> dict[str, Any]:
             res = await first_keyframe(edge.rtmp_url(APP, STREAM), timeout=8.0)
             res["elapsed_ms"] = 1000 * (time.monotonic() - t0)
             results.append(res)
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5 + COLD_LINGER_S)
+            if isinstance(edge, LiverelayNode):
+                res["next_run_cold"] = await wait_no_play_pulls(edge)
     finally:
         if edge is not None:
             edge.stop()

@@ -58,3 +58,18 @@ async def running_play_pulls(api: AsyncLiveService) -> int:
     """How many play-triggered (V3) pulls the node runs now (DescribeRelayStatus, our extension)."""
     result = await api.describe_relay_status({"Type": "play"})
     return len(result.get("RelayStatusList") or [])
+
+
+async def wait_no_play_pulls(node: LiverelayNode, timeout: float = 10.0) -> bool:
+    """Poll until the node runs no V3 pull (the next play is cold again); False on timeout."""
+    import asyncio
+
+    api = service(node)
+    try:
+        for _ in range(int(timeout / 0.2) + 1):
+            if await running_play_pulls(api) == 0:
+                return True
+            await asyncio.sleep(0.2)
+    finally:
+        await api.aclose()
+    return False
