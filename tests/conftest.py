@@ -202,6 +202,17 @@ def node(node_factory: object) -> NodeProcess:
     return node_factory()  # type: ignore[operator]
 
 
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 5 s if the process is still there; waits for it either way."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
 @contextlib.contextmanager
 def ffmpeg_publish(
     ffmpeg_bin: str, sample: Path, url: str, *, loop: bool = True, extra: list[str] | None = None
@@ -215,12 +226,6 @@ def ffmpeg_publish(
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        stop_process(proc)
         if proc.stderr:
             proc.stderr.close()

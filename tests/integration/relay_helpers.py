@@ -97,8 +97,9 @@ async def await_status(node: NodeProcess, predicate: Any, timeout: float, what: 
     return await asyncio.to_thread(wait_status, node, predicate, timeout, what)
 
 
-def ffprobe_video(ffprobe: str, url: str, timeout: float = 20) -> dict[str, Any]:
-    """Decode the first video stream's parameters with the real ffprobe."""
+def ffprobe_json(ffprobe: str, url: str, args: list[str], *, timeout: float, what: str) -> dict[str, Any]:
+    """The real ffprobe's JSON report on the first video stream of `url`; `args` say what to read
+    and report (and may carry input options such as headers). `what` names the attempt on failure."""
     proc = subprocess.run(
         [
             ffprobe,
@@ -108,11 +109,7 @@ def ffprobe_video(ffprobe: str, url: str, timeout: float = 20) -> dict[str, Any]
             "8000000",
             "-select_streams",
             "v:0",
-            "-show_entries",
-            "stream=codec_name,width,height",
-            "-read_intervals",
-            "%+2",
-            "-show_frames",
+            *args,
             "-of",
             "json",
             url,
@@ -121,8 +118,14 @@ def ffprobe_video(ffprobe: str, url: str, timeout: float = 20) -> dict[str, Any]
         timeout=timeout,
         check=False,
     )
-    assert proc.returncode == 0, f"ffprobe {url} failed: {proc.stderr.decode(errors='replace')}"
-    info = json.loads(proc.stdout)
+    assert proc.returncode == 0, f"ffprobe {what} failed: {proc.stderr.decode(errors='replace')[-800:]}"
+    return json.loads(proc.stdout)
+
+
+def ffprobe_video(ffprobe: str, url: str, timeout: float = 20) -> dict[str, Any]:
+    """Decode the first video stream's parameters with the real ffprobe."""
+    args = ["-show_entries", "stream=codec_name,width,height", "-read_intervals", "%+2", "-show_frames"]
+    info = ffprobe_json(ffprobe, url, args, timeout=timeout, what=url)
     streams = info.get("streams") or [{}]
     return {**streams[0], "frames": len(info.get("frames", []))}
 

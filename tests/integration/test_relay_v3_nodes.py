@@ -9,7 +9,7 @@ import contextlib
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,14 +84,29 @@ async def wait_origin_stream(origin: NodeProcess, timeout: float = 10.0) -> None
     raise AssertionError(f"origin {origin.rtmp_port} never served live/s")
 
 
+async def edge_relaying_origin(
+    nodes: dict[str, Any],
+    ffmpeg: str,
+    sample: Path,
+    *,
+    before: tuple[dict[str, Any], ...] = (),
+    server: Callable[[NodeProcess], dict[str, Any]] = rtmp_server,
+) -> tuple[NodeProcess, NodeProcess]:
+    """An origin publishing live/s and an edge whose V3 group lists `before`, then that origin;
+    returns (origin, edge) once the origin serves the stream."""
+    origin = origin_with_stream(nodes, ffmpeg, sample, "origin")
+    edge = nodes["edge"]()
+    set_v3(edge, [*before, server(origin)])
+    await wait_origin_stream(origin)
+    return origin, edge
+
+
 @pytest.mark.parametrize("protocol", ["rtmp", "flv"])
 async def test_edge_serves_the_origin_stream_over_rtmp_and_flv(
     nodes: dict[str, Any], ffmpeg: str, ffprobe: str, sample_flv: Path, protocol: str
 ) -> None:
-    origin = origin_with_stream(nodes, ffmpeg, sample_flv, "origin")
-    edge = nodes["edge"]()
-    set_v3(edge, [rtmp_server(origin) if protocol == "rtmp" else flv_server(origin)])
-    await wait_origin_stream(origin)
+    server = rtmp_server if protocol == "rtmp" else flv_server
+    _origin, edge = await edge_relaying_origin(nodes, ffmpeg, sample_flv, server=server)
 
     for url in (edge.rtmp_url("live", "s"), edge.flv_url("live", "s")):
         info = await asyncio.to_thread(ffprobe_video, ffprobe, url)
@@ -106,11 +121,8 @@ async def test_edge_serves_the_origin_stream_over_rtmp_and_flv(
 
 
 async def test_first_origin_dead_second_serves(nodes: dict[str, Any], ffmpeg: str, sample_flv: Path) -> None:
-    origin = origin_with_stream(nodes, ffmpeg, sample_flv, "origin")
-    edge = nodes["edge"]()
     dead = free_port()  # nothing listens there: connection refused
-    set_v3(edge, [rtmp_server(dead), rtmp_server(origin)])
-    await wait_origin_stream(origin)
+    origin, edge = await edge_relaying_origin(nodes, ffmpeg, sample_flv, before=(rtmp_server(dead),))
 
     viewer = await FlvViewer(edge.flv_url("live", "s")).start()
     try:
@@ -206,10 +218,7 @@ async def test_midstream_failover_and_failback_without_reconnecting(
 async def test_simultaneous_viewers_one_pull_and_linger(
     nodes: dict[str, Any], ffmpeg: str, sample_flv: Path
 ) -> None:
-    origin = origin_with_stream(nodes, ffmpeg, sample_flv, "origin")
-    edge = nodes["edge"]()
-    set_v3(edge, [rtmp_server(origin)])
-    await wait_origin_stream(origin)
+    origin, edge = await edge_relaying_origin(nodes, ffmpeg, sample_flv)
 
     viewers = [FlvViewer(edge.flv_url("live", "s")) for _ in range(2)]
     await asyncio.gather(*(v.start() for v in viewers))
@@ -367,10 +376,7 @@ async def test_webhooks_and_metrics_report_the_pull(
 async def test_a_local_publisher_takes_over_a_relayed_stream(
     nodes: dict[str, Any], ffmpeg: str, sample_flv: Path
 ) -> None:
-    origin = origin_with_stream(nodes, ffmpeg, sample_flv, "origin")
-    edge = nodes["edge"]()
-    set_v3(edge, [rtmp_server(origin)])
-    await wait_origin_stream(origin)
+    _origin, edge = await edge_relaying_origin(nodes, ffmpeg, sample_flv)
 
     viewer = await FlvViewer(edge.flv_url("live", "s")).start()
     try:
@@ -395,10 +401,9 @@ async def test_origin_that_accepts_but_never_answers_is_skipped_after_the_connec
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     silent_port = server.sockets[0].getsockname()[1]
     try:
-        origin = origin_with_stream(nodes, ffmpeg, sample_flv, "origin")
-        edge = nodes["edge"]()
-        set_v3(edge, [rtmp_server(silent_port), rtmp_server(origin)])
-        await wait_origin_stream(origin)
+        _origin, edge = await edge_relaying_origin(
+            nodes, ffmpeg, sample_flv, before=(rtmp_server(silent_port),)
+        )
         viewer = await FlvViewer(edge.flv_url("live", "s")).start()
         try:
             await viewer.wait_video(10, timeout=8)

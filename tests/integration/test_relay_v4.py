@@ -16,8 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import TEST_AK, TEST_SK, NodeProcess, ffmpeg_publish, free_port, start_node
-from tests.integration.test_relay_v4_sources import hls_origin, srt_listener, stop_process
+from tests.conftest import (
+    TEST_AK,
+    TEST_SK,
+    NodeProcess,
+    ffmpeg_publish,
+    free_port,
+    start_node,
+    stop_process,
+)
+from tests.integration.relay_helpers import ffprobe_json
+from tests.integration.test_relay_v4_sources import hls_origin, srt_listener
 
 from liverelay.sdk import LiveService
 
@@ -103,31 +112,9 @@ def probe_video(
     else:
         url = node.flv_url(APP, stream)
         extra = ["-headers", f"Host: {PULL_DOMAIN}\r\n"]
-    proc = subprocess.run(
-        [
-            ffprobe,
-            "-v",
-            "error",
-            "-rw_timeout",
-            "8000000",
-            *extra,
-            "-select_streams",
-            "v:0",
-            "-count_frames",
-            "-read_intervals",
-            f"%+#{frames}",
-            "-show_entries",
-            "stream=codec_name,width,height,nb_read_frames",
-            "-of",
-            "json",
-            url,
-        ],
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
-    assert proc.returncode == 0, f"ffprobe {protocol} failed: {proc.stderr.decode(errors='replace')[-800:]}"
-    streams = json.loads(proc.stdout)["streams"]
+    args = [*extra, "-count_frames", "-read_intervals", f"%+#{frames}"]
+    args += ["-show_entries", "stream=codec_name,width,height,nb_read_frames"]
+    streams = ffprobe_json(ffprobe, url, args, timeout=30, what=protocol)["streams"]
     assert streams, f"no video stream over {protocol}"
     return streams[0]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from tests.conftest import free_port
+from tests.conftest import free_port, stop_process
 
 from liverelay.config import RelaySettings
 from liverelay.media.frame import Frame, FrameKind
@@ -27,14 +27,15 @@ from liverelay.sources.ffmpeg import pull
 # -- origins ---------------------------------------------------------------------------------
 
 
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+def looping_ffmpeg(ffmpeg: str, sample: Path, output: list[str]) -> subprocess.Popen[bytes]:
+    """ffmpeg sending `sample` in real time, looped and stream-copied, to `output` (format, target)."""
+    command = [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(sample)]
+    return subprocess.Popen(
+        [*command, "-c", "copy", *output],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 class HlsOrigin:
@@ -58,32 +59,9 @@ class HlsOrigin:
 
     def start(self) -> HlsOrigin:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._proc = subprocess.Popen(
-            [
-                self.ffmpeg,
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-re",
-                "-stream_loop",
-                "-1",
-                "-i",
-                str(self.sample),
-                "-c",
-                "copy",
-                "-f",
-                "hls",
-                "-hls_time",
-                "1",
-                "-hls_list_size",
-                "4",
-                "-hls_flags",
-                "delete_segments+omit_endlist",
-                str(self.directory / "index.m3u8"),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        hls = ["-hls_time", "1", "-hls_list_size", "4", "-hls_flags", "delete_segments+omit_endlist"]
+        self._proc = looping_ffmpeg(
+            self.ffmpeg, self.sample, ["-f", "hls", *hls, str(self.directory / "index.m3u8")]
         )
         self._thread = threading.Thread(target=self._serve, name="hls-origin", daemon=True)
         self._thread.start()
@@ -139,27 +117,7 @@ def srt_listener(
     url = f"srt://127.0.0.1:{port}?mode=listener"
     if passphrase:
         url += f"&passphrase={passphrase}"
-    proc = subprocess.Popen(
-        [
-            ffmpeg,
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-re",
-            "-stream_loop",
-            "-1",
-            "-i",
-            str(sample),
-            "-c",
-            "copy",
-            "-f",
-            "mpegts",
-            url,
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = looping_ffmpeg(ffmpeg, sample, ["-f", "mpegts", url])
     try:
         time.sleep(0.3)  # SRT is UDP: there is no port to poll; give the listener time to bind
         assert proc.poll() is None, "the SRT listener ffmpeg died"

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import NodeProcess, ffmpeg_publish, free_port, start_node, wait_port
+from tests.conftest import NodeProcess, ffmpeg_publish, free_port, start_node, stop_process, wait_port
 from tests.integration.relay_helpers import (
     EDGE_CONFIG,
     FlvViewer,
@@ -73,12 +73,7 @@ http {{
         wait_port(port, timeout=10)
         yield port
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc)
         if proc.stderr:
             proc.stderr.close()
 

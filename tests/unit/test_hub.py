@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
 from liverelay.config import MediaSettings
-from liverelay.hub import Hub, SourceKind, StreamBusy, StreamKey, Subscriber
+from liverelay.hub import Hub, Publication, SourceKind, StreamBusy, StreamKey, Subscriber
 from liverelay.media.codecs import make_frame
 from liverelay.media.frame import Frame, FrameKind
 
@@ -512,14 +512,21 @@ def test_property_viewer_timelines_are_monotonic_and_start_at_keyframes(
             assert coded[0].keyframe
 
 
-async def test_audio_rides_along_with_the_next_video_frame() -> None:
-    hub = new_hub()
+async def flv_viewer_past(headers: list[Frame], hub: Hub | None = None) -> tuple[Publication, Subscriber]:
+    """A publisher that has written `headers` and an HTTP-FLV viewer that has already read them,
+    so the viewer's next read holds only what the test writes next."""
+    hub = hub or new_hub()
     pub = hub.publish(KEY, kind=SourceKind.PUBLISHER)
-    for f in [vcfg(), acfg(), key(0)]:
+    for f in headers:
         pub.write(f)
     sub = await hub.play(KEY, protocol="http-flv", remote="r", timeout=1)
     assert sub is not None
     await sub.read()
+    return pub, sub
+
+
+async def test_audio_rides_along_with_the_next_video_frame() -> None:
+    pub, sub = await flv_viewer_past([vcfg(), acfg(), key(0)])
     pub.write(aac(10))
     pub.write(aac(33))
     reader = asyncio.create_task(sub.read())
@@ -533,24 +540,13 @@ async def test_audio_rides_along_with_the_next_video_frame() -> None:
 
 
 async def test_audio_only_stream_wakes_on_every_frame() -> None:
-    hub = new_hub()
-    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER)
-    pub.write(acfg())
-    sub = await hub.play(KEY, protocol="http-flv", remote="r", timeout=1)
-    assert sub is not None
-    await sub.read()
+    pub, sub = await flv_viewer_past([acfg()])
     pub.write(aac(23))
     assert [f.timestamp for f in await asyncio.wait_for(sub.read(), 1)] == [23]
 
 
 async def test_writers_are_woken_once_per_coalescing_window_of_media() -> None:
-    hub = new_hub()
-    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER)
-    for f in [vcfg(), acfg(), key(0)]:
-        pub.write(f)
-    sub = await hub.play(KEY, protocol="http-flv", remote="r", timeout=1)
-    assert sub is not None
-    await sub.read()
+    pub, sub = await flv_viewer_past([vcfg(), acfg(), key(0)])
     batches: list[list[int]] = []
     for ts in range(33, 400, 33):  # 30 fps, each frame in its own loop iteration
         pub.write(inter(ts))
@@ -562,13 +558,7 @@ async def test_writers_are_woken_once_per_coalescing_window_of_media() -> None:
 
 
 async def test_held_frames_are_flushed_when_the_source_pauses() -> None:
-    hub = new_hub()
-    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER)
-    for f in [vcfg(), key(0)]:
-        pub.write(f)
-    sub = await hub.play(KEY, protocol="http-flv", remote="r", timeout=1)
-    assert sub is not None
-    await sub.read()
+    pub, sub = await flv_viewer_past([vcfg(), key(0)])
     pub.write(inter(10))  # under the coalescing window: held ...
     started = time.monotonic()
     assert [f.timestamp for f in await asyncio.wait_for(sub.read(), 1)] == [10]
@@ -604,13 +594,7 @@ async def test_a_codec_header_stamped_zero_mid_stream_does_not_move_the_timeline
 
 
 async def test_flush_interval_zero_wakes_on_every_frame() -> None:
-    hub = new_hub(viewer_flush_ms=0)
-    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER)
-    for f in [vcfg(), acfg(), key(0)]:
-        pub.write(f)
-    sub = await hub.play(KEY, protocol="http-flv", remote="r", timeout=1)
-    assert sub is not None
-    await sub.read()
+    pub, sub = await flv_viewer_past([vcfg(), acfg(), key(0)], new_hub(viewer_flush_ms=0))
     for f in [inter(33), aac(40), inter(66)]:
         pub.write(f)
         assert sub._ready.is_set()
