@@ -26,6 +26,7 @@ serve: $(STAMP)
 
 test: $(STAMP) sysdeps
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(STAMP)
