@@ -28,6 +28,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, help="TTFF runs per case")
     p.add_argument("--relays", help="relay counts, e.g. 10,50")
     p.add_argument("--hls", action="store_true", help="relay: also ffmpeg-backed HLS sources")
+    p.add_argument(
+        "--origin",
+        choices=["nginx", "ours"],
+        default="nginx",
+        help="relay: the relays' origin, nginx-rtmp (no GOP cache) or a second node of ours",
+    )
     p.add_argument("--profile", action="store_true", help="py-spy our node during the first fan-out repeat")
     return p.parse_args(argv)
 
@@ -64,7 +70,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
         counts = _ints(args.relays, [5] if quick else [10, 50])
         results["relay"] = await relay.run(
-            counts, window_s=window, hls_counts=([min(counts)] if args.hls else None)
+            counts, window_s=window, hls_counts=([min(counts)] if args.hls else None), origin=args.origin
         )
     print(summary(results))
     return results

@@ -1,10 +1,15 @@
 """Fixed relays (V4): node CPU and RSS per running relay, and time to first playable frame.
 
-One nginx-rtmp origin publishes the 2 Mbps sample; our node gets K permanent fixed
+One origin publishes the 2 Mbps sample; our node gets K permanent fixed
 relays of it (CreateRelaySourceV4 through the project's SDK, native RTMP source),
 each into its own stream. Measured: node CPU (% of one core, process tree) and RSS
 over a window with K relays running, minus the idle node; and, for the first few
-relays, the time from CreateRelaySourceV4's response to a viewer's first keyframe.
+relays, the time from CreateRelaySourceV4's response to a viewer's first keyframe and
+to the relay's DescribeRelayStatus row showing State "up".
+
+The origin is nginx-rtmp (no GOP cache: create -> playable includes the wait for its
+next keyframe) or a second node of ours (`origin="ours"`, GOP cache: create -> playable
+is the config-to-data-plane latency itself).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import asyncio
 import contextlib
 import time
 from typing import Any
+
+from liverelay.sdk import AsyncLiveService
 
 from . import procstat
 from .fanout import sample_rss_max
@@ -46,6 +53,20 @@ async def until_playable(url: str, since: float, timeout: float = 10.0) -> float
     return None
 
 
+async def until_up(api: AsyncLiveService, stream: str, since: float, timeout: float = 10.0) -> float | None:
+    """Poll DescribeRelayStatus every ~20 ms until `stream`'s fixed relay is "up"; ms from `since`."""
+    deadline = time.monotonic() + timeout
+    for _ in range(int(timeout / 0.02) + 1):
+        envelope = await api.describe_relay_status({"Type": "fixed", "Stream": stream})
+        rows = (envelope.get("Result") or {}).get("RelayStatusList") or []
+        if any(row.get("State") == "up" for row in rows):
+            return 1000.0 * (time.monotonic() - since)
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.02)
+    return None
+
+
 async def wait_hls(url: str, timeout: float = 30.0) -> None:
     """Until the origin's playlist lists a few segments (nginx-rtmp writes them as it goes)."""
     import aiohttp
@@ -64,11 +85,23 @@ async def wait_hls(url: str, timeout: float = 30.0) -> None:
 
 
 async def run_one(
-    k: int, *, window_s: float, measure_first: int, source: str = "rtmp", idle_s: float = 3.0
+    k: int,
+    *,
+    window_s: float,
+    measure_first: int,
+    source: str = "rtmp",
+    origin_kind: str = "nginx",
+    idle_s: float = 3.0,
 ) -> dict[str, Any]:
     """K fixed relays whose source is the origin over RTMP (native) or HLS (ffmpeg-backed)."""
+    if origin_kind == "ours" and source == "hls":
+        raise ValueError("an HLS source needs the nginx-rtmp origin (it writes the playlist)")
     sample = ensure_sample()
-    origin = NginxRtmp(name="origin", hls=source == "hls").start()
+    origin: NginxRtmp | LiverelayNode
+    if origin_kind == "ours":
+        origin = LiverelayNode(config=node_config(), name="ours-origin").start()
+    else:
+        origin = NginxRtmp(name="origin", hls=source == "hls").start()
     pub = start_publisher(sample, origin.rtmp_url(APP, STREAM))
     node = LiverelayNode(config=node_config(), name="ours-relays").start()
     api = service(node)
@@ -89,13 +122,19 @@ async def run_one(
         src = [origin.hls_url(STREAM) if source == "hls" else origin.rtmp_url(APP, STREAM)]
         start_timeout = 30.0 if source == "hls" else 10.0
         playable_ms: list[float | None] = []
+        up_ms: list[float | None] = []
         for i in range(k):
             if i < measure_first:
                 await wait_phase(probe, GOP_S * i / measure_first)
             await create_v4(api, f"r{i}", src)
             t_resp = time.monotonic()
             if i < measure_first:
-                playable_ms.append(await until_playable(node.rtmp_url(APP, f"r{i}"), t_resp, start_timeout))
+                playable, up = await asyncio.gather(
+                    until_playable(node.rtmp_url(APP, f"r{i}"), t_resp, start_timeout),
+                    until_up(api, f"r{i}", t_resp, start_timeout),
+                )
+                playable_ms.append(playable)
+                up_ms.append(up)
         # Every relay must be delivering before the window (bounded: one probe each).
         not_playing = 0
         for i in range(k):
@@ -109,6 +148,7 @@ async def run_one(
         rss = procstat.tree_rss_bytes(node.pid)
         out = {
             "source": source,
+            "origin": origin_kind,
             "relays": k,
             "window_s": window_s,
             "idle_cpu_pct": idle.percent,
@@ -123,6 +163,9 @@ async def run_one(
             "origin_probe_keyframes": probe.stats.keyframes,
             "playable_median_ms": median(playable_ms),
             "playable_span_ms": span(playable_ms),
+            "up_ms": up_ms,
+            "up_median_ms": median(up_ms),
+            "up_span_ms": span(up_ms),
         }
     finally:
         if probe is not None:
@@ -132,34 +175,53 @@ async def run_one(
         pub.stop()
         origin.stop()
     progress(
-        f"  {k} {source} relays: CPU {fmt(out['cpu_pct'])} % ({fmt(out['cpu_per_relay_pct'], 3)} %/relay), "
+        f"  {k} {source} relays ({origin_kind} origin): CPU {fmt(out['cpu_pct'])} % "
+        f"({fmt(out['cpu_per_relay_pct'], 3)} %/relay), "
         f"RSS {fmt(out['rss_mb'])} MB ({fmt(out['rss_per_relay_kb'])} kB/relay), create->playable median "
-        f"{fmt(out['playable_median_ms'], 0)} ms, not playing {not_playing}"
+        f"{fmt(out['playable_median_ms'], 0)} ms, create->up median {fmt(out['up_median_ms'], 0)} ms, "
+        f"not playing {not_playing}"
     )
     return out
 
 
 async def run(
-    counts: list[int], *, window_s: float = 20.0, measure_first: int = 10, hls_counts: list[int] | None = None
+    counts: list[int],
+    *,
+    window_s: float = 20.0,
+    measure_first: int = 10,
+    hls_counts: list[int] | None = None,
+    origin: str = "nginx",
 ) -> dict[str, Any]:
     results = []
     plan = [("rtmp", k) for k in counts] + [("hls", k) for k in hls_counts or []]
     for source, k in plan:
         progress(
-            f"relay: {k} fixed relays ({'native RTMP' if source == 'rtmp' else 'ffmpeg-backed HLS'} source)"
+            f"relay: {k} fixed relays ({'native RTMP' if source == 'rtmp' else 'ffmpeg-backed HLS'} source, "
+            f"{origin} origin)"
         )
         try:
             results.append(
-                await run_one(k, window_s=window_s, measure_first=min(measure_first, k), source=source)
+                await run_one(
+                    k,
+                    window_s=window_s,
+                    measure_first=min(measure_first, k),
+                    source=source,
+                    origin_kind=origin,
+                )
             )
         except Exception as exc:
             progress(f"  {k} {source} relays FAILED: {exc!r}")
-            results.append({"source": source, "relays": k, "failed": repr(exc)})
+            results.append({"source": source, "origin": origin, "relays": k, "failed": repr(exc)})
     print(render(results))
-    path = save("relay", {"params": {"counts": counts, "window_s": window_s}, "runs": results})
+    path = save(
+        "relay", {"params": {"counts": counts, "window_s": window_s, "origin": origin}, "runs": results}
+    )
     progress(f"relay results saved to {path}")
     return {
-        f"{r['source']}x{r['relays']}": {k: v for k, v in r.items() if k != "playable_ms"} for r in results
+        f"{r['source']}x{r['relays']}" + ("" if origin == "nginx" else f"/{origin} origin"): {
+            k: v for k, v in r.items() if k not in ("playable_ms", "up_ms")
+        }
+        for r in results
     }
 
 
@@ -167,12 +229,13 @@ def render(results: list[dict[str, Any]]) -> str:
     rows = []
     for r in results:
         if "failed" in r:
-            rows.append([r["source"], str(r["relays"]), "failed", "", "", "", "", ""])
+            rows.append([r["source"], r.get("origin", "nginx"), str(r["relays"]), "failed"] + [""] * 7)
             continue
-        sp = r["playable_span_ms"]
+        sp, up = r["playable_span_ms"], r["up_span_ms"]
         rows.append(
             [
                 r["source"],
+                r.get("origin", "nginx"),
                 str(r["relays"]),
                 fmt(r["cpu_pct"]),
                 fmt(r["cpu_per_relay_pct"], 3),
@@ -180,17 +243,22 @@ def render(results: list[dict[str, Any]]) -> str:
                 fmt(r["rss_per_relay_kb"]),
                 fmt(r["playable_median_ms"], 0),
                 f"{fmt(sp[0], 0)}-{fmt(sp[1], 0)}" if sp else "-",
+                fmt(r["up_median_ms"], 0),
+                f"{fmt(up[0], 0)}-{fmt(up[1], 0)}" if up else "-",
             ]
         )
     return "fixed relays (V4, 2.2 Mbit/s each; CPU/RSS of the node's process tree)\n" + table(
         [
             "source",
+            "origin",
             "relays",
             "node CPU %",
             "CPU %/relay",
             "RSS MB",
             "RSS kB/relay",
             "create->playable ms",
+            "min-max",
+            "create->up ms",
             "min-max",
         ],
         rows,
