@@ -56,8 +56,8 @@ async def create_v4(
 
 async def running_play_pulls(api: AsyncLiveService) -> int:
     """How many play-triggered (V3) pulls the node runs now (DescribeRelayStatus, our extension)."""
-    result = await api.describe_relay_status({"Type": "play"})
-    return len(result.get("RelayStatusList") or [])
+    envelope = await api.describe_relay_status({"Type": "play"})
+    return len((envelope.get("Result") or {}).get("RelayStatusList") or [])
 
 
 async def wait_no_play_pulls(node: LiverelayNode, timeout: float = 10.0) -> bool:
