@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..hub import Hub, StreamKey, Subscriber
 from ..media.flv import flv_header, flv_tag
+from .vhost import resolve_vhost
 
 log = logging.getLogger("liverelay.http")
 
@@ -73,16 +74,6 @@ async def _preflight(request: web.Request) -> web.Response:
     return web.Response(status=204, headers=headers)
 
 
-def vhost_for_request(node: Any, host: str | None) -> str | None:
-    """The vhost of a request's Host (port stripped), else the default vhost; None = refuse."""
-    domains = node.domains
-    if domains is not None and host:
-        vhost = domains.vhost_for(host.lower().rstrip("."))
-        if vhost:
-            return vhost
-    return node.settings.media.default_vhost or None
-
-
 def _not_found(text: str) -> web.Response:
     return web.Response(status=404, text=text + "\n", headers=CORS_HEADERS)
 
@@ -90,7 +81,7 @@ def _not_found(text: str) -> web.Response:
 async def _play_flv(request: web.Request) -> web.StreamResponse:
     node = request.app[NODE_KEY]
     hub: Hub = node.hub
-    vhost = vhost_for_request(node, request.url.host)
+    vhost = resolve_vhost(node, request.url.host)
     if vhost is None:
         return _not_found("unknown domain")
     key = StreamKey(vhost, request.match_info["app"], request.match_info["stream"])

@@ -27,6 +27,7 @@ from ..media.rtmp import (
     StreamDeleted,
     frame_chunks,
 )
+from .vhost import resolve_vhost
 
 log = logging.getLogger("liverelay.rtmp")
 
@@ -164,12 +165,7 @@ class _Connection:
         host = (url.hostname or "") if url else ""
         params = parse_qs(app_query or (url.query if url else ""))
         host = (params.get("vhost") or [host])[0].lower()
-        vhost: str | None = None
-        domains = self.node.domains
-        if domains is not None and host:
-            vhost = domains.vhost_for(host)
-        if not vhost:
-            vhost = self.node.settings.media.default_vhost
+        vhost = resolve_vhost(self.node, host)
         if not vhost:
             self.set_reason(f"connect rejected: unknown domain {host!r}")
             return f"Unknown domain {host!r}"
