@@ -65,7 +65,7 @@ def drain(sub: Subscriber) -> list[Frame]:
 
 async def take(sub: Subscriber) -> list[Frame]:
     """read() without waiting for the coalescing delay."""
-    sub._flush()
+    sub.flush()
     return await asyncio.wait_for(sub.read(), 1)
 
 

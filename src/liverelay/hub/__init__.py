@@ -15,6 +15,10 @@ carries a few frames; held frames are flushed when the source pauses.
 Stream (`Hub.get(key)`, `Hub.streams()`): `key`, `has_source`, `source_kind`, `owner`,
 `viewer_count`, `add_viewer_listener(cb) -> remove`, `metadata` (AMF0 onMetaData body),
 `video_header`/`audio_header`, `has_video`/`has_audio`, `stats()`, `bitrate()`.
+
+Inside the hub, the Stream talks to its owner through `protocols.StreamOwner` and a
+Subscriber to its stream through `protocols.SubscriberHost`: public methods on purpose,
+no private round trips. The timestamp maths is the pure `timeline` module.
 """
 
 from .hub import Hub, PlayTrigger

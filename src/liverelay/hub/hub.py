@@ -35,10 +35,10 @@ class Hub:
         self.play_trigger: PlayTrigger | None = None
         self._viewers_by_protocol: Counter[str] = Counter()
         # Totals of streams already removed (live streams are summed at scrape time).
-        self.retired_bytes_in = 0
-        self.retired_bytes_out = 0
-        self.viewer_skips = 0
-        self.viewer_drops = 0
+        self._retired_bytes_in = 0
+        self._retired_bytes_out = 0
+        self._retired_skips = 0
+        self._retired_drops = 0
         self._closed = False
         if metrics is not None:
             metrics.register(HubCollector(self))
@@ -58,11 +58,24 @@ class Hub:
             self._streams[key] = stream
         return stream
 
-    def _maybe_remove(self, stream: Stream) -> None:
+    # -- StreamOwner (hub/protocols.py): what streams tell the hub -----------------
+
+    def stream_idle(self, stream: Stream) -> None:
         if stream.source is None and stream.viewer_count == 0 and self._streams.get(stream.key) is stream:
             del self._streams[stream.key]
-            self.retired_bytes_in += stream.bytes_in
-            self.retired_bytes_out += stream.bytes_out
+            self._retire(stream)
+
+    def viewer_joined(self, sub: Subscriber) -> None:
+        self._viewers_by_protocol[sub.protocol] += 1
+
+    def viewer_left(self, sub: Subscriber) -> None:
+        self._viewers_by_protocol[sub.protocol] -= 1
+
+    def _retire(self, stream: Stream) -> None:
+        self._retired_bytes_in += stream.bytes_in
+        self._retired_bytes_out += stream.bytes_out
+        self._retired_skips += stream.viewer_skips
+        self._retired_drops += stream.viewer_drops
 
     # -- writers ----------------------------------------------------------------
 
@@ -76,7 +89,7 @@ class Hub:
             raise StreamBusy(key, current.kind, current.owner)
         pub = Publication(stream, kind, owner)
         if current is not None:
-            current._preempt()
+            current.preempt()
             log.info(
                 "stream %s: %s %r takes over from %s %r",
                 key,
@@ -85,7 +98,7 @@ class Hub:
                 current.kind.value,
                 current.owner,
             )
-        stream._set_source(pub)
+        stream.set_source(pub)
         if current is not None and current.on_preempted is not None:
             try:
                 current.on_preempted()
@@ -135,29 +148,35 @@ class Hub:
             return None
         return sub
 
-    # -- bookkeeping ------------------------------------------------------------
-
-    def _on_viewer_added(self, sub: Subscriber) -> None:
-        self._viewers_by_protocol[sub.protocol] += 1
-
-    def _on_viewer_removed(self, sub: Subscriber) -> None:
-        self._viewers_by_protocol[sub.protocol] -= 1
+    # -- totals -----------------------------------------------------------------
 
     def viewers_by_protocol(self) -> dict[str, int]:
         return dict(self._viewers_by_protocol)
 
     @property
     def bytes_in_total(self) -> int:
-        return self.retired_bytes_in + sum(s.bytes_in for s in self._streams.values())
+        return self._retired_bytes_in + sum(s.bytes_in for s in self._streams.values())
 
     @property
     def bytes_out_total(self) -> int:
-        return self.retired_bytes_out + sum(s.bytes_out for s in self._streams.values())
+        return self._retired_bytes_out + sum(s.bytes_out for s in self._streams.values())
+
+    @property
+    def viewer_skips(self) -> int:
+        """Times a slow viewer skipped to the next keyframe, over the hub's life."""
+        return self._retired_skips + sum(s.viewer_skips for s in self._streams.values())
+
+    @property
+    def viewer_drops(self) -> int:
+        """Viewers disconnected for being too slow, over the hub's life."""
+        return self._retired_drops + sum(s.viewer_drops for s in self._streams.values())
 
     async def close(self) -> None:
         """End every stream: sources are closed and viewers get EOF."""
         self._closed = True
         for stream in list(self._streams.values()):
-            stream._close("node shutting down")
-            self._maybe_remove(stream)
+            stream.close("node shutting down")
+            self.stream_idle(stream)
+        for stream in self._streams.values():
+            self._retire(stream)
         self._streams.clear()

@@ -1,14 +1,10 @@
 """One live stream: its source (a Publication), its viewers, and its timeline.
 
-Timeline rules (the stream's outgoing timestamps never go back, whatever the source):
-- the first frame of the stream lands at 0;
-- after a source change (Publication.discontinuity() or a takeover) incoming frames
-  are dropped until a video keyframe (if the stream has video), then the offset is
-  chosen so that keyframe lands one frame duration after the last sent timestamp,
-  and the sequence headers (which may have changed) are sent again before it;
-- within one source, a timestamp going back a little is clamped (per media kind), and
-  a jump of more than JUMP_MS either way is rebased like a splice (origin restarts,
-  32-bit wrap-around).
+The timestamp maths (monotonic outgoing timeline, rebasing across a source change,
+jumps and clamps) is hub/timeline.py; this module applies it: after a source change
+(Publication.discontinuity() or a takeover) incoming frames are dropped until a video
+keyframe (SpliceGate), then the sequence headers (which may have changed) are sent
+again before it, and viewers keep their connections.
 """
 
 from __future__ import annotations
@@ -18,25 +14,18 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..config import MediaSettings
 from ..media.frame import Frame, FrameKind
 from .gop import GopCache
 from .keys import SourceKind, StreamKey
-from .subscriber import COALESCE_MS, Subscriber
-
-if TYPE_CHECKING:
-    from .hub import Hub
+from .protocols import StreamOwner
+from .subscriber import Subscriber
+from .timeline import SpliceGate, Timeline
 
 log = logging.getLogger("liverelay.hub")
 
-JUMP_MS = 3000
-DEFAULT_FRAME_MS = 40
-# A splice waits for a video keyframe at most this long (source time) before it
-# gives up and resumes on whatever comes (e.g. the new origin has no video).
-SPLICE_MAX_WAIT_MS = 6000
-SPLICE_MAX_WAIT_FRAMES = 1000
 BITRATE_WINDOW_S = 5
 
 _VIDEO = FrameKind.VIDEO
@@ -67,25 +56,26 @@ class Publication:
     def write(self, frame: Frame) -> None:
         """Hand one frame to the hub (never blocks; ignored once closed or preempted)."""
         if self._active:
-            self.stream._ingest(frame)
+            self.stream.ingest(frame)
 
     def set_metadata(self, payload: bytes) -> None:
         """Set the onMetaData body (AMF0, '@setDataFrame' already stripped)."""
         if self._active:
-            self.stream._ingest_data(Frame(_DATA, 0, payload), is_metadata=True)
+            self.stream.ingest_data(Frame(_DATA, 0, payload), is_metadata=True)
 
     def discontinuity(self) -> None:
         """The next frames come from a new origin: splice at its first keyframe, keep viewers."""
         if self._active:
-            self.stream._begin_splice("discontinuity")
+            self.stream.begin_splice("discontinuity")
 
     def close(self, reason: str = "closed") -> None:
         """The source is gone: viewers get EOF after what is queued. Idempotent."""
         if self._active:
             self._active = False
-            self.stream._source_closed(self, reason)
+            self.stream.source_closed(self, reason)
 
-    def _preempt(self) -> None:
+    def preempt(self) -> None:
+        """Taken over by a better source (Hub.publish): writes are ignored from now on."""
         self._active = False
 
     def __repr__(self) -> str:
@@ -93,8 +83,8 @@ class Publication:
 
 
 class Stream:
-    def __init__(self, hub: Hub, key: StreamKey, settings: MediaSettings) -> None:
-        self.hub = hub
+    def __init__(self, owner: StreamOwner, key: StreamKey, settings: MediaSettings) -> None:
+        self._owner = owner
         self.key = key
         self.settings = settings
         self.created_at = time.time()
@@ -110,31 +100,25 @@ class Stream:
         self._subscribers: dict[Subscriber, None] = {}
         self._fanout_to: tuple[Subscriber, ...] = ()
         self._listeners: list[Callable[[int], Any]] = []
-        # Timeline.
-        self._offset: int | None = None
-        self._last_out: int | None = None  # the highest timestamp sent so far
-        self._last_kind_out: dict[FrameKind, int] = {}
+        self._timeline = Timeline()
+        self._splice = SpliceGate()
         self._video_started = False
-        self._frame_ms = DEFAULT_FRAME_MS
-        self._last_video_in: int | None = None
-        self._splicing = False
-        self._splice_first_ts: int | None = None
-        self._splice_dropped = 0
         self._pending_video_header: Frame | None = None
         self._pending_audio_header: Frame | None = None
         self._pending_metadata: Frame | None = None
         self._resume_cache: tuple[Frame, list[Frame]] | None = None
         self._idle_flush: asyncio.TimerHandle | None = None
-        self._flush_ms = max(0, getattr(settings, "viewer_flush_ms", COALESCE_MS))
+        self._flush_ms = max(0, settings.viewer_flush_ms)
         self._idle_flush_s = max(self._flush_ms, 1) / 1000
         self._last_fanout = 0.0
-        # Stats.
+        # Stats. Viewers count their own bytes and skips; what left is kept here.
         self.bytes_in = 0
-        self.bytes_out = 0
         self.frames_in = 0
         self.frames_dropped = 0
         self.splices = 0
-        self.rebases = 0
+        self.viewer_drops = 0
+        self._left_bytes_out = 0
+        self._left_skips = 0
         self._rate_second = 0
         self._rate_bytes = 0
         self._rate_history: deque[tuple[int, int]] = deque(maxlen=BITRATE_WINDOW_S + 1)
@@ -176,7 +160,21 @@ class Stream:
 
     @property
     def last_timestamp(self) -> int | None:
-        return self._last_out
+        return self._timeline.last_out
+
+    @property
+    def rebases(self) -> int:
+        return self._timeline.rebases
+
+    @property
+    def bytes_out(self) -> int:
+        """Bytes sent to this stream's viewers, those gone included."""
+        return self._left_bytes_out + sum(sub.bytes_out for sub in self._subscribers)
+
+    @property
+    def viewer_skips(self) -> int:
+        """Times a viewer of this stream skipped to the next keyframe."""
+        return self._left_skips + sum(sub.skips for sub in self._subscribers)
 
     def add_viewer_listener(self, callback: Callable[[int], Any]) -> Callable[[], None]:
         """callback(viewer_count) on every change; returns a function that removes it."""
@@ -216,38 +214,37 @@ class Stream:
             "rebases": self.rebases,
         }
 
-    # -- source side ------------------------------------------------------------
+    # -- source side (the Hub and the Publication) -------------------------------
 
-    def _set_source(self, pub: Publication) -> None:
+    def set_source(self, pub: Publication) -> None:
+        """`pub` writes this stream from now on (Hub.publish); a splice follows earlier media."""
         self.source = pub
-        if self._last_out is not None:
-            self._begin_splice("new source")
+        if self._timeline.last_out is not None:
+            self.begin_splice("new source")
 
-    def _source_closed(self, pub: Publication, reason: str) -> None:
+    def source_closed(self, pub: Publication, reason: str) -> None:
+        """The Publication `pub` closed: if it is still the source, viewers get EOF."""
         if self.source is not pub:
             return
         self.source = None
         log.info("stream %s: source %s ended (%s)", self.key, pub.owner, reason)
         for sub in list(self._subscribers):
-            sub._end("eof")
-            self._remove_subscriber(sub, notify=False)
+            sub.end("eof")
+            self._forget(sub)
         self._notify_viewers()
-        self.hub._maybe_remove(self)
+        self._owner.stream_idle(self)
 
-    def _begin_splice(self, why: str) -> None:
-        if self._last_out is None and not self.has_video:
-            self._offset = None  # nothing sent yet: the next frame simply starts the timeline
-            return
-        self._splicing = True
-        self._splice_first_ts = None
-        self._splice_dropped = 0
+    def begin_splice(self, why: str) -> None:
+        """The next frames come from another origin: wait for its keyframe, then rebase."""
+        self._timeline.restart()
+        if self._timeline.last_out is None and not self.has_video:
+            return  # nothing sent yet: the next frame simply starts the timeline
+        self._splice.open()
         # Headers held from an origin that never reached its keyframe are stale now.
         self._pending_video_header = self._pending_audio_header = self._pending_metadata = None
-        self._offset = None
-        self._last_video_in = None
         log.debug("stream %s: splice pending (%s)", self.key, why)
 
-    def _ingest(self, frame: Frame) -> None:
+    def ingest(self, frame: Frame) -> None:
         """Rebase one incoming frame onto the stream timeline and fan it out."""
         self.frames_in += 1
         size = len(frame.payload)
@@ -258,14 +255,15 @@ class Stream:
         self._rate_bytes += size
         kind = frame.kind
         if kind is _DATA:
-            self._ingest_data(frame)
+            self.ingest_data(frame)
             return
         if kind is _VIDEO:
             self.has_video = True
         else:
             self.has_audio = True
+        splicing = self._splice.pending
         if frame.config:
-            if self._splicing:
+            if splicing:
                 if kind is _VIDEO:
                     self._pending_video_header = frame
                 else:
@@ -279,20 +277,14 @@ class Stream:
             self._resume_cache = None
             self._fanout(out)
             return
-        if self._splicing:
+        if splicing:
+            if self._splice.drops(frame, self.has_video):
+                self.frames_dropped += 1
+                return
             if self.has_video and not (kind is _VIDEO and frame.keyframe):
-                if self._splice_first_ts is None:
-                    self._splice_first_ts = frame.timestamp
-                self._splice_dropped += 1
-                if (
-                    frame.timestamp - self._splice_first_ts < SPLICE_MAX_WAIT_MS
-                    and self._splice_dropped < SPLICE_MAX_WAIT_FRAMES
-                ):
-                    self.frames_dropped += 1
-                    return
                 log.info("stream %s: no keyframe from the new source, resuming without one", self.key)
                 self._video_started = False
-            self._splice(frame)
+            self._resume_at(frame)
             return
         if kind is _VIDEO:
             if frame.keyframe:
@@ -304,19 +296,21 @@ class Stream:
         self.gop.add(out, self.has_video)
         self._fanout(out)
 
-    def _ingest_data(self, frame: Frame, *, is_metadata: bool = False) -> None:
+    def ingest_data(self, frame: Frame, *, is_metadata: bool = False) -> None:
+        """A data frame (onMetaData or other): kept as metadata, sent at the current time."""
         is_metadata = is_metadata or frame.payload.startswith(_ON_METADATA)
-        if self._splicing:
+        if self._splice.pending:
             if is_metadata:
                 self._pending_metadata = frame
             return
-        out = frame.with_timestamp(self._last_out or 0)
+        out = frame.with_timestamp(self._timeline.last_out or 0)
         if is_metadata:
             self._metadata = out
         self._fanout(out)
 
-    def _splice(self, frame: Frame) -> None:
-        self._splicing = False
+    def _resume_at(self, frame: Frame) -> None:
+        """The splice ends at `frame`: re-send what changed, then carry on from it."""
+        self._splice.close()
         self.splices += 1
         out = self._stamp(frame)
         ts = out.timestamp
@@ -332,12 +326,10 @@ class Stream:
         audio_header = self._pending_audio_header or self._audio_header
         self._pending_video_header = self._pending_audio_header = None
         if video_header is not None:
-            self._video_header = video_header.with_timestamp(ts)
-            self._last_kind_out[_VIDEO] = max(ts, self._last_kind_out.get(_VIDEO, ts))
+            self._video_header = self._timeline.place_header(video_header, ts)
             self._fanout(self._video_header)
         if audio_header is not None:
-            self._audio_header = audio_header.with_timestamp(ts)
-            self._last_kind_out[_AUDIO] = max(ts, self._last_kind_out.get(_AUDIO, ts))
+            self._audio_header = self._timeline.place_header(audio_header, ts)
             self._fanout(self._audio_header)
         self._resume_cache = None
         if frame.kind is _VIDEO and not frame.keyframe:
@@ -346,39 +338,12 @@ class Stream:
         self._fanout(out)
 
     def _stamp(self, frame: Frame) -> Frame:
-        ts = frame.timestamp
-        kind = frame.kind
-        last = self._last_out
-        if kind is _VIDEO and not frame.config:
-            prev = self._last_video_in
-            if prev is not None and 0 < ts - prev <= 200:
-                self._frame_ms = ts - prev
-            self._last_video_in = ts
-        if self._offset is None:
-            self._offset = (0 if last is None else last + self._frame_ms) - ts
-        out = ts + self._offset
-        if last is not None and (out > last + JUMP_MS or out < last - JUMP_MS):
-            if frame.config:
-                # Some encoders send a new codec header stamped 0 mid-stream: place it
-                # at the current time without moving the timeline.
-                out = last
-                self._last_kind_out[kind] = max(out, self._last_kind_out.get(kind, out))
-                return frame.with_timestamp(out)
-            self.rebases += 1
-            log.info("stream %s: timestamp jump of %d ms, rebased", self.key, out - last)
-            self._offset = last + self._frame_ms - ts
-            out = last + self._frame_ms
-        kind_last = self._last_kind_out.get(kind)
-        if kind_last is not None and out < kind_last:
-            out = kind_last
-        elif out < 0:
-            out = 0  # a kind's first frame slightly before the stream's first frame
-        self._last_kind_out[kind] = out
-        if last is None or out > last:
-            self._last_out = out
-        if out == ts and not frame.cache:
-            return frame
-        return frame.with_timestamp(out)
+        timeline = self._timeline
+        rebases = timeline.rebases
+        out = timeline.stamp(frame)
+        if timeline.rebases != rebases:
+            log.info("stream %s: timestamp jump at %d ms, rebased", self.key, frame.timestamp)
+        return out
 
     # -- viewer side ------------------------------------------------------------
 
@@ -411,12 +376,13 @@ class Stream:
 
     def _flush_all(self) -> None:
         for sub in self._fanout_to:
-            sub._flush()
+            sub.flush()
 
     def subscribe(self, *, protocol: str, remote: str, query: str) -> Subscriber:
         media = self.settings
         sub = Subscriber(
             self,
+            self.key,
             protocol=protocol,
             remote=remote,
             query=query,
@@ -425,36 +391,37 @@ class Stream:
             flush_ms=self._flush_ms,
         )
         prefix, waiting = self._join_prefix()
-        sub._start(prefix, waiting)
+        sub.start(prefix, waiting)
         self._subscribers[sub] = None
         self._fanout_to = tuple(self._subscribers)
-        self.hub._on_viewer_added(sub)
+        self._owner.viewer_joined(sub)
         self._notify_viewers()
         return sub
 
     def _join_prefix(self) -> tuple[list[Frame], bool]:
         """What a new viewer gets at once, and whether it must then wait for a keyframe."""
         gop = self.gop.snapshot()
+        last_out = self._timeline.last_out
         if self.has_video and not (self.gop.keyed and gop):
-            prefix = [self._metadata.with_timestamp(self._last_out or 0)] if self._metadata else []
-            return prefix, self._last_out is not None
+            prefix = [self._metadata.with_timestamp(last_out or 0)] if self._metadata else []
+            return prefix, last_out is not None
         # Headers go no later than the earliest GOP frame (audio may trail the keyframe a
         # little) nor than what the stream already sent of their kind (what follows is later).
-        ts = min(f.timestamp for f in gop) if gop else (self._last_out or 0)
+        ts = min(f.timestamp for f in gop) if gop else (last_out or 0)
         prefix = [self._metadata.with_timestamp(ts)] if self._metadata else []
         prefix += self._headers_at(ts)
         prefix.extend(gop)
         return prefix, False
 
     def _headers_at(self, ts: int) -> list[Frame]:
-        last = self._last_kind_out
+        timeline = self._timeline
         return [
-            f.with_timestamp(min(ts, last.get(f.kind, ts)))
+            f.with_timestamp(timeline.header_time(f, ts))
             for f in (self._video_header, self._audio_header)
             if f is not None
         ]
 
-    def _resume_prefix(self, keyframe: Frame) -> list[Frame]:
+    def resume_prefix(self, keyframe: Frame) -> list[Frame]:
         """Headers to send before the keyframe a skipping viewer resumes at (shared by all)."""
         cached = self._resume_cache
         if cached is not None and cached[0] is keyframe:
@@ -463,22 +430,26 @@ class Stream:
         self._resume_cache = (keyframe, frames)
         return frames
 
-    def _remove_subscriber(self, sub: Subscriber, *, notify: bool = True) -> None:
+    def remove_subscriber(self, sub: Subscriber) -> None:
+        """The viewer left (its sink closed it): stop fanning out to it. Idempotent."""
+        if self._forget(sub):
+            self._notify_viewers()
+            self._owner.stream_idle(self)
+
+    def subscriber_dropped(self, sub: Subscriber) -> None:
+        """The viewer was too slow and has ended: count it, then let it go."""
+        self.viewer_drops += 1
+        self.remove_subscriber(sub)
+
+    def _forget(self, sub: Subscriber) -> bool:
         if sub not in self._subscribers:
-            return
+            return False
         del self._subscribers[sub]
         self._fanout_to = tuple(self._subscribers)
-        self.hub._on_viewer_removed(sub)
-        if notify:
-            self._notify_viewers()
-            self.hub._maybe_remove(self)
-
-    def _on_skip(self, sub: Subscriber) -> None:
-        self.hub.viewer_skips += 1
-
-    def _on_drop(self, sub: Subscriber) -> None:
-        self.hub.viewer_drops += 1
-        self._remove_subscriber(sub)
+        self._left_bytes_out += sub.bytes_out
+        self._left_skips += sub.skips
+        self._owner.viewer_left(sub)
+        return True
 
     def _notify_viewers(self) -> None:
         count = len(self._subscribers)
@@ -488,15 +459,16 @@ class Stream:
             except Exception:  # a listener's bug must not break the data plane
                 log.exception("viewer listener of %s failed", self.key)
 
-    def _close(self, reason: str) -> None:
+    def close(self, reason: str) -> None:
+        """End the stream (hub shutdown): the source is closed and viewers get EOF."""
         if self._idle_flush is not None:
             self._idle_flush.cancel()
             self._idle_flush = None
         if self.source is not None:
             self.source.close(reason)
         for sub in list(self._subscribers):
-            sub._end("eof")
-            self._remove_subscriber(sub, notify=False)
+            sub.end("eof")
+            self._forget(sub)
         self._notify_viewers()
 
     def _roll_rate(self, now: int) -> None:

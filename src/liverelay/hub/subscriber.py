@@ -12,12 +12,10 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from ..media.frame import Frame, FrameKind
-
-if TYPE_CHECKING:
-    from .stream import Stream
+from .keys import StreamKey
+from .protocols import SubscriberHost
 
 log = logging.getLogger("liverelay.hub")
 
@@ -38,7 +36,8 @@ class Subscriber:
 
     def __init__(
         self,
-        stream: Stream,
+        stream: SubscriberHost,
+        key: StreamKey,
         *,
         protocol: str,
         remote: str,
@@ -47,8 +46,9 @@ class Subscriber:
         max_skips: int,
         flush_ms: int = COALESCE_MS,
     ) -> None:
+        # What the subscriber reads; sinks look at has_audio/has_video when they start.
         self.stream = stream
-        self.key = stream.key
+        self.key = key
         self.protocol = protocol
         self.remote = remote
         self.query = query
@@ -79,7 +79,8 @@ class Subscriber:
 
     # -- hub side ---------------------------------------------------------------
 
-    def _start(self, prefix: list[Frame], waiting_keyframe: bool) -> None:
+    def start(self, prefix: list[Frame], waiting_keyframe: bool) -> None:
+        """Called once by the stream: the join burst, and whether a keyframe must come first."""
         self._waiting_keyframe = waiting_keyframe
         if prefix:
             self._queue.extend(prefix)
@@ -92,7 +93,7 @@ class Subscriber:
         if self._waiting_keyframe:
             if frame.kind is _VIDEO and frame.keyframe:
                 self._waiting_keyframe = False
-                for header in self.stream._resume_prefix(frame):
+                for header in self.stream.resume_prefix(frame):
                     self._append(header)
             elif self.stream.has_video or frame.kind is _VIDEO:
                 return
@@ -133,7 +134,8 @@ class Subscriber:
         except Exception:  # a sink's bug must not break the fan-out to the others
             log.exception("waker of %r failed", self)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """The source paused: wake the writer for whatever is held."""
         if self._queue:
             self._wake()
 
@@ -144,7 +146,6 @@ class Subscriber:
         self._caught_up = False
         self.skips += 1
         self._skips_in_row += 1
-        self.stream._on_skip(self)
         if self._skips_in_row > self._max_skips:
             log.info(
                 "viewer %s of %s dropped: too slow (%d skips in a row)",
@@ -152,8 +153,8 @@ class Subscriber:
                 self.key,
                 self._skips_in_row,
             )
-            self._end("slow")
-            self.stream._on_drop(self)
+            self.end("slow")
+            self.stream.subscriber_dropped(self)
             if self.on_drop is not None:
                 try:
                     self.on_drop()
@@ -162,8 +163,9 @@ class Subscriber:
         else:
             self._waiting_keyframe = True
 
-    def _end(self, reason: str) -> None:
-        """No more frames: read() drains what is queued (EOF) or nothing (slow), then returns []."""
+    def end(self, reason: str) -> None:
+        """No more frames (told by the stream, or on a drop): read() drains what is queued
+        (EOF) or nothing (slow), then returns []."""
         if self.ended:
             return
         self.ended = True
@@ -216,15 +218,15 @@ class Subscriber:
         self._waker = waker
 
     def add_bytes_out(self, n: int) -> None:
-        """Sinks report what they wrote, for stats and /metrics."""
+        """Sinks report what they wrote, for stats and /metrics (the stream sums its viewers'
+        counters when asked, so this stays one addition on the hot path)."""
         self.bytes_out += n
-        self.stream.bytes_out += n
 
     def close(self) -> None:
         """The sink is done (client left, write failed): leave the stream. Idempotent."""
         if not self.ended:
-            self._end("closed")
-        self.stream._remove_subscriber(self)
+            self.end("closed")
+        self.stream.remove_subscriber(self)
 
     @property
     def queued_bytes(self) -> int:
