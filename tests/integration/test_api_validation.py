@@ -293,7 +293,6 @@ def test_accepted_input(client: SignedClient, action: str, body: Any) -> None:
 
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-
 from typing_extensions import TypedDict  # noqa: E402
 
 from liverelay.api.binding import bind  # noqa: E402

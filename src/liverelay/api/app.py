@@ -106,8 +106,8 @@ class ApiHandler:
             return self._respond(exc.status, error_body(meta, exc), exc)
         except Exception:
             log.exception("%s %s failed", meta["RequestId"], action)
-            exc = errors.internal_error()
-            return self._respond(exc.status, error_body(meta, exc), exc)
+            internal = errors.internal_error()
+            return self._respond(internal.status, error_body(meta, internal), internal)
         return self._respond(200, success_body(meta, result), None)
 
     @staticmethod

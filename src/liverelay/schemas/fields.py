@@ -209,5 +209,6 @@ T = TypeVar("T")
 def request_adapter(shape: type[T], *checks: Callable[[T], T]) -> TypeAdapter[T]:
     """The validator of a request body of `shape` (a TypedDict), with whole-body `checks`
     (rules across fields) run after every field passed."""
+    # Annotated built from a run-time tuple (pydantic reads it); mypy only types literal forms.
     annotated = Annotated[(shape, ABSENT_AS_MISSING, *(AfterValidator(c) for c in checks))]  # type: ignore[valid-type]
     return cast(TypeAdapter[T], TypeAdapter(annotated))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,7 +55,7 @@ def _push_domains(records: list[DomainRecord]) -> dict[str, str]:
     return result
 
 
-async def _add(ctx: ActionContext, vhost: str, entries: list[tuple[str, str, str]]) -> None:
+async def _add(ctx: ActionContext, vhost: str, entries: Sequence[tuple[str, str, str]]) -> None:
     names = [d for d, _, _ in entries]
     if len(set(names)) != len(names):
         raise invalid_param("Domains contains the same DomainName twice")
