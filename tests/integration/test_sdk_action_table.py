@@ -8,10 +8,25 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from pydantic import TypeAdapter
 from tests.conftest import TEST_AK, TEST_SK
 
 from liverelay.api.actions import ACTIONS as SERVER_ACTIONS
-from liverelay.api.testing import BackgroundApi, api_settings
+from liverelay.api.testing import (
+    SEED_CREATE_V4,
+    SEED_DOMAINS,
+    SEED_LIST_V4,
+    SEED_UPDATE_V3,
+    BackgroundApi,
+    api_settings,
+)
+from liverelay.schemas.domains import DescribeDomainResult, ListDomainDetailResult
+from liverelay.schemas.envelope import Response
+from liverelay.schemas.relay_sources import (
+    DescribeRelaySourceV3Result,
+    DescribeRelayStatusResult,
+    ListRelaySourceV4Result,
+)
 from liverelay.sdk import ACTIONS, Action, ActionMethods, AsyncLiveService, LiveAPIError, LiveService
 
 
@@ -77,3 +92,24 @@ def test_body_must_be_a_mapping(server: BackgroundApi) -> None:
         with pytest.raises(TypeError):
             svc.describe_relay_status(["not", "a", "dict"])  # type: ignore[arg-type]
         assert "Error" not in svc.describe_relay_status()["ResponseMetadata"]  # no body = {}
+
+
+def test_results_have_the_declared_shapes(server: BackgroundApi) -> None:
+    """What the server answers validates against the Result TypedDicts the SDK is typed with."""
+    with LiveService(server.host, TEST_AK, TEST_SK, "http", max_retries=0) as svc:
+        svc.create_domain_v2(SEED_DOMAINS)
+        svc.update_relay_source_v3(SEED_UPDATE_V3)
+        svc.create_relay_source_v4(SEED_CREATE_V4)
+        responses: list[tuple[object, object]] = [
+            (svc.describe_relay_source_v3({"Vhost": "push.example.com"}), DescribeRelaySourceV3Result),
+            (svc.list_relay_source_v4(SEED_LIST_V4), ListRelaySourceV4Result),
+            (svc.describe_domain({"DomainList": ["pull.example.com"]}), DescribeDomainResult),
+            (svc.list_domain_detail({"PageNum": 1, "PageSize": 10}), ListDomainDetailResult),
+            (svc.describe_relay_status(), DescribeRelayStatusResult),
+        ]
+        for response, shape in responses:
+            assert TypeAdapter(Response[shape]).validate_python(response, strict=True) == response  # type: ignore[valid-type]
+        listed = svc.list_relay_source_v4(SEED_LIST_V4)["Result"]["List"]
+        assert [(r["Stream"], r["StartTime"], r["EndTime"]) for r in listed] == [
+            ("example_stream", 1683518058, 1683777258)
+        ]
