@@ -293,9 +293,38 @@ def test_accepted_input(client: SignedClient, action: str, body: Any) -> None:
 
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+from typing_extensions import TypedDict  # noqa: E402
 
+from liverelay.api.binding import bind  # noqa: E402
 from liverelay.api.errors import ApiError  # noqa: E402
-from liverelay.api.validation import check_host_port, check_origin_url, get_unix_time  # noqa: E402
+from liverelay.schemas.fields import UnixTime, request_adapter  # noqa: E402
+from liverelay.schemas.relay_sources import RELAY_SOURCE_V4, UPDATE_RELAY_SOURCE_V3  # noqa: E402
+
+
+def check_origin_url(url: str, name: str) -> str:
+    """One origin URL through the real request validator (CreateRelaySourceV4's SrcAddrS)."""
+    del name
+    return bind(RELAY_SOURCE_V4, {"App": "a", "Stream": "s", "SrcAddrS": [url]})["SrcAddrS"][0]
+
+
+def check_host_port(value: str, name: str) -> str:
+    """One origin address through the real request validator (a V3 server's RelaySourceDomain)."""
+    del name
+    server = {"RelaySourceProtocol": "rtmp", "RelaySourceDomain": value}
+    req = bind(UPDATE_RELAY_SOURCE_V3, {"Vhost": "v", "GroupDetails": [{"Group": "g", "Servers": [server]}]})
+    return req["GroupDetails"][0]["Servers"][0]["RelaySourceDomain"]
+
+
+class _Times(TypedDict, total=False):
+    StartTime: UnixTime
+
+
+_TIMES = request_adapter(_Times)
+
+
+def get_unix_time(body: dict[str, object], name: str) -> int | None:
+    """One time field through the field type every V4 request uses."""
+    return bind(_TIMES, body).get("StartTime") if name == "StartTime" else None
 
 
 @settings(max_examples=400, deadline=None)

@@ -18,7 +18,7 @@ from ..store import Store
 from . import errors
 from .actions import ACTIONS, API_VERSION
 from .auth import authenticate
-from .context import ActionContext
+from .context import ActionContext, Result
 from .envelope import error_body, metadata, new_request_id, success_body
 from .errors import ApiError
 from .throttle import RateLimiter
@@ -34,6 +34,23 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json's object hook: a key given twice is refused, never silently resolved (the
+    signer, a proxy and this server could each read a different value)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
 def parse_json_object(body: bytes) -> dict[str, Any]:
     """Bytes -> dict, or InvalidParam.BindError. An empty body counts as {}."""
     try:
@@ -43,7 +60,9 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     if not text.strip():
         return {}
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_refuse_duplicates)
+    except _DuplicateKey as exc:
+        raise errors.bind_error(f"the key {str(exc)[:64]!r} appears twice in one object") from None
     except (ValueError, RecursionError):
         raise errors.bind_error("the body is not JSON") from None
     if not isinstance(value, dict):
@@ -87,8 +106,8 @@ class ApiHandler:
             return self._respond(exc.status, error_body(meta, exc), exc)
         except Exception:
             log.exception("%s %s failed", meta["RequestId"], action)
-            exc = errors.internal_error()
-            return self._respond(exc.status, error_body(meta, exc), exc)
+            internal = errors.internal_error()
+            return self._respond(internal.status, error_body(meta, internal), internal)
         return self._respond(200, success_body(meta, result), None)
 
     @staticmethod
@@ -99,10 +118,14 @@ class ApiHandler:
         text = json.dumps(body, default=str)
         return web.Response(text=text, status=status, headers=headers, content_type="application/json")
 
-    async def _dispatch(self, request: web.Request, action: str, version: str) -> dict[str, Any] | None:
+    async def _dispatch(self, request: web.Request, action: str, version: str) -> Result:
         api = self.settings.api
         if request.method != "POST":
             raise errors.method_not_allowed(request.method)
+        for name in ("Action", "Version"):
+            # Given twice, the gateway, the signer and we might each read another one.
+            if len(request.query.getall(name, [])) > 1:
+                raise errors.invalid_param(f"the query parameter {name} is given more than once")
         if not action:
             raise errors.missing_parameter("Action")
         if not version:

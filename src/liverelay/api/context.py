@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,5 +17,6 @@ class ActionContext:
     relays: Any  # relay.manager.RelayManager or None (then DescribeRelayStatus lists nothing)
 
 
-Result = dict[str, Any] | None
+# An action's result object (a TypedDict of liverelay.schemas), or None for "no Result".
+Result = Mapping[str, object] | None
 ActionHandler = Callable[[ActionContext, dict[str, Any]], Awaitable[Result]]

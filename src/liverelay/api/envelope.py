@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,7 +34,7 @@ def metadata(request_id: str, action: str, version: str, region: str, service: s
     }
 
 
-def success_body(meta: dict[str, Any], result: dict[str, Any] | None) -> dict[str, Any]:
+def success_body(meta: dict[str, Any], result: Mapping[str, object] | None) -> dict[str, Any]:
     body: dict[str, Any] = {"ResponseMetadata": meta}
     if result is not None:
         body["Result"] = result

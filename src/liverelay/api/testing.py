@@ -76,9 +76,7 @@ class BackgroundApi:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = int(self._runner.addresses[0][1])
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
         """Run a coroutine on the server's loop (e.g. a Store method) and wait for it."""
@@ -140,7 +138,7 @@ def signed_post(
         secret_key=secret_key,
         **sign_options,
     )
-    return client.post(f"http://{host}/", params=query, content=raw, headers=headers)
+    return client.post(f"http://{host}/", params=tuple(query), content=raw, headers=headers)
 
 
 def api_settings(data_dir: Path, **api_overrides: Any) -> Settings:
@@ -212,7 +210,8 @@ class SignedClient:
         assert resp.status_code == 200, resp.text
         data = resp.json()
         assert "Error" not in data["ResponseMetadata"], resp.text
-        return data.get("Result", {})  # type: ignore[no-any-return]
+        result: dict[str, Any] = data.get("Result", {})
+        return result
 
     def close(self) -> None:
         self.http.close()

@@ -5,7 +5,8 @@ service = LiveService("127.0.0.1:8180", ak, sk, scheme="http")
 service.describe_relay_source_v3({"Vhost": "push.example.com"})
 """
 
-from ._base import ACTIONS, API_VERSION, RetryPolicy, is_idempotent
+from ._base import API_VERSION, RetryPolicy, is_idempotent
+from .actions import ACTIONS, Action, ActionMethods
 from .aio import AsyncLiveService
 from .client import LiveService
 from .errors import (
@@ -24,6 +25,8 @@ from .errors import (
 __all__ = [
     "ACTIONS",
     "API_VERSION",
+    "Action",
+    "ActionMethods",
     "AsyncLiveService",
     "AuthError",
     "ForbiddenError",

@@ -18,29 +18,12 @@ import httpx
 
 from .. import __version__
 from ..api.signing import sign_request
+from .actions import ActionMethods
 from .errors import LiveAPIError, LiveConnectionError, ServerError, ThrottledError, error_from_response
 
 API_VERSION = "2023-01-01"
 DEFAULT_HOST = "live.volcengineapi.com"
 USER_AGENT = f"liverelay-sdk-python/{__version__}"
-
-# Method name -> Action, for every action the SDK offers (same names as the
-# official SDK's live v20230101 LiveService, plus our DescribeRelayStatus).
-ACTIONS: dict[str, str] = {
-    "update_relay_source_v3": "UpdateRelaySourceV3",
-    "describe_relay_source_v3": "DescribeRelaySourceV3",
-    "delete_relay_source_v3": "DeleteRelaySourceV3",
-    "create_relay_source_v4": "CreateRelaySourceV4",
-    "update_relay_source_v4": "UpdateRelaySourceV4",
-    "delete_relay_source_v4": "DeleteRelaySourceV4",
-    "list_relay_source_v4": "ListRelaySourceV4",
-    "create_domain_v2": "CreateDomainV2",
-    "create_domain": "CreateDomain",
-    "delete_domain": "DeleteDomain",
-    "describe_domain": "DescribeDomain",
-    "list_domain_detail": "ListDomainDetail",
-    "describe_relay_status": "DescribeRelayStatus",
-}
 
 
 def is_idempotent(action: str) -> bool:
@@ -103,7 +86,7 @@ class RetryPolicy:
         return self.delay(attempt, retry_after)
 
 
-class ServiceBase:
+class ServiceBase(ActionMethods):
     """Host, scheme, credentials and the request builder (per instance: unlike the
     official SDK, set_host/set_scheme on one client never affect another)."""
 

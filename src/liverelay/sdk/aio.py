@@ -50,29 +50,6 @@ class AsyncLiveService(ServiceBase):
             )
         return read_response(action, response)
 
-    # -- play-triggered relay (V3) -------------------------------------------------
-    async def update_relay_source_v3(self, body: Body) -> dict[str, Any]:
-        return await self.call("UpdateRelaySourceV3", body)
-
-    async def describe_relay_source_v3(self, body: Body) -> dict[str, Any]:
-        return await self.call("DescribeRelaySourceV3", body)
-
-    async def delete_relay_source_v3(self, body: Body) -> dict[str, Any]:
-        return await self.call("DeleteRelaySourceV3", body)
-
-    # -- fixed relay (V4) ----------------------------------------------------------
-    async def create_relay_source_v4(self, body: Body) -> dict[str, Any]:
-        return await self.call("CreateRelaySourceV4", body)
-
-    async def update_relay_source_v4(self, body: Body) -> dict[str, Any]:
-        return await self.call("UpdateRelaySourceV4", body)
-
-    async def delete_relay_source_v4(self, body: Body) -> dict[str, Any]:
-        return await self.call("DeleteRelaySourceV4", body)
-
-    async def list_relay_source_v4(self, body: Body) -> dict[str, Any]:
-        return await self.call("ListRelaySourceV4", body)
-
     async def iter_relay_sources_v4(
         self, domain: str, page_size: int = 100, *, max_pages: int = 10_000
     ) -> AsyncIterator[dict[str, Any]]:
@@ -84,24 +61,3 @@ class AsyncLiveService(ServiceBase):
                 yield item
             if not items or len(items) < page_size or page >= page_total:
                 return
-
-    # -- domains -------------------------------------------------------------------
-    async def create_domain_v2(self, body: Body) -> dict[str, Any]:
-        return await self.call("CreateDomainV2", body)
-
-    async def create_domain(self, body: Body) -> dict[str, Any]:
-        return await self.call("CreateDomain", body)
-
-    async def delete_domain(self, body: Body) -> dict[str, Any]:
-        return await self.call("DeleteDomain", body)
-
-    async def describe_domain(self, body: Body) -> dict[str, Any]:
-        return await self.call("DescribeDomain", body)
-
-    async def list_domain_detail(self, body: Body) -> dict[str, Any]:
-        return await self.call("ListDomainDetail", body)
-
-    # -- liverelay extension ---------------------------------------------------------
-    async def describe_relay_status(self, body: Body | None = None) -> dict[str, Any]:
-        """Live state of every relay (not a Volcengine action)."""
-        return await self.call("DescribeRelayStatus", body or {})

@@ -2,7 +2,8 @@
 
 `from liverelay.sdk import LiveService` and the official examples run unchanged:
 same constructor (host, ak, sk), same method names, each taking a body dict and
-returning the parsed response dict. Differences: errors raise typed exceptions,
+returning the parsed response dict (the methods come from the one table in
+actions.py, typed with liverelay.schemas' shapes). Differences: errors raise typed exceptions,
 throttling/5xx/transport failures are retried, and settings are per instance.
 """
 
@@ -56,29 +57,6 @@ class LiveService(ServiceBase):
             )
         return read_response(action, response)
 
-    # -- play-triggered relay (V3) -------------------------------------------------
-    def update_relay_source_v3(self, body: Body) -> dict[str, Any]:
-        return self.call("UpdateRelaySourceV3", body)
-
-    def describe_relay_source_v3(self, body: Body) -> dict[str, Any]:
-        return self.call("DescribeRelaySourceV3", body)
-
-    def delete_relay_source_v3(self, body: Body) -> dict[str, Any]:
-        return self.call("DeleteRelaySourceV3", body)
-
-    # -- fixed relay (V4) ----------------------------------------------------------
-    def create_relay_source_v4(self, body: Body) -> dict[str, Any]:
-        return self.call("CreateRelaySourceV4", body)
-
-    def update_relay_source_v4(self, body: Body) -> dict[str, Any]:
-        return self.call("UpdateRelaySourceV4", body)
-
-    def delete_relay_source_v4(self, body: Body) -> dict[str, Any]:
-        return self.call("DeleteRelaySourceV4", body)
-
-    def list_relay_source_v4(self, body: Body) -> dict[str, Any]:
-        return self.call("ListRelaySourceV4", body)
-
     def iter_relay_sources_v4(
         self, domain: str, page_size: int = 100, *, max_pages: int = 10_000
     ) -> Iterator[dict[str, Any]]:
@@ -89,24 +67,3 @@ class LiveService(ServiceBase):
             yield from items
             if not items or len(items) < page_size or page >= page_total:
                 return
-
-    # -- domains -------------------------------------------------------------------
-    def create_domain_v2(self, body: Body) -> dict[str, Any]:
-        return self.call("CreateDomainV2", body)
-
-    def create_domain(self, body: Body) -> dict[str, Any]:
-        return self.call("CreateDomain", body)
-
-    def delete_domain(self, body: Body) -> dict[str, Any]:
-        return self.call("DeleteDomain", body)
-
-    def describe_domain(self, body: Body) -> dict[str, Any]:
-        return self.call("DescribeDomain", body)
-
-    def list_domain_detail(self, body: Body) -> dict[str, Any]:
-        return self.call("ListDomainDetail", body)
-
-    # -- liverelay extension ---------------------------------------------------------
-    def describe_relay_status(self, body: Body | None = None) -> dict[str, Any]:
-        """Live state of every relay (not a Volcengine action)."""
-        return self.call("DescribeRelayStatus", body or {})

@@ -2,48 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from ...schemas.domains import (
+    CREATE_DOMAIN,
+    CREATE_DOMAIN_V2,
+    DESCRIBE_DOMAIN,
+    DOMAIN,
+    LIST_DOMAIN_DETAIL,
+    MAX_DOMAINS_PER_VHOST,
+    UPDATE_DOMAIN_VHOST,
+    DescribeDomainResult,
+    DomainDetailView,
+    DomainView,
+    ListDomainDetailResult,
+)
 from ...store import AlreadyExists, DomainRecord, NotFound, normalise_host
 from ...store.domains import STATUS_DISABLED, STATUS_NORMAL
+from ..binding import bind
 from ..context import ActionContext, Result
-from ..errors import ApiError, invalid_param, out_of_range, request_forbidden
-from ..validation import (
-    VHOST_RE,
-    as_object,
-    get_int,
-    get_int_list,
-    get_list,
-    get_str,
-    get_str_list,
-    is_valid_hostname,
-)
-
-DOMAIN_TYPES = ("push", "pull-flv")
-REGIONS = ("cn", "cn-oversea", "cn-global", "oversea", "global")
-MAX_DOMAINS_PER_VHOST = 10
-VHOST_RULE = "letters, digits, '_', '-', '.'; 1-60 characters"
+from ..errors import invalid_param, request_forbidden
 
 
-def _domain_name(body: dict[str, Any], name: str) -> str:
-    value = get_str(body, name, required=True)
-    assert value is not None
-    if len(value) > 60 or not is_valid_hostname(value) or ":" in value:
-        raise invalid_param(f"{name} {value[:120]!r} is not a domain name of 1-60 characters")
-    return normalise_host(value)
-
-
-def _one_of(body: dict[str, Any], name: str, allowed: tuple[str, ...], *, required: bool) -> str | None:
-    value = get_str(body, name, required=required)
-    if value is None or (value == "" and not required):
-        return None
-    if value not in allowed:
-        raise ApiError(400, "InvalidParam.OutOfRange", f"{name} should be one of {{[{' '.join(allowed)}]}}")
-    return value
-
-
-def domain_view(record: DomainRecord, push_domain: str) -> dict[str, Any]:
+def domain_view(record: DomainRecord, push_domain: str) -> DomainView:
     created = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "Domain": record.domain,
@@ -72,7 +55,7 @@ def _push_domains(records: list[DomainRecord]) -> dict[str, str]:
     return result
 
 
-async def _add(ctx: ActionContext, vhost: str, entries: list[tuple[str, str, str]]) -> None:
+async def _add(ctx: ActionContext, vhost: str, entries: Sequence[tuple[str, str, str]]) -> None:
     names = [d for d, _, _ in entries]
     if len(set(names)) != len(names):
         raise invalid_param("Domains contains the same DomainName twice")
@@ -86,65 +69,44 @@ async def _add(ctx: ActionContext, vhost: str, entries: list[tuple[str, str, str
 
 
 async def create_domain_v2(ctx: ActionContext, body: dict[str, Any]) -> Result:
-    vhost = get_str(body, "Vhost", required=True, pattern=VHOST_RE, rule=VHOST_RULE)
-    items = get_list(body, "Domains", required=True)
-    assert vhost is not None and items is not None
-    if not items:
-        raise invalid_param("Domains is required")
-    if len(items) > MAX_DOMAINS_PER_VHOST:
-        raise invalid_param(f"Domains holds at most {MAX_DOMAINS_PER_VHOST} entries")
-    entries = []
-    for index, raw in enumerate(items):
-        item = as_object(raw, f"Domains[{index}]")
-        name = _domain_name(item, "DomainName")
-        dtype = _one_of(item, "Type", DOMAIN_TYPES, required=True)
-        region = _one_of(item, "Region", REGIONS, required=True)
-        assert dtype is not None and region is not None
-        entries.append((name, dtype, region))
-    await _add(ctx, vhost, entries)
+    req = bind(CREATE_DOMAIN_V2, body)
+    entries = [(normalise_host(d["DomainName"]), d["Type"], d["Region"]) for d in req["Domains"]]
+    await _add(ctx, req["Vhost"], entries)
     return None
 
 
 async def create_domain(ctx: ActionContext, body: dict[str, Any]) -> Result:
-    name = _domain_name(body, "Domain")
-    dtype = _one_of(body, "Type", DOMAIN_TYPES, required=True)
-    region = _one_of(body, "Region", REGIONS, required=False) or "cn"
+    req = bind(CREATE_DOMAIN, body)
+    name = normalise_host(req["Domain"])
     # Extension: Vhost may be given; otherwise the domain is its own vhost.
-    vhost = get_str(body, "Vhost", pattern=VHOST_RE, rule=VHOST_RULE) or name
-    assert dtype is not None
-    await _add(ctx, vhost, [(name, dtype, region)])
+    await _add(ctx, req.get("Vhost", name), [(name, req["Type"], req.get("Region", "cn"))])
     return None
 
 
 async def delete_domain(ctx: ActionContext, body: dict[str, Any]) -> Result:
-    name = get_str(body, "Domain", required=True)
-    assert name is not None
-    await ctx.store.delete_domain(name)  # deleting an absent domain succeeds (idempotent)
+    req = bind(DOMAIN, body)
+    await ctx.store.delete_domain(req["Domain"])  # deleting an absent domain succeeds (idempotent)
     return None
 
 
-async def describe_domain(ctx: ActionContext, body: dict[str, Any]) -> Result:
-    wanted = get_str_list(body, "DomainList", required=True)
-    assert wanted is not None
-    if not wanted:
-        raise invalid_param("DomainList is required")
-    if len(wanted) > 1000:
-        raise out_of_range("DomainList length", 1, 1000)
+async def describe_domain(ctx: ActionContext, body: dict[str, Any]) -> DescribeDomainResult:
+    req = bind(DESCRIBE_DOMAIN, body)
     records = await ctx.store.list_domains()
     push = _push_domains(records)
     by_name = {r.domain: r for r in records}
-    found = [by_name[n] for n in dict.fromkeys(normalise_host(w) for w in wanted) if n in by_name]
+    wanted = dict.fromkeys(normalise_host(w) for w in req["DomainList"])
+    found = [by_name[n] for n in wanted if n in by_name]
     return {"DomainList": [domain_view(r, push.get(r.vhost, "")) for r in found]}
 
 
-async def list_domain_detail(ctx: ActionContext, body: dict[str, Any]) -> Result:
-    page = get_int(body, "PageNum", default=1, low=1, high=1000, required=True)
-    size = get_int(body, "PageSize", default=20, low=1, high=1000, required=True)
-    names = get_str_list(body, "DomainNameList")
-    regions = get_str_list(body, "DomainRegionList")
-    statuses = get_int_list(body, "DomainStatusList")
-    types = get_str_list(body, "DomainTypeList")
-    vhosts = get_str_list(body, "VhostList")
+async def list_domain_detail(ctx: ActionContext, body: dict[str, Any]) -> ListDomainDetailResult:
+    req = bind(LIST_DOMAIN_DETAIL, body)
+    page, size = req["PageNum"], req["PageSize"]
+    names = req.get("DomainNameList")
+    regions = req.get("DomainRegionList")
+    statuses = req.get("DomainStatusList")
+    types = req.get("DomainTypeList")
+    vhosts = req.get("VhostList")
     records = await ctx.store.list_domains()
     push = _push_domains(records)
     name_set = {normalise_host(n) for n in names} if names else None
@@ -160,26 +122,22 @@ async def list_domain_detail(ctx: ActionContext, body: dict[str, Any]) -> Result
 
     matching = [r for r in records if keep(r)]
     page_items = matching[(page - 1) * size : page * size]
-    views = []
-    for r in page_items:
-        view = domain_view(r, push.get(r.vhost, ""))
-        view.update({"ProjectName": "default", "Tags": []})
-        views.append(view)
+    views: list[DomainDetailView] = [
+        {**domain_view(r, push.get(r.vhost, "")), "ProjectName": "default", "Tags": []} for r in page_items
+    ]
     return {"Total": len(matching), "DomainList": views}
 
 
-def _known_domain(ctx: ActionContext, body: dict[str, Any]) -> str:
-    name = get_str(body, "Domain", required=True)
-    assert name is not None
+def _known_domain(ctx: ActionContext, name: str) -> str:
     if ctx.store.domain_table.get(name) is None:
         raise request_forbidden(f"Domain {name[:120]!r} does not exist")
     return name
 
 
 async def update_domain_vhost(ctx: ActionContext, body: dict[str, Any]) -> Result:
-    name = _known_domain(ctx, body)
-    vhost = get_str(body, "Vhost", required=True, pattern=VHOST_RE, rule=VHOST_RULE)
-    assert vhost is not None
+    req = bind(UPDATE_DOMAIN_VHOST, body)
+    name = _known_domain(ctx, req["Domain"])
+    vhost = req["Vhost"]
     current = ctx.store.domain_table.get(name)
     moving = current is not None and current.vhost != vhost
     if moving and len(ctx.store.domain_table.domains_of(vhost)) >= MAX_DOMAINS_PER_VHOST:
@@ -192,7 +150,7 @@ async def update_domain_vhost(ctx: ActionContext, body: dict[str, Any]) -> Resul
 
 
 async def _set_status(ctx: ActionContext, body: dict[str, Any], status: int) -> Result:
-    name = _known_domain(ctx, body)
+    name = _known_domain(ctx, bind(DOMAIN, body)["Domain"])
     try:
         await ctx.store.update_domain(name, status=status)
     except NotFound:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...schemas.relay_sources import DESCRIBE_RELAY_STATUS
+from ..binding import bind
 from ..context import ActionContext, Result
-from ..errors import ApiError
-from ..validation import get_str
-
-RELAY_TYPES = ("play", "fixed")
 
 
 def _field(item: dict[str, Any], name: str) -> Any:
@@ -17,10 +15,9 @@ def _field(item: dict[str, Any], name: str) -> Any:
 
 
 async def describe_relay_status(ctx: ActionContext, body: dict[str, Any]) -> Result:
-    filters = {name: get_str(body, name) for name in ("Vhost", "App", "Stream")}
-    relay_type = get_str(body, "Type")
-    if relay_type and relay_type not in RELAY_TYPES:
-        raise ApiError(400, "InvalidParam.OutOfRange", f"Type should be one of {{[{' '.join(RELAY_TYPES)}]}}")
+    req = bind(DESCRIBE_RELAY_STATUS, body)
+    filters = {"Vhost": req.get("Vhost"), "App": req.get("App"), "Stream": req.get("Stream")}
+    relay_type = req.get("Type")
     if ctx.relays is None:
         return {"RelayStatusList": []}
     items = list(ctx.relays.status())
