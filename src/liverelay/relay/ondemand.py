@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 
 from ..config import RelaySettings
 from ..hub import SourceKind, StreamKey
+from ..schemas.status import RelayStatusRow
 from ..sources import PullFunction
 from ..sources import open_source as default_open_source
 from ..store.bus import ChangeEvent
@@ -279,7 +280,7 @@ class OnDemandRelays:
 
     # ---- visibility and shutdown --------------------------------------------------
 
-    def status(self) -> list[dict[str, Any]]:
+    def status(self) -> list[RelayStatusRow]:
         return [entry.pull.status() for entry in self.pulls.values()]
 
     async def close(self) -> None:

@@ -1,0 +1,1 @@
+"""Pydantic models: one definition of every shape the node exchanges."""
