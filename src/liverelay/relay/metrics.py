@@ -31,5 +31,13 @@ class RelayMetrics:
             **kw,
         )
         self.bytes_in = Counter("liverelay_relay_bytes_in", "Media payload bytes received from origins", **kw)
+        self.start_refusals = Counter(
+            "liverelay_relay_start_refusals",
+            "Play-triggered pulls not started because too many were starting, by cap (vhost|node)",
+            ["scope"],
+            **kw,
+        )
+        for scope in ("vhost", "node"):
+            self.start_refusals.labels(scope)  # export 0 before the first refusal
         for kind in ("play", "fixed"):
             self.pulls.labels(kind)  # export 0 before the first pull
