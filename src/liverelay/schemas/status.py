@@ -36,37 +36,64 @@ class RelayState(StrEnum):
     ENDED = "ended"  # stopped (V3: gone; V4: window over or deleted)
 
 
+# Python name -> wire (PascalCase) name; given as an alias generator so the fields stay
+# plain annotated defaults (type checkers see snake_case keyword arguments).
+WIRE_NAMES: dict[str, str] = {
+    "type": "Type",
+    "vhost": "Vhost",
+    "app": "App",
+    "stream": "Stream",
+    "state": "State",
+    "source_url": "SourceUrl",
+    "source_index": "SourceIndex",
+    "attempts": "Attempts",
+    "last_error": "LastError",
+    "up_since": "UpSince",
+    "bytes": "Bytes",
+    "bitrate": "Bitrate",
+    "frames": "Frames",
+    "viewers": "Viewers",
+    "switches": "Switches",
+    "task_id": "TaskId",
+    "domain": "Domain",
+    "start_time": "StartTime",
+    "end_time": "EndTime",
+    "next_start": "NextStart",
+    "src_addrs": "SrcAddrS",
+}
+
+
 class RelayStatusRow(BaseModel):
     """One DescribeRelayStatus row. Python names snake_case, wire names PascalCase aliases."""
 
     # Extra keys pass through unchanged (a part may add a field before the model names it).
-    model_config = ConfigDict(populate_by_name=True, extra="allow", use_enum_values=False)
+    model_config = ConfigDict(alias_generator=WIRE_NAMES.__getitem__, populate_by_name=True, extra="allow")
 
-    type: RelayType = Field(RelayType.PLAY, alias="Type")
-    vhost: str = Field("", alias="Vhost")
-    app: str = Field("", alias="App")
-    stream: str = Field("", alias="Stream")
-    state: RelayState = Field(RelayState.STARTING, alias="State")
-    source_url: str = Field("", alias="SourceUrl")  # redacted (sources.base.redact_url)
-    source_index: int | None = Field(None, alias="SourceIndex")
-    attempts: int = Field(0, alias="Attempts")
-    last_error: str | None = Field(None, alias="LastError")  # redacted
-    up_since: str | None = Field(None, alias="UpSince")  # RFC 3339 UTC, None when not up
-    bytes: int = Field(0, alias="Bytes")
-    bitrate: int = Field(0, alias="Bitrate")  # bits per second, sampled about once a second
-    frames: int = Field(0, alias="Frames")
-    viewers: int = Field(0, alias="Viewers")
-    switches: int = Field(0, alias="Switches")
-    task_id: str | None = Field(None, alias="TaskId")  # V4 only (None on V3 rows)
-    # V4 only: the task's domain, window (Unix seconds), next start and its (redacted) sources.
-    domain: str | None = Field(None, alias="Domain")
-    start_time: int | None = Field(None, alias="StartTime")
-    end_time: int | None = Field(None, alias="EndTime")
-    next_start: int | None = Field(None, alias="NextStart")
-    src_addrs: list[str] | None = Field(None, alias="SrcAddrS")
+    type: RelayType = RelayType.PLAY
+    vhost: str = ""
+    app: str = ""
+    stream: str = ""
+    state: RelayState = RelayState.STARTING
+    source_url: str = ""  # redacted (sources.base.redact_url)
+    source_index: int | None = None
+    attempts: int = 0
+    last_error: str | None = None  # redacted
+    up_since: str | None = None  # RFC 3339 UTC, None when not up
+    bytes: int = 0
+    bitrate: int = 0  # bits per second, sampled about once a second
+    frames: int = 0
+    viewers: int = 0
+    switches: int = 0
+    task_id: str | None = None  # V4 only (None on V3 rows)
+    # V4 only: the task's domain, window (Unix seconds), next start and (redacted) sources.
+    domain: str | None = None
+    start_time: int | None = None
+    end_time: int | None = None
+    next_start: int | None = None
+    src_addrs: list[str] | None = None
 
     def wire(self) -> dict[str, Any]:
-        """The row as the API sends it (PascalCase, enums as their strings' str subclass)."""
+        """The row as the API sends it: PascalCase keys, the fields its builder set (enums are str)."""
         return self.model_dump(by_alias=True, exclude_unset=True)
 
 

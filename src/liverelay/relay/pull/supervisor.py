@@ -338,7 +338,7 @@ class RelayPull:
         elif self._publication is not None:
             self.state = RelayState.FAILING_OVER
         else:
-            self.state: RelayState = RelayState.STARTING
+            self.state = RelayState.STARTING
 
     def start_attempt(self, index: int, *, staging: bool) -> Attempt:
         url = self.urls[index]
