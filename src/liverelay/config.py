@@ -76,6 +76,8 @@ class RelaySettings:
         default_factory=lambda: ["169.254.0.0/16", "fe80::/10", "100.100.100.200/32", "fd00:ec2::254/128"]
     )
     ffmpeg_path: str = "ffmpeg"
+    max_starting_pulls_per_vhost: int = 32  # play-triggered pulls starting at once per vhost (0 = no cap)
+    max_starting_pulls: int = 128  # play-triggered pulls starting at once on the node (0 = no cap)
 
 
 @dataclass

@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import TEST_AK, TEST_SK
 
 from liverelay.api.testing import SEED_DOMAINS, BackgroundApi, SignedClient, api_settings
+from liverelay.schemas.status import RelayStatusReport, RelayStatusRow
 from liverelay.store import ChangeEvent
 
 
@@ -20,10 +21,10 @@ class StatusSource:
         self.rows: list[dict[str, Any]] = []
         self.fail = False
 
-    def status(self) -> list[dict[str, Any]]:
+    def status(self) -> RelayStatusReport:
         if self.fail:
             raise RuntimeError("relay manager exploded")
-        return self.rows
+        return RelayStatusReport(rows=[RelayStatusRow.model_validate(row) for row in self.rows])
 
 
 @pytest.fixture

@@ -286,7 +286,7 @@ async def test_source_secrets_stay_out_of_status_events_logs_and_webhooks(
     try:
         await asyncio.wait_for(pull.first_media.wait(), 5)
         await asyncio.sleep(1.0)  # a few fail-back probes of the dead origin
-        row = pull.status()
+        row = pull.status().wire()
         task_names = [t.get_name() for t in asyncio.all_tasks()]  # shown in asyncio's own warnings
         assert row["SourceUrl"].endswith("?token=***&passphrase=***") and row["SourceIndex"] == 1
         assert row["LastError"].startswith("connect") and "auth_key=***" in row["LastError"]

@@ -45,14 +45,14 @@ async def test_first_origin_dead_second_serves(hub: Hub, sample_frames: list[Fra
     pull = make_pull(hub, origins, fast_settings())
     task = asyncio.create_task(pull.run())
     await asyncio.wait_for(pull.first_media.wait(), 5)
-    row = pull.status()
+    row = pull.status().wire()
     assert (row["SourceIndex"], row["State"], row["Attempts"]) == (1, "up", 2)
     assert row["LastError"].startswith("connect")
     sub = await hub.play(KEY, protocol="test", timeout=1)
     assert sub is not None
     viewer = Viewer(sub)
     await viewer.frames_after(30)
-    assert pull.status()["Frames"] > 30 and pull.status()["Bytes"] > 0
+    assert pull.status().wire()["Frames"] > 30 and pull.status().wire()["Bytes"] > 0
     await finish(pull, task)
     await asyncio.wait_for(viewer.eof.wait(), 2)  # stop closes the publication: viewers get EOF
 
@@ -81,10 +81,10 @@ async def test_fixed_pull_keeps_retrying_with_backoff(hub: Hub, sample_frames: l
     assert not task.done()
     # 1.2 s with rounds spaced 0.1, 0.2, 0.2, ...: several rounds, but bounded by the backoff.
     assert 3 <= origins[0].connects <= 8, origins[0].connects
-    assert pull.status()["State"] in ("retrying", "starting")
+    assert pull.status().wire()["State"] in ("retrying", "starting")
     origins[1].alive = True
     await asyncio.wait_for(pull.first_media.wait(), 3)
-    assert pull.status()["SourceIndex"] == 1
+    assert pull.status().wire()["SourceIndex"] == 1
     await finish(pull, task)
 
 
@@ -102,18 +102,20 @@ async def test_midstream_failover_and_failback_keep_the_viewer(hub: Hub, sample_
     origins[0].alive = False  # origin 0 goes away mid-stream
     before = len(viewer.media())
     await wait_for(
-        lambda: pull.status()["SourceIndex"] == 1 and pull.status()["State"] == "up", 5, "failover"
+        lambda: pull.status().wire()["SourceIndex"] == 1 and pull.status().wire()["State"] == "up",
+        5,
+        "failover",
     )
     await viewer.frames_after(before + 60, timeout=8)
-    assert pull.status()["Switches"] == 1
+    assert pull.status().wire()["Switches"] == 1
     failover_gap = viewer.max_gap()
     print(f"\nfailover: largest gap between video frames at the viewer {failover_gap * 1000:.0f} ms")
 
     origins[0].alive = True  # it comes back: fail-back at a keyframe
-    await wait_for(lambda: pull.status()["SourceIndex"] == 0, 8, "fail-back")
+    await wait_for(lambda: pull.status().wire()["SourceIndex"] == 0, 8, "fail-back")
     before = len(viewer.media())
     await viewer.frames_after(before + 30)
-    row = pull.status()
+    row = pull.status().wire()
     assert row["Switches"] == 2 and row["State"] == "up"
     assert origins[1].streaming == 0, "the lower-priority origin was not released"
     assert not viewer.eof.is_set()
@@ -133,10 +135,12 @@ async def test_stalled_origin_fails_over_after_no_media_timeout(hub: Hub, sample
     origins[0].stalled = True  # connection kept, nothing sent
     stalled_at = time.monotonic()
     await wait_for(
-        lambda: pull.status()["SourceIndex"] == 1 and pull.status()["State"] == "up", 4, "failover"
+        lambda: pull.status().wire()["SourceIndex"] == 1 and pull.status().wire()["State"] == "up",
+        4,
+        "failover",
     )
     assert time.monotonic() - stalled_at >= 0.45
-    assert "no media" in pull.status()["LastError"]
+    assert "no media" in pull.status().wire()["LastError"]
     await finish(pull, task)
 
 
@@ -172,11 +176,11 @@ async def test_update_urls_moves_the_pull_only_when_its_origin_is_removed(
 
     pull.update_urls([origins.urls[2], origins.urls[0]])  # in-use origin still listed: untouched
     await asyncio.sleep(0.3)
-    assert origins[0].connects == 1 and pull.status()["SourceIndex"] == 1
-    assert pull.status()["SourceUrl"] == origins.urls[0]
+    assert origins[0].connects == 1 and pull.status().wire()["SourceIndex"] == 1
+    assert pull.status().wire()["SourceUrl"] == origins.urls[0]
 
     pull.update_urls([origins.urls[1]])  # removed: switch now
-    await wait_for(lambda: origins[1].streaming == 1 and pull.status()["State"] == "up", 4, "switch")
+    await wait_for(lambda: origins[1].streaming == 1 and pull.status().wire()["State"] == "up", 4, "switch")
     await wait_for(lambda: origins[0].streaming == 0, 2, "old origin released")
     before = len(viewer.media())
     await viewer.frames_after(before + 30)
@@ -206,15 +210,15 @@ async def test_simultaneous_viewers_share_one_pull_and_linger(hub: Hub, sample_f
     assert all(s is not None for s in subs)
     assert origins[0].connects == 1
     assert origins[0].queries == ["tok=1"]
-    assert len(relays.status()) == 1 and relays.status()[0]["Viewers"] == 5
+    assert len(relays.status()) == 1 and relays.status()[0].wire()["Viewers"] == 5
     for s in subs:
         s.close()
     await asyncio.sleep(0.3)
-    assert relays.status()[0]["State"] == "lingering"
+    assert relays.status()[0].wire()["State"] == "lingering"
     late = await hub.play(KEY, protocol="t", timeout=4)  # arrives during the linger: reuses the pull
     assert late is not None
     await asyncio.sleep(1.0)
-    assert origins[0].connects == 1 and relays.status()[0]["State"] == "up"
+    assert origins[0].connects == 1 and relays.status()[0].wire()["State"] == "up"
     late.close()
     await wait_for(lambda: not relays.pulls, 3, "pull stopped after the linger")
     assert origins[0].streaming == 0
@@ -330,7 +334,7 @@ async def test_a_denied_origin_is_skipped_without_connecting(hub: Hub, sample_fr
     task = asyncio.create_task(pull.run())
     await asyncio.wait_for(pull.first_media.wait(), 5)
     assert asked == [origins.urls[0]]  # the metadata address was never opened
-    row = pull.status()
+    row = pull.status().wire()
     assert row["SourceIndex"] == 1 and row["LastError"].startswith("policy")
     assert metrics.failures.labels("policy")._value.get() == 1
     await finish(pull, task)

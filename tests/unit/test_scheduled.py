@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from liverelay.config import Settings
 from liverelay.relay.scheduled import FixedRelayScheduler, FixedRelaySpec, FixedTask, next_edge, window_phase
+from liverelay.schemas.status import RelayState, RelayStatusRow
 from liverelay.store import open_store
 
 # -- pure window arithmetic ------------------------------------------------------------
@@ -84,8 +85,8 @@ class RecordingPull:
         self.stop_reason = reason
         self._stopped.set()
 
-    def status(self) -> dict[str, Any]:
-        return {"State": "up", "SourceUrl": self.urls[0], "SourceIndex": 0, "Frames": 7}
+    def status(self) -> RelayStatusRow:
+        return RelayStatusRow(state=RelayState.UP, source_url=self.urls[0], source_index=0, frames=7)
 
 
 class Harness:
@@ -146,7 +147,7 @@ async def test_future_window_runs_only_between_its_edges() -> None:
     t0 = time.monotonic()
     h.task.schedule()
     assert h.task.state == "scheduled" and not h.pulls
-    row = h.task.status()
+    row = h.task.status().wire()
     assert row["State"] == "scheduled" and row["NextStart"] == 1001
     await _until(lambda: h.pulls and h.pulls[0].started_at is not None)
     started = h.pulls[0].started_at - t0  # type: ignore[operator]
@@ -154,7 +155,7 @@ async def test_future_window_runs_only_between_its_edges() -> None:
     await _until(lambda: h.pulls[0].stopped_at is not None)
     stopped = h.pulls[0].stopped_at - t0  # type: ignore[operator]
     assert 1.35 <= stopped <= 1.6, stopped
-    assert h.task.state == "ended" and h.task.status()["NextStart"] is None
+    assert h.task.state == "ended" and h.task.status().wire()["NextStart"] is None
     assert h.event_names() == ["task_scheduled", "task_started", "task_ended"]
     assert len(h.pulls) == 1
     await h.task.close()
@@ -232,7 +233,7 @@ async def test_a_pull_that_ends_early_is_restarted_after_a_pause() -> None:
     h = Harness(_spec(), t0_wall=1000.0, pull_class=EndingPull)
     h.task.schedule()
     await _until(lambda: len(h.pulls) == 1 and h.task.pull is None)
-    row = h.task.status()
+    row = h.task.status().wire()
     assert row["State"] == "retrying" and row["LastError"] == "origins_unavailable"
     t0 = time.monotonic()
     await _until(lambda: len(h.pulls) == 2, timeout=3.0)
@@ -253,7 +254,7 @@ async def test_status_row_merges_the_pull_status() -> None:
     h = Harness(_spec(), t0_wall=1000.0)
     h.task.schedule()
     await _until(lambda: bool(h.pulls))
-    row = h.task.status(viewers=3)
+    row = h.task.status(viewers=3).wire()
     expected_keys = {
         "Type",
         "TaskId",
@@ -286,6 +287,10 @@ async def test_status_row_merges_the_pull_status() -> None:
 class _NoHub:
     def get(self, key: object) -> None:
         return None
+
+
+def _rows(scheduler: FixedRelayScheduler) -> list[dict[str, Any]]:
+    return [row.wire() for row in scheduler.status()]
 
 
 class _Node:
@@ -337,7 +342,7 @@ async def test_scheduler_follows_the_store_and_resumes_after_restart(tmp_path: P
             start_time=now - 7200,
             end_time=now - 3600,
         )
-        states = {row["Stream"]: row["State"] for row in scheduler.status()}
+        states = {row["Stream"]: row["State"] for row in _rows(scheduler)}
         assert states == {"early": "up", "later": "scheduled", "past": "ended"}
         assert [p.urls for p in pulls] == [["rtmp://a/live/early"]]
 
@@ -348,7 +353,7 @@ async def test_scheduler_follows_the_store_and_resumes_after_restart(tmp_path: P
 
         await store.delete_relay_v4("vh", "live", "early")
         await _until(lambda: pulls[0].stopped_at is not None, timeout=1.0)
-        assert {row["Stream"] for row in scheduler.status()} == {"later", "past"}
+        assert {row["Stream"] for row in _rows(scheduler)} == {"later", "past"}
         await scheduler.close()
 
         # "Restart": a new scheduler on the same store picks up what is configured.
@@ -358,7 +363,7 @@ async def test_scheduler_follows_the_store_and_resumes_after_restart(tmp_path: P
         )
         scheduler = FixedRelayScheduler(_Node(store), None, pull_factory=factory)  # type: ignore[arg-type]
         await scheduler.start()
-        states = {row["Stream"]: row["State"] for row in scheduler.status()}
+        states = {row["Stream"]: row["State"] for row in _rows(scheduler)}
         assert states == {"later": "up", "past": "ended"}
         assert [p.urls for p in pulls] == [["rtmp://a/live/later"]]
         await scheduler.close()
@@ -397,7 +402,7 @@ async def test_recreated_stream_starts_only_after_the_deleted_one_released_it() 
     await _until(lambda: pulls and pulls[0].started_at is not None)
     scheduler._on_change(ChangeEvent("relay_v4", "deleted", key, None))
     scheduler._on_change(ChangeEvent("relay_v4", "added", key, config("2")))
-    assert [row["TaskId"] for row in scheduler.status()] == ["2"]
+    assert [row["TaskId"] for row in _rows(scheduler)] == ["2"]
     await _until(lambda: len(pulls) == 2 and pulls[1].started_at is not None)
     assert pulls[0].stop_finished_at is not None
     assert pulls[1].started_at >= pulls[0].stop_finished_at  # type: ignore[operator]

@@ -105,6 +105,11 @@ class RelayEvents:
         if self.metrics is not None:
             self.metrics.pulls.labels(kind).dec()
 
+    def start_refused(self, scope: str) -> None:
+        """A play-triggered pull was not started: the starting cap of `scope` (vhost|node) is full."""
+        if self.metrics is not None:
+            self.metrics.start_refusals.labels(scope).inc()
+
     def bytes_in(self, n: int) -> None:
         if self.metrics is not None and n > 0:
             self.metrics.bytes_in.inc(n)

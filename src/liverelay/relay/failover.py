@@ -20,6 +20,8 @@ Rules:
 
 from __future__ import annotations
 
+from ..backoff import backoff_delay
+
 
 class FailoverPolicy:
     def __init__(
@@ -80,8 +82,8 @@ class FailoverPolicy:
         """Delay after `failed_rounds` full rounds failed in a row (1 -> initial)."""
         if failed_rounds < 1:
             return 0.0
-        # Bounded exponent: 2**60 * anything is already past any cap.
-        return min(self.backoff_max_s, self.backoff_initial_s * (2.0 ** min(failed_rounds - 1, 60)))
+        # No jitter: the round schedule is documented (docs/relay.md) and pinned by tests.
+        return backoff_delay(failed_rounds - 1, base=self.backoff_initial_s, cap=self.backoff_max_s)
 
     def on_success(self) -> None:
         """The source at `index` delivers media: the failed round and the backoff are over."""

@@ -2,21 +2,26 @@
 
 It owns what both kinds share: RelayMetrics on node.metrics, the webhook sender, the
 RelayEvents fan-out and the source policy. It sets hub.play_trigger for V3, follows
-store.bus, and runs the V4 FixedRelayScheduler from relay/scheduled.py (imported lazily
-so the manager works while that part is missing or broken).
+store.bus, and runs the V4 FixedRelayScheduler from relay/scheduled.py.
+
+Faults are seen, not swallowed: status() returns the V3 rows and, when the V4 part
+fails, an `error` (shown as DescribeRelayStatus `Error`); close() logs a failing
+scheduler close and still stops the V3 pulls and the webhook sender.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..hub import StreamKey
+from ..schemas.status import RelayStatusReport
 from .events import RelayEvents
 from .metrics import RelayMetrics
 from .ondemand import OnDemandRelays
 from .policy import SourcePolicy
+from .scheduled import FixedRelayScheduler, FixedTask
 from .webhooks import WebhookSender
 
 log = logging.getLogger("liverelay.relay.manager")
@@ -33,7 +38,7 @@ class RelayManager:
         self.ondemand = OnDemandRelays(node.hub, settings.relay, self.events, self.source_policy)
         # V3 never pulls a stream a fixed relay owns (see relay/ondemand.py).
         self.ondemand.fixed_owner = self.fixed_owner
-        self.scheduler: Any = None
+        self.scheduler: FixedRelayScheduler | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
     async def start(self) -> None:
@@ -43,15 +48,10 @@ class RelayManager:
         self._unsubscribe = store.bus.subscribe(self.ondemand.on_change)
         self.ondemand.load(await store.list_relay_v3())
         self.node.hub.play_trigger = self.ondemand.play_trigger
-        try:
-            from .scheduled import FixedRelayScheduler
-        except ImportError as exc:
-            log.warning("fixed (V4) relays unavailable: %s", exc)
-        else:
-            self.scheduler = FixedRelayScheduler(self.node, self.events)
-            await self.scheduler.start()
+        self.scheduler = FixedRelayScheduler(self.node, self.events, source_policy=self.source_policy)
+        await self.scheduler.start()
 
-    def fixed_owner(self, key: Any) -> Any:
+    def fixed_owner(self, key: StreamKey) -> FixedTask | None:
         """The V4 task that owns `key` now (its window is open, whatever its pull is doing)."""
         scheduler = self.scheduler
         if scheduler is None:
@@ -61,25 +61,37 @@ class RelayManager:
             return None
         return task
 
-    def status(self) -> list[dict[str, Any]]:
-        """One row per running V3 pull plus the V4 tasks' rows (DescribeRelayStatus)."""
-        rows = self.ondemand.status()
+    def status(self) -> RelayStatusReport:
+        """One row per running V3 pull plus the V4 tasks' rows (DescribeRelayStatus).
+
+        A failing part does not hide the others: its rows are missing and `error` says
+        which part failed (the log has the traceback).
+        """
+        report = RelayStatusReport(rows=self.ondemand.status())
         if self.scheduler is not None:
             try:
-                rows.extend(self.scheduler.status())
-            except Exception:
+                report.rows.extend(self.scheduler.status())
+            except Exception as exc:
                 log.exception("fixed relay status failed")
-        return rows
+                report.error = f"fixed relay status unavailable: {type(exc).__name__}"
+        return report
 
     async def close(self) -> None:
         hub = self.node.hub
-        if hub is not None and getattr(hub, "play_trigger", None) == self.ondemand.play_trigger:
+        if hub is not None and hub.play_trigger == self.ondemand.play_trigger:
             hub.play_trigger = None
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        # Each part is closed even when an earlier one fails: a part left open may leave
+        # an ffmpeg source running after the node exits.
         if self.scheduler is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await self.scheduler.close()
-        await self.ondemand.close()
+            except Exception:
+                log.exception("closing the fixed relays failed")
+        try:
+            await self.ondemand.close()
+        except Exception:
+            log.exception("closing the play-triggered relays failed")
         await self.webhooks.close()

@@ -15,18 +15,26 @@
   over it): the viewer waits for the fixed relay's media, at most start_timeout_s (and
   the hub's play timeout), and gets not-found if none comes. `fixed_owner` (set by
   RelayManager) says which streams those are.
+- Starting caps (Issue 8 item 5): at most settings.max_starting_pulls_per_vhost pulls of a
+  vhost and settings.max_starting_pulls of the node may be starting at once (no media
+  yet). A viewer whose stream would need one more gets False at once (not-found, no
+  wait for start_timeout_s), counted in liverelay_relay_start_refusals_total{scope} and
+  logged at most once per REFUSAL_LOG_INTERVAL_S. Viewers joining a running pull are
+  never refused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
 from ..config import RelaySettings
 from ..hub import SourceKind, StreamKey
+from ..schemas.status import RelayStatusRow
 from ..sources import PullFunction
 from ..sources import open_source as default_open_source
 from ..store.bus import ChangeEvent
@@ -41,6 +49,8 @@ DEFAULT_PORTS = {"rtmp": 1935, "flv": 80}
 # While a viewer waits for a fixed relay's media, the hub stream is checked this often
 # (the hub has no "source appeared" callback; the wait is bounded by start_timeout_s).
 FIXED_WAIT_POLL_S = 0.05
+# A flood of refused plays (many missing names at once) logs one line per interval.
+REFUSAL_LOG_INTERVAL_S = 10.0
 
 
 def _with_default_port(domain: str, port: int) -> str:
@@ -164,6 +174,10 @@ class OnDemandRelays:
         self._background: set[asyncio.Task[Any]] = set()
         # Set by RelayManager: the fixed (V4) task that owns `key` right now, or None.
         self.fixed_owner: Callable[[StreamKey], Any] = lambda _key: None
+        # Pulls started but without media yet, per vhost (the starting caps count these).
+        self._starting: dict[str, set[_PlayPull]] = {}
+        self._refused_since_log = 0
+        self._refusal_logged_at = float("-inf")
 
     # ---- configuration ------------------------------------------------------------
 
@@ -206,6 +220,8 @@ class OnDemandRelays:
                 return False
             urls = build_origin_urls(config, key.app, key.name, query)
             if not urls:
+                return False
+            if not self._may_start(key):
                 return False
             entry = self._start(key, query, urls)
         entry.cancel_linger()
@@ -263,14 +279,65 @@ class OnDemandRelays:
         entry = _PlayPull(self, key, query, pull)
         holder.append(entry)
         self.pulls[key] = entry
+        self._starting.setdefault(key.vhost, set()).add(entry)
         entry.task = asyncio.get_running_loop().create_task(pull.run(), name=f"relay-v3 {key}")
         entry.task.add_done_callback(lambda _t: self._ended(entry))
         return entry
 
     def _ended(self, entry: _PlayPull) -> None:
         entry.detach()
+        self._starting.get(entry.key.vhost, set()).discard(entry)
         if self.pulls.get(entry.key) is entry:
             del self.pulls[entry.key]
+
+    # ---- starting caps -------------------------------------------------------------
+
+    def starting_count(self, vhost: str | None = None) -> int:
+        """Pulls started without media yet: of `vhost`, or of the node (None)."""
+        if vhost is not None:
+            return len(self._prune(vhost))
+        return sum(len(self._prune(v)) for v in list(self._starting))
+
+    def _prune(self, vhost: str) -> set[_PlayPull]:
+        # A pull leaves the starting set at its first media frame (or when it ends): checked
+        # here, lazily, so no task per pull is needed. The sets stay within the caps.
+        entries = self._starting.get(vhost)
+        if entries is None:
+            return set()
+        entries -= {e for e in entries if e.pull.first_media.is_set() or e.pull.ended.is_set()}
+        if not entries:
+            del self._starting[vhost]
+        return entries
+
+    def _may_start(self, key: StreamKey) -> bool:
+        """False (and counted, logged) when a starting cap is full."""
+        s = self.settings
+        scope = None
+        if (
+            s.max_starting_pulls_per_vhost > 0
+            and self.starting_count(key.vhost) >= s.max_starting_pulls_per_vhost
+        ):
+            scope = "vhost"
+        elif s.max_starting_pulls > 0 and self.starting_count() >= s.max_starting_pulls:
+            scope = "node"
+        if scope is None:
+            return True
+        self.events.start_refused(scope)
+        self._refused_since_log += 1
+        now = time.monotonic()
+        if now - self._refusal_logged_at >= REFUSAL_LOG_INTERVAL_S:
+            log.warning(
+                "relay %s: not started, too many pulls starting (%s cap: %d per vhost, %d per node);"
+                " %d play(s) refused since the last such line",
+                key,
+                scope,
+                s.max_starting_pulls_per_vhost,
+                s.max_starting_pulls,
+                self._refused_since_log,
+            )
+            self._refusal_logged_at = now
+            self._refused_since_log = 0
+        return False
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -279,7 +346,7 @@ class OnDemandRelays:
 
     # ---- visibility and shutdown --------------------------------------------------
 
-    def status(self) -> list[dict[str, Any]]:
+    def status(self) -> list[RelayStatusRow]:
         return [entry.pull.status() for entry in self.pulls.values()]
 
     async def close(self) -> None:

@@ -13,26 +13,26 @@ every task whose window is open), then every committed change on store.bus.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
+from ..backoff import backoff_delay
 from ..hub.keys import SourceKind, StreamKey
+from ..hub.stream import Publication
+from ..schemas.status import RelayState, RelayStatusRow, RelayType
 from ..sources.base import redact_url
 from ..store.bus import ChangeEvent
 from ..store.models import RelayV4Config
+from .events import RelayEvents
 from .policy import SourcePolicy
-
-if TYPE_CHECKING:
-    from .pull import RelayPull
+from .pull import RelayPull
 
 log = logging.getLogger("liverelay.relay.scheduled")
 
 Phase = Literal["before", "open", "over"]
-TaskState = Literal["scheduled", "starting", "up", "retrying", "ended"]
 
 # Pause before restarting a pull that ended on its own (doubles while it gets no media).
 _RESTART_MIN_S = 1.0
@@ -103,9 +103,21 @@ class FixedRelaySpec:
         return (self.start_time, self.end_time)
 
 
+class ScheduledPull(Protocol):
+    """What a task needs from its pull (relay.pull.RelayPull; unit tests use a fake)."""
+
+    first_media: asyncio.Event
+    end_reason: str | None
+
+    async def run(self) -> None: ...
+    async def stop(self, reason: str) -> None: ...
+    def update_urls(self, urls: list[str]) -> None: ...
+    def status(self) -> RelayStatusRow: ...
+
+
 # What the task asks its pull for; kept as a small seam so unit tests can run the
 # schedule with a fake pull and the real one is used everywhere else.
-PullFactory = Callable[["FixedTask"], "RelayPull"]
+PullFactory = Callable[["FixedTask"], ScheduledPull]
 
 
 class FixedTask:
@@ -124,7 +136,7 @@ class FixedTask:
         self._pull_factory = pull_factory
         self._emit = emit
         self._clock = clock
-        self.pull: RelayPull | None = None
+        self.pull: ScheduledPull | None = None
         self._runner: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._phase: Phase | None = None  # None until the first schedule()
@@ -134,10 +146,10 @@ class FixedTask:
         self._stopping: set[asyncio.Task[None]] = set()
         # Closes of a deleted task of the same stream (delete + create in quick succession).
         self._predecessors = predecessors
-        # A pull that ended on its own (it should not) is restarted after this delay,
-        # doubled on each restart without media; its last status is kept for status().
-        self._restart_delay_s = _RESTART_MIN_S
-        self._last_pull_status: dict[str, Any] = {}
+        # A pull that ended on its own (it should not) is restarted after a pause that
+        # doubles per restart without media (capped); its last row is kept for status().
+        self._restarts_without_media = 0
+        self._last_pull_row: RelayStatusRow | None = None
 
     # -- schedule ---------------------------------------------------------------
 
@@ -212,7 +224,7 @@ class FixedTask:
         if announce:  # the window opened (not a restart of a pull that ended early)
             self._emit("task_started", self)
 
-    async def _run_pull(self, pull: RelayPull, pending: tuple[asyncio.Task[None], ...]) -> None:
+    async def _run_pull(self, pull: ScheduledPull, pending: tuple[asyncio.Task[None], ...]) -> None:
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         try:
@@ -229,29 +241,31 @@ class FixedTask:
                 self.pull = None
                 self._runner = None
                 if self._phase == "open":
-                    delay = self._restart_delay_s
-                    got_media = bool(getattr(pull, "first_media", None) and pull.first_media.is_set())
-                    self._restart_delay_s = (
-                        _RESTART_MIN_S if got_media else min(self._restart_delay_s * 2, _RESTART_MAX_S)
+                    if pull.first_media.is_set():
+                        self._restarts_without_media = 0
+                    delay = backoff_delay(
+                        self._restarts_without_media, base=_RESTART_MIN_S, cap=_RESTART_MAX_S
                     )
+                    self._restarts_without_media += 1
                     log.warning(
                         "fixed relay %s: pull ended on its own (%s); restarting in %.0fs",
                         self.spec.task_id,
-                        getattr(pull, "end_reason", None),
+                        pull.end_reason,
                         delay,
                     )
                     self._cancel_timer()
                     self._timer = asyncio.get_running_loop().call_later(delay, self.schedule)
 
-    def _remember_ended(self, pull: RelayPull) -> None:
+    def _remember_ended(self, pull: ScheduledPull) -> None:
         try:
-            status = dict(pull.status())
+            row = pull.status()
         except Exception:
-            status = {}
-        status["LastError"] = status.get("LastError") or getattr(pull, "end_reason", None) or ""
-        for volatile in ("State", "UpSince", "Bitrate", "Viewers"):
-            status.pop(volatile, None)
-        self._last_pull_status = status
+            log.exception("fixed relay %s: status of the ended pull failed", self.spec.task_id)
+            row = RelayStatusRow()
+        # What stays true of an ended pull; its state, rate and viewers do not.
+        self._last_pull_row = row.model_copy(
+            update={"last_error": row.last_error or pull.end_reason or "", "up_since": None, "bitrate": 0}
+        )
 
     def _stop_pull(self, reason: str) -> None:
         pull, runner = self.pull, self._runner
@@ -264,7 +278,7 @@ class FixedTask:
         stopper.add_done_callback(self._stopping.discard)
 
     @staticmethod
-    async def _stop(pull: RelayPull, runner: asyncio.Task[None] | None, reason: str) -> None:
+    async def _stop(pull: ScheduledPull, runner: asyncio.Task[None] | None, reason: str) -> None:
         try:
             async with asyncio.timeout(5.0):
                 await pull.stop(reason)
@@ -279,68 +293,67 @@ class FixedTask:
     # -- status ---------------------------------------------------------------------
 
     @property
-    def state(self) -> TaskState:
+    def state(self) -> RelayState:
         if self._phase == "over" or self._closed:
-            return "ended"
+            return RelayState.ENDED
         if self._phase == "before":
-            return "scheduled"
+            return RelayState.SCHEDULED
         if self.pull is None:
-            return "retrying"
-        pull_state = str(self.pull.status().get("State", "starting"))
-        if pull_state in ("starting", "up", "retrying"):
-            return pull_state  # type: ignore[return-value]
-        if pull_state == "failing_over":  # lost its origin, trying the others
-            return "retrying"
-        return "starting"
+            return RelayState.RETRYING
+        pull_state = self.pull.status().state
+        if pull_state in (RelayState.STARTING, RelayState.UP, RelayState.RETRYING):
+            return pull_state
+        if pull_state == RelayState.FAILING_OVER:  # lost its origin, trying the others
+            return RelayState.RETRYING
+        return RelayState.STARTING
 
-    def status(self, viewers: int = 0) -> dict[str, Any]:
+    def status(self, viewers: int = 0) -> RelayStatusRow:
+        """The task's row: its pull's counters (or the last pull's), its own schedule fields."""
         spec = self.spec
-        row: dict[str, Any] = {
-            "SourceUrl": "",
-            "SourceIndex": None,
-            "Attempts": 0,
-            "LastError": "",
-            "UpSince": None,
-            "Bytes": 0,
-            "Bitrate": 0,
-            "Frames": 0,
-            "Switches": 0,
-        }
-        if self.pull is not None:
-            row.update(self.pull.status())
-        elif self._last_pull_status:
-            row.update(self._last_pull_status)
-        row.update(
-            {
-                "Type": "fixed",
-                "TaskId": spec.task_id,
-                "Vhost": spec.vhost,
-                "Domain": spec.domain,
-                "App": spec.app,
-                "Stream": spec.stream,
-                "State": self.state,
-                "StartTime": spec.start_time,
-                "EndTime": spec.end_time,
-                "NextStart": spec.start_time if self._phase == "before" else None,
-                "Viewers": viewers,
-                # Status is for showing: secrets masked (ListRelaySourceV4 returns the config as set).
-                "SrcAddrS": [redact_url(url) for url in spec.src_addrs],
-            }
+        pull_row = self.pull.status() if self.pull is not None else self._last_pull_row
+        return RelayStatusRow(
+            type=RelayType.FIXED,
+            vhost=spec.vhost,
+            app=spec.app,
+            stream=spec.stream,
+            state=self.state,
+            source_url=pull_row.source_url if pull_row is not None else "",
+            source_index=pull_row.source_index if pull_row is not None else None,
+            attempts=pull_row.attempts if pull_row is not None else 0,
+            last_error=pull_row.last_error if pull_row is not None else "",
+            up_since=pull_row.up_since if pull_row is not None else None,
+            bytes=pull_row.bytes if pull_row is not None else 0,
+            bitrate=pull_row.bitrate if pull_row is not None else 0,
+            frames=pull_row.frames if pull_row is not None else 0,
+            viewers=viewers,
+            switches=pull_row.switches if pull_row is not None else 0,
+            task_id=spec.task_id,
+            domain=spec.domain,
+            start_time=spec.start_time,
+            end_time=spec.end_time,
+            next_start=spec.start_time if self._phase == "before" else None,
+            # Status is for showing: secrets masked (ListRelaySourceV4 returns the config as set).
+            src_addrs=[redact_url(url) for url in spec.src_addrs],
         )
-        return row
 
 
 class FixedRelayScheduler:
     """All fixed-relay tasks of a node, kept in step with the store."""
 
-    def __init__(self, node: Any, events: Any, *, pull_factory: PullFactory | None = None) -> None:
+    def __init__(
+        self,
+        node: Any,
+        events: RelayEvents | None,
+        *,
+        pull_factory: PullFactory | None = None,
+        source_policy: SourcePolicy | None = None,
+    ) -> None:
         self.node = node
         self.events = events
         self._pull_factory: PullFactory = pull_factory or self._make_pull
-        # The same CIDR allow/deny rules as the play-triggered relays: the manager's instance
-        # when there is one, else our own built from the same settings.
-        shared_policy = getattr(getattr(node, "relays", None), "source_policy", None)
-        self.source_policy = shared_policy or SourcePolicy(node.settings.relay)
+        # The same CIDR allow/deny rules as the play-triggered relays: RelayManager passes
+        # its instance; standalone (tests) we build our own from the same settings.
+        self.source_policy = source_policy if source_policy is not None else SourcePolicy(node.settings.relay)
         self.tasks: dict[tuple[str, str, str], FixedTask] = {}
         self._unsubscribe: Callable[[], None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
@@ -361,15 +374,19 @@ class FixedRelayScheduler:
             self._unsubscribe = None
         tasks = list(self.tasks.values())
         self.tasks.clear()
-        await asyncio.gather(*(t.close("node stopping") for t in tasks), return_exceptions=True)
+        # Every task is closed even when one fails (a task left open may leave an ffmpeg
+        # source running); each failure is logged with its task.
+        results = await asyncio.gather(*(t.close("node stopping") for t in tasks), return_exceptions=True)
+        for task, result in zip(tasks, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("fixed relay %s: close failed", task.spec.task_id, exc_info=result)
         if self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
+            for result in await asyncio.gather(*self._closing, return_exceptions=True):
+                if isinstance(result, BaseException):
+                    log.error("fixed relay: closing a deleted task failed", exc_info=result)
 
-    def status(self) -> list[dict[str, Any]]:
-        rows = []
-        for task in self.tasks.values():
-            rows.append(task.status(viewers=self._viewers(task.spec.stream_key)))
-        return rows
+    def status(self) -> list[RelayStatusRow]:
+        return [task.status(viewers=self._viewers(task.spec.stream_key)) for task in self.tasks.values()]
 
     # -- config changes -------------------------------------------------------------
 
@@ -408,13 +425,11 @@ class FixedRelayScheduler:
     # -- the seams to the hub, the pull and the events --------------------------------
 
     def _make_pull(self, task: FixedTask) -> RelayPull:
-        from .pull import RelayPull  # imported late: the scheduler's rules do not depend on it
-
         hub = self.node.hub
         key = task.spec.stream_key
         owner = f"fixed-relay:{task.spec.task_id}"
 
-        def publication_factory() -> Any:
+        def publication_factory() -> Publication:
             return hub.publish(key, kind=SourceKind.RELAY_FIXED, owner=owner)
 
         return RelayPull(
@@ -439,7 +454,7 @@ class FixedRelayScheduler:
         if self.events is None:
             log.info("fixed relay %s %s/%s: %s %s", spec.task_id, spec.app, spec.stream, event, fields)
             return
-        with contextlib.suppress(Exception):
+        try:
             self.events.emit(
                 event,
                 kind="fixed",
@@ -450,3 +465,6 @@ class FixedRelayScheduler:
                 Domain=spec.domain,
                 **fields,
             )
+        except Exception:
+            # The schedule goes on (an event is not worth a stuck window), but the fault is seen.
+            log.exception("fixed relay %s: emitting %s failed", spec.task_id, event)

@@ -17,12 +17,15 @@ from typing import Any
 
 import aiohttp
 
+from ..backoff import backoff_delay
 from ..config import WebhookSettings
 
 log = logging.getLogger("liverelay.relay.webhooks")
 
 QUEUE_MAX = 1000
 _RETRY_BASE_S = 0.5
+# Longest pause between two tries of one body (retries is small; this bounds a big one).
+_RETRY_MAX_S = 10.0
 
 
 class WebhookSender:
@@ -100,6 +103,6 @@ class WebhookSender:
                 error = f"{type(exc).__name__}: {exc}"
             if attempt + 1 < attempts:
                 log.debug("webhook %s failed (%s), retrying", body.get("Event"), error)
-                await asyncio.sleep(_RETRY_BASE_S * (2**attempt))
+                await asyncio.sleep(backoff_delay(attempt, base=_RETRY_BASE_S, cap=_RETRY_MAX_S, jitter=0.5))
         self.failed += 1
         log.warning("webhook %s to %s not delivered", body.get("Event"), self.settings.url)

@@ -7,7 +7,6 @@ send the prepared request and how they sleep between attempts.
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import httpx
 
 from .. import __version__
 from ..api.signing import sign_request
+from ..backoff import backoff_delay
 from .actions import ActionMethods
 from .errors import LiveAPIError, LiveConnectionError, ServerError, ThrottledError, error_from_response
 
@@ -58,8 +58,7 @@ class RetryPolicy:
     backoff_max: float = 5.0
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        ceiling = min(self.backoff_max, self.backoff_base * (2**attempt))
-        wait = random.uniform(ceiling / 2, ceiling)
+        wait = backoff_delay(attempt, base=self.backoff_base, cap=self.backoff_max, jitter=0.5)
         if retry_after is not None:
             wait = max(wait, min(retry_after, self.backoff_max))
         return wait

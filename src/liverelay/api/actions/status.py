@@ -1,30 +1,44 @@
-"""DescribeRelayStatus (our extension): the live state of relays on this node."""
+"""DescribeRelayStatus (our extension): the live state of relays on this node.
+
+Result: `{"RelayStatusList": [row, ...]}` with rows as schemas.status.RelayStatusRow on
+the wire, plus `"Error": "<text>"` when part of the relays could not report (the other
+rows are still listed: a partial answer, never a silent one).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from ...schemas.relay_sources import DESCRIBE_RELAY_STATUS
+from ...schemas.status import RelayStatusReport, RelayStatusRow
 from ..binding import bind
 from ..context import ActionContext, Result
 
 
-def _field(item: dict[str, Any], name: str) -> Any:
-    # RelayManager.status() items use lower-case keys; accept the API's spelling too.
-    return item.get(name.lower(), item.get(name))
+class RelayStatusSource(Protocol):
+    """What the action needs from the relays (relay.manager.RelayManager)."""
+
+    def status(self) -> RelayStatusReport: ...
+
+
+def _selected(
+    row: RelayStatusRow, vhost: str | None, app: str | None, stream: str | None, relay_type: str | None
+) -> bool:
+    return (
+        (not vhost or row.vhost == vhost)
+        and (not app or row.app == app)
+        and (not stream or row.stream == stream)
+        and (not relay_type or row.type == relay_type)
+    )
 
 
 async def describe_relay_status(ctx: ActionContext, body: dict[str, Any]) -> Result:
     req = bind(DESCRIBE_RELAY_STATUS, body)
-    filters = {"Vhost": req.get("Vhost"), "App": req.get("App"), "Stream": req.get("Stream")}
+    vhost, app, stream = req.get("Vhost"), req.get("App"), req.get("Stream")
     relay_type = req.get("Type")
-    if ctx.relays is None:
+    relays: RelayStatusSource | None = ctx.relays
+    if relays is None:
         return {"RelayStatusList": []}
-    items = list(ctx.relays.status())
-    selected = [
-        item
-        for item in items
-        if all(not want or _field(item, name) == want for name, want in filters.items())
-        and (not relay_type or _field(item, "Type") == relay_type)
-    ]
-    return {"RelayStatusList": selected}
+    report = relays.status()
+    rows = [row for row in report.rows if _selected(row, vhost, app, stream, relay_type)]
+    return RelayStatusReport(rows=rows, error=report.error).wire()

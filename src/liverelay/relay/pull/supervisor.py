@@ -1,51 +1,7 @@
-"""RelayPull: one stream pulled from an ordered list of origins into the hub, with failover.
+"""RelayPull, the supervisor: connect to one origin after another, read, fail over.
 
-Shared by the play-triggered (V3, relay/ondemand.py) and the fixed (V4, relay/scheduled.py)
-relays. Interface (stable; V4 builds on it):
-
-    pull = RelayPull(key=StreamKey, kind="play"|"fixed", urls=[...],
-                     publication_factory=lambda: hub.publish(key, kind=..., owner=...),
-                     settings=RelaySettings, events=RelayEvents | None,
-                     # optional:
-                     source_policy=SourcePolicy | None,   # default: built from settings
-                     viewers=lambda: int,                 # for status()["Viewers"]
-                     task_id=str | None,                  # V4 TaskId in status()
-                     open_source=sources.open_source)     # URL -> pull function
-    task = asyncio.create_task(pull.run())
-    await pull.first_media.wait()     # set when the first media frame arrived
-    pull.update_urls([...])           # source in use still listed -> untouched; else switch now
-    await pull.stop("reason")         # closes the source and the Publication (viewers get EOF)
-    pull.status() -> dict             # one DescribeRelayStatus row (PascalCase)
-    pull.ended: asyncio.Event         # set when run() has returned
-    pull.end_reason: str | None       # why it ended ("stopped: ...", "unavailable", ...)
-
-Behaviour:
-- Origins are tried in order through FailoverPolicy (next on failure, capped exponential
-  backoff after a full failed round, reset on success).
-- An attempt fails on: the puller raising SourceError, a clean end of stream, no first
-  frame within connect_timeout_s + first_frame_timeout_s, or no frame for
-  no_media_timeout_s once up. The source policy (CIDR allow/deny) is checked first.
-- The hub Publication is created lazily at the first media frame (so a pull that never
-  gets media never makes the stream look present). After a mid-stream failure the
-  Publication stays open; the next origin's first frame is preceded by
-  Publication.discontinuity() so viewers stay connected. If no origin delivers within
-  start_timeout_s, the Publication is closed (viewers get EOF): a "play" pull then ends,
-  a "fixed" pull keeps retrying and opens a new Publication when media returns.
-- "play" only: run() returns when the first full round fails before any media (the
-  waiting viewers get their error at once), or after start_timeout_s without media.
-- Fail-back (settings.failback): while up on origin i > 0, every
-  failback_probe_interval_s the better origins are probed best first into a staging
-  sink; the first one that delivers a video keyframe takes over at that keyframe
-  (discontinuity, its sequence headers and metadata, the keyframe), the old source is
-  closed. Audio-only origins are never probed back. Each better origin has its own
-  probe time: one that dies within the flap window after a fail-back is probed at a
-  doubled (capped) interval until it stays up (FailoverPolicy hold-down).
-- A publisher or a fixed relay taking over a "play" pull's stream
-  (Publication.on_preempted) ends the pull quietly.
-- Secrets: status() and every event show source URLs through sources.base.redact_url /
-  redact_text; only the puller gets the real URL.
-- Cancellation: waits use asyncio.timeout / asyncio.wait, never wait_for (which, on
-  3.11, can swallow a cancel that lands as the awaited thing completes).
+The contract and behaviour are described in relay/pull/__init__.py; fail-back lives in
+failback.py, the status row in status.py.
 """
 
 from __future__ import annotations
@@ -57,14 +13,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..config import RelaySettings
-from ..media.frame import Frame, FrameKind
-from ..sources import PullFunction, SourceError
-from ..sources import open_source as default_open_source
-from ..sources.base import redact_text, redact_url
-from .events import RelayEvents, rfc3339
-from .failover import FailoverPolicy
-from .policy import SourcePolicy
+from ...config import RelaySettings
+from ...hub import Publication, StreamBusy, StreamKey
+from ...media.frame import Frame
+from ...schemas.status import RelayState, RelayStatusRow, RelayType
+from ...sources import PullFunction, SourceError
+from ...sources import open_source as default_open_source
+from ...sources.base import redact_text, redact_url
+from ..events import RelayEvents
+from ..failover import FailoverPolicy
+from ..policy import SourcePolicy
+from .failback import Failback
+from .status import status_row
 
 log = logging.getLogger("liverelay.relay.pull")
 
@@ -78,7 +38,7 @@ class _EndPull(Exception):
         self.reason = reason
 
 
-class _Attempt:
+class Attempt:
     """One connection to one origin; its sink is the puller's FrameSink."""
 
     def __init__(self, pull: RelayPull, index: int, url: str, *, staging: bool) -> None:
@@ -111,10 +71,10 @@ class RelayPull:
     def __init__(
         self,
         *,
-        key: Any,
+        key: StreamKey,
         kind: str,
         urls: list[str],
-        publication_factory: Callable[[], Any],
+        publication_factory: Callable[[], Publication],
         settings: RelaySettings,
         events: RelayEvents | None = None,
         source_policy: SourcePolicy | None = None,
@@ -127,7 +87,7 @@ class RelayPull:
         if not urls:
             raise ValueError("a relay needs at least one source URL")
         self.key = key
-        self.kind = kind
+        self.kind = RelayType(kind)
         self.urls = list(urls)
         self.publication_factory = publication_factory
         self.settings = settings
@@ -146,14 +106,14 @@ class RelayPull:
         self.first_media = asyncio.Event()
         self.ended = asyncio.Event()
         self.end_reason: str | None = None
-        self.state = "starting"
+        self.state: RelayState = RelayState.STARTING
         # Set by the V3 manager while the pull waits out its linger (shown in status()).
         self.lingering = False
 
-        self._publication: Any = None
+        self._publication: Publication | None = None
         self._preempted = False
-        self._active: _Attempt | None = None
-        self._probe: _Attempt | None = None
+        self._active: Attempt | None = None
+        self.failback = Failback(self)
         self._need_discontinuity = False
         self._switch_reason = "failover"
         # The origin that was up before the current switch (FromUrl in "switched").
@@ -195,7 +155,7 @@ class RelayPull:
         active = self._active
         current = active.url if active is not None else None
         self.urls = urls
-        self._cancel_probe("config")
+        self.failback.cancel("config")
         if current is not None and current in urls:
             index = urls.index(current)
             assert active is not None
@@ -226,33 +186,14 @@ class RelayPull:
         elif not self.ended.is_set():
             self._finish(f"stopped: {reason}")
 
-    def status(self) -> dict[str, Any]:
-        key = self.key
-        viewers = 0
-        if self.viewers is not None:
-            with contextlib.suppress(Exception):
-                viewers = int(self.viewers())
-        state = self.state
-        if self.lingering and state == "up":
-            state = "lingering"
-        return {
-            "Type": self.kind,
-            "Vhost": getattr(key, "vhost", ""),
-            "App": getattr(key, "app", ""),
-            "Stream": getattr(key, "name", ""),
-            "State": state,
-            "SourceUrl": redact_url(self.source_url),
-            "SourceIndex": self.source_index,
-            "Attempts": self.attempts,
-            "LastError": self.last_error,
-            "UpSince": rfc3339(self._up_since_wall),
-            "Bytes": self.bytes,
-            "Bitrate": int(self.bitrate),
-            "Frames": self.frames,
-            "Viewers": viewers,
-            "Switches": self.switches,
-            "TaskId": self.task_id,
-        }
+    def status(self) -> RelayStatusRow:
+        """One DescribeRelayStatus row (built in status.py)."""
+        return status_row(self)
+
+    @property
+    def up_since_wall(self) -> float | None:
+        """Wall-clock time the source in use came up (None while not up)."""
+        return self._up_since_wall
 
     async def run(self) -> None:
         """Pull until stop(), cancellation, preemption, or (play only) no origin works."""
@@ -283,10 +224,10 @@ class RelayPull:
             now = time.monotonic()
             self._check_hold(now)
             if self.policy.not_before > now:
-                self.state = "retrying"
+                self.state = RelayState.RETRYING
                 await self._sleep(min(self.policy.not_before, self._hold_deadline()) - now)
                 continue
-            attempt = self._start_attempt(self.policy.index, staging=False)
+            attempt = self.start_attempt(self.policy.index, staging=False)
             self._active = attempt
             await self._supervise(attempt)
 
@@ -298,7 +239,7 @@ class RelayPull:
 
     def _hold_deadline(self) -> float:
         """When waiting for media must give up (inf when nothing waits)."""
-        if not self._ever_up and self.kind == "play":
+        if not self._ever_up and self.kind == RelayType.PLAY:
             return self._run_started + self.settings.start_timeout_s
         if self._down_since is not None and self._publication is not None:
             return self._down_since + self.settings.start_timeout_s
@@ -311,7 +252,7 @@ class RelayPull:
             raise _EndPull("start_timeout")
         # Viewers have been held without media for start_timeout_s: let them go.
         self._close_publication("origins unavailable")
-        if self.kind == "play":
+        if self.kind == RelayType.PLAY:
             raise _EndPull("origins_unavailable")
         self._need_discontinuity = False
 
@@ -323,7 +264,7 @@ class RelayPull:
             async with asyncio.timeout(max(0.0, min(seconds, _MAX_TICK_S))):
                 await self._wake.wait()
 
-    async def _supervise(self, attempt: _Attempt) -> None:
+    async def _supervise(self, attempt: Attempt) -> None:
         """Watch the active attempt (which fail-back may replace) until it fails."""
         s = self.settings
         while True:
@@ -349,10 +290,10 @@ class RelayPull:
                     self._attempt_failed(active, SourceError("timeout", msg), now)
                     return
             self._check_hold(now)
-            deadline = min(deadline, self._hold_deadline(), self._manage_failback(now))
+            deadline = min(deadline, self._hold_deadline(), self.failback.manage(now))
             await self._sleep(deadline - now)
 
-    def _outcome(self, attempt: _Attempt) -> SourceError:
+    def _outcome(self, attempt: Attempt) -> SourceError:
         assert attempt.task is not None
         if attempt.error is not None:
             return attempt.error
@@ -365,12 +306,12 @@ class RelayPull:
             return exc
         return SourceError("protocol", f"{type(exc).__name__}: {exc}")
 
-    def _attempt_failed(self, attempt: _Attempt, error: SourceError, now: float) -> None:
+    def _attempt_failed(self, attempt: Attempt, error: SourceError, now: float) -> None:
         attempt.cancel()
         self._active = None
-        self._cancel_probe("failover")
+        self.failback.cancel("failover")
         if attempt.first_frame_at is not None:
-            self.state = "failing_over"
+            self.state = RelayState.FAILING_OVER
             self._previous_url = attempt.url
             self._up_since_wall = None
             if self._down_since is None:
@@ -390,18 +331,18 @@ class RelayPull:
             Error=error.message,
         )
         self.policy.on_failure(now)
-        if self.kind == "play" and not self._ever_up and self.policy.round_exhausted:
+        if self.kind == RelayType.PLAY and not self._ever_up and self.policy.round_exhausted:
             raise _EndPull("unavailable")
         if self.policy.not_before > now:
-            self.state = "retrying"
+            self.state = RelayState.RETRYING
         elif self._publication is not None:
-            self.state = "failing_over"
+            self.state = RelayState.FAILING_OVER
         else:
-            self.state = "starting"
+            self.state = RelayState.STARTING
 
-    def _start_attempt(self, index: int, *, staging: bool) -> _Attempt:
+    def start_attempt(self, index: int, *, staging: bool) -> Attempt:
         url = self.urls[index]
-        attempt = _Attempt(self, index, url, staging=staging)
+        attempt = Attempt(self, index, url, staging=staging)
         attempt.task = asyncio.get_running_loop().create_task(
             self._pull_one(attempt), name=f"relay-pull {redact_url(url)}"
         )
@@ -410,7 +351,7 @@ class RelayPull:
             self.attempts += 1
         return attempt
 
-    async def _pull_one(self, attempt: _Attempt) -> None:
+    async def _pull_one(self, attempt: Attempt) -> None:
         s = self.settings
         await self.source_policy.check_url(attempt.url, timeout_s=s.connect_timeout_s)
         pull = self.open_source(attempt.url)
@@ -418,8 +359,8 @@ class RelayPull:
 
     # ---- frames -------------------------------------------------------------------
 
-    def _on_frame(self, attempt: _Attempt, frame: Frame) -> None:
-        if attempt is not self._active and attempt is not self._probe:
+    def _on_frame(self, attempt: Attempt, frame: Frame) -> None:
+        if attempt is not self._active and attempt is not self.failback.probe:
             return  # a cancelled attempt still draining
         now = time.monotonic()
         size = len(frame.payload)
@@ -430,7 +371,7 @@ class RelayPull:
             attempt.first_frame_at = now
         attempt.last_frame_at = now
         if attempt.staging:
-            self._on_probe_frame(attempt, frame)
+            self.failback.on_probe_frame(attempt, frame)
             return
         if first and not self._on_source_up(attempt, now):
             return
@@ -440,28 +381,36 @@ class RelayPull:
             return
         self._write(frame)
 
-    def _on_source_up(self, attempt: _Attempt, now: float) -> bool:
+    def _on_source_up(self, attempt: Attempt, now: float) -> bool:
         """The active attempt delivered its first frame: it is the source now."""
         if self._publication is None:
             try:
-                self._publication = self.publication_factory()
-            except Exception as exc:
-                # Typically hub.StreamBusy: a publisher owns the stream. A "play" pull is
-                # not needed any more; a "fixed" one retries with backoff.
+                publication = self.publication_factory()
+            except StreamBusy as exc:
+                # A publisher (or another relay) owns the stream. A "play" pull is not
+                # needed any more; a "fixed" one retries with backoff.
                 attempt.error = SourceError("busy", f"the hub refused the stream: {exc}")
                 attempt.cancel()
-                if self.kind == "play":
+                if self.kind == RelayType.PLAY:
                     self._preempted = True
                 self._wake.set()
                 return False
-            with contextlib.suppress(AttributeError, TypeError):
-                self._publication.on_preempted = self._on_preempted
+            except Exception as exc:
+                # A bug (hub or factory), not a busy stream: say so loudly, with context,
+                # and count it as "internal" so it cannot pass for an endless busy loop.
+                log.exception("relay %s (%s): the publication factory failed", self.key, self.kind)
+                attempt.error = SourceError("internal", f"{type(exc).__name__}: {exc}")
+                attempt.cancel()
+                self._wake.set()
+                return False
+            publication.on_preempted = self._on_preempted
+            self._publication = publication
             self._need_discontinuity = False
         elif self._need_discontinuity:
             self._publication.discontinuity()
             self._need_discontinuity = False
         self.policy.on_success()
-        self.state = "up"
+        self.state = RelayState.UP
         self._down_since = None
         self._up_since_wall = time.time()
         self.policy.on_up(now)
@@ -492,10 +441,13 @@ class RelayPull:
         return True
 
     def _write(self, frame: Frame) -> None:
+        publication = self._publication
+        if publication is None:
+            return  # the hub refused the stream or it was preempted: nobody to write to
         self.frames += 1
         self.bytes += len(frame.payload)
         try:
-            self._publication.write(frame)
+            publication.write(frame)
         except Exception as exc:
             log.warning("relay %s: publication refused a frame (%s); stopping", self.key, exc)
             if self._stop_reason is None:
@@ -508,49 +460,16 @@ class RelayPull:
         self._publication = None
         self._wake.set()
 
-    # ---- fail-back ----------------------------------------------------------------
+    # ---- fail-back (decisions in failback.py; the swap itself is the supervisor's) ----
 
-    def _manage_failback(self, now: float) -> float:
-        """Start/retire probes of better origins; return when to look again."""
-        active = self._active
-        if not self.settings.failback or active is None or active.first_frame_at is None or active.index == 0:
-            self._cancel_probe("not needed")
-            return float("inf")
-        policy = self.policy
-        policy.check_stable(now)
-        probe = self._probe
-        if probe is not None:
-            probe_deadline = probe.started + self._probe_budget()
-            if probe.task is not None and probe.task.done():
-                self._probe = None
-            elif now >= probe_deadline:
-                self._cancel_probe("probe timeout")
-            else:
-                return probe_deadline
-        # Each better origin has its own probe time: an origin that flapped right after a
-        # fail-back waits out its (doubled) hold-down while the others are still probed.
-        due = [i for i in policy.due_probes(now) if i < len(self.urls)]
-        if not due:
-            return policy.next_probe_at()
-        index = due[0]
-        policy.on_probe(index, now)
-        self._probe = self._start_attempt(index, staging=True)
-        return now + self._probe_budget()
+    @property
+    def active(self) -> Attempt | None:
+        """The attempt whose frames reach viewers (None between attempts)."""
+        return self._active
 
-    def _probe_budget(self) -> float:
-        # Connect, first frame, then up to a GOP-ish wait for the keyframe to swap at.
-        s = self.settings
-        return s.connect_timeout_s + s.first_frame_timeout_s + s.no_media_timeout_s
-
-    def _on_probe_frame(self, probe: _Attempt, frame: Frame) -> None:
-        if frame.config or frame.kind == FrameKind.DATA:
-            probe.staged[(int(frame.kind), frame.config)] = frame
-            return
-        if not (frame.kind == FrameKind.VIDEO and frame.keyframe):
-            return  # nothing before the first keyframe is useful to viewers
-        # Swap at this keyframe: viewers continue from the better origin.
+    def take_over(self, probe: Attempt, staged: list[Frame], keyframe: Frame) -> None:
+        """A fail-back probe delivered a keyframe: it becomes the source at that keyframe."""
         old = self._active
-        self._probe = None
         probe.staging = False
         self._active = probe
         now = time.monotonic()
@@ -559,13 +478,12 @@ class RelayPull:
             old.cancel("failback")
         if self._publication is not None:
             self._publication.discontinuity()
-            for staged in sorted(probe.staged.values(), key=lambda f: f.kind != FrameKind.DATA):
-                self._write(staged)
-        probe.staged = {}
+            for frame in staged:
+                self._write(frame)
         self.switches += 1
         self._up_since_wall = time.time()
         self.policy.on_up(now)
-        self.state = "up"
+        self.state = RelayState.UP
         self.events.emit(
             "switched",
             **self._ids(),
@@ -574,13 +492,8 @@ class RelayPull:
             SourceIndex=probe.index,
             Reason="failback",
         )
-        self._write(frame)
+        self._write(keyframe)
         self._wake.set()
-
-    def _cancel_probe(self, why: str) -> None:
-        if self._probe is not None:
-            self._probe.cancel(why)
-            self._probe = None
 
     # ---- bookkeeping --------------------------------------------------------------
 
@@ -593,12 +506,7 @@ class RelayPull:
 
     def _ids(self) -> dict[str, Any]:
         key = self.key
-        ids: dict[str, Any] = {
-            "kind": self.kind,
-            "vhost": getattr(key, "vhost", ""),
-            "app": getattr(key, "app", ""),
-            "stream": getattr(key, "name", ""),
-        }
+        ids: dict[str, Any] = {"kind": self.kind, "vhost": key.vhost, "app": key.app, "stream": key.name}
         if self.task_id is not None:
             ids["TaskId"] = self.task_id
         return ids
@@ -612,9 +520,9 @@ class RelayPull:
                 log.exception("relay %s: closing the publication failed", self.key)
 
     async def _close_attempts(self) -> None:
-        attempts = [a for a in (self._active, self._probe) if a is not None]
+        attempts = [a for a in (self._active, self.failback.probe) if a is not None]
         self._active = None
-        self._probe = None
+        self.failback.probe = None
         for attempt in attempts:
             attempt.cancel("stopped")
         tasks = {a.task for a in attempts if a.task is not None}
@@ -633,7 +541,7 @@ class RelayPull:
             return
         self._rate_bytes = 0
         self._close_publication(reason)
-        self.state = "ended"
+        self.state = RelayState.ENDED
         self.end_reason = reason
         self.bitrate = 0.0
         self._up_since_wall = None

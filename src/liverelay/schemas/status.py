@@ -1,0 +1,115 @@
+"""The relay status row: one model for relay/, the DescribeRelayStatus action, the CLI and /metrics.
+
+Wire shape (PascalCase, the DescribeRelayStatus `RelayStatusList` items) - a play-triggered
+(V3) row carries exactly these keys, in this order:
+
+    Type, Vhost, App, Stream, State, SourceUrl, SourceIndex, Attempts, LastError,
+    UpSince, Bytes, Bitrate, Frames, Viewers, Switches, TaskId
+
+and a fixed (V4) row adds Domain, StartTime, EndTime, NextStart and SrcAddrS.
+`wire()` dumps only the fields the builder set (`exclude_unset`), so each kind keeps
+its own key set; builders in relay/ always set every field of their kind.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RelayType(StrEnum):
+    PLAY = "play"  # V3, play-triggered
+    FIXED = "fixed"  # V4, scheduled / permanent
+
+
+class RelayState(StrEnum):
+    """What a relay is doing; a str enum so it serialises as the strings the API always had."""
+
+    SCHEDULED = "scheduled"  # V4: window not open yet
+    STARTING = "starting"  # connecting, no media yet
+    UP = "up"  # media flows
+    LINGERING = "lingering"  # V3: up, no viewers, waiting out linger_s
+    FAILING_OVER = "failing_over"  # lost its origin, trying the next one
+    RETRYING = "retrying"  # a full round failed: backing off
+    ENDED = "ended"  # stopped (V3: gone; V4: window over or deleted)
+
+
+# Python name -> wire (PascalCase) name; given as an alias generator so the fields stay
+# plain annotated defaults (type checkers see snake_case keyword arguments).
+WIRE_NAMES: dict[str, str] = {
+    "type": "Type",
+    "vhost": "Vhost",
+    "app": "App",
+    "stream": "Stream",
+    "state": "State",
+    "source_url": "SourceUrl",
+    "source_index": "SourceIndex",
+    "attempts": "Attempts",
+    "last_error": "LastError",
+    "up_since": "UpSince",
+    "bytes": "Bytes",
+    "bitrate": "Bitrate",
+    "frames": "Frames",
+    "viewers": "Viewers",
+    "switches": "Switches",
+    "task_id": "TaskId",
+    "domain": "Domain",
+    "start_time": "StartTime",
+    "end_time": "EndTime",
+    "next_start": "NextStart",
+    "src_addrs": "SrcAddrS",
+}
+
+
+class RelayStatusRow(BaseModel):
+    """One DescribeRelayStatus row. Python names snake_case, wire names PascalCase aliases."""
+
+    # Extra keys pass through unchanged (a part may add a field before the model names it).
+    model_config = ConfigDict(alias_generator=WIRE_NAMES.__getitem__, populate_by_name=True, extra="allow")
+
+    type: RelayType = RelayType.PLAY
+    vhost: str = ""
+    app: str = ""
+    stream: str = ""
+    state: RelayState = RelayState.STARTING
+    source_url: str = ""  # redacted (sources.base.redact_url)
+    source_index: int | None = None
+    attempts: int = 0
+    last_error: str | None = None  # redacted
+    up_since: str | None = None  # RFC 3339 UTC, None when not up
+    bytes: int = 0
+    bitrate: int = 0  # bits per second, sampled about once a second
+    frames: int = 0
+    viewers: int = 0
+    switches: int = 0
+    task_id: str | None = None  # V4 only (None on V3 rows)
+    # V4 only: the task's domain, window (Unix seconds), next start and (redacted) sources.
+    domain: str | None = None
+    start_time: int | None = None
+    end_time: int | None = None
+    next_start: int | None = None
+    src_addrs: list[str] | None = None
+
+    def wire(self) -> dict[str, Any]:
+        """The row as the API sends it: PascalCase keys, the fields its builder set (enums are str)."""
+        return self.model_dump(by_alias=True, exclude_unset=True)
+
+
+class RelayStatusReport(BaseModel):
+    """What RelayManager.status() returns: the rows, and why some are missing.
+
+    `error` is set when a part of the relays (today: the fixed relays) could not report:
+    the rows of the other parts are still returned, and DescribeRelayStatus adds
+    `"Error": "<text>"` next to `RelayStatusList` so a partial answer is visible.
+    """
+
+    rows: list[RelayStatusRow] = Field(default_factory=list)
+    error: str | None = None
+
+    def wire(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"RelayStatusList": [row.wire() for row in self.rows]}
+        if self.error is not None:
+            result["Error"] = self.error
+        return result
