@@ -48,6 +48,7 @@ CSID_AUDIO = 6
 CSID_VIDEO = 7
 CSID_FOR_KIND = {FrameKind.AUDIO: CSID_AUDIO, FrameKind.VIDEO: CSID_VIDEO, FrameKind.DATA: CSID_DATA}
 
+_COMMAND_TYPES = frozenset((MSG_AMF0_COMMAND, MSG_AMF3_COMMAND))
 _EXT = 0xFFFFFF
 _U32 = struct.Struct(">I")
 _U32LE = struct.Struct("<I")
@@ -103,6 +104,7 @@ class ChunkReader:
         max_message_bytes: int = 16 << 20,
         max_chunk_streams: int = 64,
         max_buffered: int | None = None,
+        pause_on_command: bool = False,
     ) -> None:
         self.chunk_size = DEFAULT_CHUNK_SIZE
         self.max_chunk_streams = max_chunk_streams
@@ -111,6 +113,10 @@ class ChunkReader:
         self._buf = bytearray()
         self._streams: dict[int, _ChunkStream] = {}
         self._pending_bytes = 0  # held in unfinished messages over all chunk streams
+        # True when the last feed stopped after a command with input left: call feed(b"")
+        # (after acting on the messages) to go on.
+        self.paused = False
+        self._pause_types = _COMMAND_TYPES if pause_on_command else frozenset()
 
     def set_limits(self, *, media: int, command: int, data: int, buffered: int) -> None:
         """Change the bounds (a session tightens them before connect/publish); they apply
@@ -122,6 +128,8 @@ class ChunkReader:
         return self._max_len[type_id]
 
     def feed(self, data: bytes) -> list[Message]:
+        """Parse what `data` completes. With `pause_on_command`, stops after each command
+        message that has input behind it (see `paused`)."""
         buf = self._buf
         if buf:
             buf += data
@@ -132,10 +140,17 @@ class ChunkReader:
         pos = 0
         end = len(src)
         view = memoryview(src)
+        paused = False
         try:
             while pos < end:
                 used = self._one_chunk(src, view, pos, end, out)
-                if used == 0:
+                if used <= 0:
+                    if used == 0:
+                        break
+                    # A command completed: stop so the session can act on it (a publish
+                    # or connect changes the limits) before the bytes behind it are parsed.
+                    pos -= used
+                    paused = pos < end
                     break
                 pos += used
         finally:
@@ -145,7 +160,8 @@ class ChunkReader:
                 del buf[:pos]
         elif pos < end:
             buf += data[pos:]
-        if len(buf) + self._pending_bytes > self.max_buffered:
+        self.paused = paused
+        if not paused and len(buf) + self._pending_bytes > self.max_buffered:
             raise RtmpError(
                 f"{len(buf) + self._pending_bytes} bytes buffered exceed the limit of {self.max_buffered}"
             )
@@ -277,6 +293,8 @@ class ChunkReader:
             else:
                 payload = bytes(view[p : p + n])
             self._complete(csid, st, payload, out)
+            if st.type_id in self._pause_types:
+                return pos - p - n  # negative: consumed, and pause here
         else:
             st.data += view[p : p + n]
             self._pending_bytes += n
