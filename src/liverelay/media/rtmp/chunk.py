@@ -298,6 +298,12 @@ class ChunkReader:
         else:
             st.data += view[p : p + n]
             self._pending_bytes += n
+            if self._pending_bytes > self.max_buffered:
+                # Checked here too (not only per feed): at chunk size 1 a single read is
+                # many thousands of chunks, and the work ends as soon as the cap is passed.
+                raise RtmpError(
+                    f"{self._pending_bytes} bytes buffered exceed the limit of {self.max_buffered}"
+                )
         return p + n - pos
 
     def _complete(self, csid: int, st: _ChunkStream, payload: bytes, out: list[Message]) -> None:
