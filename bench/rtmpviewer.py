@@ -13,6 +13,7 @@ import asyncio
 import time
 from urllib.parse import urlsplit
 
+from liverelay.media.rtmp import RtmpClientSession
 from liverelay.media.rtmp import messages as rtmp_messages
 from liverelay.media.rtmp.errors import RtmpError
 from liverelay.media.rtmp.events import (
@@ -22,7 +23,6 @@ from liverelay.media.rtmp.events import (
     StatusEvent,
     StreamEof,
 )
-from liverelay.media.rtmp.session import RtmpClientSession
 
 from .loadclient import Viewer
 
@@ -62,7 +62,8 @@ class RtmpViewer(Viewer):
         self.counting = False
         self._total = self._acked = 0
         self.session = RtmpClientSession(app=self.app, tc_url=self.tc_url, play=self.name)
-        transport.write(self.session.initiate())
+        self.session.initiate()
+        transport.write(self.session.data_to_send())
 
     def on_data(self, data: bytes) -> None:
         st = self.stats

@@ -118,7 +118,8 @@ class RtmpTestClient:
 
     async def connect(self) -> None:
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-        self.writer.write(self.session.initiate())
+        self.session.initiate()
+        self.writer.write(self.session.data_to_send())
         await self.writer.drain()
 
     async def pump_until(self, predicate: object, timeout: float = 5.0) -> bool:

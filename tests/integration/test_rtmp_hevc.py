@@ -142,16 +142,18 @@ async def test_hevc_publish_and_play(convention: str, hevc_es: bytes, ffprobe: s
         await publisher.connect()
         await publisher.pump_until(lambda: m.PUBLISH_START in publisher.codes(), 5)
         session = publisher.session
-        await publisher.send(
-            session.frame_bytes(config) + b"".join(session.frame_bytes(f) for f in frames[:10])
-        )
+        for f in [config, *frames[:10]]:
+            session.send_frame(f)
+        await publisher.send(session.data_to_send())
         await node.wait_source(node.key(stream="hevc"))
         viewer = asyncio.create_task(pull(node.url(stream="hevc"), sink, settings=node.settings.relay))
         while not sink.frames:
             await asyncio.sleep(0.02)
         for f in frames[10:]:
-            await publisher.send(session.frame_bytes(f))
-        await publisher.send(session.delete_stream(session.stream_id))
+            session.send_frame(f)
+            await publisher.send(session.data_to_send())
+        session.delete_stream(session.stream_id)
+        await publisher.send(session.data_to_send())
         await asyncio.wait_for(viewer, 5)  # the publisher left: a clean end
     finally:
         publisher.close()

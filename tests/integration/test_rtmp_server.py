@@ -384,7 +384,8 @@ async def test_viewer_that_stops_reading_is_dropped_alone(ffmpeg: str, sample_fl
         loop = asyncio.get_running_loop()
         await loop.sock_connect(stalled, ("127.0.0.1", node.port))
         client = RtmpClientSession(app="live", tc_url=f"rtmp://127.0.0.1:{node.port}/live", play="s")
-        await loop.sock_sendall(stalled, client.initiate())
+        client.initiate()
+        await loop.sock_sendall(stalled, client.data_to_send())
         async with asyncio.timeout(5):
             while client.state != "playing":
                 client.receive_data(await loop.sock_recv(stalled, 4096))

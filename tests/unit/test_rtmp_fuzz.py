@@ -13,6 +13,7 @@ from liverelay.media.rtmp import (
     PublishRequest,
     RtmpClientSession,
     RtmpError,
+    RtmpLimits,
     RtmpServerSession,
 )
 
@@ -27,7 +28,7 @@ MAX_MESSAGE = 64 * 1024
 def drive_server(data: bytes, split: int) -> int:
     """Feed a server session like the listener would; return the number of media frames."""
     server = RtmpServerSession(
-        max_message_bytes=MAX_MESSAGE, max_chunk_streams=16, connect_handler=lambda req: None
+        limits=RtmpLimits(message_bytes=MAX_MESSAGE, chunk_streams=16), connect_handler=lambda req: None
     )
     frames = 0
     try:
@@ -46,7 +47,9 @@ def drive_server(data: bytes, split: int) -> int:
 
 
 def drive_client(data: bytes, split: int) -> None:
-    client = RtmpClientSession(app="live", tc_url="rtmp://h/live", play="cap", max_message_bytes=MAX_MESSAGE)
+    client = RtmpClientSession(
+        app="live", tc_url="rtmp://h/live", play="cap", limits=RtmpLimits(message_bytes=MAX_MESSAGE)
+    )
     client.initiate()
     try:
         for i in range(0, len(data), split):

@@ -41,12 +41,12 @@ def pump(client: RtmpClientSession, server: RtmpServerSession, first: bytes) -> 
             break
         evs = server.receive_data(to_server)
         server_events += evs
-        to_client = server.data_to_send()
         for ev in evs:
             if isinstance(ev, PublishRequest):
-                to_client += server.accept_publish(ev)
+                server.accept_publish(ev)
             elif isinstance(ev, PlayRequest):
-                to_client += server.start_play(ev)
+                server.start_play(ev)
+        to_client = server.data_to_send()
         to_server = b""
         if to_client:
             client_events += client.receive_data(to_client)
@@ -54,10 +54,16 @@ def pump(client: RtmpClientSession, server: RtmpServerSession, first: bytes) -> 
     return client_events, server_events
 
 
+def hello(client: RtmpClientSession) -> bytes:
+    """C0 + C1: what the client queues first."""
+    client.initiate()
+    return client.data_to_send()
+
+
 def test_client_plays_from_server_and_gets_frames() -> None:
     client = RtmpClientSession(app="live", tc_url="rtmp://example.com/live", play="cam?token=1")
     server = RtmpServerSession(chunk_size=4096, connect_handler=lambda req: None)
-    cev, sev = pump(client, server, client.initiate())
+    cev, sev = pump(client, server, hello(client))
     assert server.handshake.digest, "our client does the digest handshake"
     assert client.handshake.server_verified
     (conn,) = [e for e in sev if isinstance(e, ConnectRequest)]
@@ -76,8 +82,10 @@ def test_client_plays_from_server_and_gets_frames() -> None:
         make_frame(9, 0, b"\x17\x00\x00\x00\x00cfg"),
         make_frame(9, 40, b"\x17\x01" + bytes(9000)),
     ]
-    wire = b"".join(server.frame_bytes(f, 1) for f in frames) + server.end_play(1)
-    evs = client.receive_data(wire)
+    for f in frames:
+        server.send_frame(f, 1)
+    server.end_play(1)
+    evs = client.receive_data(server.data_to_send())
     got = [e.frame for e in evs if isinstance(e, MediaReceived)]
     assert [(f.kind, f.timestamp, f.payload) for f in got] == [
         (f.kind, f.timestamp, f.payload) for f in frames
@@ -90,27 +98,29 @@ def test_client_plays_from_server_and_gets_frames() -> None:
 def test_client_publishes_to_server_with_setdataframe_stripped() -> None:
     client = RtmpClientSession(app="live", tc_url="rtmp://h/live", publish="s1")
     server = RtmpServerSession(connect_handler=lambda req: None)
-    cev, sev = pump(client, server, client.initiate())
+    cev, sev = pump(client, server, hello(client))
     assert [e.name for e in sev if isinstance(e, PublishRequest)] == ["s1"]
     assert [e.code for e in cev if isinstance(e, StatusEvent)] == [m.PUBLISH_START]
     body = amf0.encode("onMetaData", {"duration": 0.0})
-    wire = client.frame_bytes(Frame(FrameKind.DATA, 0, body))
-    wire += client.frame_bytes(make_frame(8, 10, b"\xaf\x00\x12\x10"))
-    evs = server.receive_data(wire)
+    client.send_frame(Frame(FrameKind.DATA, 0, body))
+    client.send_frame(make_frame(8, 10, b"\xaf\x00\x12\x10"))
+    evs = server.receive_data(client.data_to_send())
     frames = [e.frame for e in evs if isinstance(e, MediaReceived)]
     assert frames[0].kind == FrameKind.DATA and frames[0].payload == body
     assert frames[1].kind == FrameKind.AUDIO and frames[1].config
-    evs = server.receive_data(client.delete_stream(1))
+    client.delete_stream(1)
+    evs = server.receive_data(client.data_to_send())
     assert [type(e) for e in evs] == [StreamDeleted]
 
 
 def test_reject_connect_is_an_error_result() -> None:
     client = RtmpClientSession(app="live", tc_url="rtmp://unknown/live", play="x")
     server = RtmpServerSession()
-    server.receive_data(client.initiate())
+    server.receive_data(hello(client))
     evs = server.receive_data(client.receive_data(server.data_to_send()) or client.data_to_send())
     (req,) = [e for e in evs if isinstance(e, ConnectRequest)]
-    cev = client.receive_data(server.reject_connect(req, "Unknown domain"))
+    server.reject_connect(req, "Unknown domain")
+    cev = client.receive_data(server.data_to_send())
     (failed,) = [e for e in cev if isinstance(e, ConnectFailed)]
     assert failed.info["code"] == m.CONNECT_REJECTED
     assert server.closed
@@ -119,7 +129,7 @@ def test_reject_connect_is_an_error_result() -> None:
 def test_commands_before_connect_are_refused() -> None:
     server = RtmpServerSession()
     client = RtmpClientSession(app="a", tc_url="rtmp://h/a")
-    server.receive_data(client.initiate())
+    server.receive_data(hello(client))
     client.receive_data(server.data_to_send())
     client.data_to_send()  # C2 + connect: dropped, we send createStream instead
     server.receive_data(b"\x00" * 1536)  # C2
@@ -130,7 +140,7 @@ def test_commands_before_connect_are_refused() -> None:
 def test_ping_is_answered_and_acks_are_sent() -> None:
     client = RtmpClientSession(app="live", tc_url="rtmp://h/live", play="s")
     server = RtmpServerSession(connect_handler=lambda req: None)
-    pump(client, server, client.initiate())
+    pump(client, server, hello(client))
     client.receive_data(m.user_control(m.UC_PING_REQUEST, 4242, 4096))
     reply = client.data_to_send()
     r = ChunkReader()
@@ -139,7 +149,8 @@ def test_ping_is_answered_and_acks_are_sent() -> None:
     # The server announced a window of 2.5 MB: the client acknowledges after that much.
     big = make_frame(9, 0, b"\x27\x01" + bytes(1_000_000))
     for _ in range(3):
-        client.receive_data(server.frame_bytes(big, 1))
+        server.send_frame(big, 1)
+        client.receive_data(server.data_to_send())
     acks = [x for x in r.feed(client.data_to_send()) if x.type_id == 3]
     assert len(acks) == 1 and m.parse_u32(acks[0].payload, "ack") == client.bytes_received
 
@@ -147,7 +158,7 @@ def test_ping_is_answered_and_acks_are_sent() -> None:
 def test_aggregate_message_is_split() -> None:
     client = RtmpClientSession(app="live", tc_url="rtmp://h/live", play="s")
     server = RtmpServerSession(connect_handler=lambda req: None)
-    pump(client, server, client.initiate())
+    pump(client, server, hello(client))
 
     def tag(t: int, ts: int, body: bytes) -> bytes:
         return (

@@ -4,7 +4,9 @@ Python mapping: number <-> float (ints are encoded as numbers), boolean <-> bool
 string/long string <-> str, object <-> dict, ECMA array <-> EcmaArray (a dict),
 strict array <-> list, null <-> None, undefined <-> UNDEFINED, date <-> AmfDate,
 typed object -> TypedObject (a dict with `class_name`), XML document -> str.
-Decoding is bounded: nesting depth, element counts and the input length limit the work.
+Decoding is bounded: nesting depth, the number of values per object/array and the total
+number of values per decode (`max_elements`) limit the work whatever the input length:
+a hostile payload fails fast with AMF0Error.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ AVMPLUS = 0x11  # switch to AMF3
 
 MAX_DEPTH = 32
 MAX_ITEMS = 65_536  # per object/array: enough for any real metadata, bounds hostile input
+# Values per decode call (every nested value counts): the CPU a decode may take is linear
+# in this, not in the input length. RTMP sessions pass a much smaller figure.
+MAX_ELEMENTS = 65_536
 
 _NUM = struct.Struct(">d")
 _U16 = struct.Struct(">H")
@@ -148,11 +153,13 @@ def encode(*values: Any) -> bytes:
 
 
 class _Decoder:
-    __slots__ = ("data", "pos")
+    __slots__ = ("data", "left", "max_depth", "pos")
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, max_elements: int, max_depth: int) -> None:
         self.data = data
         self.pos = 0
+        self.left = max_elements  # values this decode may still produce
+        self.max_depth = max_depth
 
     def take(self, n: int) -> bytes:
         end = self.pos + n
@@ -193,8 +200,11 @@ class _Decoder:
         raise AMF0Error("object has too many properties")
 
     def value(self, depth: int = 0) -> Any:
-        if depth > MAX_DEPTH:
-            raise AMF0Error("AMF0 value nested too deeply")
+        if depth > self.max_depth:
+            raise AMF0Error(f"AMF0 value nested deeper than {self.max_depth}")
+        self.left -= 1
+        if self.left < 0:
+            raise AMF0Error("too many AMF0 values in one message")
         marker = self.u8()
         if marker == NUMBER:
             return _NUM.unpack(self.take(8))[0]
@@ -242,9 +252,13 @@ class _Decoder:
         raise AMF0Error(f"unknown AMF0 marker 0x{marker:02x}")
 
 
-def decode_all(data: bytes) -> list[Any]:
-    """Decode every value in `data` (a whole command or data message body)."""
-    dec = _Decoder(bytes(data))
+def decode_all(data: bytes, *, max_elements: int = MAX_ELEMENTS, max_depth: int = MAX_DEPTH) -> list[Any]:
+    """Decode every value in `data` (a whole command or data message body).
+
+    At most `max_elements` values in all (nested ones included) and `max_depth` levels:
+    past either, AMF0Error at once.
+    """
+    dec = _Decoder(bytes(data), max_elements, max_depth)
     values: list[Any] = []
     while dec.pos < len(dec.data):
         if len(values) >= MAX_ITEMS:
@@ -253,9 +267,11 @@ def decode_all(data: bytes) -> list[Any]:
     return values
 
 
-def decode_one(data: bytes, offset: int = 0) -> tuple[Any, int]:
-    """Decode one value at `offset`; return it and the offset just past it."""
-    dec = _Decoder(bytes(data))
+def decode_one(
+    data: bytes, offset: int = 0, *, max_elements: int = MAX_ELEMENTS, max_depth: int = MAX_DEPTH
+) -> tuple[Any, int]:
+    """Decode one value at `offset`; return it and the offset just past it (bounded as decode_all)."""
+    dec = _Decoder(bytes(data), max_elements, max_depth)
     dec.pos = offset
     value = dec.value()
     return value, dec.pos

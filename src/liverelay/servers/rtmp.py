@@ -20,9 +20,11 @@ from ..hub import SourceKind, StreamBusy, StreamKey
 from ..media.rtmp import (
     ConnectRequest,
     MediaReceived,
+    MemoryBudget,
     PlayRequest,
     PublishRequest,
     RtmpError,
+    RtmpLimits,
     RtmpServerSession,
     StreamDeleted,
     frame_chunks,
@@ -68,7 +70,8 @@ class _Connection:
         self.remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else str(peer)
         self.session = RtmpServerSession(
             chunk_size=media.rtmp_chunk_size,
-            max_message_bytes=media.max_message_bytes,
+            limits=server.limits,
+            budget=server.budget,
             connect_handler=self._on_connect,
         )
         self.vhost = ""
@@ -129,15 +132,15 @@ class _Connection:
             raise _ConnectionEnd("closed by peer")
         self.bytes_in += len(data)
         events = self.session.receive_data(data)
-        out = [self.session.data_to_send()]
         for event in events:
             if type(event) is MediaReceived:
                 pub = self.publications.get(event.stream_id)
                 if pub is not None:
                     pub.write(event.frame)
             else:
-                out.append(self._on_event(event))
-        self.write(b"".join(out))
+                self._on_event(event)
+        # Auto-replies and the answers queued above, in order: the session's one way out.
+        self.write(self.session.data_to_send())
         await self._drain()
         if self.session.closed:
             raise _ConnectionEnd("session closed")
@@ -148,14 +151,13 @@ class _Connection:
 
     # ------------------------------------------------------------ requests
 
-    def _on_event(self, event: object) -> bytes:
+    def _on_event(self, event: object) -> None:
         if isinstance(event, PublishRequest):
-            return self._on_publish(event)
-        if isinstance(event, PlayRequest):
-            return self._on_play(event)
-        if isinstance(event, StreamDeleted):
-            return self._on_stream_deleted(event)
-        return b""
+            self._on_publish(event)
+        elif isinstance(event, PlayRequest):
+            self._on_play(event)
+        elif isinstance(event, StreamDeleted):
+            self._on_stream_deleted(event)
 
     def _on_connect(self, req: ConnectRequest) -> str | None:
         """The session's connect handler: None accepts, a string is the reason to refuse."""
@@ -175,41 +177,42 @@ class _Connection:
         self.vhost = vhost
         return None
 
-    def _on_publish(self, req: PublishRequest) -> bytes:
+    def _on_publish(self, req: PublishRequest) -> None:
         name, _query = split_name(req.name)
         if not name or self.role == "play" or self.publications:
-            return self.session.reject_publish(req, f"Cannot publish {req.name!r} here")
+            self.session.reject_publish(req, f"Cannot publish {req.name!r} here")
+            return
         key = StreamKey(self.vhost, self.app, name)
         try:
             pub = self.node.hub.publish(key, kind=SourceKind.PUBLISHER, owner=self.remote)  # type: ignore[attr-defined]
         except StreamBusy as exc:
             log.info("rtmp publish %s from %s refused: %s", key, self.remote, exc)
-            return self.session.reject_publish(req, f"Stream {name} is already being published")
+            self.session.reject_publish(req, f"Stream {name} is already being published")
+            return
         pub.on_preempted = lambda: self._abort("preempted")
         self.publications[req.stream_id] = pub
         self.role = "publish"
         self.key = key
-        return self.session.accept_publish(req)
+        self.session.accept_publish(req)
 
-    def _on_play(self, req: PlayRequest) -> bytes:
+    def _on_play(self, req: PlayRequest) -> None:
         if self.play_task is not None or self.role == "publish":
-            return self.session.play_not_found(req, "Already playing on this connection")
+            self.session.play_not_found(req, "Already playing on this connection")
+            return
         name, query = split_name(req.name)
         self.role = "play"
         self.key = StreamKey(self.vhost, self.app, name)
         self.play_task = asyncio.create_task(self._play(req, self.key, query))
-        return b""
 
-    def _on_stream_deleted(self, event: StreamDeleted) -> bytes:
+    def _on_stream_deleted(self, event: StreamDeleted) -> None:
         pub = self.publications.pop(event.stream_id, None)
         if pub is not None:
             pub.close("unpublished")
             self.set_reason("unpublished")
-            return self.session.end_publish(event.stream_id)
-        if self.play_task is not None and self.role == "play":
+            self.session.end_publish(event.stream_id)
+        elif self.play_task is not None and self.role == "play":
             self.set_reason("stopped by player")
             self._abort(None)
-        return b""
 
     def set_reason(self, reason: str) -> None:
         if self.end_reason is None:
@@ -233,7 +236,8 @@ class _Connection:
         )
         if sub is None:
             self.set_reason("stream not found")
-            self.write(self.session.play_not_found(req, f"No stream {key.name}"))
+            self.session.play_not_found(req, f"No stream {key.name}")
+            self.write(self.session.data_to_send())
             await self._close_after_write()
             return
         self.subscriber = sub
@@ -244,7 +248,8 @@ class _Connection:
         # frame.cache key of this viewer's chunk bytes (see media.rtmp.chunk.frame_chunks).
         self.chunk_key = ("rtmp", session.chunk_size, sid)
         self.transport = self.writer.transport
-        self.write(session.start_play(req))
+        session.start_play(req)
+        self.write(session.data_to_send())
         try:
             if hasattr(sub, "set_waker"):
                 ended = await self._play_pushed(sub)
@@ -261,7 +266,8 @@ class _Connection:
             self._abort(None)
             return
         self.set_reason(f"end of stream ({sub.end_reason or 'eof'})")
-        self.write(session.end_play(sid))
+        session.end_play(sid)
+        self.write(session.data_to_send())
         await self._close_after_write()
 
     def _send_frames(self, frames: list[Any]) -> None:
@@ -345,6 +351,7 @@ class _Connection:
             self.subscriber.close()
         if not self.writer.is_closing():
             self.writer.close()
+        self.session.close()  # frees its buffers and budget now, not at the next GC
         duration = time.monotonic() - self.started
         log.info(
             "rtmp %s %s %s in=%d out=%d %.1fs: %s",
@@ -363,6 +370,20 @@ class RtmpServer:
 
     def __init__(self, node: Any) -> None:
         self.node = node
+        media = node.settings.media
+        self.limits = RtmpLimits(
+            message_bytes=media.max_message_bytes,
+            command_bytes_before_connect=media.rtmp_command_bytes_before_connect,
+            command_bytes=media.rtmp_command_bytes,
+            data_bytes=media.rtmp_data_bytes,
+            buffer_before_connect=media.rtmp_buffer_before_connect,
+            buffer_before_publish=media.rtmp_buffer_before_publish,
+            buffer_bytes=media.rtmp_buffer_bytes,
+            amf0_max_elements=media.rtmp_amf0_max_elements,
+            amf0_max_depth=media.rtmp_amf0_max_depth,
+        )
+        # Bytes buffered by all RTMP connections together (partial messages, unparsed input).
+        self.budget = MemoryBudget(media.rtmp_buffer_total_bytes)
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 

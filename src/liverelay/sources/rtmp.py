@@ -87,7 +87,8 @@ async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
                 if sock is not None:
                     with contextlib.suppress(OSError):
                         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                writer.write(session.initiate())
+                session.initiate()
+                writer.write(session.data_to_send())
                 # Handshake + connect must finish within the connect timeout too.
                 while not session.connected:
                     await _exchange(reader, writer, session, sink, media_started=False)
@@ -118,6 +119,7 @@ async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
     except RtmpError as exc:
         raise SourceError("protocol", f"{url}: {exc.reason}") from None
     finally:
+        session.close()
         if writer is not None:
             writer.transport.abort()
 

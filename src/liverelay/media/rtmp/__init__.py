@@ -1,6 +1,11 @@
-"""RTMP, sans-IO: handshake, chunk stream, messages and the session state machines."""
+"""RTMP, sans-IO: handshake, chunk stream, messages and the session state machines.
+
+base.py (what both sides share), server.py, client.py; limits.py (RtmpLimits, MemoryBudget).
+Every byte a session sends leaves through its `data_to_send()`.
+"""
 
 from .chunk import ChunkReader, Message, encode_message, frame_chunks
+from .client import RtmpClientSession
 from .errors import RtmpError
 from .events import (
     CommandFailed,
@@ -18,7 +23,8 @@ from .events import (
     StreamDeleted,
     StreamEof,
 )
-from .session import RtmpClientSession, RtmpServerSession
+from .limits import MemoryBudget, RtmpLimits
+from .server import RtmpServerSession
 
 __all__ = [
     "ChunkReader",
@@ -28,12 +34,14 @@ __all__ = [
     "Connected",
     "Event",
     "MediaReceived",
+    "MemoryBudget",
     "Message",
     "PeerChunkSize",
     "PlayRequest",
     "PublishRequest",
     "RtmpClientSession",
     "RtmpError",
+    "RtmpLimits",
     "RtmpServerSession",
     "StatusEvent",
     "StreamBegin",

@@ -3,7 +3,9 @@
 Reader: chunk header formats 0-3, 1- to 3-byte basic headers, extended timestamps
 (including the fmt 3 repetition that some encoders omit on continuation chunks),
 Set Chunk Size and Abort applied in-line (they change how the very next bytes parse).
-Limits: message size, number of chunk streams, bytes held in unfinished messages.
+Limits: message size per type (checked on the header), number of chunk streams, bytes
+held (unfinished messages + unparsed input); partial messages live in one bytearray per
+chunk stream.
 
 Writer: every message starts with a fmt 0 header (absolute timestamp) and continues
 with fmt 3 chunks, so the bytes of a message depend only on (chunk size, csid, msid,
@@ -46,6 +48,7 @@ CSID_AUDIO = 6
 CSID_VIDEO = 7
 CSID_FOR_KIND = {FrameKind.AUDIO: CSID_AUDIO, FrameKind.VIDEO: CSID_VIDEO, FrameKind.DATA: CSID_DATA}
 
+_COMMAND_TYPES = frozenset((MSG_AMF0_COMMAND, MSG_AMF3_COMMAND))
 _EXT = 0xFFFFFF
 _U32 = struct.Struct(">I")
 _U32LE = struct.Struct("<I")
@@ -60,7 +63,7 @@ class Message(NamedTuple):
 
 
 class _ChunkStream:
-    __slots__ = ("extended", "length", "parts", "remaining", "stream_id", "timestamp", "ts_field", "type_id")
+    __slots__ = ("data", "extended", "length", "remaining", "stream_id", "timestamp", "ts_field", "type_id")
 
     def __init__(self) -> None:
         self.timestamp = 0
@@ -70,40 +73,114 @@ class _ChunkStream:
         self.type_id = 0
         self.stream_id = 0
         self.remaining = 0  # bytes still missing from the message in progress
-        self.parts: list[bytes] = []
+        # The unfinished message's bytes: one growing buffer per chunk stream, never an
+        # object per chunk (at chunk size 1 a list of bytes objects costs ~30x the payload).
+        self.data = bytearray()
+
+
+def _limit_table(media: int, command: int, data: int) -> list[int]:
+    """Largest message length per type id: media for audio/video/aggregate, `data` for data
+    messages, `command` for everything else (commands, control, shared objects, unknown)."""
+    table = [command] * 256
+    for t in (MSG_AUDIO, MSG_VIDEO, MSG_AGGREGATE):
+        table[t] = media
+    for t in (MSG_AMF0_DATA, MSG_AMF3_DATA):
+        table[t] = data
+    return table
 
 
 class ChunkReader:
-    """Feed raw bytes (after the handshake); get complete messages back."""
+    """Feed raw bytes (after the handshake); get complete messages back.
 
-    def __init__(self, *, max_message_bytes: int = 16 << 20, max_chunk_streams: int = 64) -> None:
+    Bounds: a maximum length per message type, checked as soon as a header announces the
+    length (nothing of an oversize message is buffered), a maximum number of chunk streams,
+    and `max_buffered`: bytes held in unfinished messages plus unparsed input, checked once
+    per `feed` (so a feed may briefly hold `max_buffered + len(data)`).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_message_bytes: int = 16 << 20,
+        max_chunk_streams: int = 64,
+        max_buffered: int | None = None,
+        pause_on_command: bool = False,
+    ) -> None:
         self.chunk_size = DEFAULT_CHUNK_SIZE
-        self.max_message_bytes = max_message_bytes
         self.max_chunk_streams = max_chunk_streams
+        self._max_len = _limit_table(max_message_bytes, max_message_bytes, max_message_bytes)
+        self.max_buffered = 2 * max_message_bytes if max_buffered is None else max_buffered
         self._buf = bytearray()
         self._streams: dict[int, _ChunkStream] = {}
         self._pending_bytes = 0  # held in unfinished messages over all chunk streams
+        # True when the last feed stopped after a command with input left: call feed(b"")
+        # (after acting on the messages) to go on.
+        self.paused = False
+        self._pause_types = _COMMAND_TYPES if pause_on_command else frozenset()
+
+    def set_limits(self, *, media: int, command: int, data: int, buffered: int) -> None:
+        """Change the bounds (a session tightens them before connect/publish); they apply
+        to the next message header and the next feed."""
+        self._max_len = _limit_table(media, command, data)
+        self.max_buffered = buffered
+
+    def max_length(self, type_id: int) -> int:
+        return self._max_len[type_id]
 
     def feed(self, data: bytes) -> list[Message]:
+        """Parse what `data` completes. With `pause_on_command`, stops after each command
+        message that has input behind it (see `paused`)."""
         buf = self._buf
-        buf += data
+        if buf:
+            buf += data
+            src: bytes | bytearray = buf
+        else:
+            src = data  # the common case: parse the read in place, copy only what is left
         out: list[Message] = []
         pos = 0
-        end = len(buf)
-        while pos < end:
-            used = self._one_chunk(buf, pos, end, out)
-            if used == 0:
-                break
-            pos += used
-        if pos:
-            del buf[:pos]
+        end = len(src)
+        view = memoryview(src)
+        paused = False
+        try:
+            while pos < end:
+                used = self._one_chunk(src, view, pos, end, out)
+                if used <= 0:
+                    if used == 0:
+                        break
+                    # A command completed: stop so the session can act on it (a publish
+                    # or connect changes the limits) before the bytes behind it are parsed.
+                    pos -= used
+                    paused = pos < end
+                    break
+                pos += used
+        finally:
+            view.release()  # a live export would forbid resizing the buffer below
+        if src is buf:
+            if pos:
+                del buf[:pos]
+        elif pos < end:
+            buf += data[pos:]
+        self.paused = paused
+        if not paused and len(buf) + self._pending_bytes > self.max_buffered:
+            raise RtmpError(
+                f"{len(buf) + self._pending_bytes} bytes buffered exceed the limit of {self.max_buffered}"
+            )
         return out
 
     @property
     def buffered(self) -> int:
+        """Bytes held: unfinished messages plus unparsed input."""
         return len(self._buf) + self._pending_bytes
 
-    def _one_chunk(self, buf: bytearray, pos: int, end: int, out: list[Message]) -> int:
+    def close(self) -> None:
+        """Drop every buffer (the connection is over)."""
+        self._buf = bytearray()
+        self._streams.clear()
+        self._pending_bytes = 0
+
+    def _one_chunk(
+        self, buf: bytes | bytearray, view: memoryview, pos: int, end: int, out: list[Message]
+    ) -> int:
         """Parse one chunk at `pos`; return bytes used, or 0 when more data is needed."""
         b0 = buf[pos]
         fmt = b0 >> 6
@@ -174,11 +251,15 @@ class ChunkReader:
         new_message = fmt != 3 or st.remaining == 0
         if new_message:
             msg_len = st.length if length < 0 else length
-            if msg_len > self.max_message_bytes:
-                raise RtmpError(f"message of {msg_len} bytes exceeds the limit of {self.max_message_bytes}")
+            limit = self._max_len[st.type_id if type_id < 0 else type_id]
+            if msg_len > limit:
+                # Refused on the header: nothing of an oversize message is ever buffered.
+                raise RtmpError(
+                    f"message type {st.type_id if type_id < 0 else type_id} of {msg_len} bytes"
+                    f" exceeds the limit of {limit}"
+                )
             n = msg_len if msg_len < self.chunk_size else self.chunk_size
         else:
-            msg_len = st.length
             n = st.remaining if st.remaining < self.chunk_size else self.chunk_size
         if end - p < n:
             return 0
@@ -186,8 +267,8 @@ class ChunkReader:
         if new_message:
             if st.remaining:
                 # A fresh header in the middle of a message: drop the unfinished one.
-                self._pending_bytes -= st.length - st.remaining
-                st.parts = []
+                self._pending_bytes -= len(st.data)
+                st.data = bytearray()
             if fmt == 0:
                 st.timestamp = ts_field
                 st.stream_id = stream_id
@@ -202,24 +283,28 @@ class ChunkReader:
                 st.length = length
                 st.type_id = type_id
             st.remaining = msg_len
-        chunk = bytes(buf[p : p + n])
-        p += n
         st.remaining -= n
         if st.remaining == 0:
-            if st.parts:
-                st.parts.append(chunk)
-                payload = b"".join(st.parts)
+            if st.data:
+                st.data += view[p : p + n]
+                payload = bytes(st.data)
                 self._pending_bytes -= len(payload) - n
-                st.parts = []
+                st.data = bytearray()
             else:
-                payload = chunk
+                payload = bytes(view[p : p + n])
             self._complete(csid, st, payload, out)
+            if st.type_id in self._pause_types:
+                return pos - p - n  # negative: consumed, and pause here
         else:
-            st.parts.append(chunk)
+            st.data += view[p : p + n]
             self._pending_bytes += n
-            if self._pending_bytes > 2 * self.max_message_bytes:
-                raise RtmpError("too many bytes held in unfinished messages")
-        return p - pos
+            if self._pending_bytes > self.max_buffered:
+                # Checked here too (not only per feed): at chunk size 1 a single read is
+                # many thousands of chunks, and the work ends as soon as the cap is passed.
+                raise RtmpError(
+                    f"{self._pending_bytes} bytes buffered exceed the limit of {self.max_buffered}"
+                )
+        return p + n - pos
 
     def _complete(self, csid: int, st: _ChunkStream, payload: bytes, out: list[Message]) -> None:
         if st.stream_id == 0 and st.type_id == MSG_SET_CHUNK_SIZE:
@@ -238,9 +323,9 @@ class ChunkReader:
     def abort(self, csid: int) -> None:
         st = self._streams.get(csid)
         if st is not None and st.remaining:
-            self._pending_bytes -= st.length - st.remaining
+            self._pending_bytes -= len(st.data)
             st.remaining = 0
-            st.parts = []
+            st.data = bytearray()
 
 
 # ---------------------------------------------------------------- writer

@@ -135,13 +135,20 @@ def parse_user_control(payload: bytes) -> tuple[int, int]:
     return event, value
 
 
-def parse_command(payload: bytes, amf3: bool = False) -> tuple[str, float, list[Any]]:
-    """A command message body -> (name, transaction id, remaining args)."""
+def parse_command(
+    payload: bytes,
+    amf3: bool = False,
+    *,
+    max_elements: int = amf0.MAX_ELEMENTS,
+    max_depth: int = amf0.MAX_DEPTH,
+) -> tuple[str, float, list[Any]]:
+    """A command message body -> (name, transaction id, remaining args); at most
+    `max_elements` AMF0 values and `max_depth` levels are decoded."""
     if amf3:
         # AMF3 command messages start with a format byte, then AMF0 values in practice.
         payload = payload[1:]
     try:
-        values = amf0.decode_all(payload)
+        values = amf0.decode_all(payload, max_elements=max_elements, max_depth=max_depth)
     except amf0.AMF0Error as exc:
         raise RtmpError(f"bad AMF0 command: {exc}") from None
     if len(values) < 2 or not isinstance(values[0], str):
@@ -152,12 +159,14 @@ def parse_command(payload: bytes, amf3: bool = False) -> tuple[str, float, list[
     return values[0], float(txn), values[2:]
 
 
-def metadata_body(payload: bytes) -> bytes | None:
-    """The onMetaData body of a data message (`@setDataFrame` stripped), or None if it is no metadata."""
+def metadata_body(payload: bytes, *, max_elements: int = amf0.MAX_ELEMENTS) -> bytes | None:
+    """The onMetaData body of a data message (`@setDataFrame` stripped), or None if it is no metadata.
+
+    Only the first value (the name) is decoded; the body is passed on as bytes."""
     if payload.startswith(SET_DATA_FRAME):
         payload = payload[len(SET_DATA_FRAME) :]
     try:
-        name, _ = amf0.decode_one(payload)
+        name, _ = amf0.decode_one(payload, max_elements=max_elements)
     except amf0.AMF0Error:
         return None
     return payload if name == ON_METADATA else None
