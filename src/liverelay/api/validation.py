@@ -12,6 +12,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..netaddr import ORIGIN_SCHEMES, parse_port, split_hostport
 from .errors import bind_error, invalid_param, out_of_range
 
 APP_RE = re.compile(r"[A-Za-z0-9_.\-]{1,30}")
@@ -23,7 +24,7 @@ _CONTROL_RE = re.compile(r"[\x00-\x20\x7f]")
 
 MAX_ADDRESSES = 10
 MAX_FIXED_SPAN_S = 7 * 24 * 3600
-V4_SCHEMES = ("rtmp", "rtmps", "http", "https", "srt")
+V4_SCHEMES = tuple(ORIGIN_SCHEMES)
 V3_PROTOCOLS = ("rtmp", "flv")
 # Unix seconds that fit every client's int32/int64 and SQLite: up to year 2106.
 MAX_UNIX_TIME = 2**32 - 1
@@ -152,29 +153,19 @@ def is_valid_hostname(host: str) -> bool:
 
 def check_host_port(value: str, name: str) -> str:
     """An origin address without scheme: 'host', 'host:port', '[v6]:port'."""
-    host, port = value, None
+    try:
+        host, port = split_hostport(value)
+        if port is not None:
+            parse_port(port)
+    except ValueError as exc:
+        raise invalid_param(f"{name} {value[:120]!r}: {exc}") from None
     if value.startswith("["):
-        end = value.find("]")
-        if end < 0:
-            raise invalid_param(f"{name} {value[:120]!r} is not host[:port]")
-        host, rest = value[1:end], value[end + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise invalid_param(f"{name} {value[:120]!r} is not host[:port]")
-            port = rest[1:]
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
             raise invalid_param(f"{name} {value[:120]!r} has a bad IPv6 address") from None
-    else:
-        if value.count(":") > 1:
-            raise invalid_param(f"{name} {value[:120]!r}: write an IPv6 address as [addr] or [addr]:port")
-        if value.count(":") == 1:
-            host, port = value.split(":")
-        if not is_valid_hostname(host):
-            raise invalid_param(f"{name} {value[:120]!r} is not a domain or IP address (no scheme, no path)")
-    if port is not None and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
-        raise invalid_param(f"{name} {value[:120]!r} has a bad port")
+    elif not is_valid_hostname(host):
+        raise invalid_param(f"{name} {value[:120]!r} is not a domain or IP address (no scheme, no path)")
     return value
 
 

@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import click
 
+from ..netaddr import V3_PROTOCOL_SCHEMES
 from .app import cli
 from .client import ApiContext, api_command
 from .output import exit_on_api_error, fail, iso_time, out, print_json, table
@@ -49,7 +50,9 @@ def parse_params(pairs: Iterable[str]) -> dict[str, str]:
 def parse_v3_server(spec: str, params: Mapping[str, str]) -> dict[str, Any]:
     """`rtmp://host[:port]` or `flv://host[:port]` (http:// means flv), `?k=v` adds params."""
     parts = urlsplit(spec if "://" in spec else f"rtmp://{spec}")
-    protocol = {"rtmp": "rtmp", "flv": "flv", "http": "flv"}.get(parts.scheme.lower())
+    # flv:// is the CLI's short name for an HTTP-FLV origin; http:// says the same.
+    scheme = parts.scheme.lower()
+    protocol = "flv" if scheme == "flv" else {s: p for p, s in V3_PROTOCOL_SCHEMES.items()}.get(scheme)
     if protocol is None:
         fail(f"--server {spec!r}: protocol must be rtmp:// or flv:// (http:// = flv)", 2)
     if not parts.netloc or parts.path not in ("", "/"):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from ...store import AlreadyExists, DomainRecord, NotFound, normalise_host
 from ...store.domains import STATUS_DISABLED, STATUS_NORMAL
+from ...timefmt import utc_iso
 from ..context import ActionContext, Result
 from ..errors import ApiError, invalid_param, out_of_range, request_forbidden
 from ..validation import (
@@ -44,7 +44,7 @@ def _one_of(body: dict[str, Any], name: str, allowed: tuple[str, ...], *, requir
 
 
 def domain_view(record: DomainRecord, push_domain: str) -> dict[str, Any]:
-    created = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = utc_iso(record.created)
     return {
         "Domain": record.domain,
         "Type": record.type,
