@@ -241,6 +241,23 @@ def node(node_factory: object) -> NodeProcess:
     return node_factory()  # type: ignore[operator]
 
 
+def run_liverelay(
+    args: list[str], *, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`python -m liverelay ARGS` to the end, with no LIVERELAY_*/ACCESS_KEY_* from the outer
+    environment (only `env`); output captured as text."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("LIVERELAY_", "ACCESS_KEY_"))}
+    clean.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "liverelay", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=clean,
+        cwd=REPO,
+    )
+
+
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM, then SIGKILL after 5 s if the process is still there; waits for it either way."""
     if proc.poll() is None:

@@ -4,16 +4,14 @@ listener, error output and exit codes, and `serve` as a real subprocess."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from tests.conftest import REPO, TEST_AK, TEST_SK
+from tests.conftest import TEST_AK, TEST_SK, run_liverelay
 from tests.integration.test_sdk_harness import SEED_DOMAINS_ADD, LocalApi, run_local_api
 
 from liverelay.cli import age, cli, parse_time, status_rows, status_table
@@ -380,15 +378,7 @@ def test_parse_time() -> None:
 
 
 def run_cli_process(args: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVERELAY_")}
-    return subprocess.run(
-        [sys.executable, "-m", "liverelay", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=REPO,
-    )
+    return run_liverelay(args, timeout=timeout)
 
 
 def test_serve_bad_config_exits_2_without_traceback(tmp_path: Path) -> None:

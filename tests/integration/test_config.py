@@ -4,32 +4,12 @@ with exit code 2 and one line naming the setting, and `liverelay config show`.""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from tests.conftest import REPO
+from tests.conftest import run_liverelay
 
 from liverelay.config import ConfigError, Settings, load_settings
-
-
-def run_liverelay(
-    args: list[str], *, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    """`python -m liverelay ARGS` with no LIVERELAY_*/ACCESS_KEY_* from the outer environment."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("LIVERELAY_", "ACCESS_KEY_"))}
-    clean.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "liverelay", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=clean,
-        cwd=REPO,
-    )
-
 
 # (case id, flags, env, TOML text, the setting the error must name, the bad value as printed)
 BAD_SETTINGS: list[tuple[str, list[str], dict[str, str], str, str, str]] = [

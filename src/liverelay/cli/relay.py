@@ -104,7 +104,8 @@ def relay_v3_set(
     if vhost is None:
         vhost = default_vhost()
     common = parse_params(params)
-    new_group = {"Group": group, "Servers": [parse_v3_server(s, common) for s in servers]}
+    new_servers = [parse_v3_server(s, common) for s in servers]
+    new_group: dict[str, Any] = {"Group": group, "Servers": new_servers}
     groups: list[dict[str, Any]] = []
     if not replace:
         current = api.call("describe_relay_source_v3", {"Vhost": vhost, "App": app})
@@ -122,7 +123,7 @@ def relay_v3_set(
         body["App"] = app
     response = api.call("update_relay_source_v3", body)
     where = f"{vhost}/{app}" if app else f"{vhost} (all apps)"
-    origins = ", ".join(s["RelaySourceDomain"] for s in new_group["Servers"])
+    origins = ", ".join(str(s["RelaySourceDomain"]) for s in new_servers)
     api.report(response, f"set group {group} of {where}: {origins}")
 
 
