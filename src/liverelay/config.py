@@ -353,7 +353,7 @@ def _present(values: Mapping[str, object]) -> dict[str, object]:
 def build_settings(layers: Layers) -> Settings:
     """Validate the merged layers; ConfigError (one line) names the first bad setting."""
     try:
-        return Settings(**nest(layers.merged()))  # type: ignore[arg-type]  # validated by pydantic
+        return Settings.model_validate(nest(layers.merged()))
     except ValidationError as exc:
         raise ConfigError(_one_line(exc, layers)) from None
 

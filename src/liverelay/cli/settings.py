@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 
@@ -55,7 +55,7 @@ def settings_options(func: F) -> F:
         }
         return func(config_file=config_file, flags=flags, **kwargs)
 
-    return wrapper  # type: ignore[return-value]  # click passes the new options by name
+    return cast(F, wrapper)  # click passes the new options by name; func gets config_file and flags
 
 
 def load_layers_or_exit(config_file: str | None, flags: Mapping[str, object]) -> tuple[Settings, Layers]:
