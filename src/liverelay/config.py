@@ -147,6 +147,15 @@ class MediaSettings(_Section):
     handshake_timeout_s: Seconds = 10.0
     idle_timeout_s: Seconds = 30.0
     max_message_bytes: Positive = 16 << 20
+    rtmp_command_bytes_before_connect: int = 16 << 10  # largest RTMP command before connect
+    rtmp_command_bytes: int = 64 << 10  # largest RTMP command (and control message) after connect
+    rtmp_data_bytes: int = 256 << 10  # largest RTMP data message (onMetaData)
+    rtmp_buffer_before_connect: int = 32 << 10  # bytes one RTMP connection may hold before connect
+    rtmp_buffer_before_publish: int = 256 << 10  # ... once connected, until it publishes
+    rtmp_buffer_bytes: int = 32 << 20  # ... while publishing (partial messages + unparsed input)
+    rtmp_buffer_total_bytes: int = 256 << 20  # all RTMP connections together
+    rtmp_amf0_max_elements: int = 1024  # AMF0 values per command/data message decode
+    rtmp_amf0_max_depth: int = 32  # AMF0 nesting levels per decode
 
 
 class RelaySettings(_Section):
@@ -166,6 +175,8 @@ class RelaySettings(_Section):
     allow_cidrs: Cidrs = []
     deny_cidrs: Cidrs = ["169.254.0.0/16", "fe80::/10", "100.100.100.200/32", "fd00:ec2::254/128"]
     ffmpeg_path: str = "ffmpeg"
+    max_starting_pulls_per_vhost: int = 32  # play-triggered pulls starting at once per vhost (0 = no cap)
+    max_starting_pulls: int = 128  # play-triggered pulls starting at once on the node (0 = no cap)
 
     @field_validator("backoff_max_s", mode="after")
     @classmethod
