@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from bench.peers import NGINX_RTMP_MODULE
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_AK = "AKLTtestaccesskeyid00000000"
@@ -34,6 +35,44 @@ def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None
             return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+def in_ci() -> bool:
+    """CI=true (GitHub Actions, GitLab and most CI systems set it): a missing tool is a failure."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def require_tool(name: str, *, path: Path | None = None, install: str) -> str:
+    """The tool `name` (and the file `path` it needs, e.g. a module), or skip the test
+    that asked; under CI=true fail instead, so a CI run cannot pass by skipping."""
+    found = shutil.which(name)
+    if found is None or (path is not None and not path.exists()):
+        message = f"{name} is not installed{f' with {path}' if path else ''} ({install})"
+        if in_ci():
+            pytest.fail(f"{message}; CI=true, so this fails instead of skipping")
+        pytest.skip(message)
+    return found
+
+
+@pytest.fixture(scope="session")
+def nginx_rtmp() -> str:
+    """nginx with the RTMP module (a foreign origin/edge in tests); use it through `needs_nginx_rtmp`."""
+    return require_tool("nginx", path=NGINX_RTMP_MODULE, install="apt-get install nginx libnginx-mod-rtmp")
+
+
+# Mark a test that needs nginx-rtmp: it alone is skipped (failed under CI) when nginx-rtmp is missing.
+needs_nginx_rtmp = pytest.mark.usefixtures("nginx_rtmp")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Under CI=true every skip is a failure, whatever raised it (skipif, pytest.skip, a
+    fixture): tests may skip only for a missing tool, and CI must have every tool."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if in_ci() and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true (tests may not skip in CI): {report.longrepr}"
 
 
 def require_binary(name: str) -> str:
@@ -200,6 +239,23 @@ def node_factory(tmp_path: Path) -> Iterator[object]:
 @pytest.fixture
 def node(node_factory: object) -> NodeProcess:
     return node_factory()  # type: ignore[operator]
+
+
+def run_liverelay(
+    args: list[str], *, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`python -m liverelay ARGS` to the end, with no LIVERELAY_*/ACCESS_KEY_* from the outer
+    environment (only `env`); output captured as text."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("LIVERELAY_", "ACCESS_KEY_"))}
+    clean.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "liverelay", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=clean,
+        cwd=REPO,
+    )
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:

@@ -1,59 +1,152 @@
-"""Settings: command-line flags > environment > TOML file > defaults.
+"""Settings: command-line flags > environment > TOML file > defaults (pydantic-settings).
 
-The TOML file has one table per section ([api], [media], [relay], ...), each key
-named as the dataclass field. Environment variables are LIVERELAY_<SECTION>_<KEY>
-(e.g. LIVERELAY_RELAY_LINGER_S=5), plus LIVERELAY_DATA_DIR and the listen
-addresses LIVERELAY_API_LISTEN / LIVERELAY_HTTP_LISTEN / LIVERELAY_RTMP_LISTEN.
+The TOML file has one table per section ([api], [media], [relay], [webhook]), each key
+named as the field. Environment variables are LIVERELAY_<SECTION>_<KEY> (e.g.
+LIVERELAY_RELAY_LINGER_S=5), LIVERELAY_<KEY> for the top-level keys (LIVERELAY_DATA_DIR,
+LIVERELAY_DATABASE_URL, LIVERELAY_LOG_LEVEL), plus the listen addresses
+LIVERELAY_API_LISTEN / LIVERELAY_HTTP_LISTEN / LIVERELAY_RTMP_LISTEN. Lists are
+comma-separated in the environment.
+
+Every value is range-checked when the settings are built (`load_settings`): a bad one
+raises ConfigError with one line naming the setting, the value and where it came from.
+Besides the typed ranges below, every section rejects a negative number in any numeric
+field and a 0 in any `*timeout_s` field, so a setting added later is checked too.
+`Settings()` alone is the defaults (and keyword arguments): it reads no environment.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import ipaddress
+import logging
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from .netaddr import parse_hostport
 
 
 class ConfigError(ValueError):
     """A setting has a value that cannot be used; the message names it."""
 
 
-@dataclass
-class ApiSettings:
-    listen: str = "127.0.0.1:8180"
+# -- value types: each names what it accepts, checked when the settings are built ----------
+
+
+def _check_listen(value: str) -> str:
+    parse_hostport(value)  # ValueError names what is wrong with it
+    return value
+
+
+def _split_list(value: object) -> object:
+    """The environment gives lists as 'a, b'; TOML gives real arrays."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _check_cidrs(value: list[str]) -> list[str]:
+    for cidr in value:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ValueError(f"{cidr!r} is not a CIDR such as 10.0.0.0/8") from None
+    return value
+
+
+def _check_webhook_url(value: str) -> str:
+    if value and not value.lower().startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL (or empty for no webhook)")
+    return value
+
+
+def _check_log_level(value: str) -> str:
+    level = value.upper()
+    if not isinstance(logging.getLevelName(level), int):
+        raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+    return level
+
+
+Listen = Annotated[str, AfterValidator(_check_listen)]  # HOST:PORT, :PORT or [v6]:PORT
+Cidrs = Annotated[list[str], BeforeValidator(_split_list), AfterValidator(_check_cidrs)]
+Seconds = Annotated[float, Field(gt=0)]  # a timeout or interval: 0 would never wait or spin
+Positive = Annotated[int, Field(gt=0)]
+ChunkSize = Annotated[int, Field(ge=128, le=65536)]  # what RTMP peers accept in practice
+WebhookUrl = Annotated[str, AfterValidator(_check_webhook_url)]
+LogLevel = Annotated[str, AfterValidator(_check_log_level)]
+
+
+class _Section(BaseModel):
+    """One [section] of settings. Unknown keys are errors (a typo must not pass silently)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _generic_ranges(cls, value: object, info: ValidationInfo) -> object:
+        # The net under every numeric setting, typed or not: no negative sizes, counts or
+        # durations, and a timeout of 0 would fail every operation at once.
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if value < 0:
+                raise ValueError("must not be negative")
+            if value == 0 and (info.field_name or "").endswith("timeout_s"):
+                raise ValueError("a timeout must be greater than 0")
+        return value
+
+
+class ApiSettings(_Section):
+    listen: Listen = "127.0.0.1:8180"
     # Allowed difference between X-Date and the node's clock, in seconds.
-    max_skew_s: int = 900
+    max_skew_s: Positive = 900
     # Requests per second per access key (the Volcengine limit for these actions).
-    rate_limit_per_s: float = 10.0
-    rate_burst: int = 10
-    max_body_bytes: int = 1 << 20
+    rate_limit_per_s: Seconds = 10.0
+    rate_burst: Positive = 10
+    max_body_bytes: Positive = 1 << 20
     region: str = "cn-north-1"
     service: str = "live"
 
 
-@dataclass
-class MediaSettings:
-    http_listen: str = "127.0.0.1:8080"
-    rtmp_listen: str = "127.0.0.1:1935"
+class MediaSettings(_Section):
+    http_listen: Listen = "127.0.0.1:8080"
+    rtmp_listen: Listen = "127.0.0.1:1935"
     # Vhost used for a Host/tcUrl domain that is not in the domain table;
     # empty string = strict: unknown domains are refused.
     default_vhost: str = "__defaultVhost__"
-    rtmp_chunk_size: int = 4096
+    rtmp_chunk_size: ChunkSize = 4096
     gop_cache: bool = True
     gop_max_bytes: int = 8 << 20
     gop_max_ms: int = 12_000
     # Per-viewer queue bound: past it the viewer skips to the next keyframe.
-    viewer_queue_bytes: int = 4 << 20
+    viewer_queue_bytes: Positive = 4 << 20
     # A viewer still behind after this many skips in a row is disconnected.
     viewer_max_skips: int = 3
     # Viewers' writers are woken at most once per this much media time (0 = every
     # frame): fewer, larger socket writes for at most this much added latency.
     viewer_flush_ms: int = 50
-    handshake_timeout_s: float = 10.0
-    idle_timeout_s: float = 30.0
-    max_message_bytes: int = 16 << 20
+    handshake_timeout_s: Seconds = 10.0
+    idle_timeout_s: Seconds = 30.0
+    max_message_bytes: Positive = 16 << 20
     rtmp_command_bytes_before_connect: int = 16 << 10  # largest RTMP command before connect
     rtmp_command_bytes: int = 64 << 10  # largest RTMP command (and control message) after connect
     rtmp_data_bytes: int = 256 << 10  # largest RTMP data message (onMetaData)
@@ -65,154 +158,233 @@ class MediaSettings:
     rtmp_amf0_max_depth: int = 32  # AMF0 nesting levels per decode
 
 
-@dataclass
-class RelaySettings:
-    connect_timeout_s: float = 3.0
-    first_frame_timeout_s: float = 5.0
+class RelaySettings(_Section):
+    connect_timeout_s: Seconds = 3.0
+    first_frame_timeout_s: Seconds = 5.0
     # A viewer waits this long for a play-triggered pull to deliver media.
-    start_timeout_s: float = 10.0
+    start_timeout_s: Seconds = 10.0
     # A source that delivers no media for this long counts as failed.
-    no_media_timeout_s: float = 5.0
+    no_media_timeout_s: Seconds = 5.0
     linger_s: float = 15.0
-    backoff_initial_s: float = 1.0
-    backoff_max_s: float = 30.0
+    backoff_initial_s: Seconds = 1.0
+    backoff_max_s: Seconds = 30.0
     failback: bool = True
-    failback_probe_interval_s: float = 10.0
+    failback_probe_interval_s: Seconds = 10.0
     # Source policy for origin URLs (CIDR lists). Deny wins over allow; an empty
     # allow list allows everything not denied.
-    allow_cidrs: list[str] = field(default_factory=list)
-    deny_cidrs: list[str] = field(
-        default_factory=lambda: ["169.254.0.0/16", "fe80::/10", "100.100.100.200/32", "fd00:ec2::254/128"]
-    )
+    allow_cidrs: Cidrs = []
+    deny_cidrs: Cidrs = ["169.254.0.0/16", "fe80::/10", "100.100.100.200/32", "fd00:ec2::254/128"]
     ffmpeg_path: str = "ffmpeg"
     max_starting_pulls_per_vhost: int = 32  # play-triggered pulls starting at once per vhost (0 = no cap)
     max_starting_pulls: int = 128  # play-triggered pulls starting at once on the node (0 = no cap)
 
+    @field_validator("backoff_max_s", mode="after")
+    @classmethod
+    def _backoff_order(cls, value: float, info: ValidationInfo) -> float:
+        initial = info.data.get("backoff_initial_s")
+        if isinstance(initial, float) and value < initial:
+            raise ValueError(f"is below backoff_initial_s {initial}")
+        return value
 
-@dataclass
-class WebhookSettings:
-    url: str = ""
-    timeout_s: float = 3.0
+
+class WebhookSettings(_Section):
+    url: WebhookUrl = ""
+    timeout_s: Seconds = 3.0
     retries: int = 3
 
 
-@dataclass
-class Settings:
-    data_dir: Path = field(default_factory=lambda: Path(".liverelay-data"))
+class Settings(BaseSettings):
+    """The node's settings. `Settings()` is the defaults; `load_settings` adds file, env and flags."""
+
+    model_config = SettingsConfigDict(extra="forbid")
+
+    data_dir: Path = Path(".liverelay-data")
     database_url: str = ""  # empty = sqlite in data_dir
-    log_level: str = "INFO"
-    api: ApiSettings = field(default_factory=ApiSettings)
-    media: MediaSettings = field(default_factory=MediaSettings)
-    relay: RelaySettings = field(default_factory=RelaySettings)
-    webhook: WebhookSettings = field(default_factory=WebhookSettings)
+    log_level: LogLevel = "INFO"
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    media: MediaSettings = Field(default_factory=MediaSettings)
+    relay: RelaySettings = Field(default_factory=RelaySettings)
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
 
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "liverelay.db"
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only keyword arguments: the layers (file, env, flags) are put together by
+        # load_settings, which keeps each one apart to tell where a value came from.
+        return (init_settings,)
 
-_SECTIONS = ("api", "media", "relay", "webhook")
+
+SECTIONS: dict[str, type[_Section]] = {
+    "api": ApiSettings,
+    "media": MediaSettings,
+    "relay": RelaySettings,
+    "webhook": WebhookSettings,
+}
+TOP_LEVEL = ("data_dir", "database_url", "log_level")
+# Environment variables kept from before the LIVERELAY_<SECTION>_<KEY> scheme.
+ENV_ALIASES = {
+    "LIVERELAY_API_LISTEN": "api.listen",
+    "LIVERELAY_HTTP_LISTEN": "media.http_listen",
+    "LIVERELAY_RTMP_LISTEN": "media.rtmp_listen",
+}
+
+Origin = Literal["default", "file", "env", "flag"]
+Nested = dict[str, object]
 
 
-def parse_hostport(value: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
-    """'HOST:PORT', ':PORT' or '[v6]:PORT' -> (host, port)."""
-    host, sep, port = value.rpartition(":")
-    if not sep:
-        raise ConfigError(f"listen address {value!r} must be HOST:PORT")
-    host = host.strip("[]") or default_host
+def env_var_for(name: str) -> str:
+    """'relay.linger_s' -> LIVERELAY_RELAY_LINGER_S (the alias for the listen addresses)."""
+    for var, target in ENV_ALIASES.items():
+        if target == name:
+            return var
+    return "LIVERELAY_" + name.replace(".", "_").upper()
+
+
+def setting_names() -> list[str]:
+    """Every setting as a dotted name ('data_dir', 'relay.linger_s' ...), in declaration order."""
+    names = list(TOP_LEVEL)
+    for section, model in SECTIONS.items():
+        names += [f"{section}.{key}" for key in model.model_fields]
+    return names
+
+
+class _EnvSource(PydanticBaseSettingsSource):
+    """LIVERELAY_* variables of `env` as a nested dict of raw strings (pydantic converts them)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self.env = env
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[object, str, bool]:
+        # Unused: __call__ builds the whole dict, since the names are not pydantic's own scheme.
+        return None, field_name, False
+
+    def __call__(self) -> Nested:
+        values: dict[str, str] = {}
+        for name in setting_names():
+            var = "LIVERELAY_" + name.replace(".", "_").upper()
+            if var in self.env:
+                values[name] = self.env[var]
+        for var, name in ENV_ALIASES.items():
+            if var in self.env:
+                values[name] = self.env[var]
+        return nest(values)
+
+
+def nest(flat: Mapping[str, object]) -> Nested:
+    """{'relay.linger_s': 5} -> {'relay': {'linger_s': 5}}."""
+    out: Nested = {}
+    for name, value in flat.items():
+        section, dot, key = name.partition(".")
+        if dot:
+            sub = out.setdefault(section, {})
+            assert isinstance(sub, dict)
+            sub[key] = value
+        else:
+            out[name] = value
+    return out
+
+
+def flatten(nested: Mapping[str, object]) -> dict[str, object]:
+    """The inverse of nest (one level of sections)."""
+    out: dict[str, object] = {}
+    for name, value in nested.items():
+        if name in SECTIONS and isinstance(value, Mapping):
+            out.update({f"{name}.{key}": v for key, v in value.items()})
+        else:
+            out[name] = value
+    return out
+
+
+@dataclass
+class Layers:
+    """The raw values of each layer by dotted name, lowest precedence first."""
+
+    file: dict[str, object] = field(default_factory=dict)
+    env: dict[str, object] = field(default_factory=dict)
+    flag: dict[str, object] = field(default_factory=dict)
+    config_file: str | None = None
+
+    def origin(self, name: str) -> Origin:
+        if name in self.flag:
+            return "flag"
+        if name in self.env:
+            return "env"
+        if name in self.file:
+            return "file"
+        return "default"
+
+    def where(self, name: str) -> str:
+        """'env LIVERELAY_X', 'file node.toml', 'flag' or 'default': for error messages."""
+        origin = self.origin(name)
+        if origin == "env":
+            return f"env {env_var_for(name)}"
+        if origin == "file":
+            return f"file {self.config_file}"
+        return origin
+
+    def merged(self) -> dict[str, object]:
+        return {**self.file, **self.env, **self.flag}
+
+
+def read_layers(
+    config_file: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> Layers:
+    """Each layer's values; `overrides` are flag values keyed 'data_dir' or 'relay.linger_s'."""
+    layers = Layers(config_file=str(config_file) if config_file else None)
+    if config_file:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"cannot read config file {config_file}: no such file")
+        try:
+            layers.file = flatten(TomlConfigSettingsSource(Settings, toml_file=path)())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {config_file}: {exc}") from exc
+    layers.env = flatten(_EnvSource(Settings, dict(os.environ) if env is None else env)())
+    layers.flag = flatten(InitSettingsSource(Settings, nest(_present(overrides or {})))())
+    return layers
+
+
+def _present(values: Mapping[str, object]) -> dict[str, object]:
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def build_settings(layers: Layers) -> Settings:
+    """Validate the merged layers; ConfigError (one line) names the first bad setting."""
     try:
-        port_no = int(port)
-    except ValueError as exc:
-        raise ConfigError(f"listen address {value!r} has a bad port") from exc
-    if not 0 <= port_no <= 65535:
-        raise ConfigError(f"listen address {value!r} has a port out of range")
-    return host, port_no
+        return Settings.model_validate(nest(layers.merged()))
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc, layers)) from None
 
 
-def _coerce(current: Any, raw: Any, name: str) -> Any:
-    """Convert a TOML/env value to the type of the default it replaces."""
-    try:
-        if isinstance(current, bool):
-            if isinstance(raw, str):
-                if raw.lower() in ("1", "true", "yes", "on"):
-                    return True
-                if raw.lower() in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError(raw)
-            return bool(raw)
-        if isinstance(current, int):
-            return int(raw)
-        if isinstance(current, float):
-            return float(raw)
-        if isinstance(current, Path):
-            return Path(raw)
-        if isinstance(current, list):
-            if isinstance(raw, str):
-                return [x.strip() for x in raw.split(",") if x.strip()]
-            return [str(x) for x in raw]
-        return str(raw)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"setting {name}: cannot use {raw!r}") from exc
-
-
-def _apply(obj: Any, values: dict[str, Any], prefix: str) -> None:
-    known = {f.name for f in dataclasses.fields(obj)}
-    for key, raw in values.items():
-        if key not in known:
-            raise ConfigError(f"unknown setting {prefix}{key}")
-        setattr(obj, key, _coerce(getattr(obj, key), raw, prefix + key))
+def _one_line(exc: ValidationError, layers: Layers) -> str:
+    error = exc.errors(include_url=False)[0]
+    loc = [str(part) for part in error["loc"] if not isinstance(part, int)]
+    if error["type"] == "extra_forbidden":
+        name = ".".join(loc)
+        return f"unknown setting {name} (from {layers.where(name)})"
+    name = ".".join(loc[:2]) or "settings"
+    value = layers.merged().get(name, error.get("input"))
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"setting {name} = {value!r} (from {layers.where(name)}): {message}"
 
 
 def load_settings(
     config_file: str | os.PathLike[str] | None = None,
-    env: dict[str, str] | None = None,
-    overrides: dict[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
 ) -> Settings:
-    """Build Settings. `overrides` are flag values: keys like 'data_dir' or 'relay.linger_s'."""
-    env = dict(os.environ) if env is None else env
-    settings = Settings()
-    if config_file:
-        try:
-            data = tomllib.loads(Path(config_file).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read config file {config_file}: {exc}") from exc
-        top = {k: v for k, v in data.items() if k not in _SECTIONS}
-        _apply(settings, top, "")
-        for section in _SECTIONS:
-            if section in data:
-                _apply(getattr(settings, section), data[section], f"{section}.")
-    # Environment.
-    aliases = {
-        "LIVERELAY_API_LISTEN": "api.listen",
-        "LIVERELAY_HTTP_LISTEN": "media.http_listen",
-        "LIVERELAY_RTMP_LISTEN": "media.rtmp_listen",
-    }
-    for var, target in aliases.items():
-        if var in env:
-            _set_path(settings, target, env[var])
-    for name in ("data_dir", "database_url", "log_level"):
-        var = f"LIVERELAY_{name.upper()}"
-        if var in env:
-            _set_path(settings, name, env[var])
-    for section in _SECTIONS:
-        obj = getattr(settings, section)
-        for f in dataclasses.fields(obj):
-            var = f"LIVERELAY_{section.upper()}_{f.name.upper()}"
-            if var in env:
-                _set_path(settings, f"{section}.{f.name}", env[var])
-    for path, value in (overrides or {}).items():
-        if value is not None:
-            _set_path(settings, path, value)
-    for listen in (settings.api.listen, settings.media.http_listen, settings.media.rtmp_listen):
-        parse_hostport(listen)
-    return settings
-
-
-def _set_path(settings: Settings, path: str, raw: Any) -> None:
-    obj: Any = settings
-    *parents, leaf = path.split(".")
-    for p in parents:
-        obj = getattr(obj, p)
-    if not hasattr(obj, leaf):
-        raise ConfigError(f"unknown setting {path}")
-    setattr(obj, leaf, _coerce(getattr(obj, leaf), raw, path))
+    """Build Settings: flags (`overrides`) > `env` (default os.environ) > TOML file > defaults."""
+    return build_settings(read_layers(config_file, env, overrides))

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from .config import Settings, parse_hostport
+from .config import Settings
+from .netaddr import format_host, parse_hostport
 
 log = logging.getLogger("liverelay.node")
 
@@ -64,12 +65,12 @@ class Node:
 
         host, port = parse_hostport(s.api.listen)
         port = await self._serve_app(create_api_app(self), host, port)
-        self.listeners.append(Listener("api", host, port, f"http://{_hostfmt(host)}:{port}/"))
+        self.listeners.append(Listener("api", host, port, f"http://{format_host(host)}:{port}/"))
 
         host, port = parse_hostport(s.media.http_listen)
         port = await self._serve_app(create_http_app(self), host, port)
         self.listeners.append(
-            Listener("http", host, port, f"http://{_hostfmt(host)}:{port}/{{app}}/{{stream}}.flv")
+            Listener("http", host, port, f"http://{format_host(host)}:{port}/{{app}}/{{stream}}.flv")
         )
 
         host, port = parse_hostport(s.media.rtmp_listen)
@@ -77,7 +78,7 @@ class Node:
         port = await rtmp.start(host, port)
         self._closers.append(rtmp)
         self.listeners.append(
-            Listener("rtmp", host, port, f"rtmp://{_hostfmt(host)}:{port}/{{app}}/{{stream}}")
+            Listener("rtmp", host, port, f"rtmp://{format_host(host)}:{port}/{{app}}/{{stream}}")
         )
 
     async def _serve_app(self, app: web.Application, host: str, port: int) -> int:
@@ -110,10 +111,6 @@ class Node:
             with contextlib.suppress(Exception):
                 await self.store.close()  # type: ignore[attr-defined]
         self._stopped.set()
-
-
-def _hostfmt(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
 
 
 async def run_node(settings: Settings, *, on_started: object = None) -> None:

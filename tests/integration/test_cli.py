@@ -4,16 +4,14 @@ listener, error output and exit codes, and `serve` as a real subprocess."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from tests.conftest import REPO, TEST_AK, TEST_SK
+from tests.conftest import TEST_AK, TEST_SK, run_liverelay
 from tests.integration.test_sdk_harness import SEED_DOMAINS_ADD, LocalApi, run_local_api
 
 from liverelay.cli import age, cli, parse_time, status_rows, status_table
@@ -162,6 +160,44 @@ def test_relay_v3_commands(api: LocalApi) -> None:
     assert call(api, "relay v3 rm --vhost push.example.com --app live").exit_code == 0
     shown = call_json(api, "relay v3 show --vhost push.example.com")
     assert shown["Result"]["RelaySourceConfigList"] == []
+
+
+def test_relay_v3_set_without_vhost_targets_the_default_vhost(api: LocalApi) -> None:
+    add_seed_domains(api)
+    # The default vhost comes from the settings (here the environment), like the node's.
+    env = {"LIVERELAY_MEDIA_DEFAULT_VHOST": "push.example.com"}
+    with_env = invoke(
+        ["relay", "v3", "set", "--app", "live", "--group", "g1", "--server", "rtmp://example.org"],
+        {"ACCESS_KEY_ID": TEST_AK, "ACCESS_KEY_SECRET": TEST_SK, "LIVERELAY_ENDPOINT": api.host, **env},
+    )
+    assert with_env.exit_code == 0, with_env.output
+    assert "set group g1 of push.example.com/live" in with_env.stdout
+    shown = call_json(api, "relay v3 show --vhost push.example.com --app live")
+    [config] = shown["Result"]["RelaySourceConfigList"]
+    assert [g["Group"] for g in config["GroupDetails"]] == ["g1"]
+
+    # Strict mode (no default vhost): the command asks for --vhost instead of guessing.
+    strict = invoke(
+        ["relay", "v3", "set", "--group", "g1", "--server", "rtmp://example.org"],
+        {
+            "ACCESS_KEY_ID": TEST_AK,
+            "ACCESS_KEY_SECRET": TEST_SK,
+            "LIVERELAY_ENDPOINT": api.host,
+            "LIVERELAY_MEDIA_DEFAULT_VHOST": "",
+        },
+    )
+    assert strict.exit_code == 2
+    assert "give --vhost" in strict.stderr
+
+
+def test_relay_v3_set_on_the_builtin_default_vhost(api: LocalApi) -> None:
+    """A node reached by IP address relays through __defaultVhost__ (issue 9, section 10)."""
+    result = call(api, "relay v3 set --app live --group g1 --server rtmp://example.org")
+    assert result.exit_code == 0, result.output
+    assert "set group g1 of __defaultVhost__/live" in result.stdout
+    shown = call_json(api, "relay v3 show --vhost __defaultVhost__ --app live")
+    [config] = shown["Result"]["RelaySourceConfigList"]
+    assert config["Vhost"] == "__defaultVhost__"
 
 
 def test_relay_v3_bad_server_is_a_usage_error(api: LocalApi) -> None:
@@ -337,15 +373,7 @@ def test_parse_time() -> None:
 
 
 def run_cli_process(args: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVERELAY_")}
-    return subprocess.run(
-        [sys.executable, "-m", "liverelay", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=REPO,
-    )
+    return run_liverelay(args, timeout=timeout)
 
 
 def test_serve_bad_config_exits_2_without_traceback(tmp_path: Path) -> None:

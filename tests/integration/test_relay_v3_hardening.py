@@ -198,7 +198,7 @@ async def test_play_never_starts_a_v3_pull_for_a_fixed_relay_stream(
         # Nothing comes within the start timeout: not found, and no V3 origin connection.
         started = time.monotonic()
         assert await hub.play(KEY, protocol="t", timeout=5) is None
-        assert 1.8 <= time.monotonic() - started < 3.0
+        assert 1.8 <= time.monotonic() - started < 4.5  # the 2 s start timeout, not play's 5 s
         assert v3_origins[0].connects == 0 and not relays.pulls
         # The viewer waits for the fixed relay's media instead of starting a V3 pull.
         waiting = asyncio.create_task(hub.play(KEY, protocol="t", timeout=5))

@@ -160,7 +160,8 @@ async def test_every_origin_down_viewer_gets_its_error_within_the_start_timeout(
     elapsed = time.monotonic() - started
     await viewer.close()
     assert viewer.status == 404
-    assert elapsed < 3.0, f"refused origins took {elapsed:.1f}s to report"  # first round, not start_timeout_s
+    # First round, not start_timeout_s (6 s): a generous bound below it.
+    assert elapsed < 5.0, f"refused origins took {elapsed:.1f}s to report"
     started = time.monotonic()
     proc = await asyncio.to_thread(
         subprocess.run,

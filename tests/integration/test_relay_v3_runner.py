@@ -66,7 +66,7 @@ async def test_every_origin_dead_play_pull_gives_up_after_one_round(
     pull = make_pull(hub, origins, fast_settings())
     started = time.monotonic()
     await asyncio.wait_for(pull.run(), 5)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.5  # one round; start_timeout_s (4 s) would mean retrying
     assert pull.end_reason == "unavailable"
     assert [origins[i].connects for i in range(3)] == [1, 1, 1]
     assert hub.get(KEY) is None  # never looked present
@@ -234,7 +234,7 @@ async def test_trigger_without_config_or_with_dead_origins_fails_fast(
     started = time.monotonic()
     assert await hub.play(StreamKey("vh", "other", "s"), protocol="t", timeout=4) is None
     assert await hub.play(KEY, protocol="t", timeout=4) is None
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.5  # well below the 4 s play timeout
     assert not relays.pulls
     await relays.close()
 

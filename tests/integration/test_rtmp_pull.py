@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from tests.conftest import ffmpeg_publish, free_port
+from tests.conftest import ffmpeg_publish, free_port, needs_nginx_rtmp
 from tests.integration.rtmp_helpers import (
     RecordingSink,
     RtmpNode,
@@ -27,10 +27,6 @@ from liverelay.media.frame import FrameKind
 from liverelay.media.rtmp import messages as m
 from liverelay.sources.base import SourceError
 from liverelay.sources.rtmp import pull
-
-pytestmark = pytest.mark.skipif(
-    not Path("/usr/lib/nginx/modules/ngx_rtmp_module.so").exists(), reason="nginx-rtmp module not installed"
-)
 
 
 async def _pull_for(url: str, seconds: float) -> tuple[RecordingSink, BaseException | None]:
@@ -74,6 +70,7 @@ async def _wait_for_publish(port: int, app: str, name: str, timeout: float = 10)
     raise AssertionError(f"origin on {port} never served {app}/{name}")
 
 
+@needs_nginx_rtmp
 async def test_pull_from_nginx_rtmp(tmp_path: Path, ffmpeg: str, sample_flv: Path) -> None:
     with nginx_rtmp(tmp_path / "nginx") as port:
         url = f"rtmp://127.0.0.1:{port}/live/s"
@@ -98,6 +95,7 @@ async def test_pull_from_nginx_rtmp(tmp_path: Path, ffmpeg: str, sample_flv: Pat
     print(f"nginx-rtmp origin: first keyframe after {(sink.first_video_at - sink.started) * 1000:.0f} ms")
 
 
+@needs_nginx_rtmp
 async def test_nginx_rtmp_edge_pulls_from_our_node(
     tmp_path: Path, ffmpeg: str, ffprobe: str, sample_flv: Path
 ) -> None:

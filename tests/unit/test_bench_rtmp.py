@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 from bench.fanout import wait_playable
 from bench.loadclient import ViewerPool
-from bench.peers import NGINX_RTMP_MODULE, NginxRtmp, nginx_conf
+from bench.peers import NginxRtmp, nginx_conf
 from bench.rtmpviewer import RtmpViewer, split_rtmp_url
 from bench.sample import start_publisher
-
-pytestmark = pytest.mark.skipif(
-    shutil.which("nginx") is None or not NGINX_RTMP_MODULE.exists(), reason="nginx-rtmp not installed"
-)
+from tests.conftest import needs_nginx_rtmp
 
 
 def test_split_rtmp_url() -> None:
@@ -36,6 +32,7 @@ def test_nginx_conf_is_the_anchor_setup(tmp_path: Path) -> None:
     assert "access_log off;" in conf
 
 
+@needs_nginx_rtmp
 async def test_counting_and_parsed_rtmp_viewers_keep_up(sample_flv: Path) -> None:
     with NginxRtmp() as server:
         pub = start_publisher(sample_flv, server.rtmp_url("live", "t"))
@@ -60,6 +57,7 @@ async def test_counting_and_parsed_rtmp_viewers_keep_up(sample_flv: Path) -> Non
     assert summary["full_rate"] == 4, summary
 
 
+@needs_nginx_rtmp
 async def test_unknown_stream_gives_no_media_and_process_is_stopped() -> None:
     server = NginxRtmp().start()
     try:

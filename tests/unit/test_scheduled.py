@@ -237,7 +237,7 @@ async def test_a_pull_that_ends_early_is_restarted_after_a_pause() -> None:
     assert row["State"] == "retrying" and row["LastError"] == "origins_unavailable"
     t0 = time.monotonic()
     await _until(lambda: len(h.pulls) == 2, timeout=3.0)
-    assert 0.8 <= time.monotonic() - t0 <= 1.5  # the first pause is 1 s, not a hot loop
+    assert 0.8 <= time.monotonic() - t0 <= 2.5  # the first pause is 1 s, not a hot loop
     assert h.event_names() == ["task_started"]  # a restart is not a new start of the task
     await h.task.close()
 

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..sources.base import redact_text
+from ..timefmt import utc_iso
 from .metrics import RelayMetrics
 from .webhooks import WebhookSender
 
@@ -31,7 +32,7 @@ def rfc3339(ts: float | None) -> str | None:
     """Unix seconds -> '2026-11-26T09:00:00Z' (None stays None)."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc_iso(ts)
 
 
 def _redacted(value: Any) -> Any:

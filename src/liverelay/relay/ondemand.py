@@ -34,6 +34,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 
 from ..config import RelaySettings
 from ..hub import SourceKind, StreamKey
+from ..netaddr import ORIGIN_SCHEMES, V3_PROTOCOL_SCHEMES, with_default_port
 from ..schemas.status import RelayStatusRow
 from ..sources import PullFunction
 from ..sources import open_source as default_open_source
@@ -45,24 +46,11 @@ from .pull import RelayPull
 
 log = logging.getLogger("liverelay.relay.ondemand")
 
-DEFAULT_PORTS = {"rtmp": 1935, "flv": 80}
 # While a viewer waits for a fixed relay's media, the hub stream is checked this often
 # (the hub has no "source appeared" callback; the wait is bounded by start_timeout_s).
 FIXED_WAIT_POLL_S = 0.05
 # A flood of refused plays (many missing names at once) logs one line per interval.
 REFUSAL_LOG_INTERVAL_S = 10.0
-
-
-def _with_default_port(domain: str, port: int) -> str:
-    """'host' -> 'host:port'; 'host:p', '[v6]:p' unchanged; a bare IPv6 address gets brackets."""
-    domain = domain.strip()
-    if domain.startswith("["):
-        return domain if "]:" in domain else f"{domain}:{port}"
-    if domain.count(":") > 1:  # bare IPv6 literal
-        return f"[{domain}]:{port}"
-    if ":" in domain:
-        return domain
-    return f"{domain}:{port}"
 
 
 def merge_query(viewer_query: str, params: dict[str, str]) -> str:
@@ -83,12 +71,13 @@ def build_origin_url(protocol: str, domain: str, app: str, stream: str, query: s
     protocol = protocol.lower()
     app_q = quote(app, safe="")
     stream_q = quote(stream, safe="")
-    if protocol == "rtmp":
-        url = f"rtmp://{_with_default_port(domain, DEFAULT_PORTS['rtmp'])}/{app_q}/{stream_q}"
-    elif protocol == "flv":
-        url = f"http://{_with_default_port(domain, DEFAULT_PORTS['flv'])}/{app_q}/{stream_q}.flv"
-    else:
+    scheme = V3_PROTOCOL_SCHEMES.get(protocol)
+    port = ORIGIN_SCHEMES.get(scheme or "")
+    if scheme is None or port is None:
         return None
+    url = f"{scheme}://{with_default_port(domain, port)}/{app_q}/{stream_q}"
+    if protocol == "flv":
+        url += ".flv"
     return f"{url}?{query}" if query else url
 
 

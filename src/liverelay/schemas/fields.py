@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BeforeValidator, TypeAdapter
 from pydantic_core import PydanticCustomError
 
+from ..netaddr import ORIGIN_SCHEMES
+
 APP_RE = re.compile(r"[A-Za-z0-9_.\-]{1,30}")
 STREAM_RE = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 VHOST_RE = re.compile(r"[A-Za-z0-9_.\-]{1,60}")
@@ -34,7 +36,7 @@ GROUP_RULE = "1-100 printable characters"
 
 MAX_ADDRESSES = 10
 MAX_FIXED_SPAN_S = 7 * 24 * 3600
-V4_SCHEMES = ("rtmp", "rtmps", "http", "https", "srt")
+V4_SCHEMES = tuple(ORIGIN_SCHEMES)
 V3_PROTOCOLS = ("rtmp", "flv")
 # Unix seconds that fit every client's int32/int64 and SQLite: up to year 2106.
 MAX_UNIX_TIME = 2**32 - 1

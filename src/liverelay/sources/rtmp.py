@@ -27,6 +27,7 @@ from ..media.rtmp import (
     StreamEof,
 )
 from ..media.rtmp import messages as m
+from ..netaddr import ORIGIN_SCHEMES, format_hostport
 from .base import FrameSink, SourceError
 
 log = logging.getLogger("liverelay.sources.rtmp")
@@ -56,15 +57,14 @@ def parse_rtmp_url(url: str) -> RtmpUrl:
         raise SourceError("unsupported", f"not an RTMP URL: {url!r}")
     tls = scheme == "rtmps"
     if port is None:
-        port = 443 if tls else 1935
+        port = ORIGIN_SCHEMES[scheme] or 1935
     segments = [s for s in parts.path.split("/") if s]
     if len(segments) < 2:
         raise SourceError("unsupported", f"RTMP URL {url!r} needs /app/stream")
     app = "/".join(segments[:-1])
     stream = segments[-1] + (f"?{parts.query}" if parts.query else "")
     host = parts.hostname
-    netloc_host = f"[{host}]" if ":" in host else host
-    tc_url = f"{scheme}://{netloc_host}:{port}/{app}"
+    tc_url = f"{scheme}://{format_hostport(host, port)}/{app}"
     return RtmpUrl(host, port, app, stream, tc_url, tls)
 
 

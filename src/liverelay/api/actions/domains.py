@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from ...schemas.domains import (
@@ -21,13 +20,14 @@ from ...schemas.domains import (
 )
 from ...store import AlreadyExists, DomainRecord, NotFound, normalise_host
 from ...store.domains import STATUS_DISABLED, STATUS_NORMAL
+from ...timefmt import utc_iso
 from ..binding import bind
 from ..context import ActionContext, Result
 from ..errors import invalid_param, request_forbidden
 
 
 def domain_view(record: DomainRecord, push_domain: str) -> DomainView:
-    created = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = utc_iso(record.created)
     return {
         "Domain": record.domain,
         "Type": record.type,
