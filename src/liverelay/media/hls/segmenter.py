@@ -1,0 +1,438 @@
+"""Per-stream HLS segmenter, sans-IO: Frames (+ the wall clock of their receipt) in,
+segments and LL-HLS parts out, in a bounded in-memory window.
+
+One `HlsSegmenter` produces one variant: MPEG-TS segments (classic HLS) or fMP4
+segments made of parts (LL-HLS). A stream serving both runs two segmenters.
+
+Rules:
+- nothing is produced before the decoder configs of the expected tracks and, with
+  video, a keyframe: the first segment starts on it;
+- a segment is cut at the first video keyframe at least `target_duration_ms` after
+  its start (audio-only: at the first audio frame past it). With `target_duration_ms
+  = 0` the target is the first GOP's duration, clamped to [1 s, 10 s]. A stream whose
+  keyframes stop is still cut after `max_segment_ms` (that segment is not independent);
+- parts (fMP4 only) are cut on a video frame when the part would otherwise outgrow
+  `part_target_ms`, and at every segment boundary; a part that starts on a keyframe
+  is INDEPENDENT;
+- a timestamp jump (backwards by more than `backward_tolerance_ms` on a track, or
+  forwards by more than `jump_ms`) ends the segment, and the next one (from the
+  next keyframe) carries EXT-X-DISCONTINUITY; the discontinuity sequence counts the
+  discontinuities that slid out of the window;
+- the window lists `window_segments` segments and keeps `retain_segments` extra ones
+  fetchable after they leave the playlist (RFC 8216 6.2.2); part bytes are kept for
+  the segments whose parts are listed (`part_segments` + the one in progress).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import NamedTuple
+
+from ..elementary import (
+    AAC_FRAME_SAMPLES,
+    VideoCodec,
+    VideoPacket,
+    aac_payload,
+    parse_asc,
+    parse_video_tag,
+)
+from ..fmp4 import Fmp4Writer
+from ..frame import Frame, FrameKind
+from ..mpegts import TsMuxer
+
+AUTO_TARGET_MIN_MS = 1000
+AUTO_TARGET_MAX_MS = 10000
+AUDIO_ONLY_TARGET_MS = 2000  # the auto target of a stream without video (no GOP to follow)
+
+
+class Container(StrEnum):
+    TS = "ts"  # classic HLS
+    FMP4 = "fmp4"  # LL-HLS (CMAF parts)
+
+
+@dataclass(frozen=True, slots=True)
+class SegmenterConfig:
+    container: Container
+    target_duration_ms: int = 0  # 0: the first GOP's duration, clamped to [1 s, 10 s]
+    part_target_ms: int = 333  # fMP4 only; 0 disables parts
+    window_segments: int = 6  # segments listed in the playlist
+    retain_segments: int = 2  # extra segments still fetchable after leaving the playlist
+    part_segments: int = 2  # complete segments whose parts stay listed (plus the open one)
+    max_segment_ms: int = 20000  # cut even without a keyframe past this
+    jump_ms: int = 10000  # a forward timestamp jump larger than this is a discontinuity
+    backward_tolerance_ms: int = 500  # a backward step larger than this is a discontinuity
+
+
+class Published(NamedTuple):
+    """A new resource: part `part` of segment `msn`, or (part None) segment `msn` complete."""
+
+    msn: int
+    part: int | None
+
+
+@dataclass(slots=True)
+class Part:
+    index: int
+    start_ms: int
+    duration_ms: int
+    independent: bool
+    data: bytes
+
+
+@dataclass(slots=True)
+class Segment:
+    msn: int
+    start_ms: int
+    wall_clock: float  # epoch seconds at the receipt of its first frame
+    discontinuity: bool
+    independent: bool
+    init_id: int  # fMP4: which init segment (EXT-X-MAP) it needs; TS: 0
+    duration_ms: int = 0
+    complete: bool = False
+    parts: list[Part] = field(default_factory=list)
+    data: bytes = b""  # set when complete
+    chunks: list[bytes] = field(default_factory=list)  # TS bytes while open
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.data) + sum(len(c) for c in self.chunks) + sum(len(p.data) for p in self.parts)
+
+
+class HlsSegmenter:
+    """Feed `push(frame, wall_clock)`; read `segments`, `current`, `segment_data()`, `part_data()`."""
+
+    def __init__(self, config: SegmenterConfig, *, video: bool, audio: bool) -> None:
+        if not video and not audio:
+            raise ValueError("a segmenter needs at least one track")
+        self.config = config
+        self.expect_video = video
+        self.expect_audio = audio
+        self.segments: deque[Segment] = deque()  # complete, oldest first (listed + retained)
+        self.current: Segment | None = None
+        self.ended = False
+        self.dropped_frames = 0
+        self.discontinuities = 0
+        self._inits: dict[int, bytes] = {}
+        self._init_version = -1
+        self._next_msn = 0
+        self._target_ms = config.target_duration_ms
+        self._max_duration_ms = 0
+        self._configs: dict[FrameKind, Frame] = {}
+        self._video_codec: VideoCodec | None = None
+        self._ts: TsMuxer | None = None
+        self._mp4: Fmp4Writer | None = None
+        self._last_ts: dict[FrameKind, int] = {}
+        self._last_video_interval = 33
+        # Recent frame intervals: a part is cut when the next frame, at the longest recent
+        # interval (ms rounding makes 30 fps alternate 33/34), would push it past the target.
+        self._video_intervals: deque[int] = deque([33], maxlen=8)
+        self._audio_interval = 23
+        self._part_start = 0
+        self._part_independent = False
+        self._pending_discontinuity = False
+        self._first_gop_start: int | None = None
+        self._dropped_discontinuities = 0
+
+    # ------------------------------------------------------------ queries
+    @property
+    def parts_enabled(self) -> bool:
+        return self.config.container is Container.FMP4 and self.config.part_target_ms > 0
+
+    @property
+    def listed(self) -> list[Segment]:
+        """Complete segments listed in the playlist, oldest first."""
+        n = self.config.window_segments
+        segs = list(self.segments)
+        return segs[-n:] if n > 0 else segs
+
+    @property
+    def media_sequence(self) -> int:
+        listed = self.listed
+        if listed:
+            return listed[0].msn
+        return self.current.msn if self.current is not None else 0
+
+    @property
+    def discontinuity_sequence(self) -> int:
+        """EXT-X-DISCONTINUITY-SEQUENCE: discontinuities before the first listed segment."""
+        listed = self.listed
+        first = listed[0].msn if listed else (self.current.msn if self.current else self._next_msn)
+        unlisted = sum(1 for s in self.segments if s.msn < first and s.discontinuity)
+        return self._dropped_discontinuities + unlisted
+
+    @property
+    def target_duration_s(self) -> int:
+        """EXT-X-TARGETDURATION: never below any segment's rounded duration; only grows."""
+        ms = max(self._target_ms or AUTO_TARGET_MIN_MS, self._max_duration_ms)
+        return max(1, (ms + 500) // 1000)
+
+    @property
+    def part_target_s(self) -> float:
+        return self.config.part_target_ms / 1000
+
+    @property
+    def started(self) -> bool:
+        return self.current is not None or bool(self.segments)
+
+    @property
+    def last_complete_msn(self) -> int:
+        return self.segments[-1].msn if self.segments else -1
+
+    @property
+    def bytes_held(self) -> int:
+        return (
+            sum(s.nbytes for s in self.segments)
+            + (self.current.nbytes if self.current else 0)
+            + sum(len(b) for b in self._inits.values())
+        )
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "segments": len(self.segments),
+            "parts": sum(len(s.parts) for s in self.segments)
+            + (len(self.current.parts) if self.current else 0),
+            "bytes": self.bytes_held,
+            "dropped_frames": self.dropped_frames,
+            "discontinuities": self.discontinuities,
+        }
+
+    def find(self, msn: int) -> Segment | None:
+        if self.current is not None and self.current.msn == msn:
+            return self.current
+        for seg in self.segments:
+            if seg.msn == msn:
+                return seg
+        return None
+
+    def segment_data(self, msn: int) -> bytes | None:
+        seg = self.find(msn)
+        return seg.data if seg is not None and seg.complete else None
+
+    def part_data(self, msn: int, index: int) -> bytes | None:
+        seg = self.find(msn)
+        if seg is None or index < 0 or index >= len(seg.parts):
+            return None
+        return seg.parts[index].data
+
+    def init_data(self, init_id: int) -> bytes | None:
+        return self._inits.get(init_id)
+
+    # ------------------------------------------------------------ input
+    def push(self, frame: Frame, wall_clock: float) -> list[Published]:
+        """One frame from the hub, with the wall clock (epoch seconds) of its receipt."""
+        if self.ended or frame.kind == FrameKind.DATA:
+            return []
+        out: list[Published] = []
+        if frame.config:
+            self._config_frame(frame)
+            return out
+        kind = frame.kind
+        if kind == FrameKind.VIDEO and (not self.expect_video or not self._is_video_media(frame)):
+            return out
+        if kind == FrameKind.AUDIO and (not self.expect_audio or aac_payload(frame.payload) is None):
+            return out
+        t = frame.timestamp
+        last = self._last_ts.get(kind)
+        if last is not None and (
+            t < last - self.config.backward_tolerance_ms or t > last + self.config.jump_ms
+        ):
+            self._discontinuity(out)
+            last = None
+        if kind == FrameKind.VIDEO and last is not None and t > last:
+            self._last_video_interval = t - last
+            self._video_intervals.append(t - last)
+        self._last_ts[kind] = t
+
+        cur = self.current
+        video_leads = self.expect_video
+        if cur is None:
+            if not self._can_start(frame):
+                self.dropped_frames += 1
+                return out
+            self._open_segment(t, wall_clock, independent=True)
+        else:
+            leads = (kind == FrameKind.VIDEO) if video_leads else (kind == FrameKind.AUDIO)
+            if leads:
+                self._maybe_cut(frame, wall_clock, out)
+        self._add(frame)
+        return out
+
+    def finish(self) -> list[Published]:
+        """End of stream: close what is open; the playlist gets EXT-X-ENDLIST."""
+        out: list[Published] = []
+        if self.current is not None:
+            self._close_segment(self._estimated_end(), out)
+        self.ended = True
+        return out
+
+    # ------------------------------------------------------------ internals
+    def _is_video_media(self, frame: Frame) -> bool:
+        tag = parse_video_tag(frame.payload)
+        return tag is not None and tag.packet is VideoPacket.FRAMES and tag.codec is self._video_codec
+
+    def _config_frame(self, frame: Frame) -> None:
+        if frame.kind == FrameKind.VIDEO and self.expect_video:
+            tag = parse_video_tag(frame.payload)
+            if tag is None or tag.packet is not VideoPacket.CONFIG:
+                return
+            if self._video_codec is not None and tag.codec is not self._video_codec and self.started:
+                return  # a codec switch needs a new variant; keep the one the playlist announced
+            self._video_codec = tag.codec
+        elif frame.kind == FrameKind.AUDIO and self.expect_audio:
+            aac = aac_payload(frame.payload)
+            if aac is None:
+                return
+            self._audio_interval = max(1, AAC_FRAME_SAMPLES * 1000 // parse_asc(aac[1]).sample_rate)
+        else:
+            return
+        self._configs[frame.kind] = frame
+        self._add(frame)
+
+    def _can_start(self, frame: Frame) -> bool:
+        if self.expect_video and (self._video_codec is None or FrameKind.VIDEO not in self._configs):
+            return False
+        if self.expect_audio and FrameKind.AUDIO not in self._configs:
+            return False
+        if self.expect_video:
+            return frame.kind == FrameKind.VIDEO and frame.keyframe
+        return frame.kind == FrameKind.AUDIO
+
+    def _add(self, frame: Frame) -> None:
+        if self._ts is not None:
+            if self.current is not None:
+                self.current.chunks.append(self._ts.mux(frame))
+            else:
+                self._ts.mux(frame)  # config frames between segments: state only
+        elif self._mp4 is not None:
+            self._mp4.add(frame)
+
+    def _ensure_muxer(self) -> None:
+        if self._ts is not None or self._mp4 is not None:
+            return
+        video = self._video_codec if self.expect_video else None
+        if self.config.container is Container.TS:
+            self._ts = TsMuxer(video=video, audio=self.expect_audio)
+        else:
+            self._mp4 = Fmp4Writer(video=video, audio=self.expect_audio)
+        for cfg in self._configs.values():
+            if self._ts is not None:
+                self._ts.mux(cfg)
+            elif self._mp4 is not None:
+                self._mp4.add(cfg)
+
+    def _open_segment(self, t: int, wall_clock: float, *, independent: bool) -> None:
+        self._ensure_muxer()
+        init_id = 0
+        if self._mp4 is not None:
+            if self._mp4.config_version != self._init_version:
+                self._init_version = self._mp4.config_version
+                self._inits[self._init_version] = self._mp4.init_segment()
+            init_id = self._init_version
+        seg = Segment(
+            msn=self._next_msn,
+            start_ms=t,
+            wall_clock=wall_clock,
+            discontinuity=self._pending_discontinuity and self._next_msn > 0,
+            independent=independent,
+            init_id=init_id,
+        )
+        self._pending_discontinuity = False
+        self._next_msn += 1
+        if self._ts is not None:
+            seg.chunks.append(self._ts.start_segment())
+        self.current = seg
+        self._part_start = t
+        self._part_independent = independent
+
+    def _maybe_cut(self, frame: Frame, wall_clock: float, out: list[Published]) -> None:
+        cur = self.current
+        if cur is None:
+            return
+        t = frame.timestamp
+        elapsed = t - cur.start_ms
+        key = frame.keyframe if self.expect_video else True
+        if self._target_ms == 0 and key and self.expect_video:
+            # Auto target: the first GOP's length.
+            if self._first_gop_start is None:
+                self._first_gop_start = cur.start_ms
+            if t > self._first_gop_start:
+                self._target_ms = min(max(t - self._first_gop_start, AUTO_TARGET_MIN_MS), AUTO_TARGET_MAX_MS)
+        target = self._target_ms or (AUTO_TARGET_MIN_MS if self.expect_video else AUDIO_ONLY_TARGET_MS)
+        # A changed decoder config needs a new init segment, so a new fMP4 segment at once.
+        new_init = self._mp4 is not None and self._mp4.config_version != self._init_version
+        if (key and (elapsed >= target or new_init)) or elapsed >= self.config.max_segment_ms:
+            self._close_segment(t, out)
+            self._open_segment(t, wall_clock, independent=key)
+            return
+        if self.parts_enabled and t > self._part_start:
+            interval = max(self._video_intervals) if self.expect_video else self._audio_interval
+            if t - self._part_start + interval > self.config.part_target_ms:
+                self._close_part(t, out)
+                self._part_start = t
+                self._part_independent = key
+
+    def _close_part(self, end_ms: int, out: list[Published]) -> None:
+        cur = self.current
+        if cur is None or self._mp4 is None:
+            return
+        data = self._mp4.fragment(end_ms)
+        if data is None:
+            return
+        part = Part(
+            len(cur.parts), self._part_start, max(end_ms - self._part_start, 1), self._part_independent, data
+        )
+        cur.parts.append(part)
+        if self.parts_enabled:
+            out.append(Published(cur.msn, part.index))
+
+    def _close_segment(self, end_ms: int, out: list[Published]) -> None:
+        cur = self.current
+        if cur is None:
+            return
+        if self._mp4 is not None:
+            self._close_part(end_ms, out)
+            cur.data = b"".join(p.data for p in cur.parts)
+            if not self.parts_enabled:
+                cur.parts = []
+        else:
+            cur.data = b"".join(cur.chunks)
+            cur.chunks = []
+        cur.duration_ms = max(end_ms - cur.start_ms, 1)
+        cur.complete = True
+        self._max_duration_ms = max(self._max_duration_ms, cur.duration_ms)
+        self.current = None
+        if not cur.data:
+            return  # nothing was muxed (e.g. only frames of an unexpected codec)
+        self.segments.append(cur)
+        out.append(Published(cur.msn, None))
+        self._trim()
+
+    def _trim(self) -> None:
+        cfg = self.config
+        keep = max(cfg.window_segments, 1) + max(cfg.retain_segments, 0)
+        while len(self.segments) > keep:
+            if self.segments.popleft().discontinuity:
+                self._dropped_discontinuities += 1
+        # Part bytes only for segments whose parts are still listed.
+        for seg in list(self.segments)[: max(len(self.segments) - cfg.part_segments, 0)]:
+            seg.parts = []
+        live = {s.init_id for s in self.segments}
+        if self.current is not None:
+            live.add(self.current.init_id)
+        live.add(self._init_version)
+        for init_id in [i for i in self._inits if i not in live]:
+            del self._inits[init_id]
+
+    def _estimated_end(self) -> int:
+        last = max(self._last_ts.values()) if self._last_ts else 0
+        step = self._last_video_interval if self.expect_video else self._audio_interval
+        return last + step
+
+    def _discontinuity(self, out: list[Published]) -> None:
+        self.discontinuities += 1
+        if self.current is not None:
+            self._close_segment(self._estimated_end(), out)
+        self._pending_discontinuity = True
+        self._last_ts.clear()
