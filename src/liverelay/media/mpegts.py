@@ -320,6 +320,15 @@ class TsDemuxer:
         out.sort(key=_frame_order)
         return out
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes held between feeds (carry-over, open PES and PSI sections): what bounds memory."""
+        return (
+            len(self._carry)
+            + sum(len(p.buf) for p in self._pes.values())
+            + sum(len(b) for b in self._psi.values())
+        )
+
     def reset_timeline(self) -> None:
         """After an EXT-X-DISCONTINUITY: unwrap the next timestamps without reference to the old ones."""
         self._last = None
