@@ -229,9 +229,12 @@ class HlsSegmenter:
             self._config_frame(frame)
             return out
         kind = frame.kind
-        if kind == FrameKind.VIDEO and (not self.expect_video or not self._is_video_media(frame)):
+        if kind == FrameKind.VIDEO and not self.expect_video:
             return out
-        if kind == FrameKind.AUDIO and (not self.expect_audio or aac_payload(frame.payload) is None):
+        if kind == FrameKind.AUDIO and not self.expect_audio:
+            return out
+        if not (self._is_video_media(frame) if kind == FrameKind.VIDEO else aac_payload(frame.payload)):
+            self.dropped_frames += 1  # before its decoder config, or a codec the variant does not carry
             return out
         t = frame.timestamp
         last = self._last_ts.get(kind)
