@@ -154,3 +154,18 @@ def test_a_stream_without_keyframes_is_still_cut_at_max_segment() -> None:
     assert [s.duration_ms for s in seg.segments] == [4000, 4000]
     assert [s.independent for s in seg.segments] == [True, False]
     assert seg.target_duration_s == 4  # grew with the longest segment
+
+
+def test_first_gop_is_kept_when_the_audio_config_trails_the_keyframe() -> None:
+    """A demuxed source (TS) sends the audio config with the first ADTS frame, after the first
+    video keyframe: the segmenter holds that GOP instead of dropping it."""
+    frames = live_stream(4.0, gop_s=2.0)
+    audio_header = next(f for f in frames if f.config and f.kind == FrameKind.AUDIO)
+    rest = [f for f in frames if f is not audio_header]
+    # The audio config arrives after 100 ms of media; audio before it cannot be used.
+    late = [f for f in rest if f.timestamp < 100 and f.kind == FrameKind.VIDEO] + [audio_header]
+    late += [f for f in rest if f.timestamp >= 100 or f.config]
+    seg = HlsSegmenter(SegmenterConfig(Container.FMP4, target_duration_ms=2000), video=True, audio=True)
+    events = run(seg, late)
+    assert seg.segments[0].start_ms == 0 and Published(0, None) in events
+    assert seg.segments[0].parts[0].independent

@@ -579,5 +579,7 @@ def _read_ts(b: bytes) -> int:
     return ((b[0] >> 1) & 0x07) << 30 | b[1] << 22 | (b[2] >> 1) << 15 | b[3] << 7 | b[4] >> 1
 
 
-def _frame_order(frame: Frame) -> int:
-    return frame.timestamp
+def _frame_order(frame: Frame) -> tuple[int, int]:
+    # Decoder configs first among frames of one instant, so a consumer has every track's
+    # config by the first keyframe (the audio config otherwise trails a video PES at t=0).
+    return frame.timestamp, 0 if frame.config else 1

@@ -44,6 +44,7 @@ from ..mpegts import TsMuxer
 
 AUTO_TARGET_MIN_MS = 1000
 AUTO_TARGET_MAX_MS = 10000
+PREROLL_MAX_FRAMES = 1000  # frames held from the first keyframe while a track's config is missing
 AUDIO_ONLY_TARGET_MS = 2000  # the auto target of a stream without video (no GOP to follow)
 
 
@@ -134,6 +135,7 @@ class HlsSegmenter:
         self._pending_discontinuity = False
         self._first_gop_start: int | None = None
         self._dropped_discontinuities = 0
+        self._preroll: list[tuple[Frame, float]] = []
 
     # ------------------------------------------------------------ queries
     @property
@@ -227,6 +229,8 @@ class HlsSegmenter:
         out: list[Published] = []
         if frame.config:
             self._config_frame(frame)
+            if self._preroll and self.current is None and self._can_start(self._preroll[0][0]):
+                return self._replay_preroll()
             return out
         kind = frame.kind
         if kind == FrameKind.VIDEO and not self.expect_video:
@@ -252,8 +256,9 @@ class HlsSegmenter:
         video_leads = self.expect_video
         if cur is None:
             if not self._can_start(frame):
-                self.dropped_frames += 1
+                self._hold(frame, wall_clock)
                 return out
+            self._preroll = []
             self._open_segment(t, wall_clock, independent=True)
         else:
             leads = (kind == FrameKind.VIDEO) if video_leads else (kind == FrameKind.AUDIO)
@@ -274,6 +279,35 @@ class HlsSegmenter:
     def _is_video_media(self, frame: Frame) -> bool:
         tag = parse_video_tag(frame.payload)
         return tag is not None and tag.packet is VideoPacket.FRAMES and tag.codec is self._video_codec
+
+    def _hold(self, frame: Frame, wall_clock: float) -> None:
+        """Before the start: keep the frames from a video keyframe on while a track's config is
+        still missing (a demuxed source often sends the audio config after the first keyframe),
+        so the first GOP is not lost. Bounded by PREROLL_MAX_FRAMES and max_segment_ms."""
+        video_ready = self._video_codec is not None and FrameKind.VIDEO in self._configs
+        if self.expect_video and video_ready and frame.kind == FrameKind.VIDEO and frame.keyframe:
+            self.dropped_frames += len(self._preroll)
+            self._preroll = [(frame, wall_clock)]
+            return
+        if self._preroll:
+            first = self._preroll[0][0].timestamp
+            if (
+                len(self._preroll) < PREROLL_MAX_FRAMES
+                and 0 <= frame.timestamp - first <= self.config.max_segment_ms
+            ):
+                self._preroll.append((frame, wall_clock))
+                return
+            self.dropped_frames += len(self._preroll)
+            self._preroll = []
+        self.dropped_frames += 1
+
+    def _replay_preroll(self) -> list[Published]:
+        held, self._preroll = self._preroll, []
+        self._last_ts.clear()
+        out: list[Published] = []
+        for frame, wall_clock in held:
+            out += self.push(frame, wall_clock)
+        return out
 
     def _config_frame(self, frame: Frame) -> None:
         if frame.kind == FrameKind.VIDEO and self.expect_video:
