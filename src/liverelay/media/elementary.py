@@ -351,34 +351,28 @@ class VideoConfig:
     codec_string: str  # RFC 6381 (avc1.64001f, hvc1.1.6.L93.B0)
 
 
+def _nal_list(record: bytes, pos: int, count: int, what: str) -> tuple[list[bytes], int]:
+    """`count` NAL units, each with a 16-bit length, from a config record; (units, next pos)."""
+    out: list[bytes] = []
+    for _ in range(count):
+        n = int.from_bytes(record[pos : pos + 2], "big")
+        nal = record[pos + 2 : pos + 2 + n]
+        if len(nal) != n or n == 0:
+            raise BitstreamError(f"{what} truncated")
+        out.append(nal)
+        pos += 2 + n
+    return out, pos
+
+
 def parse_avcc(record: bytes) -> VideoConfig:
     if len(record) < 7 or record[0] != 1:
         raise BitstreamError("not an AVCDecoderConfigurationRecord")
     length_size = (record[4] & 3) + 1
-    pos = 5
-    sets: list[bytes] = []
-    sps_list: list[bytes] = []
-    n_sps = record[pos] & 0x1F
-    pos += 1
-    for _ in range(n_sps):
-        n = int.from_bytes(record[pos : pos + 2], "big")
-        nal = record[pos + 2 : pos + 2 + n]
-        if len(nal) != n or n == 0:
-            raise BitstreamError("avcC SPS truncated")
-        sets.append(nal)
-        sps_list.append(nal)
-        pos += 2 + n
+    sps_list, pos = _nal_list(record, 6, record[5] & 0x1F, "avcC SPS")
     if pos >= len(record):
         raise BitstreamError("avcC has no PPS count")
-    n_pps = record[pos]
-    pos += 1
-    for _ in range(n_pps):
-        n = int.from_bytes(record[pos : pos + 2], "big")
-        nal = record[pos + 2 : pos + 2 + n]
-        if len(nal) != n or n == 0:
-            raise BitstreamError("avcC PPS truncated")
-        sets.append(nal)
-        pos += 2 + n
+    pps_list, pos = _nal_list(record, pos + 1, record[pos], "avcC PPS")
+    sets = sps_list + pps_list
     if not sps_list:
         raise BitstreamError("avcC without SPS")
     width, height = avc_sps_dimensions(sps_list[0])
@@ -399,17 +393,11 @@ def parse_hvcc(record: bytes) -> VideoConfig:
             raise BitstreamError("hvcC array truncated")
         t = record[pos] & 0x3F
         count = int.from_bytes(record[pos + 1 : pos + 3], "big")
-        pos += 3
-        for _ in range(count):
-            n = int.from_bytes(record[pos : pos + 2], "big")
-            nal = record[pos + 2 : pos + 2 + n]
-            if len(nal) != n or n == 0:
-                raise BitstreamError("hvcC NAL unit truncated")
-            if t in (HEVC_VPS, HEVC_SPS, HEVC_PPS):
-                sets.append(nal)
-            if t == HEVC_SPS and sps is None:
-                sps = nal
-            pos += 2 + n
+        nals, pos = _nal_list(record, pos + 3, count, "hvcC NAL unit")
+        if t in (HEVC_VPS, HEVC_SPS, HEVC_PPS):
+            sets.extend(nals)
+        if t == HEVC_SPS and sps is None and nals:
+            sps = nals[0]
     order = {HEVC_VPS: 0, HEVC_SPS: 1, HEVC_PPS: 2}
     sets.sort(key=lambda nal: order[(nal[0] >> 1) & 0x3F])
     width = height = 0
