@@ -169,3 +169,19 @@ def test_first_gop_is_kept_when_the_audio_config_trails_the_keyframe() -> None:
     events = run(seg, late)
     assert seg.segments[0].start_ms == 0 and Published(0, None) in events
     assert seg.segments[0].parts[0].independent
+
+
+def test_byte_cap_evicts_oldest_segments_early() -> None:
+    frames = live_stream(20.0, gop_s=1.0)
+    small = SegmenterConfig(
+        Container.TS, target_duration_ms=1000, window_segments=10, max_window_bytes=60_000
+    )
+    seg = HlsSegmenter(small, video=True, audio=True)
+    peak = 0
+    for f in frames:
+        seg.push(f, wall(f))
+        if f.keyframe:
+            peak = max(peak, seg.bytes_held - (seg.current.nbytes if seg.current else 0))
+    assert seg.evicted_for_bytes > 0 and seg.stats()["evicted_for_bytes"] == seg.evicted_for_bytes
+    assert peak <= 60_000 or len(seg.segments) == 1
+    assert seg.media_sequence == seg.segments[0].msn or len(seg.listed) < 10

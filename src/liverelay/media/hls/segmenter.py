@@ -64,6 +64,7 @@ class SegmenterConfig:
     max_segment_ms: int = 20000  # cut even without a keyframe past this
     jump_ms: int = 10000  # a forward timestamp jump larger than this is a discontinuity
     backward_tolerance_ms: int = 500  # a backward step larger than this is a discontinuity
+    max_window_bytes: int = 64 << 20  # past this, the oldest segments go early (min: the newest one)
 
 
 class Published(NamedTuple):
@@ -114,6 +115,7 @@ class HlsSegmenter:
         self.current: Segment | None = None
         self.ended = False
         self.dropped_frames = 0
+        self.evicted_for_bytes = 0  # segments dropped early because of max_window_bytes
         self.discontinuities = 0
         self._inits: dict[int, bytes] = {}
         self._init_version = -1
@@ -198,6 +200,7 @@ class HlsSegmenter:
             "bytes": self.bytes_held,
             "dropped_frames": self.dropped_frames,
             "discontinuities": self.discontinuities,
+            "evicted_for_bytes": self.evicted_for_bytes,
         }
 
     def find(self, msn: int) -> Segment | None:
@@ -450,8 +453,11 @@ class HlsSegmenter:
         cfg = self.config
         keep = max(cfg.window_segments, 1) + max(cfg.retain_segments, 0)
         while len(self.segments) > keep:
-            if self.segments.popleft().discontinuity:
-                self._dropped_discontinuities += 1
+            self._drop_oldest()
+        # A high-bitrate stream with long GOPs: bound the bytes too, oldest first.
+        while len(self.segments) > 1 and self.bytes_held > cfg.max_window_bytes:
+            self._drop_oldest()
+            self.evicted_for_bytes += 1
         # Part bytes only for segments whose parts are still listed.
         for seg in list(self.segments)[: max(len(self.segments) - cfg.part_segments, 0)]:
             seg.parts = []
@@ -461,6 +467,10 @@ class HlsSegmenter:
         live.add(self._init_version)
         for init_id in [i for i in self._inits if i not in live]:
             del self._inits[init_id]
+
+    def _drop_oldest(self) -> None:
+        if self.segments.popleft().discontinuity:
+            self._dropped_discontinuities += 1
 
     def _estimated_end(self) -> int:
         last = max(self._last_ts.values()) if self._last_ts else 0
