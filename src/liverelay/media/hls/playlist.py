@@ -100,7 +100,8 @@ def skipped_count(seg: HlsSegmenter) -> int:
 
 
 def render_playlist(seg: HlsSegmenter, *, names: ResourceNames | None = None, skip: bool = False) -> str:
-    """The media playlist as text. Call only once `seg.started` (otherwise there is nothing to list)."""
+    """The media playlist as text. Call once `seg.playable` (before, there is nothing to list:
+    the server holds the first request, bounded, like a blocking reload)."""
     names = names or ResourceNames()
     container = seg.config.container
     ll = seg.parts_enabled

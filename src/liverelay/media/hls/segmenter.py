@@ -122,6 +122,7 @@ class HlsSegmenter:
         self._next_msn = 0
         self._target_ms = config.target_duration_ms
         self._max_duration_ms = 0
+        self._max_part_ms = 0
         self._configs: dict[FrameKind, Frame] = {}
         self._video_codec: VideoCodec | None = None
         self._ts: TsMuxer | None = None
@@ -174,11 +175,20 @@ class HlsSegmenter:
 
     @property
     def part_target_s(self) -> float:
-        return self.config.part_target_ms / 1000
+        """EXT-X-PART-INF PART-TARGET: the configured target, or the longest part so far when
+        irregular timestamps made one overrun it (so every part stays within it); only grows."""
+        return max(self.config.part_target_ms, self._max_part_ms) / 1000
 
     @property
     def started(self) -> bool:
         return self.current is not None or bool(self.segments)
+
+    @property
+    def playable(self) -> bool:
+        """A playlist has something to list: a complete segment, or (LL-HLS) a part."""
+        return bool(self.segments) or (
+            self.parts_enabled and self.current is not None and bool(self.current.parts)
+        )
 
     @property
     def last_complete_msn(self) -> int:
@@ -424,6 +434,8 @@ class HlsSegmenter:
             len(cur.parts), self._part_start, max(end_ms - self._part_start, 1), self._part_independent, data
         )
         cur.parts.append(part)
+        if self.parts_enabled:
+            self._max_part_ms = max(self._max_part_ms, part.duration_ms)
         if self.parts_enabled:
             out.append(Published(cur.msn, part.index))
 
