@@ -174,3 +174,31 @@ def test_resource_names_round_trip() -> None:
     assert parse_resource(names.segment(5, Container.TS)) == Resource("segment", 5)
     assert parse_resource(names.part(5, 1)) == Resource("part", 5, 1)
     assert parse_resource(names.init(2)) == Resource("init", 2)
+
+
+def test_between_segments_the_hint_names_the_next_segments_first_part() -> None:
+    """After a discontinuity the segmenter waits for a keyframe with no open segment: the
+    playlist still hints the part that will come, and a request for it waits."""
+    cfg = SegmenterConfig(Container.FMP4, target_duration_ms=1000, part_target_ms=300)
+    frames = live_stream(6.0, gop_s=1.0, jumps={3500: 30_000})
+    seg = HlsSegmenter(cfg, video=True, audio=True)
+    for f in frames:
+        seg.push(f, wall(f))
+        if f.timestamp >= 33_500:
+            break
+    assert seg.current is None and seg.started
+    text = render_playlist(seg)
+    assert validate(text) == []
+    assert m3u8.loads(text).preload_hint.uri == f"part{seg.next_msn}.0.m4s"
+    assert part_decision(seg, seg.next_msn, 0) is Reload.WAIT
+    assert part_decision(seg, seg.next_msn + 1, 0) is Reload.BAD_REQUEST
+    assert reload_decision(seg, seg.next_msn, 0) is Reload.WAIT
+
+
+def test_negative_timestamps_are_dropped() -> None:
+    seg = HlsSegmenter(SegmenterConfig(Container.FMP4, target_duration_ms=1000), video=True, audio=True)
+    frames = live_stream(3.0, gop_s=1.0, start_ms=-1000)
+    for f in frames:
+        seg.push(f, wall(f))
+    assert seg.dropped_frames > 0
+    assert seg.segments and seg.segments[0].start_ms == 0

@@ -147,8 +147,11 @@ def render_playlist(seg: HlsSegmenter, *, names: ResourceNames | None = None, sk
             lines.append(names.segment(s.msn, container))
     if seg.ended:
         lines.append("#EXT-X-ENDLIST")
-    elif ll and seg.current is not None:
-        hint = names.part(seg.current.msn, len(seg.current.parts))
+    elif ll:
+        # The part being built; between segments (after a discontinuity, until the next
+        # keyframe) the first part of the next segment.
+        cur = seg.current
+        hint = names.part(cur.msn, len(cur.parts)) if cur is not None else names.part(seg.next_msn, 0)
         lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{hint}"')
     return "\n".join(lines) + "\n"
 
@@ -191,8 +194,12 @@ def part_decision(seg: HlsSegmenter, msn: int, index: int) -> Reload:
     if seg.part_data(msn, index) is not None:
         return Reload.READY
     cur = seg.current
-    if seg.ended or cur is None:
+    if seg.ended:
         return Reload.BAD_REQUEST
+    if cur is None:
+        # Between segments: only the next segment's first parts can still come.
+        ok = seg.started and msn == seg.next_msn and index < ADVANCE_PART_LIMIT
+        return Reload.WAIT if ok else Reload.BAD_REQUEST
     if msn == cur.msn and len(cur.parts) <= index < len(cur.parts) + ADVANCE_PART_LIMIT:
         return Reload.WAIT
     if msn == cur.msn + 1 and index < ADVANCE_PART_LIMIT:

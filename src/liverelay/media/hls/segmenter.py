@@ -191,6 +191,11 @@ class HlsSegmenter:
         )
 
     @property
+    def next_msn(self) -> int:
+        """The sequence number the next segment will get (the open one's + 1)."""
+        return self._next_msn
+
+    @property
     def last_complete_msn(self) -> int:
         return self.segments[-1].msn if self.segments else -1
 
@@ -254,6 +259,10 @@ class HlsSegmenter:
             self.dropped_frames += 1  # before its decoder config, or a codec the variant does not carry
             return out
         t = frame.timestamp
+        if t < 0:
+            # The hub's timelines start at 0; a negative time has no place in tfdt/PTS.
+            self.dropped_frames += 1
+            return out
         last = self._last_ts.get(kind)
         if last is not None and (
             t < last - self.config.backward_tolerance_ms or t > last + self.config.jump_ms
