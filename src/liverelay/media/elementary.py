@@ -529,7 +529,9 @@ def adts_header(cfg: AacConfig, raw_len: int) -> bytes:
     n = raw_len + 7
     if n >= 1 << 13:
         raise BitstreamError("AAC frame too large for ADTS")
-    profile = min(cfg.object_type, 4) - 1  # ADTS carries object types 1..4 only
+    # ADTS carries object types 1..4 only; HE-AAC (5, 29: SBR/PS signalled explicitly) is
+    # an LC core at the first sampling index, with SBR found implicitly by the decoder.
+    profile = cfg.object_type - 1 if cfg.object_type <= 4 else 1
     return bytes(
         [
             0xFF,
