@@ -13,6 +13,7 @@ import pytest
 
 from liverelay.media.elementary import VideoCodec
 from liverelay.media.flv import FlvDecoder
+from liverelay.media.fmp4 import Fmp4Demuxer
 from liverelay.media.frame import Frame, FrameKind
 from liverelay.media.hls.playlist import ResourceNames, render_playlist
 from liverelay.media.hls.segmenter import Container, HlsSegmenter, SegmenterConfig
@@ -187,6 +188,31 @@ def test_demuxer_reads_ffmpeg_hls_segments(
     video_ts = [f.timestamp for f in frames if f.kind == FrameKind.VIDEO and not f.config]
     assert video_ts == sorted(video_ts)
     # And back out through our own muxer: ffprobe agrees.
+    mux = TsMuxer(video=VideoCodec.AVC, audio=True)
+    again = tmp_path / "again.ts"
+    again.write_bytes(mux.start_segment() + b"".join(mux.mux(f) for f in frames))
+    assert count_frames(ffprobe, again) == media_counts(frames)
+
+
+def test_fmp4_demuxer_reads_ffmpeg_fmp4_hls(
+    sample_flv: Path, ffmpeg: str, ffprobe: str, tmp_path: Path
+) -> None:
+    """An fMP4 HLS source written by ffmpeg: every frame back, and our TS muxer re-encodes them."""
+    out = tmp_path / "src"
+    out.mkdir()
+    hls = ["-f", "hls", "-hls_segment_type", "fmp4", "-hls_time", "2", "-hls_list_size", "0"]
+    hls.append(str(out / "index.m3u8"))
+    subprocess.run(
+        [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-i", str(sample_flv), "-c", "copy", *hls],
+        check=True,
+        timeout=120,
+    )
+    playlist = m3u8.load(str(out / "index.m3u8"))
+    demux = Fmp4Demuxer()
+    frames = demux.init((out / playlist.segment_map[0].uri).read_bytes())
+    for s in playlist.segments:
+        frames += demux.segment((out / s.uri).read_bytes())
+    assert media_counts(frames) == media_counts(flv_frames(sample_flv))
     mux = TsMuxer(video=VideoCodec.AVC, audio=True)
     again = tmp_path / "again.ts"
     again.write_bytes(mux.start_segment() + b"".join(mux.mux(f) for f in frames))

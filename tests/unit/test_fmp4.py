@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import struct
+import time
 from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from liverelay.media.elementary import VideoCodec, parse_video_tag
 from liverelay.media.flv import FlvDecoder
@@ -12,6 +17,8 @@ from liverelay.media.fmp4 import (
     SAMPLE_FLAGS_NON_SYNC,
     SAMPLE_FLAGS_SYNC,
     VIDEO_TRACK_ID,
+    Fmp4Demuxer,
+    Fmp4Error,
     Fmp4Writer,
 )
 from liverelay.media.frame import Frame, FrameKind
@@ -169,3 +176,64 @@ def test_hevc_init_has_hvc1_and_hvcc() -> None:
     assert [k for k, _, _ in boxes(init, entry[1] + 78, entry[2])] == [b"hvcC"]
     assert struct.unpack(">HH", init[entry[1] + 24 : entry[1] + 28]) == (160, 96)
     assert frags and all(boxes(f)[0][0] == b"moof" for f in frags)
+
+
+def test_demuxer_round_trip_gives_the_same_frames() -> None:
+    frames = flv_frames()
+    init, frags = write_fragments(frames, VideoCodec.AVC)
+    demux = Fmp4Demuxer()
+    configs = demux.init(init)
+    header_v = next(f for f in frames if f.kind == FrameKind.VIDEO and f.config)
+    header_a = next(f for f in frames if f.kind == FrameKind.AUDIO and f.config)
+    assert {f.payload for f in configs} == {header_v.payload, header_a.payload}
+    assert all(f.config for f in configs)
+    out = [f for frag in frags for f in demux.segment(frag)]
+    media_in = [f for f in frames if not f.config and f.kind != FrameKind.DATA and len(f.payload) > 5]
+    start = next(f.timestamp for f in media_in if f.kind == FrameKind.VIDEO)
+    for kind in (FrameKind.VIDEO, FrameKind.AUDIO):
+        a = [f for f in media_in if f.kind == kind]
+        b = [f for f in out if f.kind == kind]
+        assert len(b) == len(a)
+        if kind == FrameKind.VIDEO:
+            assert [(f.timestamp, f.keyframe, f.payload) for f in b] == [
+                (x.timestamp - start, x.keyframe, x.payload) for x in a
+            ]
+        else:
+            assert [f.payload for f in b] == [x.payload for x in a]
+
+
+def test_demuxer_refuses_malformed_input() -> None:
+    frames = flv_frames()
+    init, frags = write_fragments(frames, VideoCodec.AVC)
+    with pytest.raises(Fmp4Error, match="before an init"):
+        Fmp4Demuxer().segment(frags[0])
+    with pytest.raises(Fmp4Error):
+        Fmp4Demuxer().init(init[:-20])
+    demux = Fmp4Demuxer()
+    demux.init(init)
+    broken = bytearray(frags[0])
+    broken[0:4] = (len(broken) * 2).to_bytes(4, "big")
+    with pytest.raises(Fmp4Error, match="overruns"):
+        demux.segment(bytes(broken))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(min_value=0), st.integers(0, 255)), max_size=30), st.integers(0))
+def test_demuxer_fuzz_mutated_real_fragments(flips: list[tuple[int, int]], cut: int) -> None:
+    init, frags = _FUZZ_SAMPLE
+    for target_init in (True, False):
+        data = bytearray(init if target_init else frags[1])
+        data = data[: max(8, cut % (len(data) + 1))]
+        for pos, value in flips:
+            data[pos % len(data)] = value
+        demux = Fmp4Demuxer()
+        start = time.monotonic()
+        try:
+            demux.init(bytes(data) if target_init else init)
+            demux.segment(frags[0] if target_init else bytes(data))
+        except Fmp4Error:
+            pass
+        assert time.monotonic() - start < 5.0
+
+
+_FUZZ_SAMPLE = write_fragments(flv_frames(), VideoCodec.AVC)

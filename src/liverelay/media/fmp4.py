@@ -19,16 +19,22 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from .codecs import make_frame
 from .elementary import (
     AAC_FRAME_SAMPLES,
     AacConfig,
+    BitstreamError,
     VideoCodec,
     VideoConfig,
     VideoPacket,
+    aac_config_tag,
+    aac_frame_tag,
     aac_payload,
     parse_asc,
     parse_video_config,
     parse_video_tag,
+    video_config_tag,
+    video_frame_tag,
 )
 from .frame import Frame, FrameKind
 
@@ -318,3 +324,284 @@ class Fmp4Writer:
             return None
         self.sequence += 1
         return fragment(self.sequence, runs)
+
+
+# ====================================================================== demuxer
+
+
+class Fmp4Error(ValueError):
+    """The fMP4 data is malformed or unsupported; the source carrying it should be ended."""
+
+
+_MAX_SAMPLES = 1 << 17  # per trun: far above any real fragment, bounds the work per input
+_SAMPLE_NON_SYNC = 0x00010000
+
+
+def _boxes(data: bytes, start: int, end: int) -> list[tuple[bytes, int, int]]:
+    """(type, body start, body end) of the boxes tiling data[start:end]."""
+    out = []
+    pos = start
+    while pos < end:
+        if pos + 8 > end:
+            raise Fmp4Error("truncated box header")
+        size, kind = struct.unpack_from(">I4s", data, pos)
+        head = 8
+        if size == 1:
+            if pos + 16 > end:
+                raise Fmp4Error("truncated large box header")
+            size = struct.unpack_from(">Q", data, pos + 8)[0]
+            head = 16
+        elif size == 0:
+            size = end - pos
+        if size < head or pos + size > end:
+            raise Fmp4Error(f"box {kind!r} of {size} bytes overruns its parent")
+        out.append((kind, pos + head, pos + size))
+        pos += size
+    if len(out) > 10_000:
+        raise Fmp4Error("too many boxes")
+    return out
+
+
+def _child(data: bytes, start: int, end: int, kind: bytes) -> tuple[int, int] | None:
+    for k, s, e in _boxes(data, start, end):
+        if k == kind:
+            return s, e
+    return None
+
+
+def _need(data: bytes, start: int, end: int, kind: bytes) -> tuple[int, int]:
+    found = _child(data, start, end, kind)
+    if found is None:
+        raise Fmp4Error(f"missing {kind.decode('latin-1')} box")
+    return found
+
+
+def _es_descriptor_asc(esds: bytes) -> bytes:
+    """The DecoderSpecificInfo (AudioSpecificConfig) inside an esds body (after version/flags)."""
+    pos = 4
+    end = len(esds)
+    while pos < end:
+        tag = esds[pos]
+        pos += 1
+        n = 0
+        for _ in range(4):
+            if pos >= end:
+                raise Fmp4Error("truncated esds descriptor")
+            b = esds[pos]
+            pos += 1
+            n = (n << 7) | (b & 0x7F)
+            if not b & 0x80:
+                break
+        if tag == 0x03:
+            if pos + 3 > end:
+                raise Fmp4Error("truncated ES_Descriptor")
+            flags = esds[pos + 2]
+            pos += 3
+            if flags & 0x80:
+                pos += 2
+            if flags & 0x40:
+                pos += 1 + (esds[pos] if pos < end else 0)
+            if flags & 0x20:
+                pos += 2
+            continue
+        if tag == 0x04:
+            pos += 13
+            continue
+        if tag == 0x05:
+            if pos + n > end:
+                raise Fmp4Error("truncated AudioSpecificConfig")
+            return esds[pos : pos + n]
+        pos += n
+    raise Fmp4Error("esds without AudioSpecificConfig")
+
+
+@dataclass(slots=True)
+class _Track:
+    kind: FrameKind
+    timescale: int
+    codec: VideoCodec | None
+    config_tag: bytes
+    default_duration: int = 0
+    default_size: int = 0
+    default_flags: int = 0
+
+
+class Fmp4Demuxer:
+    """fMP4 HLS source -> Frames: `init(data)` with the EXT-X-MAP resource (returns the
+    sequence-header frames), then `segment(data)` with each whole segment or part (moof+mdat
+    pairs). Raises only Fmp4Error; work is linear in the input, samples per run bounded."""
+
+    def __init__(self) -> None:
+        self._tracks: dict[int, _Track] = {}
+        self._origin: int | None = None  # ms
+        self.frames = 0
+
+    def init(self, data: bytes) -> list[Frame]:
+        try:
+            return self._init(data)
+        except (IndexError, struct.error, BitstreamError) as exc:
+            raise Fmp4Error(f"malformed init segment: {exc}") from exc
+
+    def segment(self, data: bytes) -> list[Frame]:
+        if not self._tracks:
+            raise Fmp4Error("media segment before an init segment")
+        try:
+            out = self._segment(data)
+        except (IndexError, struct.error, BitstreamError) as exc:
+            raise Fmp4Error(f"malformed media segment: {exc}") from exc
+        out.sort(key=lambda f: (f.timestamp, 0 if f.config else 1))
+        self.frames += len(out)
+        return out
+
+    def _init(self, data: bytes) -> list[Frame]:
+        tracks: dict[int, _Track] = {}
+        moov = _need(data, 0, len(data), b"moov")
+        for kind, s, e in _boxes(data, *moov):
+            if kind != b"trak":
+                continue
+            tkhd = _need(data, s, e, b"tkhd")
+            version = data[tkhd[0]]
+            track_id = struct.unpack_from(">I", data, tkhd[0] + (20 if version == 1 else 12))[0]
+            mdia = _need(data, s, e, b"mdia")
+            mdhd = _need(data, *mdia, b"mdhd")
+            mv = data[mdhd[0]]
+            timescale = struct.unpack_from(">I", data, mdhd[0] + (20 if mv == 1 else 12))[0]
+            if timescale == 0:
+                raise Fmp4Error("track timescale 0")
+            minf = _need(data, *mdia, b"minf")
+            stbl = _need(data, *minf, b"stbl")
+            stsd = _need(data, *stbl, b"stsd")
+            entries = _boxes(data, stsd[0] + 8, stsd[1])
+            if not entries:
+                continue
+            ekind, es, ee = entries[0]
+            if ekind in (b"avc1", b"avc3", b"hvc1", b"hev1"):
+                codec = VideoCodec.HEVC if ekind in (b"hvc1", b"hev1") else VideoCodec.AVC
+                rec_kind = b"hvcC" if codec is VideoCodec.HEVC else b"avcC"
+                rec = _need(data, es + 78, ee, rec_kind)
+                record = bytes(data[rec[0] : rec[1]])
+                parse_video_config(codec, record)  # validate now, not at the first frame
+                tag = video_config_tag(codec, record)
+                tracks[track_id] = _Track(FrameKind.VIDEO, timescale, codec, tag)
+            elif ekind == b"mp4a":
+                esds = _need(data, es + 28, ee, b"esds")
+                asc = _es_descriptor_asc(bytes(data[esds[0] : esds[1]]))
+                parse_asc(asc)
+                tracks[track_id] = _Track(FrameKind.AUDIO, timescale, None, aac_config_tag(asc))
+        mvex = _child(data, *moov, b"mvex")
+        if mvex is not None:
+            for kind, s, _ in _boxes(data, *mvex):
+                if kind == b"trex":
+                    tid, _, dur, size, flags = struct.unpack_from(">IIIII", data, s + 4)
+                    if tid in tracks:
+                        t = tracks[tid]
+                        t.default_duration, t.default_size, t.default_flags = dur, size, flags
+        if not tracks:
+            raise Fmp4Error("init segment has no H.264/H.265/AAC track")
+        self._tracks = tracks
+        # Stamped at the start of the timeline; the hub keeps them apart from the media anyway.
+        return [make_frame(t.kind, 0, t.config_tag) for t in tracks.values()]
+
+    def _ms(self, decode_time: int, timescale: int) -> int:
+        ms = decode_time * 1000 // timescale
+        if self._origin is None:
+            self._origin = ms
+        return max(0, ms - self._origin)
+
+    def _segment(self, data: bytes) -> list[Frame]:
+        out: list[Frame] = []
+        top = _boxes(data, 0, len(data))
+        for kind, s, e in top:
+            if kind != b"moof":
+                continue
+            moof_start = s - 8
+            for tk, ts_, te in _boxes(data, s, e):
+                if tk == b"traf":
+                    out.extend(self._traf(data, moof_start, ts_, te))
+        return out
+
+    def _traf(self, data: bytes, moof_start: int, s: int, e: int) -> list[Frame]:
+        tfhd = _need(data, s, e, b"tfhd")
+        flags = int.from_bytes(data[tfhd[0] + 1 : tfhd[0] + 4], "big")
+        track_id = struct.unpack_from(">I", data, tfhd[0] + 4)[0]
+        track = self._tracks.get(track_id)
+        if track is None:
+            return []
+        pos = tfhd[0] + 8
+        base = moof_start
+        if flags & 0x01:
+            base = struct.unpack_from(">Q", data, pos)[0]
+            pos += 8
+        if flags & 0x02:
+            pos += 4
+        default_duration, default_size, default_flags = (
+            track.default_duration,
+            track.default_size,
+            track.default_flags,
+        )
+        if flags & 0x08:
+            default_duration = struct.unpack_from(">I", data, pos)[0]
+            pos += 4
+        if flags & 0x10:
+            default_size = struct.unpack_from(">I", data, pos)[0]
+            pos += 4
+        if flags & 0x20:
+            default_flags = struct.unpack_from(">I", data, pos)[0]
+        tfdt = _child(data, s, e, b"tfdt")
+        decode_time = 0
+        if tfdt is not None:
+            v = data[tfdt[0]]
+            decode_time = struct.unpack_from(">Q" if v == 1 else ">I", data, tfdt[0] + 4)[0]
+        out: list[Frame] = []
+        data_end = base  # where the previous trun's data ended (for runs without data offset)
+        for kind, rs, _ in _boxes(data, s, e):
+            if kind != b"trun":
+                continue
+            version = data[rs]
+            tflags = int.from_bytes(data[rs + 1 : rs + 4], "big")
+            count = struct.unpack_from(">I", data, rs + 4)[0]
+            if count > _MAX_SAMPLES:
+                raise Fmp4Error(f"trun with {count} samples")
+            p = rs + 8
+            offset = data_end
+            if tflags & 0x001:
+                offset = base + struct.unpack_from(">i", data, p)[0]
+                p += 4
+            first_flags = None
+            if tflags & 0x004:
+                first_flags = struct.unpack_from(">I", data, p)[0]
+                p += 4
+            for i in range(count):
+                dur = default_duration
+                size = default_size
+                sflags = default_flags
+                cts = 0
+                if tflags & 0x100:
+                    dur = struct.unpack_from(">I", data, p)[0]
+                    p += 4
+                if tflags & 0x200:
+                    size = struct.unpack_from(">I", data, p)[0]
+                    p += 4
+                if tflags & 0x400:
+                    sflags = struct.unpack_from(">I", data, p)[0]
+                    p += 4
+                elif i == 0 and first_flags is not None:
+                    sflags = first_flags
+                if tflags & 0x800:
+                    cts = struct.unpack_from(">i" if version == 1 else ">I", data, p)[0]
+                    p += 4
+                if offset < 0 or offset + size > len(data):
+                    raise Fmp4Error("sample data outside the segment")
+                sample = bytes(data[offset : offset + size])
+                offset += size
+                ts = self._ms(decode_time, track.timescale)
+                if track.kind == FrameKind.VIDEO and track.codec is not None:
+                    sync = not sflags & _SAMPLE_NON_SYNC
+                    cts_ms = cts * 1000 // track.timescale
+                    payload = video_frame_tag(track.codec, sync, cts_ms, sample)
+                    out.append(make_frame(FrameKind.VIDEO, ts, payload))
+                elif size:
+                    out.append(make_frame(FrameKind.AUDIO, ts, aac_frame_tag(sample)))
+                decode_time += dur
+            data_end = offset
+        return out
