@@ -12,6 +12,9 @@ frames), re-anchored otherwise.
 A video sample's duration is the distance to the next video frame, so the last
 sample of a fragment needs `end_ms`: the timestamp of the frame that starts the next
 fragment (or an estimate at the end of the stream).
+
+`Fmp4Demuxer` is the native HLS puller's direction for fMP4 sources: `init()` with the
+EXT-X-MAP resource, then `segment()` per segment/part; Frames out, `Fmp4Error` only.
 """
 
 from __future__ import annotations
