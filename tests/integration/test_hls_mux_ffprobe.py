@@ -166,19 +166,30 @@ def test_hevc_from_ffmpeg_ts_through_demuxer_into_fmp4_and_ts(
         play(ffmpeg, out / "index.m3u8")
 
 
+def ffmpeg_hls(ffmpeg: str, source: Path, out: Path, *extra: str) -> tuple[Path, m3u8.M3U8]:
+    """ffmpeg copies `source` into an HLS playlist + segments in `out` (a live source stand-in)."""
+    out.mkdir()
+    hls = ["-f", "hls", *extra, "-hls_time", "2", "-hls_list_size", "0", str(out / "index.m3u8")]
+    subprocess.run(
+        [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-i", str(source), "-c", "copy", *hls],
+        check=True,
+        timeout=120,
+    )
+    return out, m3u8.load(str(out / "index.m3u8"))
+
+
+def assert_remux_decodes(ffprobe: str, frames: list[Frame], path: Path) -> None:
+    """Demuxed frames back out through our own TS muxer: ffprobe decodes all of them."""
+    mux = TsMuxer(video=VideoCodec.AVC, audio=True)
+    path.write_bytes(mux.start_segment() + b"".join(mux.mux(f) for f in frames))
+    assert count_frames(ffprobe, path) == media_counts(frames)
+
+
 def test_demuxer_reads_ffmpeg_hls_segments(
     sample_flv: Path, ffmpeg: str, ffprobe: str, tmp_path: Path
 ) -> None:
     """The native puller's direction: ffmpeg writes HLS; our demuxer gets every frame back."""
-    out = tmp_path / "src"
-    out.mkdir()
-    hls = ["-f", "hls", "-hls_time", "2", "-hls_list_size", "0", str(out / "index.m3u8")]
-    subprocess.run(
-        [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-i", str(sample_flv), "-c", "copy", *hls],
-        check=True,
-        timeout=120,
-    )
-    playlist = m3u8.load(str(out / "index.m3u8"))
+    out, playlist = ffmpeg_hls(ffmpeg, sample_flv, tmp_path / "src")
     demux = TsDemuxer()
     frames: list[Frame] = []
     for s in playlist.segments:
@@ -187,33 +198,17 @@ def test_demuxer_reads_ffmpeg_hls_segments(
     assert media_counts(frames) == media_counts(flv_frames(sample_flv))
     video_ts = [f.timestamp for f in frames if f.kind == FrameKind.VIDEO and not f.config]
     assert video_ts == sorted(video_ts)
-    # And back out through our own muxer: ffprobe agrees.
-    mux = TsMuxer(video=VideoCodec.AVC, audio=True)
-    again = tmp_path / "again.ts"
-    again.write_bytes(mux.start_segment() + b"".join(mux.mux(f) for f in frames))
-    assert count_frames(ffprobe, again) == media_counts(frames)
+    assert_remux_decodes(ffprobe, frames, tmp_path / "again.ts")
 
 
 def test_fmp4_demuxer_reads_ffmpeg_fmp4_hls(
     sample_flv: Path, ffmpeg: str, ffprobe: str, tmp_path: Path
 ) -> None:
     """An fMP4 HLS source written by ffmpeg: every frame back, and our TS muxer re-encodes them."""
-    out = tmp_path / "src"
-    out.mkdir()
-    hls = ["-f", "hls", "-hls_segment_type", "fmp4", "-hls_time", "2", "-hls_list_size", "0"]
-    hls.append(str(out / "index.m3u8"))
-    subprocess.run(
-        [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-i", str(sample_flv), "-c", "copy", *hls],
-        check=True,
-        timeout=120,
-    )
-    playlist = m3u8.load(str(out / "index.m3u8"))
+    out, playlist = ffmpeg_hls(ffmpeg, sample_flv, tmp_path / "src", "-hls_segment_type", "fmp4")
     demux = Fmp4Demuxer()
     frames = demux.init((out / playlist.segment_map[0].uri).read_bytes())
     for s in playlist.segments:
         frames += demux.segment((out / s.uri).read_bytes())
     assert media_counts(frames) == media_counts(flv_frames(sample_flv))
-    mux = TsMuxer(video=VideoCodec.AVC, audio=True)
-    again = tmp_path / "again.ts"
-    again.write_bytes(mux.start_segment() + b"".join(mux.mux(f) for f in frames))
-    assert count_frames(ffprobe, again) == media_counts(frames)
+    assert_remux_decodes(ffprobe, frames, tmp_path / "again.ts")
