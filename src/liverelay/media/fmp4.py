@@ -418,6 +418,13 @@ def _es_descriptor_asc(esds: bytes) -> bytes:
     raise Fmp4Error("esds without AudioSpecificConfig")
 
 
+def _u32_if(data: bytes, pos: int, present: int, default: int) -> tuple[int, int]:
+    """An optional u32 field of tfhd/trun: (value or default, position after it)."""
+    if present:
+        return struct.unpack_from(">I", data, pos)[0], pos + 4
+    return default, pos
+
+
 @dataclass(slots=True)
 class _Track:
     kind: FrameKind
@@ -542,14 +549,9 @@ class Fmp4Demuxer:
             track.default_size,
             track.default_flags,
         )
-        if flags & 0x08:
-            default_duration = struct.unpack_from(">I", data, pos)[0]
-            pos += 4
-        if flags & 0x10:
-            default_size = struct.unpack_from(">I", data, pos)[0]
-            pos += 4
-        if flags & 0x20:
-            default_flags = struct.unpack_from(">I", data, pos)[0]
+        default_duration, pos = _u32_if(data, pos, flags & 0x08, default_duration)
+        default_size, pos = _u32_if(data, pos, flags & 0x10, default_size)
+        default_flags, pos = _u32_if(data, pos, flags & 0x20, default_flags)
         tfdt = _child(data, s, e, b"tfdt")
         decode_time = 0
         if tfdt is not None:
@@ -575,21 +577,11 @@ class Fmp4Demuxer:
                 first_flags = struct.unpack_from(">I", data, p)[0]
                 p += 4
             for i in range(count):
-                dur = default_duration
-                size = default_size
-                sflags = default_flags
+                dur, p = _u32_if(data, p, tflags & 0x100, default_duration)
+                size, p = _u32_if(data, p, tflags & 0x200, default_size)
+                first = first_flags if i == 0 and first_flags is not None else default_flags
+                sflags, p = _u32_if(data, p, tflags & 0x400, first)
                 cts = 0
-                if tflags & 0x100:
-                    dur = struct.unpack_from(">I", data, p)[0]
-                    p += 4
-                if tflags & 0x200:
-                    size = struct.unpack_from(">I", data, p)[0]
-                    p += 4
-                if tflags & 0x400:
-                    sflags = struct.unpack_from(">I", data, p)[0]
-                    p += 4
-                elif i == 0 and first_flags is not None:
-                    sflags = first_flags
                 if tflags & 0x800:
                     cts = struct.unpack_from(">i" if version == 1 else ">I", data, p)[0]
                     p += 4
