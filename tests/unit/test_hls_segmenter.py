@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from hls_frames import WALL0, live_stream, wall
 
-from liverelay.media.frame import FrameKind
+from liverelay.media.frame import Frame, FrameKind
 from liverelay.media.hls.segmenter import Container, HlsSegmenter, Published, SegmenterConfig
 from liverelay.media.mpegts import PACKET_SIZE
 
 
-def run(seg: HlsSegmenter, frames: list, lag_s: float = 0.0) -> list[Published]:
+def run(seg: HlsSegmenter, frames: list[Frame], lag_s: float = 0.0) -> list[Published]:
     events: list[Published] = []
     for f in frames:
         events += seg.push(f, wall(f, lag_s))
@@ -185,3 +185,21 @@ def test_byte_cap_evicts_oldest_segments_early() -> None:
     assert seg.evicted_for_bytes > 0 and seg.stats()["evicted_for_bytes"] == seg.evicted_for_bytes
     assert peak <= 60_000 or len(seg.segments) == 1
     assert seg.media_sequence == seg.segments[0].msn or len(seg.listed) < 10
+
+
+def test_malformed_frames_are_skipped_and_counted_not_raised() -> None:
+    frames = live_stream(5.0, gop_s=1.0)
+    bad_nal = Frame(FrameKind.VIDEO, 0, b"\x27\x01\x00\x00\x00\x00\x00\x10\x00\x41")  # length past the end
+    bad_asc = Frame(FrameKind.AUDIO, 0, b"\xaf\x00\xf8", config=True)  # object type 31: unsupported
+    bad_avcc = Frame(FrameKind.VIDEO, 0, b"\x17\x00\x00\x00\x00\x02\x00", config=True)
+    for container in (Container.TS, Container.FMP4):
+        seg = HlsSegmenter(SegmenterConfig(container, target_duration_ms=1000), video=True, audio=True)
+        for i, f in enumerate(frames):
+            seg.push(f, wall(f))
+            if i in (100, 200, 300):
+                t = f.timestamp
+                for bad in (bad_nal, bad_asc, bad_avcc):
+                    seg.push(bad.with_timestamp(t), wall(f))
+        assert seg.malformed_frames == 9 and seg.stats()["malformed_frames"] == 9
+        assert seg.last_error is not None
+        assert len(seg.segments) == 4  # the stream's HLS output carried on

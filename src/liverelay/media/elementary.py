@@ -120,6 +120,19 @@ def split_length_prefixed(data: bytes, length_size: int = 4) -> list[bytes]:
     return out
 
 
+def check_length_prefixed(data: bytes, length_size: int = 4) -> None:
+    """Raise BitstreamError unless `data` is a whole number of length-prefixed NAL units
+    (what split_length_prefixed checks, without copying the units)."""
+    pos, end = 0, len(data)
+    while pos < end:
+        if pos + length_size > end:
+            raise BitstreamError("truncated NAL length")
+        n = int.from_bytes(data[pos : pos + length_size], "big")
+        pos += length_size + n
+        if n == 0 or pos > end:
+            raise BitstreamError(f"NAL length {n} past the end of the sample")
+
+
 def split_annexb(data: bytes) -> list[bytes]:
     """Annex-B byte stream (00 00 01 / 00 00 00 01 start codes) -> NAL units."""
     out: list[bytes] = []

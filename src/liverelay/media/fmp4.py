@@ -33,6 +33,7 @@ from .elementary import (
     aac_config_tag,
     aac_frame_tag,
     aac_payload,
+    check_length_prefixed,
     parse_asc,
     parse_video_config,
     parse_video_tag,
@@ -281,6 +282,8 @@ class Fmp4Writer:
                     self.config_version += 1
                 return
             if tag.packet is VideoPacket.FRAMES and self.video_config is not None and tag.data:
+                # A sample with broken NAL framing would poison the whole fragment for players.
+                check_length_prefixed(tag.data, self.video_config.length_size)
                 self._video.append(_PendingVideo(frame.timestamp, tag.cts_ms, tag.data, frame.keyframe))
         elif frame.kind == FrameKind.AUDIO and self.audio:
             aac = aac_payload(frame.payload)

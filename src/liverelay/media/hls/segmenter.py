@@ -32,15 +32,17 @@ from typing import NamedTuple
 
 from ..elementary import (
     AAC_FRAME_SAMPLES,
+    BitstreamError,
     VideoCodec,
     VideoPacket,
     aac_payload,
     parse_asc,
+    parse_video_config,
     parse_video_tag,
 )
 from ..fmp4 import Fmp4Writer
 from ..frame import Frame, FrameKind
-from ..mpegts import TsMuxer
+from ..mpegts import TsError, TsMuxer
 
 AUTO_TARGET_MIN_MS = 1000
 AUTO_TARGET_MAX_MS = 10000
@@ -115,6 +117,8 @@ class HlsSegmenter:
         self.current: Segment | None = None
         self.ended = False
         self.dropped_frames = 0
+        self.malformed_frames = 0  # frames skipped because their content could not be parsed
+        self.last_error: str | None = None  # the latest of those, for the caller's (rate-limited) log
         self.evicted_for_bytes = 0  # segments dropped early because of max_window_bytes
         self.discontinuities = 0
         self._inits: dict[int, bytes] = {}
@@ -216,6 +220,7 @@ class HlsSegmenter:
             "dropped_frames": self.dropped_frames,
             "discontinuities": self.discontinuities,
             "evicted_for_bytes": self.evicted_for_bytes,
+            "malformed_frames": self.malformed_frames,
         }
 
     def find(self, msn: int) -> Segment | None:
@@ -241,9 +246,20 @@ class HlsSegmenter:
 
     # ------------------------------------------------------------ input
     def push(self, frame: Frame, wall_clock: float) -> list[Published]:
-        """One frame from the hub, with the wall clock (epoch seconds) of its receipt."""
+        """One frame from the hub, with the wall clock (epoch seconds) of its receipt.
+        Never raises on the frame's content: a malformed frame (bad NAL lengths, a broken
+        decoder config) is skipped and counted in `malformed_frames`, so one bad publisher
+        frame costs one frame, not the stream's HLS output."""
         if self.ended or frame.kind == FrameKind.DATA:
             return []
+        try:
+            return self._push(frame, wall_clock)
+        except (BitstreamError, TsError) as exc:
+            self.malformed_frames += 1
+            self.last_error = f"{frame!r}: {exc}"
+            return []
+
+    def _push(self, frame: Frame, wall_clock: float) -> list[Published]:
         out: list[Published] = []
         if frame.config:
             self._config_frame(frame)
@@ -328,7 +344,7 @@ class HlsSegmenter:
         self._last_ts.clear()
         out: list[Published] = []
         for frame, wall_clock in held:
-            out += self.push(frame, wall_clock)
+            out += self._push(frame, wall_clock)
         return out
 
     def _config_frame(self, frame: Frame) -> None:
@@ -338,6 +354,7 @@ class HlsSegmenter:
                 return
             if self._video_codec is not None and tag.codec is not self._video_codec and self.started:
                 return  # a codec switch needs a new variant; keep the one the playlist announced
+            parse_video_config(tag.codec, tag.data)  # raises before a broken config is kept
             self._video_codec = tag.codec
         elif frame.kind == FrameKind.AUDIO and self.expect_audio:
             aac = aac_payload(frame.payload)
