@@ -76,6 +76,8 @@ class RelaySettings:
         default_factory=lambda: ["169.254.0.0/16", "fe80::/10", "100.100.100.200/32", "fd00:ec2::254/128"]
     )
     ffmpeg_path: str = "ffmpeg"
+    max_hops: int = 4  # longest chain of play-triggered relays a marked request may extend (relay/loops.py)
+    node_id: str = ""  # this node's id in relay-loop markers; "" = random per process (relay/loops.py)
 
 
 @dataclass

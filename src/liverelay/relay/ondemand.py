@@ -15,6 +15,8 @@
   over it): the viewer waits for the fixed relay's media, at most start_timeout_s (and
   the hub's play timeout), and gets not-found if none comes. `fixed_owner` (set by
   RelayManager) says which streams those are.
+- Loops: every pull carries the relay chain (node ids); a marked request that would
+  pull again here is refused at once (relay/loops.py).
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ from ..config import RelaySettings
 from ..hub import SourceKind, StreamKey
 from ..sources import PullFunction
 from ..sources import open_source as default_open_source
+from ..sources.base import relay_chain
 from ..store.bus import ChangeEvent
 from ..store.models import RelayV3Config
 from .events import RelayEvents
+from .loops import LoopGuard, new_node_id, strip_mark
 from .policy import SourcePolicy
 from .pull import RelayPull
 
@@ -164,6 +168,7 @@ class OnDemandRelays:
         self._background: set[asyncio.Task[Any]] = set()
         # Set by RelayManager: the fixed (V4) task that owns `key` right now, or None.
         self.fixed_owner: Callable[[StreamKey], Any] = lambda _key: None
+        self.loop_guard = LoopGuard(settings.node_id or new_node_id(), settings.max_hops)
 
     # ---- configuration ------------------------------------------------------------
 
@@ -204,12 +209,26 @@ class OnDemandRelays:
             config = self.config_for(key)
             if config is None:
                 return False
+            if self._loop_refused(key, query, starting=True):
+                return False
+            via = self.loop_guard.chain(query)  # the pullers send it on (relay/loops.py)
+            query = strip_mark(query)
             urls = build_origin_urls(config, key.app, key.name, query)
             if not urls:
                 return False
-            entry = self._start(key, query, urls)
+            with relay_chain(via):  # the pull's tasks, created in _start, inherit it
+                entry = self._start(key, query, urls)
+        elif self._loop_refused(key, query, starting=False):
+            return False
         entry.cancel_linger()
         return await self._wait_ready(entry.pull)
+
+    def _loop_refused(self, key: StreamKey, query: str, *, starting: bool) -> bool:
+        """True (logged, rate-limited) when a relay-marked request must not be answered by a pull."""
+        refusal = self.loop_guard.refusal(query, starting=starting)
+        if refusal is not None:
+            self.loop_guard.log_refusal(key, refusal)
+        return refusal is not None
 
     async def _wait_ready(self, pull: RelayPull) -> bool:
         if pull.first_media.is_set():

@@ -17,7 +17,7 @@ from yarl import URL
 from ..config import RelaySettings
 from ..media.flv import FlvDecoder, FlvError
 from ..media.frame import Frame
-from .base import FrameSink, SourceError, redact_url
+from .base import RELAY_VIA_HEADER, FrameSink, SourceError, current_relay_via, redact_url
 
 log = logging.getLogger("liverelay.sources.flv")
 
@@ -45,7 +45,7 @@ async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
         ) as session:
             async with asyncio.timeout(settings.connect_timeout_s):
                 response = await session.get(
-                    URL(url, encoded=True), headers={"User-Agent": USER_AGENT}, allow_redirects=False
+                    URL(url, encoded=True), headers=_headers(), allow_redirects=False
                 )
             got_response = True
             async with response:
@@ -68,6 +68,14 @@ async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
     except (aiohttp.ClientError, OSError) as exc:
         reason = "eof" if got_response else "connect"
         raise SourceError(reason, f"{shown}: {type(exc).__name__}: {exc}") from None
+
+
+def _headers() -> dict[str, str]:
+    headers = {"User-Agent": USER_AGENT}
+    via = current_relay_via()
+    if via:  # a relay's pull: the origin sees the chain (relay/loops.py)
+        headers[RELAY_VIA_HEADER] = via
+    return headers
 
 
 async def _read_body(response: aiohttp.ClientResponse, sink: FrameSink) -> None:

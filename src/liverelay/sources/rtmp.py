@@ -27,7 +27,7 @@ from ..media.rtmp import (
     StreamEof,
 )
 from ..media.rtmp import messages as m
-from .base import FrameSink, SourceError
+from .base import RELAY_VIA_PARAM, FrameSink, SourceError, current_relay_via
 
 log = logging.getLogger("liverelay.sources.rtmp")
 
@@ -68,10 +68,18 @@ def parse_rtmp_url(url: str) -> RtmpUrl:
     return RtmpUrl(host, port, app, stream, tc_url, tls)
 
 
+def marked_play_name(stream: str) -> str:
+    """The play name with the relay-loop marker in its query when this pull is a relay's."""
+    via = current_relay_via()
+    if not via:
+        return stream
+    return f"{stream}{'&' if '?' in stream else '?'}{RELAY_VIA_PARAM}={via}"
+
+
 async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
     """Play `url` and hand every frame to `sink`; return when the origin ends the stream."""
     target = parse_rtmp_url(url)
-    session = RtmpClientSession(app=target.app, tc_url=target.tc_url, play=target.stream)
+    session = RtmpClientSession(app=target.app, tc_url=target.tc_url, play=marked_play_name(target.stream))
     writer: asyncio.StreamWriter | None = None
     try:
         try:
