@@ -112,6 +112,11 @@ class CheckedOrigin:
 _checked: ContextVar[CheckedOrigin | None] = ContextVar("liverelay_checked_origin", default=None)
 
 
+def use_checked(origin: CheckedOrigin) -> None:
+    """Pullers started later in this task (or in tasks it creates) connect to `origin`'s addresses."""
+    _checked.set(origin)
+
+
 class SourcePolicy:
     def __init__(self, settings: RelaySettings) -> None:
         self.allow = parse_cidrs(settings.allow_cidrs)
@@ -129,7 +134,7 @@ class SourcePolicy:
         if not host:
             raise SourceError("unsupported", f"source URL {redact_url(url)!r} has no host")
         origin = await self.check_host(host, timeout_s=timeout_s)
-        _checked.set(origin)
+        use_checked(origin)
         return origin
 
     async def check_host(self, host: str, *, timeout_s: float) -> CheckedOrigin:

@@ -28,6 +28,7 @@ from ..media.rtmp import (
 )
 from ..media.rtmp import messages as m
 from .base import RELAY_VIA_PARAM, FrameSink, SourceError, current_relay_via
+from .policy import pinned_addresses
 
 log = logging.getLogger("liverelay.sources.rtmp")
 
@@ -84,13 +85,8 @@ async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
     try:
         try:
             async with asyncio.timeout(settings.connect_timeout_s):
-                reader, writer = await asyncio.open_connection(
-                    target.host,
-                    target.port,
-                    ssl=ssl.create_default_context() if target.tls else None,
-                    server_hostname=target.host if target.tls else None,
-                    limit=READ_SIZE,
-                )
+                addresses = await pinned_addresses(target.host, settings)
+                reader, writer = await _open_pinned(target, addresses)
                 sock = writer.get_extra_info("socket")
                 if sock is not None:
                     with contextlib.suppress(OSError):
@@ -128,6 +124,26 @@ async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
     finally:
         if writer is not None:
             writer.transport.abort()
+
+
+async def _open_pinned(
+    target: RtmpUrl, addresses: tuple[str, ...]
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to the first of the policy-checked addresses that answers (never to a fresh
+    lookup of the name); TLS still verifies and sends SNI for the URL's host name."""
+    last: OSError | None = None
+    for address in addresses:
+        try:
+            return await asyncio.open_connection(
+                address,
+                target.port,
+                ssl=ssl.create_default_context() if target.tls else None,
+                server_hostname=target.host if target.tls else None,
+                limit=READ_SIZE,
+            )
+        except OSError as exc:
+            last = exc
+    raise last or OSError(f"no address for {target.host}")
 
 
 async def _exchange(
