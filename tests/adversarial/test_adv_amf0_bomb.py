@@ -1,9 +1,9 @@
 """ISSUE-8 class 2: one unauthenticated AMF0 command must not freeze the node.
 
-Before `connect`, an attacker sends a command message of almost 16 MiB made of tiny
-nested values (each a byte on the wire, an object in memory). Three such connections at
-once; meanwhile the viewer must keep getting media, the API must answer, RSS must stay
-bounded, and the node must close each attack connection.
+An attacker sends a command message of almost 16 MiB made of tiny nested values (each a
+byte on the wire, an object in memory): two connections before `connect`, one right
+after a valid `connect`, all at once. Meanwhile the viewer must keep getting media, the
+API must answer, RSS must stay bounded, and the node must close each attack connection.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from tests.adversarial.wire import (
     AttackSockets,
     amf0_bomb,
     attacker_address,
+    connect_command,
     rtmp_handshake,
     rtmp_message,
     send_in_blocks,
@@ -30,26 +31,32 @@ CONNECTIONS = 3
 CLOSE_WITHIN_S = 10.0
 
 
-def _bomb_connection(conn: AttackConn, bomb: bytes) -> None:
-    """Handshake, lift the chunk size to the maximum, then the whole command in one chunk."""
+def _bomb_connection(conn: AttackConn, bomb: bytes, port: int, connected: bool) -> None:
+    """Handshake, lift the chunk size to the maximum (and connect, if `connected`), then the
+    whole command in one chunk."""
     rtmp_handshake(conn)
     conn.sock.settimeout(30)
-    message = set_chunk_size(0xFFFFFF) + rtmp_message(3, 20, 0, bomb, 0xFFFFFF)
-    send_in_blocks(conn, message, block=1 << 20)
+    message = set_chunk_size(0xFFFFFF)
+    if connected:
+        message += connect_command(port, chunk_size=0xFFFFFF)
+    send_in_blocks(conn, message + rtmp_message(3, 20, 0, bomb, 0xFFFFFF), block=1 << 20)
 
 
 def test_amf0_bomb_before_connect(harness: Harness) -> None:
-    bomb = amf0_bomb(BOMB_BYTES)
+    before = amf0_bomb(BOMB_BYTES)
+    after = amf0_bomb(BOMB_BYTES, name="FCPublish")
+    port = harness.node.rtmp_port
     with (
         harness.attack_guard("AMF0 bomb before connect", max_log_lines=3 * CONNECTIONS) as guard,
         AttackSockets() as attack,
     ):
-        conns = [
-            attack.open(harness.node.rtmp_port, "amf0 bomb", source=attacker_address(i))
-            for i in range(CONNECTIONS)
-        ]
+        conns = [attack.open(port, "amf0 bomb", source=attacker_address(i)) for i in range(CONNECTIONS)]
         with ThreadPoolExecutor(CONNECTIONS) as pool:  # at once, as three attackers would
-            for future in [pool.submit(_bomb_connection, c, bomb) for c in conns]:
+            futures = [
+                pool.submit(_bomb_connection, c, after if i == 0 else before, port, i == 0)
+                for i, c in enumerate(conns)
+            ]
+            for future in futures:
                 future.result(timeout=40)
         attack.wait_closed_by_node(CLOSE_WITHIN_S)
         guard.note(attack.summary())

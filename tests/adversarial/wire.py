@@ -213,13 +213,13 @@ def connect_command(
     return command("connect", 1.0, params, chunk_size=chunk_size)
 
 
-def amf0_bomb(total_bytes: int) -> bytes:
-    """A `connect` command of about `total_bytes` made of tiny nested values: a strict array
-    of 65,536 strict arrays of nulls (each value one byte on the wire, an object in memory)."""
+def amf0_bomb(total_bytes: int, name: str = "connect") -> bytes:
+    """A command `name` of about `total_bytes` made of tiny nested values: a strict array of
+    65,536 strict arrays of nulls (each value one byte on the wire, an object in memory)."""
     outer = 65_536
     inner_len = max(1, total_bytes // outer - 5)
     inner = b"\x0a" + struct.pack(">I", inner_len) + b"\x05" * inner_len
-    return amf0.encode("connect", 1.0) + b"\x0a" + struct.pack(">I", outer) + inner * outer
+    return amf0.encode(name, 1.0) + b"\x0a" + struct.pack(">I", outer) + inner * outer
 
 
 def partial_message_in_one_byte_chunks(declared: int, payload_bytes: int, *, stream_id: int) -> bytes:
