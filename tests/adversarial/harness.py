@@ -427,7 +427,7 @@ class Harness:
             yield guard
         except BaseException as exc:
             guard.ended = guard.attack_ended = time.monotonic()
-            problems = self.problems(guard)
+            problems = self.problems(guard, finished=False)
             if problems:
                 exc.add_note("the node did not hold either:\n  - " + "\n  - ".join(problems))
             exc.add_note(self.report(guard))
@@ -453,7 +453,9 @@ class Harness:
     def _window(self, guard: Guard) -> tuple[float, float]:
         return guard.started, guard.ended or time.monotonic()
 
-    def problems(self, guard: Guard) -> list[str]:
+    def problems(self, guard: Guard, *, finished: bool = True) -> list[str]:
+        """What went wrong in the window; `finished` False (the attack itself failed) leaves
+        out what only the quiet period after the attack can show."""
         start, end = self._window(guard)
         out: list[str] = []
         code = self.node.proc.poll()
@@ -483,14 +485,14 @@ class Harness:
         after = [
             c for c in calls if guard.attack_ended is not None and c.started >= guard.attack_ended and c.ok
         ]
-        if not after and not slow and not failed:
+        if finished and not after and not slow and not failed:
             out.append("no API call completed after the attack")
         samples = [s for s in list(self.monitor.samples) if start <= s.at <= end]
         peak = max((s.rss for s in samples), default=0)
         if peak > guard.max_rss:
             out.append(f"RSS reached {peak / 2**20:.0f} MB (limit {guard.max_rss / 2**20:.0f} MB)")
         final_fds = self.monitor.current_fds()
-        if code is None and final_fds > guard.baseline_fds + FD_SLACK:
+        if finished and code is None and final_fds > guard.baseline_fds + FD_SLACK:
             out.append(
                 f"open files did not return to baseline: {final_fds} now, {guard.baseline_fds} before "
                 f"(slack {FD_SLACK})"
