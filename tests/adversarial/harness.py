@@ -160,6 +160,26 @@ def register_domains(node: NodeProcess) -> None:
         )
 
 
+def set_v3_origins(node: NodeProcess, servers: list[dict[str, Any]]) -> None:
+    """A play-triggered (V3) relay config for VHOST/APP with these origin servers."""
+    body = {"Vhost": VHOST, "App": APP, "GroupDetails": [{"Group": "g1", "Servers": servers}]}
+    with api_service(node) as svc:
+        svc.update_relay_source_v3(body)
+
+
+def origin_server(protocol: str, port: int) -> dict[str, Any]:
+    """A V3 server entry for a loopback origin; `protocol` is "rtmp" or "flv"."""
+    return {"RelaySourceProtocol": protocol, "RelaySourceDomain": f"127.0.0.1:{port}"}
+
+
+def relay_rows(node: NodeProcess, relay_type: str) -> list[dict[str, Any]]:
+    """DescribeRelayStatus rows of one type ("play" or "fixed")."""
+    with api_service(node) as svc:
+        result = svc.describe_relay_status({"Type": relay_type})
+    rows: list[dict[str, Any]] = result.get("Result", result).get("RelayStatusList", [])
+    return [r for r in rows if r.get("Type") == relay_type]
+
+
 def signed_headers(
     node: NodeProcess, query: list[tuple[str, str]], body: bytes, *, host: str | None = None
 ) -> dict[str, str]:
