@@ -70,8 +70,14 @@ WATCH_STREAM = "watch"
 
 # Strict vhost mode (as a public node would run): only registered domains are served.
 # 127.0.0.1 is registered as a domain of VHOST so that loopback URLs resolve. Relay
-# timeouts are short so that failing pulls show within seconds.
+# timeouts are short so that failing pulls show within seconds. The API's per-key rate
+# limit is raised: the API client polls while a test configures and inspects the node
+# with the same key, and throttling is not what these tests are about.
 ADV_CONFIG = """
+[api]
+rate_limit_per_s = 100.0
+rate_burst = 100
+
 [media]
 default_vhost = ""
 
