@@ -39,6 +39,7 @@ from urllib.parse import urlencode
 import aiohttp
 from tests.conftest import TEST_AK, TEST_SK, NodeProcess, ffmpeg_publish, start_node
 from tests.integration.relay_helpers import FlvViewer
+from tests.integration.relay_helpers import api as api_service
 
 from liverelay.api.signing import sign_request
 from liverelay.media.frame import FrameKind
@@ -146,10 +147,6 @@ def log_size(node: NodeProcess) -> int:
         return node.log_path.stat().st_size
     except FileNotFoundError:
         return 0
-
-
-def api_service(node: NodeProcess) -> LiveService:
-    return LiveService(node.api_host, TEST_AK, TEST_SK, scheme="http", max_retries=0)
 
 
 def register_domains(node: NodeProcess) -> None:
