@@ -9,12 +9,12 @@
   start, and keeps serving viewers and the API while hundreds of idle connections sit
   on its ports.
 
-Settings these tests set (see the report; proposed names where they did not exist):
-  LIVERELAY_MEDIA_HTTP_HEADER_TIMEOUT_S  HTTP-FLV: the request line and headers must
-                                         arrive within this (a total, not per read)
+Settings these tests set (names as on the `servers` branch, docs/limits-servers.md):
+  LIVERELAY_MEDIA_HTTP_HEADER_TIMEOUT_S  HTTP-FLV: the request head must arrive within
+                                         this of connect (a total, not per read)
   LIVERELAY_API_HEADER_TIMEOUT_S         the same for the API listener
   LIVERELAY_MEDIA_RTMP_SETUP_TIMEOUT_S   RTMP: from accept until publish or play
-  LIVERELAY_MEDIA_MAX_CONNECTIONS_PER_ADDRESS, LIVERELAY_API_MAX_CONNECTIONS_PER_ADDRESS
+  LIVERELAY_MEDIA_MAX_CONNS_PER_IP, LIVERELAY_API_MAX_CONNS_PER_IP
   (existing) LIVERELAY_MEDIA_HANDSHAKE_TIMEOUT_S, LIVERELAY_MEDIA_IDLE_TIMEOUT_S
 """
 
@@ -136,8 +136,8 @@ def test_idle_and_half_requests_are_closed_on_every_listener(harness_factory: Ha
 def test_per_address_cap(harness_factory: HarnessFactory) -> None:
     harness = harness_factory(
         env={
-            "LIVERELAY_MEDIA_MAX_CONNECTIONS_PER_ADDRESS": str(PER_ADDRESS_CAP),
-            "LIVERELAY_API_MAX_CONNECTIONS_PER_ADDRESS": str(PER_ADDRESS_CAP),
+            "LIVERELAY_MEDIA_MAX_CONNS_PER_IP": str(PER_ADDRESS_CAP),
+            "LIVERELAY_API_MAX_CONNS_PER_IP": str(PER_ADDRESS_CAP),
         }
     )
     node = harness.node
