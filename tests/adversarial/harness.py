@@ -183,12 +183,10 @@ def relay_rows(node: NodeProcess, relay_type: str) -> list[dict[str, Any]]:
     return [r for r in rows if r.get("Type") == relay_type]
 
 
-def signed_headers(
-    node: NodeProcess, query: list[tuple[str, str]], body: bytes, *, host: str | None = None
-) -> dict[str, str]:
+def signed_headers(node: NodeProcess, query: list[tuple[str, str]], body: bytes) -> dict[str, str]:
     return sign_request(
         method="POST",
-        host=host or node.api_host,
+        host=node.api_host,
         path="/",
         query=query,
         body=body,
