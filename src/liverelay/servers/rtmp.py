@@ -1,9 +1,10 @@
 """The RTMP listener: asyncio glue between sockets, media.rtmp sessions and the hub.
 
 One task per connection reads and feeds the sans-IO session. A player is fed in the
-hub's push mode: the hub's fan-out calls the viewer's waker, which take()s the batch
-and hands the chunk bytes cached on each frame (serialised once for every viewer) to
-the socket in one writelines call - no task switch and no copy per viewer and batch.
+hub's push mode through the shared push-writer (servers/sink.py): the hub's fan-out
+calls the viewer's waker, which take()s the batch and hands the chunk bytes cached on
+each frame (serialised once for every viewer) to the socket in one writelines call -
+no task switch and no copy per viewer and batch.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ..hub import SourceKind, StreamBusy, StreamKey
+from ..media.frame import Frame
 from ..media.rtmp import (
     ConnectRequest,
     MediaReceived,
@@ -27,6 +29,7 @@ from ..media.rtmp import (
     StreamDeleted,
     frame_chunks,
 )
+from .sink import PushWriter
 from .vhost import resolve_vhost
 
 log = logging.getLogger("liverelay.rtmp")
@@ -245,17 +248,23 @@ class _Connection:
         self.chunk_key = ("rtmp", session.chunk_size, sid)
         self.transport = self.writer.transport
         self.write(session.start_play(req))
+        pusher = PushWriter(
+            sub,
+            self.transport,
+            self._chunks,
+            self._drain,
+            backlog_bytes=WRITE_BACKLOG_BYTES,
+            remote=self.remote,
+        )
         try:
-            if hasattr(sub, "set_waker"):
-                ended = await self._play_pushed(sub)
-            else:
-                ended = await self._play_pulled(sub)
+            ended = await pusher.run()
         except (ConnectionError, OSError):
             self.set_reason("viewer went away")
             ended = False
         finally:
-            if hasattr(sub, "set_waker"):
-                sub.set_waker(None)
+            self.bytes_out += pusher.bytes_out
+            if pusher.error is not None:
+                self.set_reason(f"write failed: {pusher.error!r}")
             sub.close()
         if not ended:
             self._abort(None)
@@ -264,65 +273,11 @@ class _Connection:
         self.write(session.end_play(sid))
         await self._close_after_write()
 
-    def _send_frames(self, frames: list[Any]) -> None:
-        """Write a batch: the chunk bytes cached on each frame, shared by every viewer.
-
-        writelines passes them on without a per-viewer join (uvloop keeps references to
-        unsent bytes rather than copies), so a viewer costs no memory per frame.
-        """
+    def _chunks(self, frames: list[Frame]) -> list[bytes]:
+        """A batch as this viewer's chunk bytes, cached on each frame and shared by every
+        viewer with the same chunk size and stream id."""
         key = self.chunk_key
-        chunks = [f.cache.get(key) or frame_chunks(f, key[1], key[2]) for f in frames]
-        self.transport.writelines(chunks)
-        n = sum(map(len, chunks))
-        self.bytes_out += n
-        self.subscriber.add_bytes_out(n)
-
-    async def _play_pushed(self, sub: Any) -> bool:
-        """Push mode: the hub calls our waker from its fan-out; we take() and write at once,
-        with no task switch per viewer and batch. Returns True at EOF, False if the viewer
-        went away."""
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        transport = self.transport
-
-        def finish(ended: bool) -> None:
-            if not done.done():
-                done.set_result(ended)
-
-        def wake() -> None:
-            try:
-                if transport.is_closing():
-                    finish(False)
-                    return
-                if not sub.ended and transport.get_write_buffer_size() > WRITE_BACKLOG_BYTES:
-                    # Backed up: leave the frames queued; the hub's bounded queue skips this
-                    # viewer to a keyframe or ends it (on_drop aborts the transport).
-                    return
-                frames = sub.take()
-                if frames:
-                    self._send_frames(frames)
-                if sub.ended and not sub.queued_frames:
-                    finish(True)
-            except Exception as exc:  # the waker runs inside the hub's fan-out: never raise
-                log.exception("rtmp write to %s failed", self.remote)
-                self.set_reason(f"write failed: {exc!r}")
-                finish(False)
-
-        sub.set_waker(wake)
-        wake()  # the join burst (metadata, headers, GOP cache) is already queued: send it now
-        return await done
-
-    async def _play_pulled(self, sub: Any) -> bool:
-        """Pull mode (a subscriber without push support): read() batches in this task."""
-        transport = self.transport
-        while True:
-            frames = await sub.read()
-            if not frames:
-                return True
-            if transport.is_closing():
-                return False
-            self._send_frames(frames)
-            if transport.get_write_buffer_size() > WRITE_BACKLOG_BYTES:
-                await self.writer.drain()
+        return [f.cache.get(key) or frame_chunks(f, key[1], key[2]) for f in frames]
 
     async def _close_after_write(self) -> None:
         with contextlib.suppress(ConnectionError, OSError):
