@@ -31,6 +31,10 @@ class ApiSettings:
     max_body_bytes: int = 1 << 20
     region: str = "cn-north-1"
     service: str = "live"
+    header_timeout_s: float = 10.0  # the first request head must arrive within this after connect
+    idle_timeout_s: float = 15.0  # keep-alive idle before the listener closes the connection
+    max_conns_per_ip: int = 256  # concurrent connections per client address (0 = no cap)
+    conn_cap_exempt_loopback: bool = False  # loopback clients not counted by max_conns_per_ip
 
 
 @dataclass
@@ -54,6 +58,11 @@ class MediaSettings:
     handshake_timeout_s: float = 10.0
     idle_timeout_s: float = 30.0
     max_message_bytes: int = 16 << 20
+    http_header_timeout_s: float = 10.0  # HTTP-FLV listener: first request head within this of connect
+    http_idle_timeout_s: float = 15.0  # HTTP-FLV listener: keep-alive idle before closing
+    rtmp_setup_timeout_s: float = 15.0  # RTMP: connect to publish/play (handshake included) within this
+    max_conns_per_ip: int = 256  # per listener (HTTP, RTMP): concurrent connections per client address
+    conn_cap_exempt_loopback: bool = False  # loopback clients not counted by max_conns_per_ip
 
 
 @dataclass

@@ -24,10 +24,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ..hub import Hub, StreamKey
 from ..media.flv import flv_header, flv_tag
 from ..media.frame import Frame
+from .admission import RateLimitedLog
+from .peertext import clip
 from .sink import PushWriter
 from .vhost import resolve_vhost
 
 log = logging.getLogger("liverelay.http")
+_BAD_REQUEST_LOG = RateLimitedLog(log)
 
 NODE_KEY: web.AppKey[Any] = web.AppKey("liverelay_node", object)
 
@@ -83,7 +86,14 @@ def _not_found(text: str) -> web.Response:
 async def _play_flv(request: web.Request) -> web.StreamResponse:
     node = request.app[NODE_KEY]
     hub: Hub = node.hub
-    vhost = resolve_vhost(node, request.url.host)
+    try:
+        host = request.url.host  # yarl parses the Host header here
+    except ValueError as exc:  # a port out of range, a malformed host
+        _BAD_REQUEST_LOG.warning(
+            "bad-host", "http %s: bad Host header %r: %s", _remote(request), clip(request.host), exc
+        )
+        return web.Response(status=400, text="bad Host header\n", headers=CORS_HEADERS)
+    vhost = resolve_vhost(node, host)
     if vhost is None:
         return _not_found("unknown domain")
     key = StreamKey(vhost, request.match_info["app"], request.match_info["stream"])
@@ -140,7 +150,7 @@ async def _play_flv(request: web.Request) -> web.StreamResponse:
         log.info(
             "http-flv viewer %s %s ended: %d bytes in %.1fs (%s)",
             remote,
-            key,
+            clip(key),
             sub.bytes_out,
             time.monotonic() - started,
             reason,

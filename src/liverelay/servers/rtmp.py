@@ -29,6 +29,8 @@ from ..media.rtmp import (
     StreamDeleted,
     frame_chunks,
 )
+from .admission import AddressCap, ListenerLimits, RateLimitedLog
+from .peertext import clip
 from .sink import PushWriter
 from .vhost import resolve_vhost
 
@@ -87,6 +89,9 @@ class _Connection:
         self.bytes_in = 0
         self.bytes_out = 0
         self.started = time.monotonic()
+        now = asyncio.get_running_loop().time()
+        self.progress_at = now  # loop time of the last whole message (the idle clock)
+        self.setup_deadline = now + media.rtmp_setup_timeout_s
         self.end_reason: str | None = None  # the first reason given wins
 
     # ------------------------------------------------------------ I/O
@@ -105,7 +110,13 @@ class _Connection:
                     await self._read_once()
             while True:
                 if self.play_task is None:
-                    async with asyncio.timeout(media.idle_timeout_s):
+                    # Bytes alone are no progress (a peer may trickle one byte at a time):
+                    # the idle clock restarts only when a whole message arrives, and the
+                    # setup (to publish/play) has an overall deadline.
+                    deadline = self.progress_at + media.idle_timeout_s
+                    if self.role == "-":
+                        deadline = min(deadline, self.setup_deadline)
+                    async with asyncio.timeout_at(deadline):
                         await self._read_once()
                 else:
                     # A player may stay silent for hours; its socket's life is the play task's.
@@ -115,9 +126,15 @@ class _Connection:
         except RtmpError as exc:
             if exc.internal:  # our bug, not the peer's: keep the traceback
                 log.error("rtmp %s: internal error", self.remote, exc_info=exc)
-            self.set_reason(f"protocol error: {exc.reason}")
+            self.set_reason(f"protocol error: {clip(exc.reason)}")
         except TimeoutError:
-            self.set_reason("handshake timeout" if not self.session.handshake_done else "idle timeout")
+            self.set_reason(
+                "handshake timeout"
+                if not self.session.handshake_done
+                else "setup timeout"
+                if self.role == "-"
+                else "idle timeout"
+            )
         except (ConnectionError, OSError) as exc:
             self.set_reason(f"socket error: {exc}")
         except asyncio.CancelledError:
@@ -132,6 +149,8 @@ class _Connection:
             raise _ConnectionEnd("closed by peer")
         self.bytes_in += len(data)
         events = self.session.receive_data(data)
+        if events:
+            self.progress_at = asyncio.get_running_loop().time()
         out = [self.session.data_to_send()]
         for event in events:
             if type(event) is MediaReceived:
@@ -170,8 +189,8 @@ class _Connection:
         host = (params.get("vhost") or [host])[0].lower()
         vhost = resolve_vhost(self.node, host)
         if not vhost:
-            self.set_reason(f"connect rejected: unknown domain {host!r}")
-            return f"Unknown domain {host!r}"
+            self.set_reason(f"connect rejected: unknown domain {clip(host)!r}")
+            return f"Unknown domain {clip(host)!r}"
         if not self.app:
             self.set_reason("connect rejected: no app")
             return "No application name"
@@ -181,13 +200,13 @@ class _Connection:
     def _on_publish(self, req: PublishRequest) -> bytes:
         name, _query = split_name(req.name)
         if not name or self.role == "play" or self.publications:
-            return self.session.reject_publish(req, f"Cannot publish {req.name!r} here")
+            return self.session.reject_publish(req, f"Cannot publish {clip(req.name)!r} here")
         key = StreamKey(self.vhost, self.app, name)
         try:
             pub = self.node.hub.publish(key, kind=SourceKind.PUBLISHER, owner=self.remote)  # type: ignore[attr-defined]
         except StreamBusy as exc:
-            log.info("rtmp publish %s from %s refused: %s", key, self.remote, exc)
-            return self.session.reject_publish(req, f"Stream {name} is already being published")
+            log.info("rtmp publish %s from %s refused: %s", clip(key), self.remote, exc)
+            return self.session.reject_publish(req, f"Stream {clip(name)} is already being published")
         pub.on_preempted = lambda: self._abort("preempted")
         self.publications[req.stream_id] = pub
         self.role = "publish"
@@ -236,7 +255,7 @@ class _Connection:
         )
         if sub is None:
             self.set_reason("stream not found")
-            self.write(self.session.play_not_found(req, f"No stream {key.name}"))
+            self.write(self.session.play_not_found(req, f"No stream {clip(key.name)}"))
             await self._close_after_write()
             return
         self.subscriber = sub
@@ -305,7 +324,7 @@ class _Connection:
             "rtmp %s %s %s in=%d out=%d %.1fs: %s",
             self.remote,
             self.role,
-            self.key if self.key is not None else "-",
+            clip(self.key) if self.key is not None else "-",
             self.bytes_in,
             self.bytes_out,
             duration,
@@ -316,8 +335,11 @@ class _Connection:
 class RtmpServer:
     """`await start(host, port) -> bound port`; `await close()` ends every connection."""
 
-    def __init__(self, node: Any) -> None:
+    def __init__(self, node: Any, limits: ListenerLimits | None = None) -> None:
         self.node = node
+        self.limits = limits or ListenerLimits("rtmp", 0)
+        self.warn = RateLimitedLog(log)
+        self.cap = AddressCap(self.limits, self.warn)
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -329,6 +351,10 @@ class RtmpServer:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
+        address = self.cap.acquire(writer.get_extra_info("peername"))
+        if address is None:
+            writer.transport.abort()
+            return
         if task is not None:
             self._tasks.add(task)
         try:
@@ -340,6 +366,7 @@ class RtmpServer:
         except Exception:  # never let one connection's bug reach the listener
             log.exception("rtmp connection handler failed")
         finally:
+            self.cap.release(address)
             if task is not None:
                 self._tasks.discard(task)
 
