@@ -51,6 +51,24 @@ class PushWriter:
     header), in the same write and counted as written bytes.
     """
 
+    # One per viewer: slots, and a bare future instead of an asyncio.Event (whose
+    # waiter deque alone is ~600 bytes), keep a thousand viewers cheap.
+    __slots__ = (
+        "_waiter",
+        "backlog_bytes",
+        "bytes_out",
+        "drain",
+        "encode",
+        "error",
+        "gone",
+        "paused",
+        "prefix",
+        "remote",
+        "sub",
+        "transport",
+        "wrap",
+    )
+
     def __init__(
         self,
         sub: Subscriber,
@@ -75,7 +93,13 @@ class PushWriter:
         self.paused = False  # the transport is backed up: the task drains it
         self.gone = False  # the client left or a write failed
         self.error: Exception | None = None  # a fault that is not the peer's going
-        self._attention = asyncio.Event()  # the task must look: paused, gone or ended
+        # Set while run() waits for something to look at: paused, gone or ended.
+        self._waiter: asyncio.Future[None] | None = None
+
+    def _attention(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _write(self, frames: list[Frame]) -> None:
         pieces = self.encode(frames)
@@ -101,13 +125,13 @@ class PushWriter:
                 return
             if not sub.ended and transport.get_write_buffer_size() > self.backlog_bytes:
                 self.paused = True  # frames stay queued (bounded) until the drain
-                self._attention.set()
+                self._attention()
                 return
             frames = sub.take()
             if frames:
                 self._write(frames)
             if sub.ended and not sub.queued_frames:
-                self._attention.set()
+                self._attention()
         except (ConnectionError, OSError):
             self._stop_gone()
         except Exception as exc:  # the waker runs inside the hub's fan-out: never raise
@@ -117,12 +141,13 @@ class PushWriter:
 
     def _stop_gone(self) -> None:
         self.gone = True
-        self._attention.set()
+        self._attention()
 
     async def run(self) -> bool:
         """Push until the end: True at the end of the subscription, False if the client
         went away. The subscriber is left in push mode only while this runs."""
         sub = self.sub
+        loop = asyncio.get_running_loop()
         sub.set_waker(self.wake)
         try:
             self.wake()  # the join burst (metadata, headers, GOP) is already queued
@@ -141,7 +166,10 @@ class PushWriter:
                     if self.prefix and not self.transport.is_closing():
                         self._write([])  # an end before any frame: the prefix alone
                     return True
-                self._attention.clear()
-                await self._attention.wait()
+                self._waiter = loop.create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
         finally:
             sub.set_waker(None)
