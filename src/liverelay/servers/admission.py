@@ -6,8 +6,13 @@ Shared by the three listeners (RTMP, the HTTP media listener, the API listener):
   listener (loopback counted too unless exempted); the excess is closed at accept.
 - `RateLimitedLog`: one log line per key per interval, with the count of what it held
   back, for events an attacker can repeat at will (caps, file limit, timeouts).
+- `FileBudget`: the connections all listeners hold against the open-file limit; one
+  rate-limited line once they pass 90 % of it. This is how a node on uvloop learns it
+  is running out: libuv handles EMFILE on accept itself (it accepts and closes the
+  connection with a reserved descriptor) and reports nothing.
 - `raise_file_limit()`: soft RLIMIT_NOFILE up to the hard limit at start.
-- `log_accept_errors(loop)`: an EMFILE/ENFILE on accept becomes one rate-limited line.
+- `log_accept_errors(loop)`: an EMFILE/ENFILE on accept becomes one rate-limited line
+  (the asyncio loop reports it; uvloop does not, see FileBudget).
 - `GuardedRequestHandler` / `serve_guarded(...)`: the aiohttp listeners' protocol with a
   request-head deadline (aiohttp has no header timeout of its own) and the address cap.
 """
@@ -57,6 +62,38 @@ class RateLimitedLog:
         self.logger.warning(msg + suffix, *args)
 
 
+class FileBudget:
+    """Connections held by every listener of the process, against the soft open-file
+    limit (read at start, after raise_file_limit)."""
+
+    # Warn past this share of the limit: the rest is for the store, logs and relay pulls.
+    WARN_SHARE = 0.9
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = limit if limit is not None else resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.open = 0
+        self.warn = RateLimitedLog(log)
+
+    def opened(self, listener: str) -> None:
+        self.open += 1
+        if self.limit != resource.RLIM_INFINITY and self.open >= self.limit * self.WARN_SHARE:
+            self.warn.warning(
+                "file-limit",
+                "%s listener: the listeners hold %d connections, open-file limit %d: new "
+                "connections will soon fail",
+                listener,
+                self.open,
+                self.limit,
+            )
+
+    def closed(self) -> None:
+        self.open = max(0, self.open - 1)
+
+
+# The process's budget: every listener's AddressCap counts against it.
+FILES = FileBudget()
+
+
 @dataclass(frozen=True)
 class ListenerLimits:
     """The limits of one listener (from its settings section)."""
@@ -71,18 +108,21 @@ class ListenerLimits:
 class AddressCap:
     """Concurrent connections per IP address on one listener."""
 
-    def __init__(self, limits: ListenerLimits, warn: RateLimitedLog) -> None:
+    def __init__(self, limits: ListenerLimits, warn: RateLimitedLog, files: FileBudget | None = None) -> None:
         self.limits = limits
         self.warn = warn
+        self.files = files or FILES
         self._count: dict[str, int] = {}
 
     def acquire(self, peer: object) -> str | None:
-        """The address to release later, or None when the connection must be refused."""
+        """The key to release() later ("" when the address is not counted), or None when
+        the connection must be refused (nothing to release then)."""
         address = peer[0] if isinstance(peer, tuple) and peer else str(peer)
         address = str(address)
         cap = self.limits.max_conns_per_ip
         if cap <= 0 or (self.limits.exempt_loopback and _is_loopback(address)):
-            return ""  # counted nowhere: nothing to release
+            self.files.opened(self.limits.name)
+            return ""  # not counted per address
         n = self._count.get(address, 0)
         if n >= cap:
             self.warn.warning(
@@ -94,9 +134,13 @@ class AddressCap:
             )
             return None
         self._count[address] = n + 1
+        self.files.opened(self.limits.name)
         return address
 
     def release(self, address: str | None) -> None:
+        if address is None:
+            return  # refused at accept: never counted
+        self.files.closed()
         if not address:
             return
         n = self._count.get(address, 0) - 1
@@ -128,6 +172,7 @@ def raise_file_limit() -> tuple[int, int, int]:
             new = target
         except (ValueError, OSError) as exc:
             log.warning("could not raise the open-file limit from %d to %d: %s", soft, target, exc)
+    FILES.limit = new
     log.info("open-file limit: soft %d (was %d), hard %d", new, soft, hard)
     return soft, new, hard
 
@@ -180,7 +225,7 @@ class GuardedRequestHandler(RequestHandler):
     def __init__(self, manager: web.Server, guard: HttpGuard, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self.guard = guard
-        self.address: str | None = ""
+        self.address: str | None = None  # the AddressCap key once admitted
         self.request_seen = False
         self._deadline: asyncio.TimerHandle | None = None
 
@@ -217,7 +262,7 @@ class GuardedRequestHandler(RequestHandler):
             self._deadline.cancel()
             self._deadline = None
         self.guard.cap.release(self.address)
-        self.address = ""
+        self.address = None
         super().connection_lost(exc)
 
 
