@@ -11,14 +11,16 @@ is bounded and waits on the event (the peer's close), not on a sleep.
 from __future__ import annotations
 
 import asyncio
+import json
 import resource
 import socket
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import NodeProcess
+from tests.conftest import NodeProcess, ffmpeg_publish
 from tests.integration.rtmp_helpers import RtmpTestClient
 
 from liverelay.media.rtmp import StatusEvent
@@ -326,3 +328,44 @@ def test_soft_file_limit_raised_to_hard(node_factory: NodeFactory, low_soft_nofi
     soft, hard = line.split()[3:5]
     assert int(soft) > low_soft_nofile and soft == hard
     assert f"open-file limit: soft {soft} (was {low_soft_nofile}), hard {hard}" in node.log()
+
+
+def test_viewers_outlive_the_listener_timeouts(
+    fast_node: NodeProcess, ffmpeg: str, ffprobe: str, sample_flv: Path
+) -> None:
+    """The timeouts bound connections that do not do their part, not long plays: an
+    HTTP-FLV viewer and an RTMP player keep receiving well past every timeout."""
+    with ffmpeg_publish(ffmpeg, sample_flv, fast_node.rtmp_url("live", "long")):
+        flv = _connect(fast_node.http_port)
+        flv.settimeout(10)
+        deadline = time.monotonic() + 20
+        while True:  # the stream starts once ffmpeg's publish is up
+            flv.sendall(b"GET /live/long.flv HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            head = flv.recv(65536)
+            if head.startswith(b"HTTP/1.1 200"):
+                break
+            assert time.monotonic() < deadline, head[:200]
+            flv.close()
+            time.sleep(0.2)
+            flv = _connect(fast_node.http_port)
+            flv.settimeout(10)
+        with flv:
+            t0 = time.monotonic()
+            late = 0
+            while time.monotonic() - t0 < 5.0:  # past the 1 s head and 2 s idle timeouts
+                data = flv.recv(65536)
+                assert data, f"the viewer was closed after {time.monotonic() - t0:.1f}s"
+                if time.monotonic() - t0 > 3.0:
+                    late += len(data)
+        assert late > 10_000
+        # An RTMP player: 5 s of media (with the GOP burst, about 4 s of wall time) while
+        # the idle timeout is 1.5 s; ffprobe fails if the node closes it early.
+        probe = subprocess.run(
+            [ffprobe, "-hide_banner", "-loglevel", "error", "-read_intervals", "%+5", "-count_frames",
+             "-show_entries", "stream=codec_type,nb_read_frames", "-of", "json",
+             fast_node.rtmp_url("live", "long")],
+            capture_output=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert probe.returncode == 0, probe.stderr
+        counts = {s["codec_type"]: int(s["nb_read_frames"]) for s in json.loads(probe.stdout)["streams"]}
+        assert counts["video"] >= 120, counts  # 30 fps: at least 4 s of video
