@@ -23,7 +23,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..hub import Hub, StreamKey
 from ..media.flv import flv_header, flv_tag
-from ..media.frame import Frame
 from .admission import RateLimitedLog
 from .peertext import clip
 from .sink import PushWriter
@@ -130,7 +129,8 @@ async def _play_flv(request: web.Request) -> web.StreamResponse:
         pusher = PushWriter(
             sub,
             transport,
-            _flv_tags,
+            "flv",
+            flv_tag,
             writer.drain,
             backlog_bytes=WRITE_BUFFER_HIGH,
             remote=remote,
@@ -156,11 +156,6 @@ async def _play_flv(request: web.Request) -> web.StreamResponse:
             reason,
         )
     return resp
-
-
-def _flv_tags(frames: list[Frame]) -> list[bytes]:
-    """A batch as FLV tags, each built once per frame for every viewer (flv_tag memoises)."""
-    return [f.cache.get("flv") or flv_tag(f) for f in frames]
 
 
 def _chunk(pieces: list[bytes], size: int) -> list[bytes]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import time
@@ -18,7 +19,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ..hub import SourceKind, StreamBusy, StreamKey
-from ..media.frame import Frame
 from ..media.rtmp import (
     ConnectRequest,
     MediaReceived,
@@ -270,7 +270,8 @@ class _Connection:
         pusher = PushWriter(
             sub,
             self.transport,
-            self._chunks,
+            self.chunk_key,
+            functools.partial(frame_chunks, chunk_size=session.chunk_size, stream_id=sid),
             self._drain,
             backlog_bytes=WRITE_BACKLOG_BYTES,
             remote=self.remote,
@@ -291,12 +292,6 @@ class _Connection:
         self.set_reason(f"end of stream ({sub.end_reason or 'eof'})")
         self.write(session.end_play(sid))
         await self._close_after_write()
-
-    def _chunks(self, frames: list[Frame]) -> list[bytes]:
-        """A batch as this viewer's chunk bytes, cached on each frame and shared by every
-        viewer with the same chunk size and stream id."""
-        key = self.chunk_key
-        return [f.cache.get(key) or frame_chunks(f, key[1], key[2]) for f in frames]
 
     async def _close_after_write(self) -> None:
         with contextlib.suppress(ConnectionError, OSError):

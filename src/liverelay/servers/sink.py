@@ -1,10 +1,10 @@
 """The push-writer: one viewer's frames from the hub's fan-out straight into its socket.
 
 Shared by the two connection-per-viewer outputs, RTMP play (servers/rtmp.py) and
-HTTP-FLV (servers/http.py). Each gives an `encode` (frames -> the byte pieces to
-write, serialised once per frame and shared by every viewer through `frame.cache`)
-and, for HTTP/1.1 chunked bodies, a `wrap` for the transfer framing; everything else
-is here, written once:
+HTTP-FLV (servers/http.py). Each gives its serialisation, a `frame.cache` key and a
+`serialise(frame) -> bytes` that stores its result there, so a frame is serialised
+once for every viewer that shares the key; and, for HTTP/1.1 chunked bodies, a `wrap`
+for the transfer framing. Everything else is here, written once:
 
 - the waker: the hub calls `wake()` synchronously from its fan-out (Subscriber push
   mode); the batch is `take()`n and handed to `transport.writelines` at once, with no
@@ -38,7 +38,7 @@ from ..media.frame import Frame
 
 log = logging.getLogger("liverelay.servers")
 
-Encode = Callable[[list[Frame]], list[bytes]]
+Serialise = Callable[[Frame], bytes]
 # (pieces, media size) -> the pieces with transfer framing around them (HTTP chunked).
 Wrap = Callable[[list[bytes], int], list[bytes]]
 
@@ -57,13 +57,14 @@ class PushWriter:
         "_waiter",
         "backlog_bytes",
         "bytes_out",
+        "cache_key",
         "drain",
-        "encode",
         "error",
         "gone",
         "paused",
         "prefix",
         "remote",
+        "serialise",
         "sub",
         "transport",
         "wrap",
@@ -73,7 +74,8 @@ class PushWriter:
         self,
         sub: Subscriber,
         transport: asyncio.WriteTransport,
-        encode: Encode,
+        cache_key: object,
+        serialise: Serialise,
         drain: Callable[[], Awaitable[None]],
         *,
         backlog_bytes: int,
@@ -83,7 +85,8 @@ class PushWriter:
     ) -> None:
         self.sub = sub
         self.transport = transport
-        self.encode = encode
+        self.cache_key = cache_key
+        self.serialise = serialise
         self.drain = drain
         self.backlog_bytes = backlog_bytes
         self.remote = remote
@@ -101,8 +104,7 @@ class PushWriter:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _write(self, frames: list[Frame]) -> None:
-        pieces = self.encode(frames)
+    def _write(self, pieces: list[bytes]) -> None:
         if self.prefix:
             pieces[:0] = self.prefix
             self.prefix = []
@@ -129,7 +131,9 @@ class PushWriter:
                 return
             frames = sub.take()
             if frames:
-                self._write(frames)
+                key = self.cache_key
+                serialise = self.serialise
+                self._write([f.cache.get(key) or serialise(f) for f in frames])
             if sub.ended and not sub.queued_frames:
                 self._attention()
         except (ConnectionError, OSError):
