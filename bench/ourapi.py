@@ -18,12 +18,15 @@ BENCH_PULL_DOMAIN = "pull.bench.test"
 
 def node_config(*, linger_s: float | None = None, log_level: str = "WARNING", extra: str = "") -> str:
     """TOML for a bench node: quiet logs (1000 joins must not be measured as log lines),
-    unknown domains -> BENCH_VHOST, and an API rate limit that does not throttle setup."""
+    unknown domains -> BENCH_VHOST, an API rate limit that does not throttle setup, and
+    loopback viewers not counted by the per-address connection cap."""
     relay = f"[relay]\nlinger_s = {linger_s}\n" if linger_s is not None else ""
     return (
         f'log_level = "{log_level}"\n'
         "[api]\nrate_limit_per_s = 1000.0\nrate_burst = 1000\n"
         f'[media]\ndefault_vhost = "{BENCH_VHOST}"\n'
+        # Every bench viewer comes from 127.0.0.1: the per-address cap must not count them.
+        "conn_cap_exempt_loopback = true\n"
         f"{relay}{extra}"
     )
 

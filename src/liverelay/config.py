@@ -125,6 +125,10 @@ class ApiSettings(_Section):
     max_body_bytes: Positive = 1 << 20
     region: str = "cn-north-1"
     service: str = "live"
+    header_timeout_s: float = 10.0  # the first request head must arrive within this after connect
+    idle_timeout_s: float = 15.0  # keep-alive idle before the listener closes the connection
+    max_conns_per_ip: int = 256  # concurrent connections per client address (0 = no cap)
+    conn_cap_exempt_loopback: bool = False  # loopback clients not counted by max_conns_per_ip
 
 
 class MediaSettings(_Section):
@@ -156,6 +160,11 @@ class MediaSettings(_Section):
     rtmp_buffer_total_bytes: int = 256 << 20  # all RTMP connections together
     rtmp_amf0_max_elements: int = 1024  # AMF0 values per command/data message decode
     rtmp_amf0_max_depth: int = 32  # AMF0 nesting levels per decode
+    http_header_timeout_s: float = 10.0  # HTTP-FLV listener: first request head within this of connect
+    http_idle_timeout_s: float = 15.0  # HTTP-FLV listener: keep-alive idle before closing
+    rtmp_setup_timeout_s: float = 15.0  # RTMP: connect to publish/play (handshake included) within this
+    max_conns_per_ip: int = 256  # per listener (HTTP, RTMP): concurrent connections per client address
+    conn_cap_exempt_loopback: bool = False  # loopback clients not counted by max_conns_per_ip
 
 
 class RelaySettings(_Section):

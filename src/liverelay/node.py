@@ -16,6 +16,7 @@ from aiohttp import web
 
 from .config import Settings
 from .netaddr import format_host, parse_hostport
+from .servers.admission import ListenerLimits, log_accept_errors, raise_file_limit, serve_guarded
 
 log = logging.getLogger("liverelay.node")
 
@@ -41,6 +42,7 @@ class Node:
     metrics: object | None = None  # prometheus_client.CollectorRegistry
 
     _runners: list[web.AppRunner] = field(default_factory=list)
+    _servers: list[asyncio.base_events.Server] = field(default_factory=list)
     _closers: list[object] = field(default_factory=list)
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -63,31 +65,32 @@ class Node:
         self.relays = RelayManager(self)
         await self.relays.start()  # type: ignore[attr-defined]
 
+        raise_file_limit()
+        log_accept_errors(asyncio.get_running_loop())
+
         host, port = parse_hostport(s.api.listen)
-        port = await self._serve_app(create_api_app(self), host, port)
+        port = await self._serve_app(create_api_app(self), host, port, _api_limits(s))
         self.listeners.append(Listener("api", host, port, f"http://{format_host(host)}:{port}/"))
 
         host, port = parse_hostport(s.media.http_listen)
-        port = await self._serve_app(create_http_app(self), host, port)
+        port = await self._serve_app(create_http_app(self), host, port, _media_limits(s, "http"))
         self.listeners.append(
             Listener("http", host, port, f"http://{format_host(host)}:{port}/{{app}}/{{stream}}.flv")
         )
 
         host, port = parse_hostport(s.media.rtmp_listen)
-        rtmp = RtmpServer(self)
+        rtmp = RtmpServer(self, _media_limits(s, "rtmp"))
         port = await rtmp.start(host, port)
         self._closers.append(rtmp)
         self.listeners.append(
             Listener("rtmp", host, port, f"rtmp://{format_host(host)}:{port}/{{app}}/{{stream}}")
         )
 
-    async def _serve_app(self, app: web.Application, host: str, port: int) -> int:
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_address=True)
-        await site.start()
+    async def _serve_app(self, app: web.Application, host: str, port: int, limits: ListenerLimits) -> int:
+        runner, server = await serve_guarded(app, host, port, limits)
         self._runners.append(runner)
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        self._servers.append(server)
+        sockets = server.sockets
         return sockets[0].getsockname()[1] if sockets else port
 
     def listener(self, name: str) -> Listener:
@@ -104,6 +107,8 @@ class Node:
         if self.hub is not None:
             with contextlib.suppress(Exception):
                 await self.hub.close()  # type: ignore[attr-defined]
+        for server in self._servers:
+            server.close()  # stop accepting; the runners end the open connections
         for runner in reversed(self._runners):
             with contextlib.suppress(Exception):
                 await runner.cleanup()
@@ -111,6 +116,21 @@ class Node:
             with contextlib.suppress(Exception):
                 await self.store.close()  # type: ignore[attr-defined]
         self._stopped.set()
+
+
+def _api_limits(s: Settings) -> ListenerLimits:
+    a = s.api
+    return ListenerLimits(
+        "api", a.max_conns_per_ip, a.conn_cap_exempt_loopback, a.header_timeout_s, a.idle_timeout_s
+    )
+
+
+def _media_limits(s: Settings, name: str) -> ListenerLimits:
+    """The HTTP media listener's and the RTMP listener's limits (the media section)."""
+    m = s.media
+    return ListenerLimits(
+        name, m.max_conns_per_ip, m.conn_cap_exempt_loopback, m.http_header_timeout_s, m.http_idle_timeout_s
+    )
 
 
 async def run_node(settings: Settings, *, on_started: object = None) -> None:

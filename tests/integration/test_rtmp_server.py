@@ -314,40 +314,6 @@ async def test_idle_publisher_times_out_and_every_end_is_logged(caplog: pytest.L
     assert " publish __defaultVhost__/live/cam in=" in line and " out=" in line
 
 
-class _PullOnlySubscriber:
-    """A subscriber without push mode (no set_waker/take): the listener must fall back to read()."""
-
-    def __init__(self, inner: object) -> None:
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> object:
-        if name in ("set_waker", "take"):
-            raise AttributeError(name)
-        return getattr(self._inner, name)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if name == "_inner":
-            object.__setattr__(self, name, value)
-        else:
-            setattr(self._inner, name, value)
-
-
-async def test_pull_mode_fallback_still_plays(
-    rtmp_node: RtmpNode, ffmpeg: str, ffprobe: str, sample_flv: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    real_play = rtmp_node.hub.play
-
-    async def play(*args: object, **kwargs: object) -> object:
-        sub = await real_play(*args, **kwargs)  # type: ignore[arg-type]
-        return None if sub is None else _PullOnlySubscriber(sub)
-
-    monkeypatch.setattr(rtmp_node.hub, "play", play)
-    with ffmpeg_publish(ffmpeg, sample_flv, rtmp_node.url()):
-        await rtmp_node.wait_source(rtmp_node.key())
-        counts, err = await ffprobe_count(ffprobe, rtmp_node.url(), 2)
-    assert err.strip() == "" and counts["video"] >= 58 and counts["audio"] >= 84
-
-
 async def test_viewer_that_stops_reading_is_dropped_alone(ffmpeg: str, sample_flv: Path) -> None:
     node = RtmpNode()
     node.settings.media.viewer_queue_bytes = 256 * 1024

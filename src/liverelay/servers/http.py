@@ -2,10 +2,11 @@
 
 GET /{app}/{stream}.flv streams the FLV header, then the hub's frames as FLV tags.
 Each viewer runs in push mode (Subscriber.set_waker): the hub's fan-out hands it a
-batch about every 50 ms of media and the batch goes out as one transport.write, with
-no task switch per viewer; the handler task only waits for a drain when the client
-reads slowly. HTTP/1.1 gets chunked transfer encoding, HTTP/1.0 a body delimited by
-the connection close. The tag bytes are built once per frame (flv_tag memoises).
+batch about every 50 ms of media and the batch goes out in one write, with no task
+switch per viewer; the handler task only waits for a drain when the client reads
+slowly (the shared push-writer, servers/sink.py). HTTP/1.1 gets chunked transfer
+encoding, HTTP/1.0 a body delimited by the connection close. The tag bytes are built
+once per frame (flv_tag memoises).
 """
 
 from __future__ import annotations
@@ -19,15 +20,18 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
-from aiohttp.abc import AbstractStreamWriter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..hub import Hub, StreamKey, Subscriber
+from ..hub import Hub, StreamKey
 from ..media.flv import flv_header, flv_tag
 from ..sources.base import RELAY_VIA_HEADER, RELAY_VIA_PARAM
+from .admission import RateLimitedLog
+from .peertext import clip
+from .sink import PushWriter
 from .vhost import resolve_vhost
 
 log = logging.getLogger("liverelay.http")
+_BAD_REQUEST_LOG = RateLimitedLog(log)
 
 NODE_KEY: web.AppKey[Any] = web.AppKey("liverelay_node", object)
 
@@ -93,7 +97,14 @@ def _play_query(request: web.Request) -> str:
 async def _play_flv(request: web.Request) -> web.StreamResponse:
     node = request.app[NODE_KEY]
     hub: Hub = node.hub
-    vhost = resolve_vhost(node, request.url.host)
+    try:
+        host = request.url.host  # yarl parses the Host header here
+    except ValueError as exc:  # a port out of range, a malformed host
+        _BAD_REQUEST_LOG.warning(
+            "bad-host", "http %s: bad Host header %r: %s", _remote(request), clip(request.host), exc
+        )
+        return web.Response(status=400, text="bad Host header\n", headers=CORS_HEADERS)
+    vhost = resolve_vhost(node, host)
     if vhost is None:
         return _not_found("unknown domain")
     key = StreamKey(vhost, request.match_info["app"], request.match_info["stream"])
@@ -125,7 +136,21 @@ async def _play_flv(request: web.Request) -> web.StreamResponse:
         # client that stopped reading: abort the socket so the write fails now.
         sub.on_drop = transport.abort
         chunked = resp.headers.get("Transfer-Encoding", "").lower() == "chunked"
-        await _FlvPushWriter(sub, transport, writer, chunked).run()
+        stream = sub.stream
+        known = stream.has_audio or stream.has_video
+        pusher = PushWriter(
+            sub,
+            transport,
+            "flv",
+            flv_tag,
+            writer.drain,
+            backlog_bytes=WRITE_BUFFER_HIGH,
+            remote=remote,
+            wrap=_chunk if chunked else None,
+            prefix=[flv_header(stream.has_audio or not known, stream.has_video or not known)],
+        )
+        if not await pusher.run():
+            raise ConnectionResetError("client gone")
         await resp.write_eof()
         reason = sub.end_reason or "eof"
     except (ConnectionError, asyncio.CancelledError) as exc:
@@ -137,7 +162,7 @@ async def _play_flv(request: web.Request) -> web.StreamResponse:
         log.info(
             "http-flv viewer %s %s ended: %d bytes in %.1fs (%s)",
             remote,
-            key,
+            clip(key),
             sub.bytes_out,
             time.monotonic() - started,
             reason,
@@ -145,79 +170,9 @@ async def _play_flv(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-class _FlvPushWriter:
-    """Writes a subscriber's frames to the socket from the hub's fan-out (push mode).
-
-    The hub calls wake() where it would wake a reader task: the batch goes straight
-    into transport.write, so a viewer costs no task switch per write. Only when the
-    transport is full (the client reads slowly) does the handler task step in: it
-    waits for the drain while frames pile up in the (bounded) subscriber queue.
-    """
-
-    def __init__(
-        self, sub: Subscriber, transport: asyncio.Transport, writer: AbstractStreamWriter, chunked: bool
-    ) -> None:
-        self.sub = sub
-        self.transport = transport
-        self.writer = writer
-        self.chunked = chunked
-        self.paused = False
-        self.error: Exception | None = None
-        self.attention = asyncio.Event()  # the handler task must look: paused, failed or ended
-
-    def send(self, pieces: list[bytes]) -> None:
-        size = sum(len(p) for p in pieces)
-        if self.chunked:
-            pieces.insert(0, b"%x\r\n" % size)
-            pieces.append(b"\r\n")
-        if self.transport.is_closing():
-            raise ConnectionResetError("client gone")
-        self.transport.write(b"".join(pieces) if len(pieces) > 1 else pieces[0])
-        self.sub.add_bytes_out(size)
-        if self.transport.get_write_buffer_size() > WRITE_BUFFER_HIGH:
-            self.paused = True
-            self.attention.set()
-
-    def wake(self) -> None:
-        if self.paused or self.error is not None:
-            return
-        try:
-            batch = self.sub.take()
-            if batch:
-                self.send([f.cache.get("flv") or flv_tag(f) for f in batch])
-        except Exception as exc:  # reported by the handler task, never into the fan-out
-            self.error = exc
-            self.attention.set()
-            return
-        if self.sub.ended:
-            self.attention.set()
-
-    async def run(self) -> None:
-        sub = self.sub
-        stream = sub.stream
-        known = stream.has_audio or stream.has_video
-        pieces = [flv_header(stream.has_audio or not known, stream.has_video or not known)]
-        # The join burst (metadata, headers, GOP) arrives before we are in push mode.
-        pieces += [f.cache.get("flv") or flv_tag(f) for f in await sub.read()]
-        self.send(pieces)
-        sub.set_waker(self.wake)
-        try:
-            self.wake()
-            while True:
-                if self.error is not None:
-                    raise self.error
-                if self.paused:
-                    await self.writer.drain()  # returns once the client has read enough
-                    self.paused = False
-                    self.wake()
-                    continue
-                if sub.ended and not sub.queued_frames:
-                    return
-                self.attention.clear()
-                if self.error is None and not self.paused and not sub.ended:
-                    await self.attention.wait()
-        finally:
-            sub.set_waker(None)
+def _chunk(pieces: list[bytes], size: int) -> list[bytes]:
+    """HTTP/1.1 chunked framing around one batch (aiohttp's writer is bypassed)."""
+    return [b"%x\r\n" % size, *pieces, b"\r\n"]
 
 
 def _tune_viewer_socket(transport: asyncio.BaseTransport) -> None:

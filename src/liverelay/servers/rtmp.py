@@ -1,15 +1,17 @@
 """The RTMP listener: asyncio glue between sockets, media.rtmp sessions and the hub.
 
 One task per connection reads and feeds the sans-IO session. A player is fed in the
-hub's push mode: the hub's fan-out calls the viewer's waker, which take()s the batch
-and hands the chunk bytes cached on each frame (serialised once for every viewer) to
-the socket in one writelines call - no task switch and no copy per viewer and batch.
+hub's push mode through the shared push-writer (servers/sink.py): the hub's fan-out
+calls the viewer's waker, which take()s the batch and hands the chunk bytes cached on
+each frame (serialised once for every viewer) to the socket in one writelines call -
+no task switch and no copy per viewer and batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import time
@@ -29,6 +31,9 @@ from ..media.rtmp import (
     StreamDeleted,
     frame_chunks,
 )
+from .admission import AddressCap, ListenerLimits, RateLimitedLog
+from .peertext import clip
+from .sink import PushWriter
 from .vhost import resolve_vhost
 
 log = logging.getLogger("liverelay.rtmp")
@@ -78,7 +83,7 @@ class _Connection:
         self.remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else str(peer)
         self.session = RtmpServerSession(
             chunk_size=media.rtmp_chunk_size,
-            limits=server.limits,
+            limits=server.session_limits,
             budget=server.budget,
             connect_handler=self._on_connect,
         )
@@ -95,6 +100,9 @@ class _Connection:
         self.bytes_in = 0
         self.bytes_out = 0
         self.started = time.monotonic()
+        now = asyncio.get_running_loop().time()
+        self.progress_at = now  # loop time of the last whole message (the idle clock)
+        self.setup_deadline = now + media.rtmp_setup_timeout_s
         self.end_reason: str | None = None  # the first reason given wins
 
     # ------------------------------------------------------------ I/O
@@ -113,7 +121,13 @@ class _Connection:
                     await self._read_once()
             while True:
                 if self.play_task is None:
-                    async with asyncio.timeout(media.idle_timeout_s):
+                    # Bytes alone are no progress (a peer may trickle one byte at a time):
+                    # the idle clock restarts only when a whole message arrives, and the
+                    # setup (to publish/play) has an overall deadline.
+                    deadline = self.progress_at + media.idle_timeout_s
+                    if self.role == "-":
+                        deadline = min(deadline, self.setup_deadline)
+                    async with asyncio.timeout_at(deadline):
                         await self._read_once()
                 else:
                     # A player may stay silent for hours; its socket's life is the play task's.
@@ -123,9 +137,15 @@ class _Connection:
         except RtmpError as exc:
             if exc.internal:  # our bug, not the peer's: keep the traceback
                 log.error("rtmp %s: internal error", self.remote, exc_info=exc)
-            self.set_reason(f"protocol error: {exc.reason}")
+            self.set_reason(f"protocol error: {clip(exc.reason)}")
         except TimeoutError:
-            self.set_reason("handshake timeout" if not self.session.handshake_done else "idle timeout")
+            self.set_reason(
+                "handshake timeout"
+                if not self.session.handshake_done
+                else "setup timeout"
+                if self.role == "-"
+                else "idle timeout"
+            )
         except (ConnectionError, OSError) as exc:
             self.set_reason(f"socket error: {exc}")
         except asyncio.CancelledError:
@@ -140,6 +160,8 @@ class _Connection:
             raise _ConnectionEnd("closed by peer")
         self.bytes_in += len(data)
         events = self.session.receive_data(data)
+        if events:
+            self.progress_at = asyncio.get_running_loop().time()
         for event in events:
             if type(event) is MediaReceived:
                 pub = self.publications.get(event.stream_id)
@@ -177,8 +199,8 @@ class _Connection:
         host = (params.get("vhost") or [host])[0].lower()
         vhost = resolve_vhost(self.node, host)
         if not vhost:
-            self.set_reason(f"connect rejected: unknown domain {host!r}")
-            return f"Unknown domain {host!r}"
+            self.set_reason(f"connect rejected: unknown domain {clip(host)!r}")
+            return f"Unknown domain {clip(host)!r}"
         if not self.app:
             self.set_reason("connect rejected: no app")
             return "No application name"
@@ -188,14 +210,14 @@ class _Connection:
     def _on_publish(self, req: PublishRequest) -> None:
         name, _query = split_name(req.name)
         if not name or self.role == "play" or self.publications:
-            self.session.reject_publish(req, f"Cannot publish {req.name!r} here")
+            self.session.reject_publish(req, f"Cannot publish {clip(req.name)!r} here")
             return
         key = StreamKey(self.vhost, self.app, name)
         try:
             pub = self.node.hub.publish(key, kind=SourceKind.PUBLISHER, owner=self.remote)  # type: ignore[attr-defined]
         except StreamBusy as exc:
-            log.info("rtmp publish %s from %s refused: %s", key, self.remote, exc)
-            self.session.reject_publish(req, f"Stream {name} is already being published")
+            log.info("rtmp publish %s from %s refused: %s", clip(key), self.remote, exc)
+            self.session.reject_publish(req, f"Stream {clip(name)} is already being published")
             return
         pub.on_preempted = lambda: self._abort("preempted")
         self.publications[req.stream_id] = pub
@@ -244,7 +266,7 @@ class _Connection:
         )
         if sub is None:
             self.set_reason("stream not found")
-            self.session.play_not_found(req, f"No stream {key.name}")
+            self.session.play_not_found(req, f"No stream {clip(key.name)}")
             self.write(self.session.data_to_send())
             await self._close_after_write()
             return
@@ -258,17 +280,24 @@ class _Connection:
         self.transport = self.writer.transport
         session.start_play(req)
         self.write(session.data_to_send())
+        pusher = PushWriter(
+            sub,
+            self.transport,
+            self.chunk_key,
+            functools.partial(frame_chunks, chunk_size=session.chunk_size, stream_id=sid),
+            self._drain,
+            backlog_bytes=WRITE_BACKLOG_BYTES,
+            remote=self.remote,
+        )
         try:
-            if hasattr(sub, "set_waker"):
-                ended = await self._play_pushed(sub)
-            else:
-                ended = await self._play_pulled(sub)
+            ended = await pusher.run()
         except (ConnectionError, OSError):
             self.set_reason("viewer went away")
             ended = False
         finally:
-            if hasattr(sub, "set_waker"):
-                sub.set_waker(None)
+            self.bytes_out += pusher.bytes_out
+            if pusher.error is not None:
+                self.set_reason(f"write failed: {pusher.error!r}")
             sub.close()
         if not ended:
             self._abort(None)
@@ -277,66 +306,6 @@ class _Connection:
         session.end_play(sid)
         self.write(session.data_to_send())
         await self._close_after_write()
-
-    def _send_frames(self, frames: list[Any]) -> None:
-        """Write a batch: the chunk bytes cached on each frame, shared by every viewer.
-
-        writelines passes them on without a per-viewer join (uvloop keeps references to
-        unsent bytes rather than copies), so a viewer costs no memory per frame.
-        """
-        key = self.chunk_key
-        chunks = [f.cache.get(key) or frame_chunks(f, key[1], key[2]) for f in frames]
-        self.transport.writelines(chunks)
-        n = sum(map(len, chunks))
-        self.bytes_out += n
-        self.subscriber.add_bytes_out(n)
-
-    async def _play_pushed(self, sub: Any) -> bool:
-        """Push mode: the hub calls our waker from its fan-out; we take() and write at once,
-        with no task switch per viewer and batch. Returns True at EOF, False if the viewer
-        went away."""
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        transport = self.transport
-
-        def finish(ended: bool) -> None:
-            if not done.done():
-                done.set_result(ended)
-
-        def wake() -> None:
-            try:
-                if transport.is_closing():
-                    finish(False)
-                    return
-                if not sub.ended and transport.get_write_buffer_size() > WRITE_BACKLOG_BYTES:
-                    # Backed up: leave the frames queued; the hub's bounded queue skips this
-                    # viewer to a keyframe or ends it (on_drop aborts the transport).
-                    return
-                frames = sub.take()
-                if frames:
-                    self._send_frames(frames)
-                if sub.ended and not sub.queued_frames:
-                    finish(True)
-            except Exception as exc:  # the waker runs inside the hub's fan-out: never raise
-                log.exception("rtmp write to %s failed", self.remote)
-                self.set_reason(f"write failed: {exc!r}")
-                finish(False)
-
-        sub.set_waker(wake)
-        wake()  # the join burst (metadata, headers, GOP cache) is already queued: send it now
-        return await done
-
-    async def _play_pulled(self, sub: Any) -> bool:
-        """Pull mode (a subscriber without push support): read() batches in this task."""
-        transport = self.transport
-        while True:
-            frames = await sub.read()
-            if not frames:
-                return True
-            if transport.is_closing():
-                return False
-            self._send_frames(frames)
-            if transport.get_write_buffer_size() > WRITE_BACKLOG_BYTES:
-                await self.writer.drain()
 
     async def _close_after_write(self) -> None:
         with contextlib.suppress(ConnectionError, OSError):
@@ -365,7 +334,7 @@ class _Connection:
             "rtmp %s %s %s in=%d out=%d %.1fs: %s",
             self.remote,
             self.role,
-            self.key if self.key is not None else "-",
+            clip(self.key) if self.key is not None else "-",
             self.bytes_in,
             self.bytes_out,
             duration,
@@ -376,10 +345,10 @@ class _Connection:
 class RtmpServer:
     """`await start(host, port) -> bound port`; `await close()` ends every connection."""
 
-    def __init__(self, node: Any) -> None:
+    def __init__(self, node: Any, limits: ListenerLimits | None = None) -> None:
         self.node = node
         media = node.settings.media
-        self.limits = RtmpLimits(
+        self.session_limits = RtmpLimits(
             message_bytes=media.max_message_bytes,
             command_bytes_before_connect=media.rtmp_command_bytes_before_connect,
             command_bytes=media.rtmp_command_bytes,
@@ -392,6 +361,9 @@ class RtmpServer:
         )
         # Bytes buffered by all RTMP connections together (partial messages, unparsed input).
         self.budget = MemoryBudget(media.rtmp_buffer_total_bytes)
+        self.limits = limits or ListenerLimits("rtmp", 0)
+        self.warn = RateLimitedLog(log)
+        self.cap = AddressCap(self.limits, self.warn)
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -403,6 +375,10 @@ class RtmpServer:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
+        address = self.cap.acquire(writer.get_extra_info("peername"))
+        if address is None:
+            writer.transport.abort()
+            return
         if task is not None:
             self._tasks.add(task)
         try:
@@ -414,6 +390,7 @@ class RtmpServer:
         except Exception:  # never let one connection's bug reach the listener
             log.exception("rtmp connection handler failed")
         finally:
+            self.cap.release(address)
             if task is not None:
                 self._tasks.discard(task)
 
