@@ -31,6 +31,12 @@ class ApiSettings:
     max_body_bytes: int = 1 << 20
     region: str = "cn-north-1"
     service: str = "live"
+    tls_cert: str = ""  # PEM certificate (chain): with tls_key the API listener (and /console/) is HTTPS
+    tls_key: str = ""  # PEM private key file of tls_cert
+    console: bool = True  # serve the web console at /console/ on the API listener
+    console_vendor_dir: str = ""  # node_modules with hls.js/mpegts.js ("" = the one beside the source tree)
+    closed_stream_history: int = 1000  # ended streams kept for DescribeClosedStreamInfoByPage
+    max_forbidden_streams: int = 10000  # entries in the ForbidStream list
 
 
 @dataclass

@@ -10,11 +10,12 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from .config import Settings, parse_hostport
+from .config import ConfigError, Settings, parse_hostport
 
 log = logging.getLogger("liverelay.node")
 
@@ -38,6 +39,7 @@ class Node:
     hub: object | None = None  # hub.Hub
     relays: object | None = None  # relay.manager.RelayManager
     metrics: object | None = None  # prometheus_client.CollectorRegistry
+    stream_control: object | None = None  # streamctl.StreamControl (forbid list, ended streams, kill)
 
     _runners: list[web.AppRunner] = field(default_factory=list)
     _closers: list[object] = field(default_factory=list)
@@ -52,6 +54,7 @@ class Node:
         from .servers.http import create_http_app
         from .servers.rtmp import RtmpServer
         from .store import open_store
+        from .streamctl import StreamControl
 
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
@@ -61,10 +64,18 @@ class Node:
         self.hub = Hub(s.media, metrics=self.metrics)
         self.relays = RelayManager(self)
         await self.relays.start()  # type: ignore[attr-defined]
+        control = StreamControl(
+            self.hub, history=s.api.closed_stream_history, max_forbidden=s.api.max_forbidden_streams
+        )
+        self.stream_control = control
+        control.start()
+        self._closers.append(control)
 
         host, port = parse_hostport(s.api.listen)
-        port = await self._serve_app(create_api_app(self), host, port)
-        self.listeners.append(Listener("api", host, port, f"http://{_hostfmt(host)}:{port}/"))
+        tls = _tls_context(s.api.tls_cert, s.api.tls_key)
+        port = await self._serve_app(create_api_app(self), host, port, ssl_context=tls)
+        scheme = "https" if tls is not None else "http"
+        self.listeners.append(Listener("api", host, port, f"{scheme}://{_hostfmt(host)}:{port}/"))
 
         host, port = parse_hostport(s.media.http_listen)
         port = await self._serve_app(create_http_app(self), host, port)
@@ -79,11 +90,14 @@ class Node:
         self.listeners.append(
             Listener("rtmp", host, port, f"rtmp://{_hostfmt(host)}:{port}/{{app}}/{{stream}}")
         )
+        control.listeners.update({lst.name: lst.url for lst in self.listeners})
 
-    async def _serve_app(self, app: web.Application, host: str, port: int) -> int:
+    async def _serve_app(
+        self, app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+    ) -> int:
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_address=True)
+        site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
         await site.start()
         self._runners.append(runner)
         sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
@@ -110,6 +124,20 @@ class Node:
             with contextlib.suppress(Exception):
                 await self.store.close()  # type: ignore[attr-defined]
         self._stopped.set()
+
+
+def _tls_context(cert: str, key: str) -> ssl.SSLContext | None:
+    """`api.tls_cert` + `api.tls_key` -> a server TLS context; neither -> plain HTTP."""
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        raise ConfigError("api.tls_cert and api.tls_key must be set together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"api.tls_cert/api.tls_key: cannot load {cert!r} / {key!r}: {exc}") from exc
+    return context
 
 
 def _hostfmt(host: str) -> str:
