@@ -186,6 +186,7 @@ class DescribeNodeStatusResult(TypedDict):
     BytesOut: int
     RelaysByState: dict[str, int]
     Listeners: Mapping[str, str]  # api, http, rtmp -> URL (template for http/rtmp)
+    DefaultVhost: str  # media.default_vhost ("" = strict: unknown domains refused)
     Time: str
 
 

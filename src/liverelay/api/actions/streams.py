@@ -336,5 +336,6 @@ async def describe_node_status(ctx: ActionContext, body: dict[str, Any]) -> Desc
         "BytesOut": hub.bytes_out_total,
         "RelaysByState": dict(relays),
         "Listeners": listeners,
+        "DefaultVhost": ctx.settings.media.default_vhost,
         "Time": rfc3339_ms(now),
     }
