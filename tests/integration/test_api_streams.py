@@ -133,3 +133,32 @@ def test_get_actions_are_signed_and_checked(node: NodeProcess) -> None:
     post_only = ours.prepare("KillStream", {"Vhost": "__defaultVhost__", "App": "a", "Stream": "b"})
     as_get = httpx.get(post_only.url, headers=post_only.headers)
     assert as_get.status_code == 405
+
+
+def test_cli_stream_commands(node: NodeProcess, sample_flv: Path, ffmpeg: str) -> None:
+    from click.testing import CliRunner
+
+    from liverelay.cli import cli
+
+    env = {"ACCESS_KEY_ID": TEST_AK, "ACCESS_KEY_SECRET": TEST_SK, "LIVERELAY_ENDPOINT": node.api_host}
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(cli, ["stream", *args], env=env, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    where = ["--vhost", "__defaultVhost__", "--app", "live", "--stream", "cli1"]
+    with ffmpeg_publish(ffmpeg, sample_flv, node.rtmp_url("live", "cli1")) as publisher:
+        wait_for(lambda: "cli1" in run("list"), 15, "cli1 in `stream list`")
+        assert "online push" in run("state", *where)
+        assert (
+            "OutOfRange"
+            in CliRunner().invoke(cli, ["stream", "forbid", *where, "--until", "2099-01-01"], env=env).output
+        )
+        until = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert "forbidden live/cli1" in run("forbid", *where, "--until", until)
+        publisher.wait(timeout=15)  # forbidding cuts the current publisher off
+    assert "forbidden" in run("state", *where)
+    assert "resumed live/cli1" in run("resume", *where)
+    assert "offline push" in run("state", *where)
+    assert "cli1" in run("closed")

@@ -187,6 +187,12 @@ export function placeError(scope, err, fallback) {
 }
 
 export function tableOf(columns, rows, attrs = {}) {
+  // Each cell names its column (data-label): on narrow screens rows become cards.
+  for (const row of rows) {
+    [...row.children].forEach((cell, i) => {
+      if (columns[i]) cell.setAttribute("data-label", columns[i]);
+    });
+  }
   return h(
     "div",
     { class: "table-wrap", tabindex: "0", role: "region", "aria-label": attrs.label || "table" },
