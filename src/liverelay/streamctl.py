@@ -57,6 +57,19 @@ class StreamHub(Protocol):
     def streams(self) -> Sequence[StreamView]: ...
 
 
+class EmptyHub:
+    """The hub of an API served without media (the API alone, as in tests): no streams."""
+
+    bytes_in_total = 0
+    bytes_out_total = 0
+
+    def streams(self) -> list[StreamView]:
+        return []
+
+    def viewers_by_protocol(self) -> dict[str, int]:
+        return {}
+
+
 def source_type(kind: SourceKind) -> str:
     """Volcengine's SourceType: push (a publisher) or relay (a pull)."""
     return "push" if kind is SourceKind.PUBLISHER else "relay"
@@ -195,4 +208,12 @@ class StreamControl:
         return dict(self._forbidden)
 
 
-__all__ = ["ClosedStream", "SourceView", "StreamControl", "StreamHub", "StreamView", "source_type"]
+__all__ = [
+    "ClosedStream",
+    "EmptyHub",
+    "SourceView",
+    "StreamControl",
+    "StreamHub",
+    "StreamView",
+    "source_type",
+]

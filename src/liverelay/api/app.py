@@ -15,6 +15,7 @@ from aiohttp import web
 
 from ..config import Settings
 from ..store import Store
+from ..streamctl import EmptyHub, StreamControl
 from . import errors
 from .actions import ACTIONS, API_VERSION, GET_ACTIONS
 from .auth import authenticate
@@ -103,6 +104,9 @@ class ApiHandler:
         settings: Settings = node.settings
         self.settings = settings
         self.limiter = RateLimiter(settings.api.rate_limit_per_s, settings.api.rate_burst)
+        # The node's stream control; an API served without media (tests) lists no streams.
+        control: StreamControl | None = getattr(node, "stream_control", None)
+        self.stream_control = control or StreamControl(EmptyHub())
 
     @property
     def store(self) -> Store:
@@ -168,7 +172,7 @@ class ApiHandler:
             self.settings,
             self.store,
             getattr(self.node, "relays", None),
-            getattr(self.node, "stream_control", None),
+            self.stream_control,
         )
         return await handler(context, payload)
 
