@@ -130,6 +130,23 @@ def test_get_actions_are_signed_and_checked(node: NodeProcess) -> None:
     answer = httpx.get(bad.url, headers=bad.headers)
     assert answer.status_code == 400
     assert answer.json()["ResponseMetadata"]["Error"]["Code"] == "InvalidParam.OutOfRange"
+    # A parameter given twice is refused, never resolved (the signer and we could each read another).
+    from liverelay.api.signing import sign_request
+
+    query = [("Action", "DescribeLiveStreamInfoByPage"), ("Version", "2023-01-01"), ("PageNum", "1")]
+    query.append(("PageNum", "2"))
+    headers = sign_request(
+        method="GET",
+        host=node.api_host,
+        path="/",
+        query=query,
+        body=b"",
+        access_key=TEST_AK,
+        secret_key=TEST_SK,
+    )
+    url = f"http://{node.api_host}/?" + "&".join(f"{k}={v}" for k, v in query)
+    twice = httpx.get(url, headers=headers)
+    assert twice.status_code == 400 and twice.json()["ResponseMetadata"]["Error"]["Code"] == "InvalidParam"
     post_only = ours.prepare("KillStream", {"Vhost": "__defaultVhost__", "App": "a", "Stream": "b"})
     as_get = httpx.get(post_only.url, headers=post_only.headers)
     assert as_get.status_code == 405
