@@ -49,8 +49,10 @@ class SourceView(Protocol):
 class StreamView(Protocol):
     """What stream control and the stream actions read of a stream (hub.Stream)."""
 
-    key: StreamKey
-    source: SourceView | None  # type: ignore[assignment]  # hub.Stream's is a Publication
+    @property
+    def key(self) -> StreamKey: ...
+    @property
+    def source(self) -> SourceView | None: ...
 
 
 class StreamHub(Protocol):

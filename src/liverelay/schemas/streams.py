@@ -10,7 +10,7 @@ strings (`QueryInt`).
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Literal, NotRequired, Required
+from typing import Annotated, Literal, NotRequired, Required, TypeVar
 
 from pydantic import AfterValidator, BeforeValidator
 from typing_extensions import TypedDict
@@ -85,7 +85,10 @@ ResumeStreamRequest = StreamAddress
 DescribeLiveStreamStateRequest = StreamAddress
 
 
-def _one_of_vhost_domain(body: StreamAddress) -> StreamAddress:
+A = TypeVar("A", bound=StreamAddress)
+
+
+def _one_of_vhost_domain(body: A) -> A:
     if bool(body.get("Vhost")) == bool(body.get("Domain")):
         raise invalid("give exactly one of Vhost and Domain")
     return body

@@ -91,7 +91,7 @@ def _control(ctx: ActionContext) -> StreamControl:
 
 
 def _hub(ctx: ActionContext) -> LiveHub:
-    hub: LiveHub = _control(ctx).hub  # type: ignore[assignment]  # the node's Hub is a LiveHub
+    hub: LiveHub = _control(ctx).hub  # type: ignore[assignment]  # the node's Hub is also a LiveHub
     return hub
 
 
