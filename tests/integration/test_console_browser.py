@@ -116,6 +116,7 @@ class Site:
 
 
 NULL_OUT = ["-f", "null", "-"]
+HLS_OUT = ["-c", "copy", "-f", "hls", "-hls_time", "2", "-hls_list_size", "0"]
 
 
 def origin(protocol: str, port: int) -> dict[str, str]:
@@ -244,6 +245,56 @@ def test_v4_relay_through_the_form_goes_up_and_plays(site: Site) -> None:
     assert video.evaluate("v => v.videoWidth") == 640
     shot(site, "streams-preview-1280")
     preview.get_by_role("button", name="Close preview").click()
+
+
+def test_preview_prefers_hls_when_the_node_answers_it(
+    site: Site, ffmpeg: str, sample_flv: Path, tmp_path: Path
+) -> None:
+    """The node has no HLS output yet: here the browser's requests for the stream's playlist
+    and segments are answered with real HLS that ffmpeg cut from the test clip, as the node
+    will serve it; the preview must then take hls.js (from npm, /console/vendor/) over FLV."""
+    page = site.page
+    hls_dir = tmp_path / "hls"
+    hls_dir.mkdir()
+    subprocess.run(
+        [
+            ffmpeg,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            str(sample_flv),
+            *HLS_OUT,
+            str(hls_dir / "fixed1.m3u8"),
+        ],
+        check=True,
+        timeout=60,
+    )
+    cors = {"Access-Control-Allow-Origin": "*"}
+    base = f"http://127.0.0.1:{site.edge.http_port}/live/"
+
+    def serve(route: Any) -> None:
+        name = route.request.url.rsplit("/", 1)[1].split("?")[0]
+        path = hls_dir / name
+        if not path.is_file():
+            route.fulfill(status=404, headers=cors, body="")
+            return
+        kind = "application/vnd.apple.mpegurl" if name.endswith(".m3u8") else "video/mp2t"
+        route.fulfill(status=200, headers={**cors, "Content-Type": kind}, body=path.read_bytes())
+
+    page.route(f"{base}fixed1*", serve)
+    try:
+        site.goto("streams")
+        row = page.locator('tr[data-stream="live/fixed1"]')
+        row.get_by_role("button", name="Preview live/fixed1").click()
+        preview = page.locator('section[aria-label="Preview"][data-kind="hls"]')
+        preview.wait_for(timeout=15_000)
+        video = preview.locator("video")
+        page.wait_for_function("v => v.currentTime > 1", arg=video.element_handle(), timeout=20_000)
+        assert page.evaluate("typeof window.Hls") == "function"
+        preview.get_by_role("button", name="Close preview").click()
+    finally:
+        page.unroute(f"{base}fixed1*")
 
 
 def test_v4_form_shows_the_api_errors_beside_the_fields(site: Site) -> None:
