@@ -466,6 +466,15 @@ def test_domains_page_adds_a_domain(site: Site) -> None:
     form.get_by_label("Type").select_option("pull-flv")
     form.get_by_role("button", name="Add domain").click()
     page.locator('tr[data-domain="pull.example.com"]').wait_for()
+    form.get_by_label("Domain", exact=True).fill("gone.example.com")
+    form.get_by_role("button", name="Add domain").click()
+    gone = page.locator('tr[data-domain="gone.example.com"]')
+    gone.get_by_role("button", name="Remove gone.example.com").click()
+    gone.get_by_role("button", name="Yes, remove").click()
+    gone.wait_for(state="detached")
+    with api(site.edge) as svc:
+        listed = svc.list_domain_detail({"PageNum": 1, "PageSize": 100})["Result"]["DomainList"]
+    assert [d["Domain"] for d in listed] == ["pull.example.com"]
 
 
 def test_every_page_at_both_widths_and_no_unintended_faults(site: Site) -> None:
@@ -479,6 +488,15 @@ def test_every_page_at_both_widths_and_no_unintended_faults(site: Site) -> None:
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 1, (name, width, overflow)
             shot(site, f"{name}-{width}")
+    page.emulate_media(color_scheme="dark")  # dark follows the system
+    page.set_viewport_size({"width": 1280, "height": 900})
+    for name in ("overview", "status"):
+        site.goto(name)
+        page.wait_for_timeout(1200)
+        shot(site, f"{name}-1280-dark")
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(16, 19, 24)", background
+    page.emulate_media(color_scheme="light")
     for name in PAGES:
         assert (ARTIFACTS / f"{name}-1280.png").stat().st_size > 5000
         assert (ARTIFACTS / f"{name}-390.png").stat().st_size > 5000

@@ -19,9 +19,9 @@ function listOf(obj) {
 }
 
 function chart(points) {
-  const width = 600;
-  const height = 180;
-  const pad = 34;
+  const width = 1000;
+  const height = 220;
+  const pad = 90; // room for the scale's labels
   const now = Date.now() / 1000;
   const max = Math.max(1, ...points.map((p) => Math.max(p.in, p.out)));
   const x = (t) => pad + ((t - (now - WINDOW_S)) / WINDOW_S) * (width - pad - 4);
@@ -32,8 +32,8 @@ function chart(points) {
     { class: "chart", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "Bitrate in and out, last 5 minutes" },
     svg("line", { class: "axis", x1: pad, y1: height - 18, x2: width, y2: height - 18 }),
     svg("line", { class: "axis", x1: pad, y1: 8, x2: pad, y2: height - 18 }),
-    svg("text", { x: 2, y: 14 }, fmtBps(max).replace(" ", "\u00a0")),
-    svg("text", { x: 2, y: height - 20 }, "0"),
+    svg("text", { x: pad - 6, y: 16, "text-anchor": "end" }, fmtBps(max)),
+    svg("text", { x: pad - 6, y: height - 18, "text-anchor": "end" }, "0"),
     svg("text", { x: pad, y: height - 4 }, "−5 min"),
     svg("text", { x: width - 30, y: height - 4 }, "now"),
     points.length > 1 ? svg("polyline", { class: "in", fill: "none", "stroke-width": 2, points: line("in") }) : null,
