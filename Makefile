@@ -30,7 +30,8 @@ $(NODE_STAMP): package.json package-lock.json
 sysdeps:
 	@scripts/ensure-sysdeps.sh
 
-serve: $(STAMP) $(NODE_STAMP)
+serve: $(STAMP)
+	@$(MAKE) --no-print-directory $(NODE_STAMP) || echo "warning: npm ci failed: the console's preview player is missing (the node runs without it)" >&2
 	@scripts/ensure-sysdeps.sh --optional
 	$(BIN)/liverelay serve $(ARGS)
 
