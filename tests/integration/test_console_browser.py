@@ -373,6 +373,15 @@ def test_v3_editor_reorders_groups_and_a_reload_keeps_them(site: Site) -> None:
     groups_seen = result["RelaySourceConfigList"][0]["GroupDetails"]
     assert [g["Group"] for g in groups_seen] == ["B", "A"]
     assert groups_seen[0]["Servers"][0]["RelaySourceDomain"] == "127.0.0.1:19352"
+
+    # An origin the API refuses: its Code beside that very field, the editor as typed.
+    second_origin = page.locator('fieldset[data-group="A"] input[name="domain-1-0"]')
+    second_origin.fill("not a host!")
+    page.get_by_role("button", name="Save").click()
+    error = page.locator('.error[data-for="GroupDetails[1].Servers[0].RelaySourceDomain"]')
+    error.wait_for()
+    assert error.get_attribute("data-code") == "InvalidParam"
+    assert second_origin.input_value() == "not a host!"
     shot(site, "v3-editor-1280")
 
 
@@ -507,12 +516,12 @@ def test_every_page_at_both_widths_and_no_unintended_faults(site: Site) -> None:
     # media listener (no CORS headers), so the browser reports it blocked; the preview then
     # falls back to HTTP-FLV, as intended.
     assert [e for e in watch.console_errors if ".m3u8" not in e] == []
-    # The intended failures: the wrong secret (401), the eleventh URL and the 8-day window
-    # (400 each), the HLS playlist probe while the node has no HLS (404), and the preview's
-    # HTTP-FLV stream cut when the preview closed (aborted).
+    # The intended failures: the wrong secret (401), the eleventh URL, the 8-day window and
+    # the V3 origin that is no host (400 each), the HLS playlist probe while the node has no
+    # HLS (404), and the preview's HTTP-FLV stream cut when the preview closed (aborted).
     api_errors = sorted(status for status, url in watch.bad_responses if "Action=" in url)
     others = [(s, u) for s, u in watch.bad_responses if "Action=" not in u and not u.endswith(".m3u8")]
-    assert api_errors == [400, 400, 401], watch.bad_responses
+    assert api_errors == [400, 400, 400, 401], watch.bad_responses
     assert others == []
     unexpected = [
         (u, f)

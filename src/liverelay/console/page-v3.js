@@ -215,9 +215,9 @@ export async function mount(main, ctx) {
       };
       try {
         await call("UpdateRelaySourceV3", body);
-        saved.textContent = "Saved.";
         setHashParams({ vhost: state.Vhost, app: state.App });
         await loadConfigs();
+        saved.textContent = "Saved.";
       } catch (err) {
         placeError(form, err, form);
       }
