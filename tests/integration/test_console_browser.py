@@ -116,6 +116,12 @@ class Site:
 
 
 NULL_OUT = ["-f", "null", "-"]
+# Controls without an accessible name: no <label>, no aria-label, no text.
+UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea, button')]
+  .filter((el) => !el.hidden && el.type !== 'hidden')
+  .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+    && !(el.tagName === 'BUTTON' && el.textContent.trim()))
+  .map((el) => el.outerHTML.slice(0, 120))"""
 HLS_OUT = ["-c", "copy", "-f", "hls", "-hls_time", "2", "-hls_list_size", "0"]
 
 
@@ -203,7 +209,12 @@ def test_wrong_secret_shows_the_error_and_nothing_else(site: Site) -> None:
 def test_sign_in_keeps_the_pair_in_session_storage_only(site: Site) -> None:
     page = site.page
     page.goto(site.base)
-    sign_in(page, TEST_SK)
+    # By keyboard alone: the key ID field has the focus, Tab to the secret, Enter submits.
+    page.get_by_label("Access key ID").wait_for()
+    page.keyboard.type(TEST_AK)
+    page.keyboard.press("Tab")
+    page.keyboard.type(TEST_SK)
+    page.keyboard.press("Enter")
     page.locator('[data-stat="version"]').wait_for()
     assert page.locator("#nav").is_visible()
     assert TEST_SK not in page.url
@@ -496,6 +507,7 @@ def test_every_page_at_both_widths_and_no_unintended_faults(site: Site) -> None:
             # Nothing wider than the viewport but the scrollable tables.
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 1, (name, width, overflow)
+            assert page.evaluate(UNLABELLED) == [], name
             shot(site, f"{name}-{width}")
     page.emulate_media(color_scheme="dark")  # dark follows the system
     page.set_viewport_size({"width": 1280, "height": 900})
