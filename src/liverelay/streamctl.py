@@ -87,6 +87,12 @@ class ClosedStream:
     reason: str  # "ended" (seen gone), "killed", "forbidden"
 
 
+@dataclass(frozen=True, slots=True)
+class Forbid:
+    since: float  # Unix seconds: when ForbidStream was called
+    until: float  # Unix seconds: when the publisher may come back
+
+
 class StreamControl:
     def __init__(
         self,
@@ -101,7 +107,7 @@ class StreamControl:
         self.max_forbidden = max_forbidden
         self.poll_s = poll_s
         self.clock = clock
-        self._forbidden: dict[StreamKey, float] = {}
+        self._forbidden: dict[StreamKey, Forbid] = {}
         self._closed: deque[ClosedStream] = deque(maxlen=max(1, history))
         # Sources seen live at the last sample: id(source) -> (key, source).
         self._live: dict[int, tuple[StreamKey, SourceView]] = {}
@@ -181,7 +187,7 @@ class StreamControl:
 
     def _expire(self) -> None:
         now = self.clock()
-        for key in [k for k, until in self._forbidden.items() if until <= now]:
+        for key in [k for k, entry in self._forbidden.items() if entry.until <= now]:
             del self._forbidden[key]
 
     def forbid(self, key: StreamKey, until: float) -> bool:
@@ -189,7 +195,7 @@ class StreamControl:
         self._expire()
         if key not in self._forbidden and len(self._forbidden) >= self.max_forbidden:
             return False
-        self._forbidden[key] = until
+        self._forbidden[key] = Forbid(self.clock(), until)
         self.kill(key, "forbidden")
         return True
 
@@ -197,15 +203,16 @@ class StreamControl:
         return self._forbidden.pop(key, None) is not None
 
     def is_forbidden(self, key: StreamKey) -> bool:
-        until = self._forbidden.get(key)
-        if until is None:
+        entry = self._forbidden.get(key)
+        if entry is None:
             return False
-        if until <= self.clock():
+        if entry.until <= self.clock():
             del self._forbidden[key]
             return False
         return True
 
-    def forbidden(self) -> dict[StreamKey, float]:
+    def forbidden(self) -> dict[StreamKey, Forbid]:
+        """The forbidden streams now (expired entries dropped)."""
         self._expire()
         return dict(self._forbidden)
 
@@ -213,6 +220,7 @@ class StreamControl:
 __all__ = [
     "ClosedStream",
     "EmptyHub",
+    "Forbid",
     "SourceView",
     "StreamControl",
     "StreamHub",

@@ -86,6 +86,10 @@ def test_stream_actions_with_the_official_sdk(
     sdk.forbid_stream({"Vhost": vhost, "App": "live", "Stream": "cam1", "EndTime": end})
     state = sdk.describe_live_stream_state({"Vhost": vhost, "App": "live", "Stream": "cam1"})
     assert state["Result"]["stream_state"] == "forbidden"
+    forbidden = sdk.describe_forbidden_stream_info_by_page({"PageNum": 1, "PageSize": 10})["Result"]
+    assert forbidden["RoughCount"] == 1
+    entry = forbidden["StreamInfoList"][0]
+    assert (entry["App"], entry["Stream"], entry["EndTime"]) == ("live", "cam1", end)
     args = [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-i", str(sample_flv), "-c", "copy"]
     refused = subprocess.run(
         [*args, "-f", "flv", node.rtmp_url("live", "cam1")], capture_output=True, timeout=30, check=False
@@ -93,6 +97,7 @@ def test_stream_actions_with_the_official_sdk(
     assert refused.returncode != 0
     assert "forbidden" in node.log()
     ours.resume_stream({"Vhost": vhost, "App": "live", "Stream": "cam1"})
+    assert ours.describe_forbidden_stream_info_by_page({"PageNum": 1})["Result"]["StreamInfoList"] == []
     proc = subprocess.Popen(
         [*args[:5], "-stream_loop", "-1", *args[5:], "-f", "flv", node.rtmp_url("live", "cam1")],
         stdout=subprocess.DEVNULL,

@@ -49,6 +49,9 @@ FAST_RELAY_ENV = {
     "LIVERELAY_RELAY_BACKOFF_INITIAL_S": "0.5",
     "LIVERELAY_RELAY_BACKOFF_MAX_S": "2",
     "LIVERELAY_RELAY_NO_MEDIA_TIMEOUT_S": "3",
+    # The test clicks far faster than a person, while the pages' own refreshes run.
+    "LIVERELAY_API_RATE_LIMIT_PER_S": "100",
+    "LIVERELAY_API_RATE_BURST": "100",
 }
 
 
@@ -471,6 +474,17 @@ def test_cut_off_a_published_stream_from_the_streams_page(site: Site, ffmpeg: st
         row.get_by_role("button", name="Cut off live/pushcam").click()
         row.get_by_role("button", name="Yes, cut off").click()
         publisher.wait(timeout=15)
+    # Forbid it by name: listed as forbidden until resumed from that list.
+    card = page.locator('form[aria-label="Forbid or resume a stream"]')
+    card.get_by_label("Stream", exact=True).fill("pushcam")
+    card.get_by_role("button", name="Forbid", exact=True).click()
+    forbidden = card.locator('tr[data-stream="live/pushcam"]')
+    forbidden.wait_for()
+    with api(site.edge) as svc:
+        state = svc.describe_live_stream_state({"Vhost": VHOST, "App": "live", "Stream": "pushcam"})
+    assert state["Result"]["stream_state"] == "forbidden"
+    forbidden.get_by_role("button", name="Resume live/pushcam").click()
+    forbidden.wait_for(state="detached")
     page.get_by_role("tab", name="Ended").click()
     ended = page.locator('section[aria-labelledby="tab-ended"] tr[data-stream="live/pushcam"]').first
     ended.wait_for(timeout=10_000)

@@ -43,6 +43,8 @@ def test_forbid_list_is_bounded_and_expired_entries_make_room() -> None:
     clock.now += 10
     assert control.forbid(StreamKey("v", "a", "3"), clock.now + 100)
     assert set(control.forbidden()) == {StreamKey("v", "a", "2"), StreamKey("v", "a", "3")}
+    entry = control.forbidden()[StreamKey("v", "a", "3")]
+    assert (entry.since, entry.until) == (clock.now, clock.now + 100)
 
 
 def test_kill_closes_the_source_and_calls_its_owner() -> None:

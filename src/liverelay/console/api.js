@@ -9,6 +9,7 @@ export const GET_ACTIONS = new Set([
   "DescribeLiveStreamInfoByPage",
   "DescribeLiveStreamState",
   "DescribeClosedStreamInfoByPage",
+  "DescribeForbiddenStreamInfoByPage",
 ]);
 const STORAGE_KEY = "liverelay.console.keys";
 

@@ -205,6 +205,7 @@ export async function mount(main, ctx) {
       });
       replace(errors);
       renderLive(result);
+      await refreshForbidden();
     } catch (err) {
       replace(errors, errorBox(err));
     }
@@ -218,6 +219,7 @@ export async function mount(main, ctx) {
   const fStream = h("input", { name: "Stream", "data-field": "Stream" });
   const fUntil = h("input", { type: "datetime-local", name: "EndTime", "data-field": "EndTime" });
   const fResult = h("p", { class: "hint", "aria-live": "polite" });
+  const forbiddenList = h("div");
   const forbidForm = h(
     "form",
     { class: "card", "aria-label": "Forbid or resume a stream" },
@@ -237,7 +239,38 @@ export async function mount(main, ctx) {
       button("Resume", () => submitForbid("resume")),
     ),
     fResult,
+    h("h2", {}, "Forbidden now"),
+    forbiddenList,
   );
+  const refreshForbidden = async () => {
+    const result = await call("DescribeForbiddenStreamInfoByPage", { PageNum: 1, PageSize: 100 });
+    const rows = result.StreamInfoList.map((row) =>
+      h(
+        "tr",
+        { "data-stream": `${row.App}/${row.Stream}` },
+        h("td", {}, `${row.App}/${row.Stream}`, h("div", { class: "hint" }, row.Vhost)),
+        h("td", {}, fmtTime(row.CreateTime)),
+        h("td", {}, fmtTime(row.EndTime)),
+        h(
+          "td",
+          {},
+          button(
+            "Resume",
+            async () => {
+              try {
+                await call("ResumeStream", { Vhost: row.Vhost, App: row.App, Stream: row.Stream });
+                await refreshForbidden();
+              } catch (err) {
+                replace(errors, errorBox(err));
+              }
+            },
+            { "aria-label": `Resume ${row.App}/${row.Stream}` },
+          ),
+        ),
+      ),
+    );
+    replace(forbiddenList, tableOf(["Stream", "Since", "Until", ""], rows, { label: "Forbidden streams" }));
+  };
   const submitForbid = async (what) => {
     clearErrors(forbidForm);
     fResult.textContent = "";

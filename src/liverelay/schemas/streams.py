@@ -19,7 +19,12 @@ from .fields import MAX_PAGE, AppName, StreamName, VhostName, bounded, echo, err
 
 # Actions Volcengine documents as GET: parameters in the signed query string, no body.
 GET_ACTIONS = frozenset(
-    {"DescribeLiveStreamInfoByPage", "DescribeLiveStreamState", "DescribeClosedStreamInfoByPage"}
+    {
+        "DescribeLiveStreamInfoByPage",
+        "DescribeLiveStreamState",
+        "DescribeClosedStreamInfoByPage",
+        "DescribeForbiddenStreamInfoByPage",
+    }
 )
 MAX_STREAM_PAGE_SIZE = 1000  # Volcengine: PageSize in [1, 1000]
 MAX_FORBID_S = 90 * 24 * 3600  # Volcengine: a forbid lasts at most 90 days (also the default)
@@ -120,6 +125,32 @@ class DescribeClosedStreamInfoByPageRequest(TypedDict, total=False):
     QueryType: QueryTypeName
 
 
+class DescribeForbiddenStreamInfoByPageRequest(TypedDict, total=False):
+    PageNum: PageNum
+    PageSize: PageSize
+    Vhost: VhostName
+    Domain: str
+    App: str
+    Stream: str
+    Sort: Literal["asc", "desc"]  # by forbid time; default desc
+    QueryType: QueryTypeName
+
+
+class ForbiddenStreamInfo(TypedDict):
+    Vhost: str
+    Domain: str
+    App: str
+    Stream: str
+    CreateTime: str  # when it was forbidden (RFC 3339 UTC)
+    EndTime: str  # when the forbid expires
+    type: str  # "push": only publishers are refused
+
+
+class DescribeForbiddenStreamInfoByPageResult(TypedDict):
+    RoughCount: int
+    StreamInfoList: list[ForbiddenStreamInfo]
+
+
 class LiveStreamInfo(TypedDict):
     # Volcengine's fields
     ID: int
@@ -198,3 +229,4 @@ FORBID_STREAM = request_adapter(ForbidStreamRequest, _one_of_vhost_domain)
 DESCRIBE_LIVE_STREAM_INFO = request_adapter(DescribeLiveStreamInfoByPageRequest)
 DESCRIBE_CLOSED_STREAM_INFO = request_adapter(DescribeClosedStreamInfoByPageRequest)
 DESCRIBE_NODE_STATUS = request_adapter(DescribeNodeStatusRequest)
+DESCRIBE_FORBIDDEN_STREAM_INFO = request_adapter(DescribeForbiddenStreamInfoByPageRequest)

@@ -45,6 +45,8 @@ from ..schemas.relay_sources import (
 from ..schemas.streams import (
     DescribeClosedStreamInfoByPageRequest,
     DescribeClosedStreamInfoByPageResult,
+    DescribeForbiddenStreamInfoByPageRequest,
+    DescribeForbiddenStreamInfoByPageResult,
     DescribeLiveStreamInfoByPageRequest,
     DescribeLiveStreamInfoByPageResult,
     DescribeLiveStreamStateRequest,
@@ -136,7 +138,7 @@ class ActionMethods:
     update_domain_vhost = Action[UpdateDomainVhostRequest, NoResult]("UpdateDomainVhost")
     enable_domain = Action[EnableDomainRequest, NoResult]("EnableDomain")
     disable_domain = Action[DisableDomainRequest, NoResult]("DisableDomain")
-    # -- streams (the Describe* three are GET actions: parameters in the query string) --
+    # -- streams (the Describe* ones are GET actions: parameters in the query string) ----
     describe_live_stream_info_by_page = Action[
         DescribeLiveStreamInfoByPageRequest, DescribeLiveStreamInfoByPageResult
     ]("DescribeLiveStreamInfoByPage")
@@ -146,6 +148,9 @@ class ActionMethods:
     describe_closed_stream_info_by_page = Action[
         DescribeClosedStreamInfoByPageRequest, DescribeClosedStreamInfoByPageResult
     ]("DescribeClosedStreamInfoByPage")
+    describe_forbidden_stream_info_by_page = Action[
+        DescribeForbiddenStreamInfoByPageRequest, DescribeForbiddenStreamInfoByPageResult
+    ]("DescribeForbiddenStreamInfoByPage")
     kill_stream = Action[KillStreamRequest, NoResult]("KillStream")
     forbid_stream = Action[ForbidStreamRequest, NoResult]("ForbidStream")
     resume_stream = Action[ResumeStreamRequest, NoResult]("ResumeStream")

@@ -28,6 +28,7 @@ ACTIONS: dict[str, ActionHandler] = {
     "DescribeLiveStreamInfoByPage": streams.describe_live_stream_info_by_page,
     "DescribeLiveStreamState": streams.describe_live_stream_state,
     "DescribeClosedStreamInfoByPage": streams.describe_closed_stream_info_by_page,
+    "DescribeForbiddenStreamInfoByPage": streams.describe_forbidden_stream_info_by_page,
     "KillStream": streams.kill_stream,
     "ForbidStream": streams.forbid_stream,
     "ResumeStream": streams.resume_stream,

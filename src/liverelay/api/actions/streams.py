@@ -21,6 +21,7 @@ from ...media.frame import Frame
 from ...schemas.status import RelayStatusReport
 from ...schemas.streams import (
     DESCRIBE_CLOSED_STREAM_INFO,
+    DESCRIBE_FORBIDDEN_STREAM_INFO,
     DESCRIBE_LIVE_STREAM_INFO,
     DESCRIBE_NODE_STATUS,
     FORBID_STREAM,
@@ -28,6 +29,7 @@ from ...schemas.streams import (
     STREAM_ADDRESS,
     ClosedStreamInfo,
     DescribeClosedStreamInfoByPageResult,
+    DescribeForbiddenStreamInfoByPageResult,
     DescribeLiveStreamInfoByPageResult,
     DescribeLiveStreamStateResult,
     DescribeNodeStatusResult,
@@ -259,6 +261,38 @@ async def describe_closed_stream_info_by_page(
 
 def _push_or_pull(kind: SourceKind) -> Literal["push", "pull"]:
     return "push" if kind is SourceKind.PUBLISHER else "pull"
+
+
+async def describe_forbidden_stream_info_by_page(
+    ctx: ActionContext, body: dict[str, Any]
+) -> DescribeForbiddenStreamInfoByPageResult:
+    req = bind(DESCRIBE_FORBIDDEN_STREAM_INFO, body)
+    page, size = req.get("PageNum", 1), req.get("PageSize", 10)
+    fuzzy = req.get("QueryType") == "fuzzy"
+    vhost = _filter_vhost(ctx, req.get("Vhost"), req.get("Domain"))
+    items = [
+        (key, entry)
+        for key, entry in _control(ctx).forbidden().items()
+        if (vhost is None or key.vhost == vhost)
+        and _matches(key.app, req.get("App"), fuzzy)
+        and _matches(key.name, req.get("Stream"), fuzzy)
+    ]
+    items.sort(key=lambda item: item[1].since, reverse=req.get("Sort", "desc") == "desc")
+    return {
+        "RoughCount": len(items),
+        "StreamInfoList": [
+            {
+                "Vhost": key.vhost,
+                "Domain": _domain_of(ctx, key.vhost),
+                "App": key.app,
+                "Stream": key.name,
+                "CreateTime": rfc3339_ms(entry.since),
+                "EndTime": rfc3339_ms(entry.until),
+                "type": "push",
+            }
+            for key, entry in _page(items, page, size)
+        ],
+    }
 
 
 async def describe_live_stream_state(
