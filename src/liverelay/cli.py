@@ -963,6 +963,23 @@ def stream_closed(api: ApiContext, vhost: str | None, page: int, size: int) -> N
     out.print(table("ended streams", ["Stream", "Source", "Started", "Ended", "Why"], rows))
 
 
+@stream.command("forbidden")
+@click.option("--vhost", default=None)
+@api_command
+def stream_forbidden(api: ApiContext, vhost: str | None) -> None:
+    """Forbidden streams and until when (DescribeForbiddenStreamInfoByPage)."""
+    body: dict[str, Any] = {"PageNum": 1, "PageSize": 1000}
+    if vhost:
+        body["Vhost"] = vhost
+    response = api.call("describe_forbidden_stream_info_by_page", body)
+    if api.as_json:
+        print_json(response)
+        return
+    items = (response.get("Result") or {}).get("StreamInfoList") or []
+    rows = [(f"{r['Vhost']}/{r['App']}/{r['Stream']}", r["CreateTime"], r["EndTime"]) for r in items]
+    out.print(table("forbidden streams", ["Stream", "Since", "Until"], rows))
+
+
 @stream.command("state")
 @stream_command
 def stream_state(api: ApiContext, body: dict[str, Any], name: str) -> None:
