@@ -181,7 +181,7 @@ def test_cli_stream_commands(node: NodeProcess, sample_flv: Path, ffmpeg: str) -
         assert "forbidden live/cli1" in run("forbid", *where, "--until", until)
         publisher.wait(timeout=15)  # forbidding cuts the current publisher off
     assert "forbidden" in run("state", *where)
-    assert "cli1" in run("forbidden")
+    assert "cli1" in run("forbidden", "--json")
     assert "resumed live/cli1" in run("resume", *where)
     assert "offline push" in run("state", *where)
     assert "cli1" in run("closed")
