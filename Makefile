@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
 
 .PHONY: serve test lint deps sysdeps bench clean
 
@@ -14,17 +15,27 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
-deps: $(STAMP)
+deps: $(STAMP) $(NODE_STAMP)
 
-# ffmpeg (test publisher/player, HLS/SRT sources) and nginx-rtmp (foreign origin in tests, bench peer).
+# The web console's browser dependencies (hls.js, mpegts.js): pinned with integrity
+# hashes in package-lock.json, installed into node_modules (never committed); the node
+# serves them at /console/vendor/.
+$(NODE_STAMP): package.json package-lock.json
+	@scripts/ensure-sysdeps.sh --node
+	npm ci --no-audit --no-fund --ignore-scripts
+	touch $(NODE_STAMP)
+
+# ffmpeg (test publisher/player, HLS/SRT sources), nginx-rtmp (foreign origin in tests,
+# bench peer), node (console signer test) and chromium (console browser tests).
 sysdeps:
 	@scripts/ensure-sysdeps.sh
 
 serve: $(STAMP)
+	@$(MAKE) --no-print-directory $(NODE_STAMP) || echo "warning: npm ci failed: the console's preview player is missing (the node runs without it)" >&2
 	@scripts/ensure-sysdeps.sh --optional
 	$(BIN)/liverelay serve $(ARGS)
 
-test: $(STAMP) sysdeps
+test: $(STAMP) $(NODE_STAMP) sysdeps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
@@ -37,4 +48,4 @@ bench: $(STAMP) sysdeps
 	$(BIN)/python -m bench $(ARGS)
 
 clean:
-	rm -rf $(VENV) .liverelay-data
+	rm -rf $(VENV) .liverelay-data node_modules test-artifacts

@@ -15,6 +15,19 @@ if [ "${1:-}" = "--venv" ]; then
   echo "error: python3 cannot create a venv -- install it with: sudo apt-get install python3-venv" >&2
   exit 1
 fi
+# --node: node and npm (the console's npm dependencies; its signer test runs under node).
+if [ "${1:-}" = "--node" ]; then
+  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 && exit 0
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing from Debian: nodejs npm"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+    exit 0
+  fi
+  echo "error: node and npm are needed -- install them with: sudo apt-get install nodejs npm" >&2
+  exit 1
+fi
 optional=0
 [ "${1:-}" = "--optional" ] && optional=1
 missing=()
@@ -23,6 +36,9 @@ command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
 if [ $optional -eq 0 ]; then
   command -v nginx >/dev/null 2>&1 || missing+=(nginx)
   ls /usr/lib/nginx/modules/ngx_rtmp_module.so >/dev/null 2>&1 || missing+=(libnginx-mod-rtmp)
+  # The console's tests: its signer under node, its pages in a real headless chromium.
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')

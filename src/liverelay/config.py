@@ -129,6 +129,12 @@ class ApiSettings(_Section):
     idle_timeout_s: float = 15.0  # keep-alive idle before the listener closes the connection
     max_conns_per_ip: int = 256  # concurrent connections per client address (0 = no cap)
     conn_cap_exempt_loopback: bool = False  # loopback clients not counted by max_conns_per_ip
+    tls_cert: str = ""  # PEM certificate (chain): with tls_key the API listener (and /console/) is HTTPS
+    tls_key: str = ""  # PEM private key file of tls_cert
+    console: bool = True  # serve the web console at /console/ on the API listener
+    console_vendor_dir: str = ""  # node_modules with hls.js/mpegts.js ("" = the one beside the source tree)
+    closed_stream_history: int = 1000  # ended streams kept for DescribeClosedStreamInfoByPage
+    max_forbidden_streams: int = 10000  # entries in the ForbidStream list
 
 
 class MediaSettings(_Section):

@@ -10,11 +10,12 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from .config import Settings
+from .config import ConfigError, Settings
 from .netaddr import format_host, parse_hostport
 from .servers.admission import ListenerLimits, log_accept_errors, raise_file_limit, serve_guarded
 
@@ -40,6 +41,7 @@ class Node:
     hub: object | None = None  # hub.Hub
     relays: object | None = None  # relay.manager.RelayManager
     metrics: object | None = None  # prometheus_client.CollectorRegistry
+    stream_control: object | None = None  # streamctl.StreamControl (forbid list, ended streams, kill)
 
     _runners: list[web.AppRunner] = field(default_factory=list)
     _servers: list[asyncio.base_events.Server] = field(default_factory=list)
@@ -55,6 +57,7 @@ class Node:
         from .servers.http import create_http_app
         from .servers.rtmp import RtmpServer
         from .store import open_store
+        from .streamctl import StreamControl
 
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
@@ -64,13 +67,21 @@ class Node:
         self.hub = Hub(s.media, metrics=self.metrics)
         self.relays = RelayManager(self)
         await self.relays.start()  # type: ignore[attr-defined]
+        control = StreamControl(
+            self.hub, history=s.api.closed_stream_history, max_forbidden=s.api.max_forbidden_streams
+        )
+        self.stream_control = control
+        control.start()
+        self._closers.append(control)
 
         raise_file_limit()
         log_accept_errors(asyncio.get_running_loop())
 
         host, port = parse_hostport(s.api.listen)
-        port = await self._serve_app(create_api_app(self), host, port, _api_limits(s))
-        self.listeners.append(Listener("api", host, port, f"http://{format_host(host)}:{port}/"))
+        tls = _tls_context(s.api.tls_cert, s.api.tls_key)
+        port = await self._serve_app(create_api_app(self), host, port, _api_limits(s), ssl_context=tls)
+        scheme = "https" if tls is not None else "http"
+        self.listeners.append(Listener("api", host, port, f"{scheme}://{format_host(host)}:{port}/"))
 
         host, port = parse_hostport(s.media.http_listen)
         port = await self._serve_app(create_http_app(self), host, port, _media_limits(s, "http"))
@@ -85,9 +96,17 @@ class Node:
         self.listeners.append(
             Listener("rtmp", host, port, f"rtmp://{format_host(host)}:{port}/{{app}}/{{stream}}")
         )
+        control.listeners.update({lst.name: lst.url for lst in self.listeners})
 
-    async def _serve_app(self, app: web.Application, host: str, port: int, limits: ListenerLimits) -> int:
-        runner, server = await serve_guarded(app, host, port, limits)
+    async def _serve_app(
+        self,
+        app: web.Application,
+        host: str,
+        port: int,
+        limits: ListenerLimits,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> int:
+        runner, server = await serve_guarded(app, host, port, limits, ssl_context=ssl_context)
         self._runners.append(runner)
         self._servers.append(server)
         sockets = server.sockets
@@ -131,6 +150,20 @@ def _media_limits(s: Settings, name: str) -> ListenerLimits:
     return ListenerLimits(
         name, m.max_conns_per_ip, m.conn_cap_exempt_loopback, m.http_header_timeout_s, m.http_idle_timeout_s
     )
+
+
+def _tls_context(cert: str, key: str) -> ssl.SSLContext | None:
+    """`api.tls_cert` + `api.tls_key` -> a server TLS context; neither -> plain HTTP."""
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        raise ConfigError("api.tls_cert and api.tls_key must be set together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"api.tls_cert/api.tls_key: cannot load {cert!r} / {key!r}: {exc}") from exc
+    return context
 
 
 async def run_node(settings: Settings, *, on_started: object = None) -> None:

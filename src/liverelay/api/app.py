@@ -15,9 +15,11 @@ from aiohttp import web
 
 from ..config import Settings
 from ..store import Store
+from ..streamctl import EmptyHub, StreamControl
 from . import errors
-from .actions import ACTIONS, API_VERSION
+from .actions import ACTIONS, API_VERSION, GET_ACTIONS
 from .auth import authenticate
+from .console import add_console_routes
 from .context import ActionContext, Result
 from .envelope import error_body, metadata, new_request_id, success_body
 from .errors import ApiError
@@ -70,6 +72,19 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     return value
 
 
+def query_parameters(request: web.Request) -> dict[str, Any]:
+    """A GET action's parameters: the query string less Action and Version. A name given
+    twice is refused (the signer and we could each read another value)."""
+    params: dict[str, Any] = {}
+    for name, value in request.query.items():
+        if name in ("Action", "Version"):
+            continue
+        if name in params:
+            raise errors.invalid_param(f"the query parameter {name[:64]!r} is given more than once")
+        params[name] = value
+    return params
+
+
 async def read_body(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise errors.body_too_large(limit)
@@ -89,6 +104,9 @@ class ApiHandler:
         settings: Settings = node.settings
         self.settings = settings
         self.limiter = RateLimiter(settings.api.rate_limit_per_s, settings.api.rate_burst)
+        # The node's stream control; an API served without media (tests) lists no streams.
+        control: StreamControl | None = getattr(node, "stream_control", None)
+        self.stream_control = control or StreamControl(EmptyHub())
 
     @property
     def store(self) -> Store:
@@ -120,7 +138,9 @@ class ApiHandler:
 
     async def _dispatch(self, request: web.Request, action: str, version: str) -> Result:
         api = self.settings.api
-        if request.method != "POST":
+        # GET only for the actions Volcengine documents as GET: their parameters travel
+        # in the (signed) query string instead of a JSON body.
+        if request.method != "POST" and not (request.method == "GET" and action in GET_ACTIONS):
             raise errors.method_not_allowed(request.method)
         for name in ("Action", "Version"):
             # Given twice, the gateway, the signer and we might each read another one.
@@ -147,8 +167,13 @@ class ApiHandler:
         handler = ACTIONS.get(action)
         if handler is None or version != API_VERSION or request.path != "/":
             raise errors.invalid_action_or_version(action, version)
-        payload = parse_json_object(body)
-        context = ActionContext(self.settings, self.store, getattr(self.node, "relays", None))
+        payload = query_parameters(request) if request.method == "GET" else parse_json_object(body)
+        context = ActionContext(
+            self.settings,
+            self.store,
+            getattr(self.node, "relays", None),
+            self.stream_control,
+        )
         return await handler(context, payload)
 
 
@@ -160,6 +185,7 @@ def create_api_app(node: Any) -> web.Application:
     app = web.Application(client_max_size=max(limit + 1, 1024))
     handler = ApiHandler(node)
     app[API_HANDLER_KEY] = handler
+    add_console_routes(app, node.settings)
     app.router.add_route("*", "/{tail:.*}", handler.handle)
     return app
 

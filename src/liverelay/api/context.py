@@ -8,6 +8,7 @@ from typing import Any
 
 from ..config import Settings
 from ..store import Store
+from ..streamctl import StreamControl
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +16,7 @@ class ActionContext:
     settings: Settings
     store: Store
     relays: Any  # relay.manager.RelayManager or None (then DescribeRelayStatus lists nothing)
+    streams: StreamControl | None = None  # the stream actions' view of the hub (None: they answer 503)
 
 
 # An action's result object (a TypedDict of liverelay.schemas), or None for "no Result".

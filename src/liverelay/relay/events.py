@@ -17,6 +17,7 @@ Events and their extra fields:
 from __future__ import annotations
 
 import logging
+from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +27,8 @@ from .metrics import RelayMetrics
 from .webhooks import WebhookSender
 
 log = logging.getLogger("liverelay.relay")
+
+RECENT_EVENTS = 1000  # events kept for DescribeRelayEvents (docs/limits-console.md)
 
 
 def rfc3339(ts: float | None) -> str | None:
@@ -47,6 +50,9 @@ class RelayEvents:
     def __init__(self, metrics: RelayMetrics | None = None, webhooks: WebhookSender | None = None) -> None:
         self.metrics = metrics
         self.webhooks = webhooks
+        # The last events (webhook bodies), newest last: DescribeRelayEvents and the
+        # console's failover history read them.
+        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_EVENTS)
 
     def emit(self, event: str, *, kind: str, vhost: str, app: str, stream: str, **fields: Any) -> None:
         """Count, log and queue one event. Never raises into the data plane.
@@ -71,16 +77,17 @@ class RelayEvents:
             stream,
             " ".join(f"{k}={v}" for k, v in fields.items()),
         )
+        body: dict[str, Any] = {
+            "Event": event,
+            "Time": rfc3339(datetime.now(UTC).timestamp()),
+            "Type": kind,
+            "Vhost": vhost,
+            "App": app,
+            "Stream": stream,
+        }
+        body.update(fields)
+        self.recent.append(body)
         if self.webhooks is not None:
-            body: dict[str, Any] = {
-                "Event": event,
-                "Time": rfc3339(datetime.now(UTC).timestamp()),
-                "Type": kind,
-                "Vhost": vhost,
-                "App": app,
-                "Stream": stream,
-            }
-            body.update(fields)
             self.webhooks.send(body)
 
     def _count(self, event: str, fields: dict[str, Any]) -> None:

@@ -184,6 +184,15 @@ class DescribeRelayStatusResult(TypedDict):
     RelayStatusList: list[Mapping[str, object]]
 
 
+class DescribeRelayEventsRequest(DescribeRelayStatusRequest, total=False):
+    Limit: Annotated[int, bounded(1, 1000)]  # default 100
+
+
+class DescribeRelayEventsResult(TypedDict):
+    # relay.events: the webhook bodies ({"Event", "Time", "Type", "Vhost", "App", "Stream", ...}).
+    EventList: list[Mapping[str, object]]
+
+
 # ---- validators of request bodies ----------------------------------------------------
 
 UPDATE_RELAY_SOURCE_V3 = request_adapter(UpdateRelaySourceV3Request)
@@ -193,3 +202,4 @@ RELAY_SOURCE_V4 = request_adapter(RelaySourceV4Request, _check_schedule)
 RELAY_SOURCE_V4_KEY = request_adapter(RelaySourceV4Key)
 LIST_RELAY_SOURCE_V4 = request_adapter(ListRelaySourceV4Request)
 DESCRIBE_RELAY_STATUS = request_adapter(DescribeRelayStatusRequest)
+DESCRIBE_RELAY_EVENTS = request_adapter(DescribeRelayEventsRequest)

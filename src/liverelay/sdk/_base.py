@@ -12,12 +12,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import httpx
 
 from .. import __version__
 from ..api.signing import sign_request
 from ..backoff import backoff_delay
+from ..schemas.streams import GET_ACTIONS
 from .actions import ActionMethods
 from .errors import LiveAPIError, LiveConnectionError, ServerError, ThrottledError, error_from_response
 
@@ -42,6 +44,7 @@ class PreparedRequest:
     url: str
     headers: dict[str, str]
     content: bytes
+    method: str = "POST"
 
 
 @dataclass(slots=True)
@@ -149,13 +152,21 @@ class ServiceBase(ActionMethods):
         return f"{self.scheme}://{self.host}/"
 
     def prepare(self, action: str, body: Mapping[str, Any] | None) -> PreparedRequest:
-        """Serialise like the official SDK (json.dumps defaults) and sign those exact bytes."""
+        """Serialise like the official SDK (json.dumps defaults) and sign those exact bytes.
+
+        A GET action (schemas.streams.GET_ACTIONS) sends `body` as query parameters
+        (numbers and booleans as text, like the official SDK) and no body."""
         if not self.ak or not self.sk:
             raise ValueError("access key id and secret are required (ak=, sk=)")
-        content = json.dumps(dict(body) if body is not None else {}).encode("utf-8")
         query = [("Action", action), ("Version", API_VERSION)]
+        method = "GET" if action in GET_ACTIONS else "POST"
+        if method == "GET":
+            query += [(k, _query_text(v)) for k, v in (body or {}).items() if v is not None]
+            content = b""
+        else:
+            content = json.dumps(dict(body) if body is not None else {}).encode("utf-8")
         headers = sign_request(
-            method="POST",
+            method=method,
             host=self.host,
             path="/",
             query=query,
@@ -169,8 +180,8 @@ class ServiceBase(ActionMethods):
         )
         headers["Accept"] = "application/json"
         headers["User-Agent"] = USER_AGENT
-        url = f"{self.scheme}://{self.host}/?Action={action}&Version={API_VERSION}"
-        return PreparedRequest(url, headers, content)
+        url = f"{self.scheme}://{self.host}/?{urlencode(query, quote_via=quote)}"
+        return PreparedRequest(url, headers, content, method)
 
     @contextmanager
     def transport_errors(self, action: str) -> Iterator[None]:
@@ -189,6 +200,12 @@ class ServiceBase(ActionMethods):
             raise LiveConnectionError(
                 f"{action}: {type(exc).__name__} talking to {self.endpoint}: {exc}", action=action
             ) from exc
+
+
+def _query_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def read_response(action: str, response: httpx.Response) -> dict[str, Any]:

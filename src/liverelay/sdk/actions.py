@@ -31,6 +31,8 @@ from ..schemas.relay_sources import (
     CreateRelaySourceV4Result,
     DeleteRelaySourceV3Request,
     DeleteRelaySourceV4Request,
+    DescribeRelayEventsRequest,
+    DescribeRelayEventsResult,
     DescribeRelaySourceV3Request,
     DescribeRelaySourceV3Result,
     DescribeRelayStatusRequest,
@@ -39,6 +41,21 @@ from ..schemas.relay_sources import (
     ListRelaySourceV4Result,
     UpdateRelaySourceV3Request,
     UpdateRelaySourceV4Request,
+)
+from ..schemas.streams import (
+    DescribeClosedStreamInfoByPageRequest,
+    DescribeClosedStreamInfoByPageResult,
+    DescribeForbiddenStreamInfoByPageRequest,
+    DescribeForbiddenStreamInfoByPageResult,
+    DescribeLiveStreamInfoByPageRequest,
+    DescribeLiveStreamInfoByPageResult,
+    DescribeLiveStreamStateRequest,
+    DescribeLiveStreamStateResult,
+    DescribeNodeStatusRequest,
+    DescribeNodeStatusResult,
+    ForbidStreamRequest,
+    KillStreamRequest,
+    ResumeStreamRequest,
 )
 
 if TYPE_CHECKING:
@@ -121,10 +138,30 @@ class ActionMethods:
     update_domain_vhost = Action[UpdateDomainVhostRequest, NoResult]("UpdateDomainVhost")
     enable_domain = Action[EnableDomainRequest, NoResult]("EnableDomain")
     disable_domain = Action[DisableDomainRequest, NoResult]("DisableDomain")
+    # -- streams (the Describe* ones are GET actions: parameters in the query string) ----
+    describe_live_stream_info_by_page = Action[
+        DescribeLiveStreamInfoByPageRequest, DescribeLiveStreamInfoByPageResult
+    ]("DescribeLiveStreamInfoByPage")
+    describe_live_stream_state = Action[DescribeLiveStreamStateRequest, DescribeLiveStreamStateResult](
+        "DescribeLiveStreamState"
+    )
+    describe_closed_stream_info_by_page = Action[
+        DescribeClosedStreamInfoByPageRequest, DescribeClosedStreamInfoByPageResult
+    ]("DescribeClosedStreamInfoByPage")
+    describe_forbidden_stream_info_by_page = Action[
+        DescribeForbiddenStreamInfoByPageRequest, DescribeForbiddenStreamInfoByPageResult
+    ]("DescribeForbiddenStreamInfoByPage")
+    kill_stream = Action[KillStreamRequest, NoResult]("KillStream")
+    forbid_stream = Action[ForbidStreamRequest, NoResult]("ForbidStream")
+    resume_stream = Action[ResumeStreamRequest, NoResult]("ResumeStream")
     # -- liverelay extension ---------------------------------------------------------
     describe_relay_status = Action[DescribeRelayStatusRequest, DescribeRelayStatusResult](
         "DescribeRelayStatus"
     )
+    describe_relay_events = Action[DescribeRelayEventsRequest, DescribeRelayEventsResult](
+        "DescribeRelayEvents"
+    )
+    describe_node_status = Action[DescribeNodeStatusRequest, DescribeNodeStatusResult]("DescribeNodeStatus")
 
 
 # Method name -> Action, derived from the table above.

@@ -42,7 +42,8 @@ class AsyncLiveService(ServiceBase):
     async def _call_once(self, action: str, body: Body | None) -> dict[str, Any]:
         prepared = self.prepare(action, body)
         with self.transport_errors(action):
-            response = await self._client.post(
+            response = await self._client.request(
+                prepared.method,
                 prepared.url,
                 content=prepared.content,
                 headers=prepared.headers,

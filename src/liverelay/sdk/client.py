@@ -49,7 +49,8 @@ class LiveService(ServiceBase):
     def _call_once(self, action: str, body: Body | None) -> dict[str, Any]:
         prepared = self.prepare(action, body)
         with self.transport_errors(action):
-            response = self._client.post(
+            response = self._client.request(
+                prepared.method,
                 prepared.url,
                 content=prepared.content,
                 headers=prepared.headers,

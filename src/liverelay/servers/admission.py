@@ -24,6 +24,7 @@ import errno
 import ipaddress
 import logging
 import resource
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -302,14 +303,19 @@ async def mark_request_middleware(request: web.Request, handler: Handler) -> web
 
 
 async def serve_guarded(
-    app: web.Application, host: str, port: int, limits: ListenerLimits
+    app: web.Application,
+    host: str,
+    port: int,
+    limits: ListenerLimits,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> tuple[web.AppRunner, asyncio.base_events.Server]:
-    """Run `app` on host:port behind an `HttpGuard`; returns the runner (cleanup()
-    stops it) and the listening server (close() stops accepting)."""
+    """Run `app` on host:port behind an `HttpGuard` (over TLS when `ssl_context` is given);
+    returns the runner (cleanup() stops it) and the listening server (close() stops accepting)."""
     app.middlewares.insert(0, mark_request_middleware)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     server = await asyncio.get_running_loop().create_server(
-        HttpGuard(runner, limits), host, port, reuse_address=True
+        HttpGuard(runner, limits), host, port, reuse_address=True, ssl=ssl_context
     )
     return runner, server

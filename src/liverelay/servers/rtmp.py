@@ -213,6 +213,11 @@ class _Connection:
             self.session.reject_publish(req, f"Cannot publish {clip(req.name)!r} here")
             return
         key = StreamKey(self.vhost, self.app, name)
+        control = self.node.stream_control
+        if control is not None and control.is_forbidden(key):  # ForbidStream (streamctl)
+            log.info("rtmp publish %s from %s refused: forbidden", key, self.remote)
+            self.session.reject_publish(req, f"Stream {name} is forbidden")
+            return
         try:
             pub = self.node.hub.publish(key, kind=SourceKind.PUBLISHER, owner=self.remote)  # type: ignore[attr-defined]
         except StreamBusy as exc:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ...schemas.streams import GET_ACTIONS
 from ..context import ActionHandler
-from . import domains, relay_v3, relay_v4, status
+from . import domains, relay_v3, relay_v4, status, streams
 
 API_VERSION = "2023-01-01"
 
@@ -24,6 +25,15 @@ ACTIONS: dict[str, ActionHandler] = {
     "EnableDomain": domains.enable_domain,
     "DisableDomain": domains.disable_domain,
     "DescribeRelayStatus": status.describe_relay_status,
+    "DescribeLiveStreamInfoByPage": streams.describe_live_stream_info_by_page,
+    "DescribeLiveStreamState": streams.describe_live_stream_state,
+    "DescribeClosedStreamInfoByPage": streams.describe_closed_stream_info_by_page,
+    "DescribeForbiddenStreamInfoByPage": streams.describe_forbidden_stream_info_by_page,
+    "KillStream": streams.kill_stream,
+    "ForbidStream": streams.forbid_stream,
+    "ResumeStream": streams.resume_stream,
+    "DescribeNodeStatus": streams.describe_node_status,
+    "DescribeRelayEvents": status.describe_relay_events,
 }
 
-__all__ = ["ACTIONS", "API_VERSION"]
+__all__ = ["ACTIONS", "API_VERSION", "GET_ACTIONS"]

@@ -7,16 +7,24 @@ rows are still listed: a partial answer, never a silent one).
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Mapping
 from typing import Any, Protocol
 
-from ...schemas.relay_sources import DESCRIBE_RELAY_STATUS
+from ...schemas.relay_sources import DESCRIBE_RELAY_EVENTS, DESCRIBE_RELAY_STATUS
 from ...schemas.status import RelayStatusReport, RelayStatusRow
 from ..binding import bind
 from ..context import ActionContext, Result
 
 
+class RelayEventLog(Protocol):
+    recent: deque[dict[str, Any]]  # relay.events.RelayEvents: the last events, newest last
+
+
 class RelayStatusSource(Protocol):
-    """What the action needs from the relays (relay.manager.RelayManager)."""
+    """What the actions need from the relays (relay.manager.RelayManager)."""
+
+    events: RelayEventLog
 
     def status(self) -> RelayStatusReport: ...
 
@@ -42,3 +50,26 @@ async def describe_relay_status(ctx: ActionContext, body: dict[str, Any]) -> Res
     report = relays.status()
     rows = [row for row in report.rows if _selected(row, vhost, app, stream, relay_type)]
     return RelayStatusReport(rows=rows, error=report.error).wire()
+
+
+async def describe_relay_events(ctx: ActionContext, body: dict[str, Any]) -> Result:
+    """Our extension: the node's last relay events (relay_started, origin_failed, switched,
+    stopped, task_*), newest first, the same bodies the webhooks get. `Limit` (default
+    100) caps the answer; the node keeps the last relay.events.RECENT_EVENTS."""
+    req = bind(DESCRIBE_RELAY_EVENTS, body)
+    vhost, app, stream = req.get("Vhost"), req.get("App"), req.get("Stream")
+    relay_type, limit = req.get("Type"), req.get("Limit", 100)
+    relays: RelayStatusSource | None = ctx.relays
+    events: list[Mapping[str, object]] = []
+    if relays is not None:
+        for event in reversed(relays.events.recent):
+            if len(events) >= limit:
+                break
+            if (
+                (not vhost or event.get("Vhost") == vhost)
+                and (not app or event.get("App") == app)
+                and (not stream or event.get("Stream") == stream)
+                and (not relay_type or event.get("Type") == relay_type)
+            ):
+                events.append(event)
+    return {"EventList": events}
