@@ -1,0 +1,1 @@
+"""HLS output core (sans-IO): segmenter.HlsSegmenter and playlist rendering; see docs/hls.md."""
