@@ -177,6 +177,8 @@ class RelaySettings(_Section):
     ffmpeg_path: str = "ffmpeg"
     max_starting_pulls_per_vhost: int = 32  # play-triggered pulls starting at once per vhost (0 = no cap)
     max_starting_pulls: int = 128  # play-triggered pulls starting at once on the node (0 = no cap)
+    max_hops: int = 4  # longest chain of play-triggered relays a marked request may extend (relay/loops.py)
+    node_id: str = ""  # this node's id in relay-loop markers; "" = random per process (relay/loops.py)
 
     @field_validator("backoff_max_s", mode="after")
     @classmethod

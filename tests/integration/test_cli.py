@@ -286,7 +286,7 @@ def test_relay_status_without_relays(api: LocalApi) -> None:
 
 
 def test_status_table_renders_status_rows() -> None:
-    """Rows shaped like RelayManager.status() (and a snake_case variant) fill every column."""
+    """Rows as DescribeRelayStatus sends them (a V3 row and a sparse V4 row) fill every column."""
     response = {
         "Result": {
             "RelayStatusList": [
@@ -306,13 +306,13 @@ def test_status_table_renders_status_rows() -> None:
                     "Switches": 2,
                 },
                 {
-                    "type": "fixed",
-                    "stream": "cam2",
-                    "state": "retrying",
-                    "source_index": 0,
-                    "attempts": 1,
-                    "up_since": 1704067200,
-                    "viewer_count": 0,
+                    "Type": "fixed",
+                    "Stream": "cam2",
+                    "State": "retrying",
+                    "SourceIndex": 0,
+                    "Attempts": 1,
+                    "UpSince": "2024-01-01T00:00:00Z",
+                    "Viewers": 0,
                 },
             ]
         }

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from liverelay.config import RelaySettings
 from liverelay.relay.ondemand import build_origin_url, build_origin_urls, merge_query
-from liverelay.relay.policy import SourcePolicy, address_allowed, parse_cidrs
+from liverelay.relay.policy import SourcePolicy, address_allowed, parse_cidrs, pinned_addresses
 from liverelay.sources import SourceError, source_module_for
 from liverelay.store.models import RelayGroup, RelayServer, RelayV3Config
 
@@ -160,3 +160,56 @@ def test_source_dispatch_by_scheme_and_extension() -> None:
         with pytest.raises(SourceError) as info:
             source_module_for(bad)
         assert info.value.reason == "unsupported"
+
+
+# ---- "this host" and IPv4 embedded in IPv6 ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "0.0.0.0",
+        "0.1.2.3",
+        "::",
+        "::ffff:0.0.0.0",
+        "::ffff:169.254.169.254",  # IPv4-mapped
+        "::ffff:0:169.254.169.254",  # IPv4-translated (SIIT)
+        "::169.254.169.254",  # IPv4-compatible
+        "64:ff9b::169.254.169.254",  # NAT64 well-known prefix
+        "64:ff9b::a9fe:a9fe",  # the same, hex spelling
+        "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+        "2001:0:4136:e378:8000:63bf:5601:5601",  # Teredo, client 169.254.169.254 (inverted bits)
+        "2001:0:a9fe:a9fe::1",  # Teredo, server 169.254.169.254
+        "::ffff:100.100.100.200",
+        "64:ff9b::100.100.100.200",
+    ],
+)
+def test_denied_ipv4_cannot_hide_in_any_ipv6_form(address: str) -> None:
+    assert not SourcePolicy(RelaySettings()).allowed(address)
+
+
+@pytest.mark.parametrize(
+    "address", ["::1", "::ffff:127.0.0.1", "64:ff9b::203.0.113.7", "2002:cb00:7107::1", "2001:db8::1"]
+)
+def test_embedded_forms_of_allowed_ipv4_stay_allowed(address: str) -> None:
+    assert SourcePolicy(RelaySettings()).allowed(address)
+
+
+def test_an_operator_deny_applies_to_embedded_forms_too() -> None:
+    policy = SourcePolicy(RelaySettings(deny_cidrs=["10.0.0.0/8"]))
+    for address in ("10.1.2.3", "::ffff:10.1.2.3", "::10.1.2.3", "64:ff9b::10.1.2.3", "2002:a01:203::"):
+        assert not policy.allowed(address), address
+    assert policy.allowed("64:ff9b::11.1.2.3")
+
+
+async def test_check_url_returns_what_it_checked_and_pins_it_for_the_puller() -> None:
+    policy = SourcePolicy(RelaySettings())
+    origin = await policy.check_url("rtmp://LocalHost:1935/live/s", timeout_s=2.0)
+    assert origin.host == "localhost" and origin.addresses
+    assert await pinned_addresses("localhost", RelaySettings()) == origin.addresses
+    with pytest.raises(SourceError) as info:
+        await policy.check_url("http://0.0.0.0:8080/live/s.flv", timeout_s=2.0)
+    assert info.value.reason == "policy"
+    with pytest.raises(SourceError) as info:
+        await pinned_addresses("0.0.0.0", RelaySettings())  # a puller run on its own checks too
+    assert info.value.reason == "policy"

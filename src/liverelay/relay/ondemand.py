@@ -21,6 +21,8 @@
   wait for start_timeout_s), counted in liverelay_relay_start_refusals_total{scope} and
   logged at most once per REFUSAL_LOG_INTERVAL_S. Viewers joining a running pull are
   never refused.
+- Loops: every pull carries the relay chain (node ids); a marked request that would
+  pull again here is refused at once (relay/loops.py).
 """
 
 from __future__ import annotations
@@ -38,9 +40,11 @@ from ..netaddr import ORIGIN_SCHEMES, V3_PROTOCOL_SCHEMES, with_default_port
 from ..schemas.status import RelayStatusRow
 from ..sources import PullFunction
 from ..sources import open_source as default_open_source
+from ..sources.base import relay_chain
 from ..store.bus import ChangeEvent
 from ..store.models import RelayV3Config
 from .events import RelayEvents
+from .loops import LoopGuard, new_node_id, strip_mark
 from .policy import SourcePolicy
 from .pull import RelayPull
 
@@ -167,6 +171,7 @@ class OnDemandRelays:
         self._starting: dict[str, set[_PlayPull]] = {}
         self._refused_since_log = 0
         self._refusal_logged_at = float("-inf")
+        self.loop_guard = LoopGuard(settings.node_id or new_node_id(), settings.max_hops)
 
     # ---- configuration ------------------------------------------------------------
 
@@ -207,14 +212,28 @@ class OnDemandRelays:
             config = self.config_for(key)
             if config is None:
                 return False
+            if self._loop_refused(key, query, starting=True):
+                return False
+            via = self.loop_guard.chain(query)  # the pullers send it on (relay/loops.py)
+            query = strip_mark(query)
             urls = build_origin_urls(config, key.app, key.name, query)
             if not urls:
                 return False
             if not self._may_start(key):
                 return False
-            entry = self._start(key, query, urls)
+            with relay_chain(via):  # the pull's tasks, created in _start, inherit it
+                entry = self._start(key, query, urls)
+        elif self._loop_refused(key, query, starting=False):
+            return False
         entry.cancel_linger()
         return await self._wait_ready(entry.pull)
+
+    def _loop_refused(self, key: StreamKey, query: str, *, starting: bool) -> bool:
+        """True (logged, rate-limited) when a relay-marked request must not be answered by a pull."""
+        refusal = self.loop_guard.refusal(query, starting=starting)
+        if refusal is not None:
+            self.loop_guard.log_refusal(key, refusal)
+        return refusal is not None
 
     async def _wait_ready(self, pull: RelayPull) -> bool:
         if pull.first_media.is_set():

@@ -16,6 +16,7 @@ import logging
 import socket
 import time
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -23,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..hub import Hub, StreamKey, Subscriber
 from ..media.flv import flv_header, flv_tag
+from ..sources.base import RELAY_VIA_HEADER, RELAY_VIA_PARAM
 from .vhost import resolve_vhost
 
 log = logging.getLogger("liverelay.http")
@@ -78,6 +80,16 @@ def _not_found(text: str) -> web.Response:
     return web.Response(status=404, text=text + "\n", headers=CORS_HEADERS)
 
 
+def _play_query(request: web.Request) -> str:
+    """The query for the hub: undecoded (it may carry signatures), plus a relay's loop marker."""
+    query = request.rel_url.raw_query_string
+    via = request.headers.get(RELAY_VIA_HEADER)
+    if via is None:
+        return query
+    mark = urlencode({RELAY_VIA_PARAM: via}, quote_via=quote)
+    return f"{query}&{mark}" if query else mark
+
+
 async def _play_flv(request: web.Request) -> web.StreamResponse:
     node = request.app[NODE_KEY]
     hub: Hub = node.hub
@@ -95,7 +107,7 @@ async def _play_flv(request: web.Request) -> web.StreamResponse:
         key,
         protocol="http-flv",
         remote=remote,
-        query=request.rel_url.raw_query_string,  # undecoded: may carry signatures
+        query=_play_query(request),
         timeout=node.settings.relay.start_timeout_s,
     )
     if sub is None:

@@ -14,7 +14,7 @@ import logging
 import socket
 import time
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..hub import SourceKind, StreamBusy, StreamKey
 from ..media.rtmp import (
@@ -43,9 +43,17 @@ class _ConnectionEnd(Exception):
 
 
 def split_name(name: str) -> tuple[str, str]:
-    """'stream?a=1' -> ('stream', 'a=1')."""
+    """'stream?a=1' -> ('stream', 'a=1'); 'a%20b' -> ('a b', ''): percent-escapes decoded once.
+
+    A publish/play name is a URL path segment (as in an HTTP-FLV URL, which aiohttp decodes),
+    so one stream has one name over both protocols and our pullers' quoted names round-trip
+    (docs/relay.md, "Stream names"). The query stays undecoded: it may carry signatures.
+    """
     base, _, query = name.partition("?")
-    return base, query
+    try:
+        return unquote(base, errors="strict"), query
+    except UnicodeDecodeError:  # escapes that are not UTF-8: the name is kept as sent
+        return base, query
 
 
 def set_nodelay(writer: asyncio.StreamWriter) -> None:

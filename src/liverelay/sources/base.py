@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Protocol
 
 from ..media.frame import Frame
@@ -33,6 +36,32 @@ class SourceError(Exception):
 
     def __str__(self) -> str:
         return f"{self.reason}: {self.message}"
+
+
+# ---- relay-loop marker -------------------------------------------------------------
+#
+# The relay chain (node ids, this node last) that a play-triggered pull sends to its
+# origin (relay/loops.py decides; the pullers only send it). A context variable because
+# the pull functions' signature is shared with every source: RelayPull's tasks are
+# created inside `relay_chain(...)` and inherit it; a pull outside one sends no marker.
+RELAY_VIA_PARAM = "lr_via"  # in an RTMP play name's query
+RELAY_VIA_HEADER = "Liverelay-Via"  # on an HTTP-FLV request
+_relay_via: ContextVar[tuple[str, ...]] = ContextVar("liverelay_relay_via", default=())
+
+
+@contextlib.contextmanager
+def relay_chain(chain: tuple[str, ...]) -> Iterator[None]:
+    """Pulls (tasks) started inside this block mark their requests with `chain`."""
+    token = _relay_via.set(chain)
+    try:
+        yield
+    finally:
+        _relay_via.reset(token)
+
+
+def current_relay_via() -> str:
+    """The marker value for a request made now ('' = not a relay chain: send none)."""
+    return ".".join(_relay_via.get())
 
 
 # ---- secrets in source URLs --------------------------------------------------------

@@ -18,14 +18,19 @@ import collections
 import contextlib
 import logging
 import os
+import re
 import shutil
 import signal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+
+import aiohttp
+from yarl import URL
 
 from ..config import RelaySettings
 from ..media.flv import FlvDecoder, FlvError
 from ..media.frame import Frame
 from .base import FrameSink, SourceError, redact_url
+from .flv import pinned_connector
 
 log = logging.getLogger("liverelay.sources.ffmpeg")
 
@@ -103,6 +108,9 @@ def build_ffmpeg_args(ffmpeg_bin: str, url: str, settings: RelaySettings) -> lis
         # the live edge so the next segment is published before the current one is played
         # out (observed with 2 s segments: at -1 playout stalls ~1 s per segment, at -2 not).
         # Give up on a playlist that stops growing, and bound every HTTP read.
+        # ffmpeg may open only HTTP(S) (and AES-128 decryption of it): no file:, data:,
+        # or other local protocols from a playlist (see check_hls_playlist for hosts).
+        args += ["-protocol_whitelist", HLS_PROTOCOLS]
         args += [
             "-re",
             "-live_start_index",
@@ -229,6 +237,129 @@ class FfmpegProcess:
                 await asyncio.wait({self._stderr_task})
 
 
+# ---- HLS playlists stay on the checked origin -----------------------------------------
+#
+# ffmpeg follows redirects and fetches whatever a playlist names, from any host, with its
+# own DNS lookups: the source policy would only have seen the configured URL. Until the
+# native HLS puller lands, the playlist is fetched here first, through a connection pinned
+# to the checked addresses: a redirect or any URI in it (variants, renditions, segments,
+# keys, init sections, parts) that leads to another scheme, host or port is refused as
+# 'policy'; the variant playlists of a master are checked the same way (the first
+# MAX_HLS_VARIANTS). ffmpeg then gets the URL the redirects (same origin only) led to.
+# Not covered (the native puller closes these): a hostile origin can serve ffmpeg a
+# different playlist than it served this check, later reloads are not checked, and
+# ffmpeg resolves the origin's name itself.
+
+HLS_PROTOCOLS = "http,https,tls,tcp,crypto"
+MAX_PLAYLIST_BYTES = 1 << 20
+MAX_HLS_REDIRECTS = 3
+MAX_HLS_VARIANTS = 8
+_URI_ATTRIBUTE = re.compile(r'URI="([^"]*)"')
+
+
+def _origin_of(url: str) -> tuple[str, str, int] | None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return scheme, parts.hostname.lower(), port or (443 if scheme == "https" else 80)
+
+
+def playlist_uris(base: str, text: str) -> tuple[list[str], list[str]]:
+    """(every URI the playlist names, resolved against `base`; those that are playlists)."""
+    uris: list[str] = []
+    playlists: list[str] = []
+    master = "#EXT-X-STREAM-INF" in text
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("#"):
+            for match in _URI_ATTRIBUTE.finditer(line):
+                uri = urljoin(base, match.group(1))
+                uris.append(uri)
+                if master and line.startswith(("#EXT-X-MEDIA:", "#EXT-X-I-FRAME-STREAM-INF:")):
+                    playlists.append(uri)
+            continue
+        uri = urljoin(base, line)
+        uris.append(uri)
+        if master:
+            playlists.append(uri)
+    return uris, playlists
+
+
+def check_playlist_hosts(base: str, text: str, origin: tuple[str, str, int]) -> list[str]:
+    """SourceError('policy') for a URI off `origin`; else the playlists a master names."""
+    uris, playlists = playlist_uris(base, text)
+    for uri in uris:
+        if _origin_of(uri) != origin:
+            raise SourceError(
+                "policy",
+                f"HLS playlist {redact_url(base)} names {redact_url(uri)[:300]}: "
+                "not the checked origin (scheme, host and port must match)",
+            )
+    return playlists
+
+
+async def _fetch_playlist(
+    session: aiohttp.ClientSession, url: str, origin: tuple[str, str, int]
+) -> tuple[str, str | None]:
+    """(the URL after same-origin redirects, the playlist text or None when not a 200)."""
+    for _ in range(MAX_HLS_REDIRECTS + 1):
+        async with session.get(URL(url, encoded=True), allow_redirects=False) as response:
+            location = response.headers.get("Location")
+            if response.status in (301, 302, 303, 307, 308) and location:
+                target = urljoin(url, location)
+                if _origin_of(target) != origin:
+                    raise SourceError(
+                        "policy",
+                        f"HLS playlist {redact_url(url)} redirects to {redact_url(target)[:300]}: "
+                        "not the checked origin",
+                    )
+                url = target
+                continue
+            if response.status != 200:
+                return url, None  # ffmpeg reports the failure in its own words
+            body = await response.content.read(MAX_PLAYLIST_BYTES + 1)
+            if len(body) > MAX_PLAYLIST_BYTES:
+                raise SourceError(
+                    "protocol", f"HLS playlist {redact_url(url)} over {MAX_PLAYLIST_BYTES} bytes"
+                )
+            return url, body.decode("utf-8", errors="replace")
+    raise SourceError(
+        "http_status", f"HLS playlist {redact_url(url)}: more than {MAX_HLS_REDIRECTS} redirects"
+    )
+
+
+async def check_hls_playlist(url: str, settings: RelaySettings) -> str:
+    """Fetch and check the playlist (see above); the URL to give ffmpeg.
+
+    An origin that cannot be reached is left to ffmpeg, which fails with its own message.
+    """
+    origin = _origin_of(url)
+    if origin is None:
+        raise SourceError("unsupported", f"not an HLS URL: {redact_url(url)}")
+    timeout = aiohttp.ClientTimeout(total=settings.connect_timeout_s + settings.no_media_timeout_s)
+    try:
+        connector = await pinned_connector(url, settings)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+            final, text = await _fetch_playlist(session, url, origin)
+            if text is None:
+                return final
+            for variant in check_playlist_hosts(final, text, origin)[:MAX_HLS_VARIANTS]:
+                variant_final, variant_text = await _fetch_playlist(session, variant, origin)
+                if variant_text is not None:
+                    check_playlist_hosts(variant_final, variant_text, origin)
+            return final
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        log.info("HLS playlist %s not checked (%s): ffmpeg reports the failure", redact_url(url), exc)
+        return url
+
+
 def _exit_error(rc: int, tail: StderrTail) -> SourceError:
     detail = tail.text() or "(no output on stderr)"
     return SourceError("process_exit", f"ffmpeg exited with status {rc}: {detail}")
@@ -238,7 +369,8 @@ async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
     """Remux `url` (HLS or SRT) through ffmpeg and deliver its frames to `sink`.
 
     Returns when ffmpeg ends cleanly (the origin ended the stream); raises
-    SourceError when ffmpeg is missing, exits with an error, or goes silent.
+    SourceError when ffmpeg is missing, exits with an error, or goes silent, and
+    SourceError('policy') when an HLS playlist leads away from the checked origin.
     """
     ffmpeg_bin = find_ffmpeg(settings.ffmpeg_path)
     if ffmpeg_bin is None:
@@ -247,6 +379,8 @@ async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
             f"ffmpeg not found ({settings.ffmpeg_path!r}); install ffmpeg or set relay.ffmpeg_path "
             "to pull HLS and SRT sources",
         )
+    if is_hls_url(url):
+        url = await check_hls_playlist(url, settings)
     args = build_ffmpeg_args(ffmpeg_bin, url, settings)
     process = FfmpegProcess(args)
     stdout = await process.start()

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from ..config import RelaySettings
 from ..media.flv import FlvDecoder, FlvError
 from ..media.frame import Frame
-from .base import FrameSink, SourceError, redact_url
+from .base import RELAY_VIA_HEADER, FrameSink, SourceError, current_relay_via, redact_url
+from .policy import pinned_addresses
 
 log = logging.getLogger("liverelay.sources.flv")
 
@@ -33,10 +36,10 @@ async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
         sock_connect=settings.connect_timeout_s,
         sock_read=settings.no_media_timeout_s,
     )
-    connector = aiohttp.TCPConnector(limit=1, force_close=True)
     shown = redact_url(url)  # error messages end up in status and webhooks: no secrets
     got_response = False
     try:
+        connector = await pinned_connector(url, settings)
         async with aiohttp.ClientSession(
             timeout=timeout,
             connector=connector,
@@ -45,7 +48,7 @@ async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
         ) as session:
             async with asyncio.timeout(settings.connect_timeout_s):
                 response = await session.get(
-                    URL(url, encoded=True), headers={"User-Agent": USER_AGENT}, allow_redirects=False
+                    URL(url, encoded=True), headers=_headers(), allow_redirects=False
                 )
             got_response = True
             async with response:
@@ -68,6 +71,50 @@ async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
     except (aiohttp.ClientError, OSError) as exc:
         reason = "eof" if got_response else "connect"
         raise SourceError(reason, f"{shown}: {type(exc).__name__}: {exc}") from None
+
+
+class PinnedResolver(AbstractResolver):
+    """aiohttp's resolver for one pull: the policy-checked addresses of the URL's host and
+    nothing else (the URL keeps the name, so Host and TLS SNI/verification use it)."""
+
+    def __init__(self, host: str, addresses: tuple[str, ...]) -> None:
+        self.host = host.lower()
+        self.addresses = addresses
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        if host.lower() != self.host:  # only the checked host is ever connected to
+            raise OSError(f"{host} is not the checked origin host {self.host}")
+        return [
+            ResolveResult(
+                hostname=host,
+                host=address,
+                port=port,
+                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for address in self.addresses
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+async def pinned_connector(url: str, settings: RelaySettings) -> aiohttp.TCPConnector:
+    """A one-connection connector that can reach only the checked addresses of `url`'s host."""
+    host = URL(url, encoded=True).host or ""
+    addresses = await pinned_addresses(host, settings)
+    return aiohttp.TCPConnector(limit=1, force_close=True, resolver=PinnedResolver(host, addresses))
+
+
+def _headers() -> dict[str, str]:
+    headers = {"User-Agent": USER_AGENT}
+    via = current_relay_via()
+    if via:  # a relay's pull: the origin sees the chain (relay/loops.py)
+        headers[RELAY_VIA_HEADER] = via
+    return headers
 
 
 async def _read_body(response: aiohttp.ClientResponse, sink: FrameSink) -> None:

@@ -28,7 +28,8 @@ from ..media.rtmp import (
 )
 from ..media.rtmp import messages as m
 from ..netaddr import ORIGIN_SCHEMES, format_hostport
-from .base import FrameSink, SourceError
+from .base import RELAY_VIA_PARAM, FrameSink, SourceError, current_relay_via
+from .policy import pinned_addresses
 
 log = logging.getLogger("liverelay.sources.rtmp")
 
@@ -68,21 +69,24 @@ def parse_rtmp_url(url: str) -> RtmpUrl:
     return RtmpUrl(host, port, app, stream, tc_url, tls)
 
 
+def marked_play_name(stream: str) -> str:
+    """The play name with the relay-loop marker in its query when this pull is a relay's."""
+    via = current_relay_via()
+    if not via:
+        return stream
+    return f"{stream}{'&' if '?' in stream else '?'}{RELAY_VIA_PARAM}={via}"
+
+
 async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
     """Play `url` and hand every frame to `sink`; return when the origin ends the stream."""
     target = parse_rtmp_url(url)
-    session = RtmpClientSession(app=target.app, tc_url=target.tc_url, play=target.stream)
+    session = RtmpClientSession(app=target.app, tc_url=target.tc_url, play=marked_play_name(target.stream))
     writer: asyncio.StreamWriter | None = None
     try:
         try:
             async with asyncio.timeout(settings.connect_timeout_s):
-                reader, writer = await asyncio.open_connection(
-                    target.host,
-                    target.port,
-                    ssl=ssl.create_default_context() if target.tls else None,
-                    server_hostname=target.host if target.tls else None,
-                    limit=READ_SIZE,
-                )
+                addresses = await pinned_addresses(target.host, settings)
+                reader, writer = await _open_pinned(target, addresses)
                 sock = writer.get_extra_info("socket")
                 if sock is not None:
                     with contextlib.suppress(OSError):
@@ -122,6 +126,26 @@ async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
         session.close()
         if writer is not None:
             writer.transport.abort()
+
+
+async def _open_pinned(
+    target: RtmpUrl, addresses: tuple[str, ...]
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to the first of the policy-checked addresses that answers (never to a fresh
+    lookup of the name); TLS still verifies and sends SNI for the URL's host name."""
+    last: OSError | None = None
+    for address in addresses:
+        try:
+            return await asyncio.open_connection(
+                address,
+                target.port,
+                ssl=ssl.create_default_context() if target.tls else None,
+                server_hostname=target.host if target.tls else None,
+                limit=READ_SIZE,
+            )
+        except OSError as exc:
+            last = exc
+    raise last or OSError(f"no address for {target.host}")
 
 
 async def _exchange(
