@@ -153,19 +153,20 @@ class HlsClient:
     async def allow(self, url: str, what: str) -> None:
         """SourceError('policy') unless `url` is http(s) on a host the policy allows."""
         try:
+            await self._check(url)
+        except SourceError as exc:
+            raise SourceError(exc.reason, f"HLS {what} {redact_url(url)[:300]}: {exc.message}") from None
+
+    async def _check(self, url: str) -> None:
+        try:
             parts = urlsplit(url)
             host, _port = parts.hostname, parts.port  # .port raises ValueError on a bad port
         except ValueError:
-            raise SourceError("protocol", f"HLS {what} URL {redact_url(url)[:300]!r} is malformed") from None
+            raise SourceError("protocol", "malformed URL") from None
         if parts.scheme.lower() not in ("http", "https") or not host:
-            raise SourceError("policy", f"HLS {what} {redact_url(url)[:300]} is not an http(s) URL")
-        if self.hosts.knows(host):
-            return
-        try:
-            addresses = await pinned_addresses(host, self.settings)
-        except SourceError as exc:
-            raise SourceError(exc.reason, f"HLS {what} {redact_url(url)[:300]}: {exc.message}") from None
-        self.hosts.add(host, addresses)
+            raise SourceError("policy", "not an http(s) URL")
+        if not self.hosts.knows(host):
+            self.hosts.add(host, await pinned_addresses(host, self.settings))
 
     @contextlib.asynccontextmanager
     async def get(self, url: str, what: str) -> AsyncIterator[aiohttp.ClientResponse]:
@@ -188,11 +189,10 @@ class HlsClient:
                 target = urljoin(url, location)
                 log.debug("HLS %s %s redirects to %s", what, redact_url(url), redact_url(target))
                 try:
-                    await self.allow(target, what)
+                    await self._check(target)
                 except SourceError as exc:
-                    raise SourceError(
-                        exc.reason, f"HLS {what} {redact_url(url)} redirects to {exc.message}"
-                    ) from None
+                    where = f"{redact_url(url)} redirects to {redact_url(target)[:300]}"
+                    raise SourceError(exc.reason, f"HLS {what} {where}: {exc.message}") from None
                 url = target
                 continue
             try:
