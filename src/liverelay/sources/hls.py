@@ -68,7 +68,7 @@ MAX_HOSTS = 8  # distinct hosts one pull may reach (playlists, segments, keys)
 MAX_KEYS = 4  # AES keys kept per pull (keys rotate; old ones are not needed again)
 MAX_FAILED_SEGMENTS = 3  # segments in a row that fail with an HTTP status before the source fails
 STALL_TARGET_FACTOR = 1.5  # a playlist may take this many target durations to grow
-PACE_TICK_S = 0.1  # frames due within this are delivered at once (bounds wake-ups per second)
+PACE_TICK_S = 0.25  # frames due within this are delivered at once (<= ~4 wake-ups per second)
 PACE_RESET_S = 3.0  # a frame this far off its wall-clock slot re-anchors the pacing clock
 DISCONTINUITY_STEP_MS = 40  # the first frame after a discontinuity lands this far after the last
 _READ_CHUNK = 64 * 1024
