@@ -112,7 +112,8 @@ def _key_of(segment: m3u8.Segment) -> Key | None:
 
 def parse_playlist(text: str, url: str) -> MasterPlaylist | MediaPlaylist:
     """The playlist at `url` (relative URIs resolve against it); PlaylistError if unusable."""
-    if not text.lstrip("\ufeff").startswith("#EXTM3U"):
+    text = text.lstrip("\ufeff")
+    if not text.startswith("#EXTM3U"):
         raise PlaylistError("not an M3U8 playlist (no #EXTM3U)")
     try:
         parsed = m3u8.loads(text, uri=url)
@@ -136,6 +137,8 @@ def parse_playlist(text: str, url: str) -> MasterPlaylist | MediaPlaylist:
             raise PlaylistError("fMP4 segments (EXT-X-MAP) are not supported by the native puller")
         if not seg.uri:
             raise PlaylistError("segment without a URI")
+        if seg.byterange:
+            raise PlaylistError("EXT-X-BYTERANGE segments are not supported by the native puller")
         duration = float(seg.duration or 0)
         if not 0 <= duration <= MAX_TARGET_DURATION_S * 2:
             raise PlaylistError(f"EXTINF {duration} out of range")
