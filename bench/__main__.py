@@ -137,28 +137,18 @@ def summary(results: dict[str, Any]) -> str:
                 f"reconnects {k['reconnects_total']}",
             ]
         )
-    for case, r in (results.get("relay") or {}).items():
+    relay_cases = [(f"fixed relays {c}", r) for c, r in (results.get("relay") or {}).items()]
+    relay_cases += [(f"HLS source {c}", r) for c, r in (results.get("hlspull") or {}).items()]
+    for label, r in relay_cases:
         if "failed" in r:
-            rows.append([f"fixed relays {case}", "failed", "", ""])
+            rows.append([label, "failed", "", ""])
             continue
         rows.append(
             [
-                f"fixed relays {case}",
+                label,
                 f"CPU {fmt(r['cpu_per_relay_pct'], 3)} %/relay",
                 f"RSS {fmt(r['rss_per_relay_kb'])} kB/relay",
                 f"create->playable {fmt(r['playable_median_ms'], 0)} ms",
-            ]
-        )
-    for case, r in (results.get("hlspull") or {}).items():
-        if "failed" in r:
-            rows.append([f"HLS source {case}", "failed", "", ""])
-            continue
-        rows.append(
-            [
-                f"HLS source {case}",
-                f"CPU {fmt(r['cpu_per_relay_pct'], 3)} %/relay",
-                f"RSS {fmt(r['rss_per_relay_kb'])} kB/relay",
-                f"not playing {r['not_playing']}",
             ]
         )
     return "\nsummary (medians)\n" + table(["what", "", "", ""], rows) if rows else ""

@@ -87,9 +87,10 @@ class Origin:
         return web.Response(body=body.encode() if isinstance(body, str) else body)
 
 
-def vod(prefix: str = "/live/") -> dict[str, bytes | str | int]:
+def vod(prefix: str = "/live/", *, endlist: bool = True) -> dict[str, bytes | str | int]:
+    """The segments and their playlist (live, and never growing, without `endlist`)."""
     routes: dict[str, bytes | str | int] = {f"{prefix}s{i}.ts": seg for i, seg in enumerate(SEGMENTS)}
-    routes[f"{prefix}index.m3u8"] = playlist([f"s{i}.ts" for i in range(len(SEGMENTS))])
+    routes[f"{prefix}index.m3u8"] = playlist([f"s{i}.ts" for i in range(len(SEGMENTS))], endlist=endlist)
     return routes
 
 
@@ -205,8 +206,7 @@ async def test_segments_failing_in_a_row_end_the_source() -> None:
 
 
 async def test_a_stalled_live_playlist_fails_as_timeout_within_the_no_media_timeout() -> None:
-    routes = vod()
-    routes["/live/index.m3u8"] = playlist([f"s{i}.ts" for i in range(len(SEGMENTS))], endlist=False)
+    routes = vod(endlist=False)
     settings = fast()
     async with serve(Origin(routes).handler) as base:
         started = time.monotonic()
@@ -287,8 +287,7 @@ async def test_a_missing_playlist_is_an_http_status_error() -> None:
 
 
 async def test_cancel_ends_the_pull_at_once() -> None:
-    routes = vod()
-    routes["/live/index.m3u8"] = playlist([f"s{i}.ts" for i in range(len(SEGMENTS))], endlist=False)
+    routes = vod(endlist=False)
     sink = Sink()
     async with serve(Origin(routes).handler) as base:
         task = asyncio.create_task(pull(f"{base}/live/index.m3u8", sink, settings=fast()))

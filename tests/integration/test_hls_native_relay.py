@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from tests.conftest import NodeProcess, free_port, stop_process
+from tests.conftest import NodeProcess, free_port
 from tests.integration.test_relay_v4 import (
     RELAY_CONFIG,
     assert_plays,
@@ -32,32 +32,26 @@ from tests.integration.test_relay_v4 import (
     wait_row,
     wait_up,
 )
+from tests.integration.test_relay_v4_sources import HlsOrigin
 
 DENIED_HOST = "127.0.0.2"
 KEY = bytes(range(16))
 CONFIG = RELAY_CONFIG + f'deny_cidrs = ["169.254.0.0/16", "{DENIED_HOST}/32"]\n'
 
 
-class LiveHls:
+class LiveHls(HlsOrigin):
     """ffmpeg writing /hls (plain) and /enc (AES-128, IV = media sequence) live playlists,
     1 s segments; aiohttp (own loop, own thread) serving them plus /master.m3u8, /stall/
     (a frozen copy taken at the first request) and /redirect.m3u8 (302 to the denied site)."""
 
     def __init__(self, ffmpeg: str, sample: Path, directory: Path) -> None:
-        self.ffmpeg = ffmpeg
-        self.sample = sample
-        self.directory = directory
-        self.port = free_port()
+        super().__init__(ffmpeg, sample, directory)
         self.denied_port = free_port()
         self.denied_requests: list[str] = []
         self.requests: list[str] = []
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
         self._stall_lock = threading.Lock()
 
-    def url(self, path: str) -> str:
+    def at(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def start(self) -> LiveHls:
@@ -156,13 +150,6 @@ class LiveHls:
             return web.Response(status=404)
         return web.FileResponse(path)
 
-    def stop(self) -> None:
-        if self._proc is not None:
-            stop_process(self._proc)
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=5)
-
 
 @pytest.fixture
 def live_hls(ffmpeg: str, sample_flv: Path, tmp_path: Path) -> Iterator[LiveHls]:
@@ -212,11 +199,11 @@ def test_native_hls_relays_without_ffmpeg(node_factory: Any, ffprobe: str, live_
 def run_relays(node: NodeProcess, ffprobe: str, live_hls: LiveHls, watch: ChildWatch) -> None:
     service = setup_domains(node)
     streams = {
-        "live": [live_hls.url("/hls/index.m3u8")],
-        "master": [live_hls.url("/master.m3u8")],
-        "aes": [live_hls.url("/enc/index.m3u8")],
-        "denied": [live_hls.url("/redirect.m3u8")],
-        "stalls": [live_hls.url("/stall/index.m3u8"), live_hls.url("/hls/index.m3u8")],
+        "live": [live_hls.at("/hls/index.m3u8")],
+        "master": [live_hls.at("/master.m3u8")],
+        "aes": [live_hls.at("/enc/index.m3u8")],
+        "denied": [live_hls.at("/redirect.m3u8")],
+        "stalls": [live_hls.at("/stall/index.m3u8"), live_hls.at("/hls/index.m3u8")],
     }
     created = time.monotonic()
     for stream, urls in streams.items():

@@ -48,8 +48,8 @@ from yarl import URL
 from ..config import RelaySettings
 from ..media.frame import Frame
 from ..media.mpegts import TsDemuxer, TsError
-from .base import RELAY_VIA_HEADER, FrameSink, SourceError, current_relay_via, redact_url
-from .flv import USER_AGENT, PinnedResolver
+from .base import FrameSink, SourceError, redact_url
+from .flv import PinnedResolver, request_headers
 from .hls_playlist import (
     Key,
     MasterPlaylist,
@@ -92,7 +92,7 @@ async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
     )
     connector = aiohttp.TCPConnector(limit=4, resolver=hosts)
     async with aiohttp.ClientSession(
-        timeout=timeout, connector=connector, auto_decompress=False, headers=_headers()
+        timeout=timeout, connector=connector, auto_decompress=False, headers=request_headers()
     ) as session:
         puller = HlsPuller(url, sink, settings, HlsClient(session, hosts, settings))
         try:
@@ -106,14 +106,6 @@ async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
                 puller.tracker.gaps,
                 puller.discontinuities,
             )
-
-
-def _headers() -> dict[str, str]:
-    headers = {"User-Agent": USER_AGENT}
-    via = current_relay_via()
-    if via:  # a relay's pull: the origin sees the chain (relay/loops.py)
-        headers[RELAY_VIA_HEADER] = via
-    return headers
 
 
 class CheckedHosts(AbstractResolver):
