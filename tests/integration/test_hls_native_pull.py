@@ -359,3 +359,48 @@ def test_fuzz_bad_segments_and_playlists_end_the_source_only(
                 assert exc.message
 
     asyncio.run(one())
+
+
+async def test_failing_reloads_are_spaced_and_end_as_a_stall() -> None:
+    requests: list[str] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        requests.append(request.path)
+        if request.path.endswith(".m3u8"):
+            if len(requests) > 1:
+                return web.Response(status=503)
+            return web.Response(text=playlist(["s0.ts"], endlist=False))
+        return web.Response(body=SEGMENTS[0])
+
+    async with serve(handler) as base:
+        error = await expect_error(f"{base}/live/index.m3u8", "timeout")
+    assert "stalled" in error.message and "503" in error.message
+    reloads = [p for p in requests if p.endswith(".m3u8")]
+    # no_media_timeout_s = 2 with a 1 s target: retries every 0.5 s, not a busy loop.
+    assert 2 <= len(reloads) <= 10, len(reloads)
+
+
+async def test_far_behind_a_live_playlist_skips_to_its_edge(caplog: pytest.LogCaptureFixture) -> None:
+    loads: list[int] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if request.path.endswith(".m3u8"):
+            loads.append(1)
+            count = 4 if len(loads) == 1 else 24  # the second load lists 20 new segments at once
+            return web.Response(text=playlist([f"x{i}.ts" for i in range(count)], endlist=False))
+        msn = int(request.path.rsplit("x", 1)[1].split(".")[0])
+        return web.Response(body=SEGMENTS[msn % len(SEGMENTS)])
+
+    caplog.set_level(logging.INFO, logger="liverelay.sources.hls")
+    sink = Sink()
+    async with serve(handler) as base:
+        task = asyncio.create_task(pull(f"{base}/live/index.m3u8", sink, settings=fast()))
+        deadline = time.monotonic() + 15
+        while not any("skipped ahead" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline and not task.done(), "never skipped ahead"
+            await asyncio.sleep(0.05)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, SourceError):
+            await asyncio.wait_for(task, 5)
+    ts = video_timestamps(sink)
+    assert ts == sorted(ts)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import socket
 from collections import OrderedDict
@@ -51,6 +52,8 @@ from ..media.mpegts import TsDemuxer, TsError
 from .base import FrameSink, SourceError, redact_url
 from .flv import PinnedResolver, request_headers
 from .hls_playlist import (
+    LIVE_START_SEGMENTS,
+    MIN_RELOAD_S,
     Key,
     MasterPlaylist,
     MediaPlaylist,
@@ -66,6 +69,7 @@ log = logging.getLogger("liverelay.sources.hls")
 MAX_REDIRECTS = 3
 MAX_HOSTS = 8  # distinct hosts one pull may reach (playlists, segments, keys)
 MAX_KEYS = 4  # AES keys kept per pull (keys rotate; old ones are not needed again)
+MAX_QUEUED_SEGMENTS = 8  # live segments waiting to be fetched; past it, skip to the live edge
 MAX_FAILED_SEGMENTS = 3  # segments in a row that fail with an HTTP status before the source fails
 STALL_TARGET_FACTOR = 1.5  # a playlist may take this many target durations to grow
 PACE_TICK_S = 0.25  # frames due within this are delivered at once (<= ~4 wake-ups per second)
@@ -295,12 +299,14 @@ class HlsPuller:
         loop = asyncio.get_running_loop()
         media_url, playlist = await self._first_playlist()
         queue = self.tracker.update(playlist, loop.time())
+        retry_at = 0.0  # after a failed reload: not before this
         while True:
+            reload_at = max(self.tracker.reload_at(), retry_at)
             if not queue:
                 if self.tracker.endlist:
                     return
-                await asyncio.sleep(max(0.0, self.tracker.reload_at() - loop.time()))
-            elif self.tracker.endlist or loop.time() < self.tracker.reload_at():
+                await asyncio.sleep(max(0.0, reload_at - loop.time()))
+            elif self.tracker.endlist or loop.time() < reload_at:
                 await self._segment(queue.pop(0))
                 continue
             started = loop.time()
@@ -311,9 +317,19 @@ class HlsPuller:
                     raise
                 self._check_stall(started, f" (last reload: {exc})")
                 log.debug("HLS %s reload failed (%s); retrying", self.shown, exc)
+                retry_at = started + max(MIN_RELOAD_S, self.tracker.target_duration / 2)
                 continue
             queue.extend(self.tracker.update(playlist, started))
             self._check_stall(loop.time(), "")
+            if len(queue) > MAX_QUEUED_SEGMENTS and not self.tracker.endlist:
+                queue = self._skip_to_live_edge(queue)
+
+    def _skip_to_live_edge(self, queue: list[Segment]) -> list[Segment]:
+        """Far behind a live playlist (a slow origin, or one that lists many at once): jump ahead."""
+        keep = queue[-LIVE_START_SEGMENTS:]
+        self.tracker.gaps += len(queue) - len(keep)
+        log.info("HLS %s: %d segments behind the live edge, skipped ahead", self.shown, len(queue))
+        return [dataclasses.replace(keep[0], discontinuity=True), *keep[1:]]
 
     def _check_stall(self, now: float, detail: str) -> None:
         limit = max(self.settings.no_media_timeout_s, STALL_TARGET_FACTOR * self.tracker.target_duration)
