@@ -49,6 +49,8 @@ def _segments() -> list[bytes]:
 
 
 SEGMENTS = _segments()
+# Real captures for the fuzz: our muxer's segments and an ffmpeg-written HEVC + AAC segment.
+CAPTURES = [*SEGMENTS, (FIXTURE.parent.parent / "hls" / "tiny_hevc_aac.ts").read_bytes()]
 
 
 def playlist(names: list[str], *, first: int = 0, endlist: bool = True, head: str = "") -> str:
@@ -343,7 +345,7 @@ def test_fuzz_bad_segments_and_playlists_end_the_source_only(
     origin.playlist = playlist(["s0.ts"])
     if kind in ("segment", "both"):
         origin.segment = (
-            mutate(SEGMENTS[data.draw(st.integers(0, len(SEGMENTS) - 1))], data)
+            mutate(data.draw(st.sampled_from(CAPTURES)), data)
             if data.draw(st.booleans())
             else data.draw(st.binary(max_size=3000))
         )
