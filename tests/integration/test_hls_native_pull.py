@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -406,3 +407,23 @@ async def test_far_behind_a_live_playlist_skips_to_its_edge(caplog: pytest.LogCa
             await asyncio.wait_for(task, 5)
     ts = video_timestamps(sink)
     assert ts == sorted(ts)
+
+
+async def test_fmp4_segments_written_by_ffmpeg(ffmpeg: str, sample_flv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "fmp4"
+    out.mkdir()
+    hls = ["-f", "hls", "-hls_segment_type", "fmp4", "-hls_time", "1", "-hls_playlist_type", "vod"]
+    command = [ffmpeg, "-v", "error", "-i", str(sample_flv), "-t", "3", "-c", "copy", *hls]
+    subprocess.run([*command, str(out / "index.m3u8")], check=True, timeout=60)
+    assert "#EXT-X-MAP" in (out / "index.m3u8").read_text()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        path = out / request.path.rsplit("/", 1)[1]
+        return web.FileResponse(path) if path.is_file() else web.Response(status=404)
+
+    async with serve(handler) as base:
+        sink = await run_pull(f"{base}/live/index.m3u8")
+    assert any(f.kind == FrameKind.VIDEO and f.config for f in sink.frames), "no AVC sequence header"
+    assert any(f.kind == FrameKind.AUDIO and f.config for f in sink.frames), "no AAC sequence header"
+    ts = video_timestamps(sink)
+    assert ts == sorted(ts) and len(ts) >= 60, len(ts)  # 3 s at 30 fps, within a GOP

@@ -50,6 +50,13 @@ def test_media_playlist_segments_are_absolute_and_numbered() -> None:
     assert a.key.iv == bytes(range(16))
 
 
+def test_fmp4_segments_carry_their_init_section() -> None:
+    text = '#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MAP:URI="init.mp4"\n#EXTINF:2,\na.m4s\n'
+    (segment,) = parsed(text).segments
+    assert segment.init_uri == "http://o.example/live/init.mp4"
+    assert parsed(media(0, 1)).segments[0].init_uri is None
+
+
 def test_a_byte_order_mark_is_accepted() -> None:
     assert parsed("\ufeff" + media(0, 1)).segments[0].uri == "http://o.example/live/seg0.ts"
 
@@ -75,7 +82,8 @@ def test_unusable_playlists_raise_playlist_error_only() -> None:
         "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:1,\nfile:///etc/passwd\n",
         '#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-KEY:METHOD=SAMPLE-AES,URI="k"\n#EXTINF:1,\na.ts\n',
         '#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-KEY:METHOD=AES-128,URI="k",IV=0xZZ\n#EXTINF:1,\na.ts\n',
-        '#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MAP:URI="init.mp4"\n#EXTINF:1,\na.m4s\n',
+        '#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MAP:URI="init.mp4",BYTERANGE="100@0"\n#EXTINF:1,\na.m4s\n',
+        '#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MAP:URI="file:///init.mp4"\n#EXTINF:1,\na.m4s\n',
         "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\ndata:text/plain,x\n",
         "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:1,\n#EXT-X-BYTERANGE:1000@0\na.ts\n",
     ):

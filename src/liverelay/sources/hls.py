@@ -1,7 +1,8 @@
-"""Native HLS source: follow a live .m3u8 over HTTP(S) and demux its MPEG-TS segments.
+"""Native HLS source: follow a live .m3u8 over HTTP(S) and demux its segments (MPEG-TS, fMP4).
 
 No ffmpeg process: playlists are parsed by sources.hls_playlist (the `m3u8` package),
-segments demuxed by media.mpegts.TsDemuxer into the hub's frames.
+MPEG-TS segments demuxed by media.mpegts.TsDemuxer and fMP4 ones (EXT-X-MAP) by
+media.fmp4.Fmp4Demuxer into the hub's frames.
 
 Source policy, for every request: each playlist, segment and key URL, and each
 redirect target, must be http(s) and its host must pass the relay source policy
@@ -47,6 +48,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algori
 from yarl import URL
 
 from ..config import RelaySettings
+from ..media.fmp4 import Fmp4Demuxer, Fmp4Error
 from ..media.frame import Frame
 from ..media.mpegts import TsDemuxer, TsError
 from .base import FrameSink, SourceError, redact_url
@@ -290,6 +292,9 @@ class HlsPuller:
         self.demuxer = TsDemuxer(max_pes_bytes=min(8 << 20, settings.hls_max_segment_bytes))
         self.playout = Playout()
         self.keys: OrderedDict[str, bytes] = OrderedDict()
+        self.fmp4: Fmp4Demuxer | None = None
+        self.fmp4_init: str | None = None
+        self.fmp4_config: list[Frame] = []  # the init section's sequence headers, not yet delivered
         self.segments = 0
         self.skipped = 0  # segments that answered an error status
         self.discontinuities = 0
@@ -389,11 +394,18 @@ class HlsPuller:
             return
         self._failed_in_row = 0
         self.segments += 1
+        if self.fmp4_config:  # an fMP4 init section's sequence headers go first
+            stamp = frames[0].timestamp if frames else 0
+            for config in self.fmp4_config:
+                config.timestamp = stamp
+            frames = [*self.fmp4_config, *frames]
+            self.fmp4_config = []
         await self._deliver(frames)
 
     def _discontinuity(self) -> None:
         self.discontinuities += 1
         self.demuxer.reset_timeline()
+        self.fmp4 = None  # a new timeline: a fresh fMP4 demuxer (and its init again)
         self.playout.discontinuity()
 
     async def _fetch_frames(self, segment: Segment, decryptor: Decryptor | None) -> list[Frame] | None:
@@ -402,6 +414,7 @@ class HlsPuller:
         limit = self.settings.hls_max_segment_bytes
         bound = self.settings.connect_timeout_s + max(self.settings.no_media_timeout_s, 2 * segment.duration)
         frames: list[Frame] = []
+        body = bytearray() if segment.init_uri is not None else None  # fMP4 is demuxed whole
         size = 0
         try:
             async with asyncio.timeout(bound):
@@ -421,17 +434,38 @@ class HlsPuller:
                         if size > limit:
                             raise SourceError("protocol", f"HLS segment {shown} is over {limit} bytes")
                         data = decryptor.update(chunk) if decryptor is not None else chunk
-                        frames.extend(self.demuxer.feed(data))
-            if decryptor is not None:
-                frames.extend(self.demuxer.feed(decryptor.finish()))
-            frames.extend(self.demuxer.flush())
+                        if body is not None:
+                            body += data
+                        else:
+                            frames.extend(self.demuxer.feed(data))
+            tail = decryptor.finish() if decryptor is not None else b""
+            if body is not None and segment.init_uri is not None:
+                body += tail
+                fmp4 = await self._fmp4_for(segment.init_uri)
+                frames.extend(fmp4.segment(bytes(body)))
+            else:
+                frames.extend(self.demuxer.feed(tail))
+                frames.extend(self.demuxer.flush())
         except TsError as exc:
             raise SourceError("protocol", f"bad MPEG-TS in HLS segment {shown}: {exc}") from None
+        except Fmp4Error as exc:
+            raise SourceError("protocol", f"bad fMP4 in HLS segment {shown}: {exc}") from None
         except TimeoutError:
             raise SourceError("timeout", f"HLS segment {shown} not read within {bound:.1f}s") from None
         except aiohttp.ClientError as exc:
             raise SourceError("eof", f"HLS segment {shown}: {type(exc).__name__}: {exc}") from None
         return frames
+
+    async def _fmp4_for(self, init_uri: str) -> Fmp4Demuxer:
+        """The fMP4 demuxer for segments under this EXT-X-MAP (its frames are queued first)."""
+        if self.fmp4 is not None and self.fmp4_init == init_uri:
+            return self.fmp4
+        limit = self.settings.hls_max_playlist_bytes
+        _final, init = await self.client.read_small(init_uri, "init section", limit)
+        fmp4 = Fmp4Demuxer()
+        self.fmp4_config = fmp4.init(init)
+        self.fmp4, self.fmp4_init = fmp4, init_uri
+        return fmp4
 
     async def _deliver(self, frames: list[Frame]) -> None:
         loop = asyncio.get_running_loop()

@@ -2,7 +2,8 @@
 
 `parse_playlist(text, url)` turns a playlist body into a `MasterPlaylist` (variants by
 bandwidth) or a `MediaPlaylist` (segments with absolute URIs, media sequence numbers,
-discontinuities and AES-128 keys); anything malformed raises `PlaylistError`.
+discontinuities, AES-128 keys and, for fMP4, the EXT-X-MAP init section); anything
+malformed raises `PlaylistError`.
 
 `PlaylistTracker` decides, load after load, which segments to fetch next and when to
 reload (RFC 8216 §6.3.4): after a load that found the playlist changed, wait the target
@@ -16,6 +17,7 @@ origin restart). `stalled_for(now)` is how long the playlist has not grown.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -48,6 +50,7 @@ class Segment:
     duration: float
     discontinuity: bool  # EXT-X-DISCONTINUITY before it (or a gap / skipped segment before it)
     key: Key | None
+    init_uri: str | None = None  # EXT-X-MAP (absolute): an fMP4 segment; None: MPEG-TS
 
 
 @dataclass(frozen=True)
@@ -133,8 +136,13 @@ def parse_playlist(text: str, url: str) -> MasterPlaylist | MediaPlaylist:
         raise PlaylistError(f"EXT-X-MEDIA-SEQUENCE {first} is negative")
     segments: list[Segment] = []
     for i, seg in enumerate(parsed.segments):
+        init_uri = None
         if seg.init_section is not None:
-            raise PlaylistError("fMP4 segments (EXT-X-MAP) are not supported by the native puller")
+            if seg.init_section.byterange:
+                raise PlaylistError("EXT-X-MAP with BYTERANGE is not supported by the native puller")
+            if not seg.init_section.uri:
+                raise PlaylistError("EXT-X-MAP without a URI")
+            init_uri = _http_uri(seg.init_section.absolute_uri, "EXT-X-MAP URI")
         if not seg.uri:
             raise PlaylistError("segment without a URI")
         if seg.byterange:
@@ -149,6 +157,7 @@ def parse_playlist(text: str, url: str) -> MasterPlaylist | MediaPlaylist:
                 duration=duration,
                 discontinuity=bool(seg.discontinuity),
                 key=_key_of(seg),
+                init_uri=init_uri,
             )
         )
     return MediaPlaylist(target, first, tuple(segments), bool(parsed.is_endlist))
@@ -202,8 +211,7 @@ class PlaylistTracker:
         if fresh:
             self.next_msn = fresh[-1].msn + 1
             if force_discontinuity and not fresh[0].discontinuity:
-                head = fresh[0]
-                fresh[0] = Segment(head.msn, head.uri, head.duration, True, head.key)
+                fresh[0] = dataclasses.replace(fresh[0], discontinuity=True)
         return fresh
 
     def reload_at(self) -> float:
