@@ -21,7 +21,7 @@ import dataclasses
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import m3u8
+import m3u8  # type: ignore[import-untyped]  # no stubs published; used in this module only
 
 # Segments behind the live edge where a live playlist starts: the next segment is
 # published before the current one is played out (the same as ffmpeg's -live_start_index -2).
