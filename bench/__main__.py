@@ -18,7 +18,7 @@ from .report import progress
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description="liverelay vs nginx-rtmp benchmarks")
-    p.add_argument("what", choices=["fanout", "ttff", "failover", "relay", "all"])
+    p.add_argument("what", choices=["fanout", "ttff", "failover", "relay", "hlspull", "all"])
     p.add_argument("--quick", action="store_true", help="small sweep, short windows, few runs")
     p.add_argument("--viewers", help="fan-out sweep, e.g. 100,500,1000")
     p.add_argument("--targets", help="fan-out targets: nginx-rtmp,ours-rtmp,ours-flv")
@@ -71,6 +71,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         counts = _ints(args.relays, [5] if quick else [10, 50])
         results["relay"] = await relay.run(
             counts, window_s=window, hls_counts=([min(counts)] if args.hls else None), origin=args.origin
+        )
+    if args.what in ("hlspull", "all"):
+        from . import hlspull
+
+        results["hlspull"] = await hlspull.run(
+            _ints(args.relays, [5] if quick else [10, 50]), window_s=window
         )
     print(summary(results))
     return results
@@ -131,13 +137,15 @@ def summary(results: dict[str, Any]) -> str:
                 f"reconnects {k['reconnects_total']}",
             ]
         )
-    for case, r in (results.get("relay") or {}).items():
+    relay_cases = [(f"fixed relays {c}", r) for c, r in (results.get("relay") or {}).items()]
+    relay_cases += [(f"HLS source {c}", r) for c, r in (results.get("hlspull") or {}).items()]
+    for label, r in relay_cases:
         if "failed" in r:
-            rows.append([f"fixed relays {case}", "failed", "", ""])
+            rows.append([label, "failed", "", ""])
             continue
         rows.append(
             [
-                f"fixed relays {case}",
+                label,
                 f"CPU {fmt(r['cpu_per_relay_pct'], 3)} %/relay",
                 f"RSS {fmt(r['rss_per_relay_kb'])} kB/relay",
                 f"create->playable {fmt(r['playable_median_ms'], 0)} ms",

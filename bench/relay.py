@@ -92,8 +92,9 @@ async def run_one(
     source: str = "rtmp",
     origin_kind: str = "nginx",
     idle_s: float = 3.0,
+    node_extra: str = "",
 ) -> dict[str, Any]:
-    """K fixed relays whose source is the origin over RTMP (native) or HLS (ffmpeg-backed)."""
+    """K fixed relays whose source is the origin over RTMP or HLS (native, or ffmpeg per node_extra)."""
     if origin_kind == "ours" and source == "hls":
         raise ValueError("an HLS source needs the nginx-rtmp origin (it writes the playlist)")
     sample = ensure_sample()
@@ -103,7 +104,7 @@ async def run_one(
     else:
         origin = NginxRtmp(name="origin", hls=source == "hls").start()
     pub = start_publisher(sample, origin.rtmp_url(APP, STREAM))
-    node = LiverelayNode(config=node_config(), name="ours-relays").start()
+    node = LiverelayNode(config=node_config(extra=node_extra), name="ours-relays").start()
     api = service(node)
     probe = None
     try:
@@ -196,7 +197,7 @@ async def run(
     plan = [("rtmp", k) for k in counts] + [("hls", k) for k in hls_counts or []]
     for source, k in plan:
         progress(
-            f"relay: {k} fixed relays ({'native RTMP' if source == 'rtmp' else 'ffmpeg-backed HLS'} source, "
+            f"relay: {k} fixed relays ({'native RTMP' if source == 'rtmp' else 'HLS'} source, "
             f"{origin} origin)"
         )
         try:

@@ -194,6 +194,9 @@ class RelaySettings(_Section):
     max_starting_pulls: int = 128  # play-triggered pulls starting at once on the node (0 = no cap)
     max_hops: int = 4  # longest chain of play-triggered relays a marked request may extend (relay/loops.py)
     node_id: str = ""  # this node's id in relay-loop markers; "" = random per process (relay/loops.py)
+    hls_puller: Literal["native", "ffmpeg"] = "native"  # .m3u8 sources: sources/hls.py, or ffmpeg (fallback)
+    hls_max_segment_bytes: int = 16 << 20  # one HLS segment (native puller); larger ends the source
+    hls_max_playlist_bytes: int = 1 << 20  # one HLS playlist/key body (native puller); larger ends the source
 
     @field_validator("backoff_max_s", mode="after")
     @classmethod

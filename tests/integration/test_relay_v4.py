@@ -203,9 +203,9 @@ def test_rtmp_and_flv_sources_play_with_no_viewer_asking(
     assert_plays(ffprobe, relay_node, "from-flv", protocols=("flv",))
 
 
-def test_hls_source(
-    relay_node: NodeProcess, ffmpeg: str, ffprobe: str, sample_flv: Path, tmp_path: Path
-) -> None:
+def test_hls_source(node_factory: Any, ffmpeg: str, ffprobe: str, sample_flv: Path, tmp_path: Path) -> None:
+    # The ffmpeg fallback (relay.hls_puller); the native puller: test_hls_native_relay.py.
+    relay_node = node_factory("relay", config=RELAY_CONFIG + 'hls_puller = "ffmpeg"\n')
     service = setup_domains(relay_node)
     with hls_origin(ffmpeg, sample_flv, tmp_path / "hls") as hls:
         create_fixed(service, "from-hls", [hls.url])

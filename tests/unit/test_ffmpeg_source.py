@@ -24,6 +24,7 @@ from liverelay.sources.ffmpeg import (
     pull,
     redact_url,
 )
+from liverelay.sources.hls import pull as hls_pull
 
 
 def _settings(**overrides: object) -> RelaySettings:
@@ -101,7 +102,9 @@ def test_other_urls_are_not_for_ffmpeg() -> None:
 
 
 def test_open_source_dispatches_hls_and_srt_here() -> None:
-    assert open_source("http://h.example/live/x.m3u8") is pull
+    # HLS goes to the native puller now (ISSUE-10), which hands over to this module's pull
+    # only with relay.hls_puller = "ffmpeg"; SRT still comes here directly.
+    assert open_source("http://h.example/live/x.m3u8") is hls_pull
     assert open_source("srt://127.0.0.1:9000?streamid=a") is pull
 
 

@@ -154,7 +154,7 @@ def test_source_dispatch_by_scheme_and_extension() -> None:
     assert source_module_for("rtmps://h/a/b") == ("rtmp", "pull")
     assert source_module_for("http://h/a/b.flv") == ("flv", "pull")
     assert source_module_for("https://h/a/b?x=.m3u8") == ("flv", "pull")
-    assert source_module_for("https://h/a/index.M3U8?t=1") == ("ffmpeg", "pull_hls")
+    assert source_module_for("https://h/a/index.M3U8?t=1") == ("hls", "pull")  # native (ISSUE-10)
     assert source_module_for("srt://h:9000?streamid=x") == ("ffmpeg", "pull_srt")
     for bad in ("ftp://h/x", "rtmp:///nohost", "nonsense"):
         with pytest.raises(SourceError) as info:

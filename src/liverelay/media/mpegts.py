@@ -340,10 +340,31 @@ class TsDemuxer:
         usable = n - n % PACKET_SIZE
         out: list[Frame] = []
         mv = memoryview(buf)
+        pes_by_pid = self._pes
         for pos in range(0, usable, PACKET_SIZE):
             if buf[pos] != SYNC:
                 raise TsError(f"lost sync at byte {pos} (0x{buf[pos]:02x} instead of 0x47)")
             self.packets += 1
+            # Fast path (most packets; the native HLS puller's CPU is mostly here): the next
+            # in-order, payload-only piece of a PES that it does not complete.
+            b1, b3 = buf[pos + 1], buf[pos + 3]
+            if not b1 & 0xC0 and b3 & 0x30 == 0x10:
+                pid = ((b1 & 0x1F) << 8) | buf[pos + 2]
+                pes = pes_by_pid.get(pid)
+                if (
+                    pes is not None
+                    and pes.started
+                    and pes.cc >= 0
+                    and b3 & 0x0F == (pes.cc + 1) & 0x0F
+                    and (not pes.expected or len(pes.buf) + PACKET_SIZE - 4 < pes.expected)
+                    and pid != PID_PAT
+                    and pid != self._pmt_pid
+                ):
+                    pes.buf += mv[pos + 4 : pos + PACKET_SIZE]
+                    pes.cc = b3 & 0x0F
+                    if len(pes.buf) > self._max_pes:
+                        raise TsError(f"PES on PID {pid} exceeds {self._max_pes} bytes")
+                    continue
             out.extend(self._packet(mv[pos : pos + PACKET_SIZE]))
         self._carry = bytes(buf[usable:])
         out.sort(key=_frame_order)

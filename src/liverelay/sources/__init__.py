@@ -1,7 +1,7 @@
 """Origin pullers, picked by URL: `open_source(url)` returns the `pull` function to use.
 
 rtmp://, rtmps://            -> sources.rtmp.pull
-http(s)://... .m3u8          -> sources.ffmpeg.pull_hls
+http(s)://... .m3u8          -> sources.hls.pull (native; relay.hls_puller = "ffmpeg" -> ffmpeg)
 http(s)://... anything else  -> sources.flv.pull (HTTP-FLV)
 srt://                       -> sources.ffmpeg.pull_srt
 
@@ -38,7 +38,7 @@ def source_module_for(url: str) -> tuple[str, str]:
         return "ffmpeg", "pull_srt"
     if scheme in ("http", "https"):
         if parts.path.lower().endswith(".m3u8"):
-            return "ffmpeg", "pull_hls"
+            return "hls", "pull"
         return "flv", "pull"
     raise SourceError("unsupported", f"no source for scheme {scheme!r} in {url!r}")
 

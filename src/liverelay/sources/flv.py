@@ -48,7 +48,7 @@ async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
         ) as session:
             async with asyncio.timeout(settings.connect_timeout_s):
                 response = await session.get(
-                    URL(url, encoded=True), headers=_headers(), allow_redirects=False
+                    URL(url, encoded=True), headers=request_headers(), allow_redirects=False
                 )
             got_response = True
             async with response:
@@ -109,7 +109,8 @@ async def pinned_connector(url: str, settings: RelaySettings) -> aiohttp.TCPConn
     return aiohttp.TCPConnector(limit=1, force_close=True, resolver=PinnedResolver(host, addresses))
 
 
-def _headers() -> dict[str, str]:
+def request_headers() -> dict[str, str]:
+    """User-Agent, and the relay-loop marker when this pull is part of a relay chain."""
     headers = {"User-Agent": USER_AGENT}
     via = current_relay_via()
     if via:  # a relay's pull: the origin sees the chain (relay/loops.py)
