@@ -39,15 +39,18 @@ def sleeper() -> Iterator[subprocess.Popen[bytes]]:
 def test_cpu_window_tells_busy_from_idle(
     spinner: subprocess.Popen[bytes], sleeper: subprocess.Popen[bytes]
 ) -> None:
-    busy, idle = procstat.CpuWindow(spinner.pid), procstat.CpuWindow(sleeper.pid)
     time.sleep(0.3)  # let the sleeper finish starting up
+    busy, idle = procstat.CpuWindow(spinner.pid), procstat.CpuWindow(sleeper.pid)
     busy.start()
     idle.start()
     time.sleep(1.0)
     b, i = busy.stop(), idle.stop()
-    # A spinning loop on a shared 2-core box still gets a good share of a core.
-    assert b.percent > 30, b
-    assert i.percent < 10, i
+    # A spinning loop gets whatever share of a core a loaded 2-core box leaves it (seen
+    # down to ~20% with ten runnable processes), a sleeper next to nothing: the window
+    # must tell them apart by an order of magnitude either way.
+    assert b.percent > 10, b
+    assert i.percent < 2, i
+    assert b.percent > 10 * max(i.percent, 0.5), (b, i)
     assert b.user_percent > b.sys_percent
 
 

@@ -477,7 +477,11 @@ class HlsSegmenter:
         else:
             cur.data = b"".join(cur.chunks)
             cur.chunks = []
-        cur.duration_ms = max(end_ms - cur.start_ms, 1)
+        # A frame a little earlier than the current part's start (the hub clamps per media
+        # kind, so video may trail audio) closes the last part at its 1 ms minimum: the
+        # segment then lasts as long as its parts, so EXTINF equals the parts' sum.
+        parts_ms = sum(p.duration_ms for p in cur.parts)
+        cur.duration_ms = max(end_ms - cur.start_ms, parts_ms, 1)
         cur.complete = True
         self._max_duration_ms = max(self._max_duration_ms, cur.duration_ms)
         self.current = None
