@@ -179,6 +179,8 @@ class RelaySettings(_Section):
     max_starting_pulls: int = 128  # play-triggered pulls starting at once on the node (0 = no cap)
     max_hops: int = 4  # longest chain of play-triggered relays a marked request may extend (relay/loops.py)
     node_id: str = ""  # this node's id in relay-loop markers; "" = random per process (relay/loops.py)
+    slow_origin_s: float = 10.0  # window of the slow-origin rule (0 = off; relay/pull/supervisor.py)
+    slow_origin_ratio: float = 0.75  # media s per wall s an up origin must deliver per window, or it fails
 
     @field_validator("backoff_max_s", mode="after")
     @classmethod

@@ -171,6 +171,8 @@ async def _exchange(
         writer.write(out)
     got_media = False
     ended = False
+    stream_eof = False
+    waiting = False  # the origin's publisher left and the sink waits for the republish
     for event in events:
         if type(event) is MediaReceived:
             sink.on_frame(event.frame)
@@ -178,17 +180,30 @@ async def _exchange(
         elif isinstance(event, StatusEvent):
             if event.code == m.PLAY_STREAM_NOT_FOUND:
                 raise SourceError("protocol", f"stream not found at origin ({event.description})")
-            if event.code in (m.PLAY_UNPUBLISH_NOTIFY, m.PLAY_STOP):
+            if event.code == m.PLAY_UNPUBLISH_NOTIFY:
+                # nginx-rtmp and SRS keep the player connected and send PublishNotify and
+                # fresh media when the publisher returns: the sink decides whether to wait.
+                if (media_started or got_media) and sink.on_unpublished():
+                    waiting = True
+                else:
+                    ended = True
+            elif event.code == m.PLAY_STOP:
                 ended = True
+            elif event.code == m.PLAY_PUBLISH_NOTIFY:
+                log.debug("rtmp pull: the origin's publisher is back")
             elif event.level == "error":
                 raise SourceError("protocol", f"origin refused: {event.code} {event.description}")
         elif isinstance(event, StreamEof) and event.stream_id == session.stream_id:
-            ended = True
+            # StreamEOF comes right before UnpublishNotify (which decides) or alone at the end
+            # of a recorded stream; alone in a read, it ends the pull.
+            stream_eof = True
         elif isinstance(event, ConnectFailed):
             desc = event.info.get("description") or event.info.get("code") or "connect rejected"
             raise SourceError("protocol", f"origin rejected connect: {desc}")
         elif isinstance(event, CommandFailed):
             raise SourceError("protocol", f"origin refused {event.command}: {event.info!r}")
+    if stream_eof and not waiting:
+        ended = True
     if ended:
         if media_started or got_media:
             return None
