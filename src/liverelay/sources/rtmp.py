@@ -148,6 +148,12 @@ async def _open_pinned(
     raise last or OSError(f"no address for {target.host}")
 
 
+def _wait_for_republish(sink: FrameSink, had_media: bool) -> bool:
+    """The origin's publisher left: True when the sink keeps this connection for its return
+    (the decision is made in order, before any frame that follows in the same read)."""
+    return had_media and sink.on_unpublished()
+
+
 async def _exchange(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
@@ -171,8 +177,6 @@ async def _exchange(
         writer.write(out)
     got_media = False
     ended = False
-    stream_eof = False
-    waiting = False  # the origin's publisher left and the sink waits for the republish
     for event in events:
         if type(event) is MediaReceived:
             sink.on_frame(event.frame)
@@ -181,12 +185,9 @@ async def _exchange(
             if event.code == m.PLAY_STREAM_NOT_FOUND:
                 raise SourceError("protocol", f"stream not found at origin ({event.description})")
             if event.code == m.PLAY_UNPUBLISH_NOTIFY:
-                # nginx-rtmp and SRS keep the player connected and send PublishNotify and
-                # fresh media when the publisher returns: the sink decides whether to wait.
-                if (media_started or got_media) and sink.on_unpublished():
-                    waiting = True
-                else:
-                    ended = True
+                # nginx-rtmp (`publish_notify on`) and SRS keep the player and send
+                # PublishNotify and fresh media when the publisher returns.
+                ended = ended or not _wait_for_republish(sink, media_started or got_media)
             elif event.code == m.PLAY_STOP:
                 ended = True
             elif event.code == m.PLAY_PUBLISH_NOTIFY:
@@ -194,16 +195,14 @@ async def _exchange(
             elif event.level == "error":
                 raise SourceError("protocol", f"origin refused: {event.code} {event.description}")
         elif isinstance(event, StreamEof) and event.stream_id == session.stream_id:
-            # StreamEOF comes right before UnpublishNotify (which decides) or alone at the end
-            # of a recorded stream; alone in a read, it ends the pull.
-            stream_eof = True
+            # nginx-rtmp sends StreamEOF when its publisher leaves, keeps the player and
+            # resumes with StreamBegin and fresh media when the publisher returns.
+            ended = ended or not _wait_for_republish(sink, media_started or got_media)
         elif isinstance(event, ConnectFailed):
             desc = event.info.get("description") or event.info.get("code") or "connect rejected"
             raise SourceError("protocol", f"origin rejected connect: {desc}")
         elif isinstance(event, CommandFailed):
             raise SourceError("protocol", f"origin refused {event.command}: {event.info!r}")
-    if stream_eof and not waiting:
-        ended = True
     if ended:
         if media_started or got_media:
             return None
