@@ -1,6 +1,7 @@
 """The admin listener: POST /?Action=X&Version=2023-01-01 with a signed JSON body.
 
-Pipeline: method -> Action/Version -> body (size cap) -> signature -> per-key throttle
+Pipeline: per-address failed-auth throttle -> method -> Action/Version -> body (size cap)
+-> signature (a failure spends one of the address's tokens) -> per-key throttle
 -> action lookup -> JSON binding -> handler -> envelope. Every answer, success or
 error, is the JSON envelope of spec A.4; errors never use HTTP 200.
 """
@@ -21,13 +22,17 @@ from .auth import authenticate
 from .context import ActionContext, Result
 from .envelope import error_body, metadata, new_request_id, success_body
 from .errors import ApiError
-from .throttle import RateLimiter
+from .throttle import LogGate, RateLimiter
 
 log = logging.getLogger("liverelay.api")
 
 API_HANDLER_KEY: web.AppKey[ApiHandler] = web.AppKey("api_handler")
 
 _READ_CHUNK = 64 * 1024
+# Error log lines per client address: a few at once, then one a second (with the count
+# of the lines dropped in between).
+_ERROR_LOG_RATE_PER_S = 1.0
+_ERROR_LOG_BURST = 5
 
 
 def _reject_constant(name: str) -> Any:
@@ -89,6 +94,11 @@ class ApiHandler:
         settings: Settings = node.settings
         self.settings = settings
         self.limiter = RateLimiter(settings.api.rate_limit_per_s, settings.api.rate_burst)
+        # Requests that fail authentication, per client address: once an address has spent
+        # its budget, its requests are refused before any signature check until it refills,
+        # so keys cannot be guessed at line rate; other addresses are not affected.
+        self.unauth_limiter = RateLimiter(settings.api.unauth_rate_per_ip, settings.api.unauth_burst_per_ip)
+        self.error_log_gate = LogGate(_ERROR_LOG_RATE_PER_S, _ERROR_LOG_BURST)
 
     @property
     def store(self) -> Store:
@@ -102,7 +112,20 @@ class ApiHandler:
         try:
             result = await self._dispatch(request, action, version)
         except ApiError as exc:
-            log.info("%s %s -> %d %s: %s", meta["RequestId"], action, exc.status, exc.code, exc.message)
+            remote = request.remote or ""
+            dropped = self.error_log_gate.admit(remote)
+            if dropped is not None:
+                more = f" ({dropped} more error lines from {remote} dropped)" if dropped else ""
+                log.info(
+                    "%s %s from %s -> %d %s: %s%s",
+                    meta["RequestId"],
+                    action,
+                    remote,
+                    exc.status,
+                    exc.code,
+                    exc.message,
+                    more,
+                )
             return self._respond(exc.status, error_body(meta, exc), exc)
         except Exception:
             log.exception("%s %s failed", meta["RequestId"], action)
@@ -120,6 +143,9 @@ class ApiHandler:
 
     async def _dispatch(self, request: web.Request, action: str, version: str) -> Result:
         api = self.settings.api
+        remote = request.remote or ""
+        if self.unauth_limiter.exhausted(remote):
+            raise errors.address_flow_limit_exceeded()
         if request.method != "POST":
             raise errors.method_not_allowed(request.method)
         for name in ("Action", "Version"):
@@ -131,17 +157,21 @@ class ApiHandler:
         if not version:
             raise errors.missing_parameter("Version")
         body = await read_body(request, api.max_body_bytes)
-        ak = await authenticate(
-            method=request.method,
-            path=request.path,
-            query=list(request.query.items()),
-            headers=request.headers,
-            body=body,
-            lookup_key=self.store.get_key,
-            region=api.region,
-            service=api.service,
-            max_skew_s=api.max_skew_s,
-        )
+        try:
+            ak = await authenticate(
+                method=request.method,
+                path=request.path,
+                query=list(request.query.items()),
+                headers=request.headers,
+                body=body,
+                lookup_key=self.store.get_key,
+                region=api.region,
+                service=api.service,
+                max_skew_s=api.max_skew_s,
+            )
+        except ApiError:
+            self.unauth_limiter.allow(remote)  # spends one token of this address
+            raise
         if not self.limiter.allow(ak):
             raise errors.flow_limit_exceeded()
         handler = ACTIONS.get(action)
