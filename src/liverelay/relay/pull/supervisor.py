@@ -310,6 +310,7 @@ class RelayPull:
                 slow = self._check_slow(active, now)
                 if isinstance(slow, SourceError):
                     self._attempt_failed(active, slow, now)
+                    self.policy.hold_down(active.index, now)
                     return
                 deadline = min(deadline, slow)
             self._check_hold(now)
