@@ -12,6 +12,9 @@ misbehaves as `mode` says:
              client's cap for data messages is 256 KiB) and keeps the socket
   slow       plays at half real time, forever
   flap       plays in real time and closes each connection FLAP_S after it began
+  republish  plays for MEDIA_BEFORE_FAULT_S, then its "publisher leaves": StreamEOF +
+             UnpublishNotify; REPUBLISH_AFTER_S later StreamBegin + PublishNotify and the
+             media again from timestamp 0 (what nginx-rtmp / SRS do), on the same socket
   good       plays in real time, forever
 
 It counts connections and how each ended (`closed_by_peer` = the edge hung up).
@@ -32,12 +35,14 @@ from liverelay.media.codecs import make_frame
 from liverelay.media.flv import FlvDecoder
 from liverelay.media.frame import Frame, FrameKind
 from liverelay.media.rtmp import RtmpServerSession
+from liverelay.media.rtmp import messages as m
 from liverelay.media.rtmp.chunk import frame_chunks
 from liverelay.media.rtmp.events import ConnectRequest, PlayRequest
 
 MEDIA_BEFORE_FAULT_S = 1.5
 FLAP_S = 3.0
-MODES = ("silent", "handshake", "garbage", "oversize", "slow", "flap", "good")
+REPUBLISH_AFTER_S = 0.5
+MODES = ("silent", "handshake", "garbage", "oversize", "slow", "flap", "republish", "good")
 MSG_DATA_AMF0 = 18
 CSID_DATA = 5
 
@@ -170,9 +175,32 @@ class FakeOrigin:
 
     async def _media(self, writer: asyncio.StreamWriter, chunk_size: int, stream_id: int) -> None:
         speed = 0.5 if self.mode == "slow" else 1.0
-        fault_at = {"garbage": MEDIA_BEFORE_FAULT_S, "oversize": MEDIA_BEFORE_FAULT_S, "flap": FLAP_S}.get(
-            self.mode
-        )
+        before_fault = MEDIA_BEFORE_FAULT_S
+        fault_at = {
+            "garbage": before_fault,
+            "oversize": before_fault,
+            "flap": FLAP_S,
+            "republish": before_fault,
+        }
+        await self._play(writer, chunk_size, stream_id, speed, fault_at.get(self.mode))
+        if self.mode == "republish":
+            writer.write(m.user_control(m.UC_STREAM_EOF, stream_id, chunk_size))
+            writer.write(m.on_status(stream_id, chunk_size, m.PLAY_UNPUBLISH_NOTIFY, "Stop publishing"))
+            await writer.drain()
+            await asyncio.sleep(REPUBLISH_AFTER_S)
+            writer.write(m.user_control(m.UC_STREAM_BEGIN, stream_id, chunk_size))
+            writer.write(m.on_status(stream_id, chunk_size, m.PLAY_PUBLISH_NOTIFY, "Start publishing"))
+            await self._play(writer, chunk_size, stream_id, speed, None)
+
+    async def _play(
+        self,
+        writer: asyncio.StreamWriter,
+        chunk_size: int,
+        stream_id: int,
+        speed: float,
+        fault_at: float | None,
+    ) -> None:
+        """Frames in (scaled) real time from timestamp 0; the fault (if any) at `fault_at`."""
         started = time.monotonic()
         span = (self.frames[-1].timestamp - self.frames[0].timestamp) + 40
         # Bounded: a test lasts well under this many loops of the sample.
@@ -184,7 +212,8 @@ class FakeOrigin:
                 ts = frame.timestamp + offset
                 due = started + ts / 1000.0 / speed
                 if fault_at is not None and due - started >= fault_at:
-                    await self._fault(writer, chunk_size, stream_id, ts)
+                    if self.mode != "republish":
+                        await self._fault(writer, chunk_size, stream_id, ts)
                     return
                 delay = due - time.monotonic()
                 if delay > 0:
