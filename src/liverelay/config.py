@@ -125,12 +125,8 @@ class ApiSettings(_Section):
     max_body_bytes: Positive = 1 << 20
     region: str = "cn-north-1"
     service: str = "live"
-    unauth_rate_per_ip: float = (
-        5.0  # requests/s per client address that may fail authentication (0 = no limit)
-    )
-    unauth_burst_per_ip: Positive = (
-        50  # failed-auth requests an address may send at once before the rate applies
-    )
+    unauth_rate_per_ip: float = 5.0  # failed-auth requests/s per client address (0 = no limit)
+    unauth_burst_per_ip: Positive = 50  # failed-auth requests an address may send at once
 
 
 class MediaSettings(_Section):

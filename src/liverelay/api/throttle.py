@@ -57,9 +57,6 @@ class RateLimiter:
         bucket.refill(self._clock())
         return bucket.tokens < 1.0
 
-    def __len__(self) -> int:
-        return len(self._buckets)
-
     def _sweep(self, now: float) -> None:
         refill_s = self.burst / self.rate
         if now - self._last_sweep < max(refill_s, 1.0):
