@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -33,6 +34,15 @@ _READ_CHUNK = 64 * 1024
 # of the lines dropped in between).
 _ERROR_LOG_RATE_PER_S = 1.0
 _ERROR_LOG_BURST = 5
+
+
+@dataclass
+class _Caller:
+    """Who sent the request being handled: the client address, and the access key once
+    the signature checked out (None before that or when it did not)."""
+
+    remote: str
+    access_key: str | None = None
 
 
 def _reject_constant(name: str) -> Any:
@@ -109,29 +119,39 @@ class ApiHandler:
         action = request.query.get("Action", "")
         version = request.query.get("Version", "")
         meta = metadata(new_request_id(), action, version, api.region, api.service)
+        caller = _Caller(request.remote or "")
         try:
-            result = await self._dispatch(request, action, version)
+            result = await self._dispatch(request, action, version, caller)
         except ApiError as exc:
-            remote = request.remote or ""
-            dropped = self.error_log_gate.admit(remote)
-            if dropped is not None:
-                more = f" ({dropped} more error lines from {remote} dropped)" if dropped else ""
-                log.info(
-                    "%s %s from %s -> %d %s: %s%s",
-                    meta["RequestId"],
-                    action,
-                    remote,
-                    exc.status,
-                    exc.code,
-                    exc.message,
-                    more,
-                )
+            self._log_error(meta["RequestId"], action, exc, caller)
             return self._respond(exc.status, error_body(meta, exc), exc)
         except Exception:
             log.exception("%s %s failed", meta["RequestId"], action)
             internal = errors.internal_error()
             return self._respond(internal.status, error_body(meta, internal), internal)
         return self._respond(200, success_body(meta, result), None)
+
+    def _log_error(self, request_id: str, action: str, exc: ApiError, caller: _Caller) -> None:
+        """One line per error of a signed client (its key is throttled already); errors of
+        requests that did not authenticate are rate-limited per address, so a flood of
+        them is a handful of lines that count what they left out."""
+        more = ""
+        if caller.access_key is None:
+            dropped = self.error_log_gate.admit(caller.remote)
+            if dropped is None:
+                return
+            if dropped:
+                more = f" ({dropped} more error lines from {caller.remote} dropped)"
+        log.info(
+            "%s %s from %s -> %d %s: %s%s",
+            request_id,
+            action,
+            caller.remote,
+            exc.status,
+            exc.code,
+            exc.message,
+            more,
+        )
 
     @staticmethod
     def _respond(status: int, body: dict[str, Any], error: ApiError | None) -> web.Response:
@@ -141,9 +161,9 @@ class ApiHandler:
         text = json.dumps(body, default=str)
         return web.Response(text=text, status=status, headers=headers, content_type="application/json")
 
-    async def _dispatch(self, request: web.Request, action: str, version: str) -> Result:
+    async def _dispatch(self, request: web.Request, action: str, version: str, caller: _Caller) -> Result:
         api = self.settings.api
-        remote = request.remote or ""
+        remote = caller.remote
         if self.unauth_limiter.exhausted(remote):
             raise errors.address_flow_limit_exceeded()
         if request.method != "POST":
@@ -172,6 +192,7 @@ class ApiHandler:
         except ApiError:
             self.unauth_limiter.allow(remote)  # spends one token of this address
             raise
+        caller.access_key = ak
         if not self.limiter.allow(ak):
             raise errors.flow_limit_exceeded()
         handler = ACTIONS.get(action)
