@@ -1,4 +1,5 @@
-"""python -m bench fanout|ttff|failover|relay|all [--quick] [--viewers 100,500] [--repeat 3] [--window 20]
+"""python -m bench fanout|ttff|failover|relay|republish|all [--quick] [--viewers 100,500] [--repeat 3]
+                   [--window 20]
 
 Every server, publisher and profiler this starts is stopped on the way out,
 including on Ctrl-C (bench.peers.kill_all in the finally below).
@@ -18,7 +19,7 @@ from .report import progress
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description="liverelay vs nginx-rtmp benchmarks")
-    p.add_argument("what", choices=["fanout", "ttff", "failover", "relay", "hlspull", "all"])
+    p.add_argument("what", choices=["fanout", "ttff", "failover", "relay", "hlspull", "republish", "all"])
     p.add_argument("--quick", action="store_true", help="small sweep, short windows, few runs")
     p.add_argument("--viewers", help="fan-out sweep, e.g. 100,500,1000")
     p.add_argument("--targets", help="fan-out targets: nginx-rtmp,ours-rtmp,ours-flv")
@@ -65,6 +66,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         from . import failover
 
         results["failover"] = await failover.run(quick=quick)
+    if args.what in ("republish", "all"):
+        from . import republish
+
+        results["republish"] = await republish.run(runs=args.runs or (3 if quick else 10))
     if args.what in ("relay", "all"):
         from . import relay
 
@@ -98,6 +103,17 @@ def summary(results: dict[str, Any]) -> str:
                 _versus("CPU", m["cpu_pct"], base.get("cpu_pct"), "%"),
                 _versus("RSS", m["rss_mb"], base.get("rss_mb"), " MB"),
                 f"full rate {fmt(m['full_rate'], 0)}/{n}, media/wall min {fmt(m['media_wall_min'], 3)}",
+            ]
+        )
+    rep = results.get("republish") or {}
+    if rep:
+        o, t = rep["ours-edge"]["median_delay_ms"], rep["nginx-edge"]["median_delay_ms"]
+        rows.append(
+            [
+                "republish: edge viewer after origin viewer, ours vs nginx",
+                f"{fmt(o, 0)} vs {fmt(t, 0)} ms",
+                "",
+                "",
             ]
         )
     ttff = results.get("ttff") or {}

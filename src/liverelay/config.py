@@ -135,6 +135,8 @@ class ApiSettings(_Section):
     console_vendor_dir: str = ""  # node_modules with hls.js/mpegts.js ("" = the one beside the source tree)
     closed_stream_history: int = 1000  # ended streams kept for DescribeClosedStreamInfoByPage
     max_forbidden_streams: int = 10000  # entries in the ForbidStream list
+    unauth_rate_per_ip: float = 5.0  # failed-auth requests/s per client address (0 = no limit)
+    unauth_burst_per_ip: Positive = 50  # failed-auth requests an address may send at once
 
 
 class MediaSettings(_Section):
@@ -197,6 +199,8 @@ class RelaySettings(_Section):
     hls_puller: Literal["native", "ffmpeg"] = "native"  # .m3u8 sources: sources/hls.py, or ffmpeg (fallback)
     hls_max_segment_bytes: int = 16 << 20  # one HLS segment (native puller); larger ends the source
     hls_max_playlist_bytes: int = 1 << 20  # one HLS playlist/key body (native puller); larger ends the source
+    slow_origin_s: float = 10.0  # window of the slow-origin rule (0 = off; relay/pull/supervisor.py)
+    slow_origin_ratio: float = 0.75  # media s per wall s an up origin must deliver per window, or it fails
 
     @field_validator("backoff_max_s", mode="after")
     @classmethod

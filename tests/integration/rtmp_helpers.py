@@ -99,6 +99,9 @@ class RecordingSink:
             self.first_video_at = now
         self.frames.append(frame)
 
+    def on_unpublished(self) -> bool:
+        return False  # end the pull, as every pull did before the republish wait existed
+
     def count(self, kind: FrameKind) -> int:
         return sum(1 for f in self.frames if f.kind == kind and not f.config)
 

@@ -227,3 +227,21 @@ def test_hold_down_is_per_origin_and_cleared_by_a_new_source_list() -> None:
     assert p.due_probes(31.9) == [1] and p.due_probes(32.0) == [0, 1]  # 12 + 2 x 10
     p.replace_sources(3, 2)
     assert p.probe_interval(0) == 10.0
+
+
+def test_a_too_slow_origin_is_held_down_like_a_flap() -> None:
+    # Origin 0 failed as too slow (its probe would only wait for a keyframe and take over
+    # again): its probes back off, doubling per hold-down; the other origins are untouched.
+    p = FailoverPolicy(
+        3, backoff_initial_s=1.0, backoff_max_s=8.0, failback_interval_s=10.0, failback_interval_max_s=80.0
+    )
+    p.on_failure(100.0)  # origin 0 failed (too slow): on to origin 1
+    p.hold_down(0, 100.0)
+    p.on_up(100.0)
+    assert p.probe_interval(0) == 20.0
+    assert p.due_probes(119.9) == [] and p.due_probes(120.0) == [0]
+    p.switch_to(0, failback_at=120.0)
+    p.on_failure(130.0)  # too slow again, 10 s after the fail-back: a flap, and held down
+    p.hold_down(0, 130.0)
+    assert p.probe_interval(0) == 80.0  # two more doublings (the flap and the hold-down)
+    assert p.probe_interval(1) == 10.0

@@ -1,6 +1,7 @@
 """The admin listener: POST /?Action=X&Version=2023-01-01 with a signed JSON body.
 
-Pipeline: method -> Action/Version -> body (size cap) -> signature -> per-key throttle
+Pipeline: per-address failed-auth throttle -> method -> Action/Version -> body (size cap)
+-> signature (a failure spends one of the address's tokens) -> per-key throttle
 -> action lookup -> JSON binding -> handler -> envelope. Every answer, success or
 error, is the JSON envelope of spec A.4; errors never use HTTP 200.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -23,13 +25,26 @@ from .console import add_console_routes
 from .context import ActionContext, Result
 from .envelope import error_body, metadata, new_request_id, success_body
 from .errors import ApiError
-from .throttle import RateLimiter
+from .throttle import LogGate, RateLimiter
 
 log = logging.getLogger("liverelay.api")
 
 API_HANDLER_KEY: web.AppKey[ApiHandler] = web.AppKey("api_handler")
 
 _READ_CHUNK = 64 * 1024
+# Error log lines per client address: a few at once, then one a second (with the count
+# of the lines dropped in between).
+_ERROR_LOG_RATE_PER_S = 1.0
+_ERROR_LOG_BURST = 5
+
+
+@dataclass
+class _Caller:
+    """Who sent the request being handled: the client address, and the access key once
+    the signature checked out (None before that or when it did not)."""
+
+    remote: str
+    access_key: str | None = None
 
 
 def _reject_constant(name: str) -> Any:
@@ -107,6 +122,11 @@ class ApiHandler:
         # The node's stream control; an API served without media (tests) lists no streams.
         control: StreamControl | None = getattr(node, "stream_control", None)
         self.stream_control = control or StreamControl(EmptyHub())
+        # Requests that fail authentication, per client address: once an address has spent
+        # its budget, its requests are refused before any signature check until it refills,
+        # so keys cannot be guessed at line rate; other addresses are not affected.
+        self.unauth_limiter = RateLimiter(settings.api.unauth_rate_per_ip, settings.api.unauth_burst_per_ip)
+        self.error_log_gate = LogGate(_ERROR_LOG_RATE_PER_S, _ERROR_LOG_BURST)
 
     @property
     def store(self) -> Store:
@@ -117,16 +137,39 @@ class ApiHandler:
         action = request.query.get("Action", "")
         version = request.query.get("Version", "")
         meta = metadata(new_request_id(), action, version, api.region, api.service)
+        caller = _Caller(request.remote or "")
         try:
-            result = await self._dispatch(request, action, version)
+            result = await self._dispatch(request, action, version, caller)
         except ApiError as exc:
-            log.info("%s %s -> %d %s: %s", meta["RequestId"], action, exc.status, exc.code, exc.message)
+            self._log_error(meta["RequestId"], action, exc, caller)
             return self._respond(exc.status, error_body(meta, exc), exc)
         except Exception:
             log.exception("%s %s failed", meta["RequestId"], action)
             internal = errors.internal_error()
             return self._respond(internal.status, error_body(meta, internal), internal)
         return self._respond(200, success_body(meta, result), None)
+
+    def _log_error(self, request_id: str, action: str, exc: ApiError, caller: _Caller) -> None:
+        """One line per error of a signed client (its key is throttled already); errors of
+        requests that did not authenticate are rate-limited per address, so a flood of
+        them is a handful of lines that count what they left out."""
+        more = ""
+        if caller.access_key is None:
+            dropped = self.error_log_gate.admit(caller.remote)
+            if dropped is None:
+                return
+            if dropped:
+                more = f" ({dropped} more error lines from {caller.remote} dropped)"
+        log.info(
+            "%s %s from %s -> %d %s: %s%s",
+            request_id,
+            action,
+            caller.remote,
+            exc.status,
+            exc.code,
+            exc.message,
+            more,
+        )
 
     @staticmethod
     def _respond(status: int, body: dict[str, Any], error: ApiError | None) -> web.Response:
@@ -136,8 +179,11 @@ class ApiHandler:
         text = json.dumps(body, default=str)
         return web.Response(text=text, status=status, headers=headers, content_type="application/json")
 
-    async def _dispatch(self, request: web.Request, action: str, version: str) -> Result:
+    async def _dispatch(self, request: web.Request, action: str, version: str, caller: _Caller) -> Result:
         api = self.settings.api
+        remote = caller.remote
+        if self.unauth_limiter.exhausted(remote):
+            raise errors.address_flow_limit_exceeded()
         # GET only for the actions Volcengine documents as GET: their parameters travel
         # in the (signed) query string instead of a JSON body.
         if request.method != "POST" and not (request.method == "GET" and action in GET_ACTIONS):
@@ -151,17 +197,22 @@ class ApiHandler:
         if not version:
             raise errors.missing_parameter("Version")
         body = await read_body(request, api.max_body_bytes)
-        ak = await authenticate(
-            method=request.method,
-            path=request.path,
-            query=list(request.query.items()),
-            headers=request.headers,
-            body=body,
-            lookup_key=self.store.get_key,
-            region=api.region,
-            service=api.service,
-            max_skew_s=api.max_skew_s,
-        )
+        try:
+            ak = await authenticate(
+                method=request.method,
+                path=request.path,
+                query=list(request.query.items()),
+                headers=request.headers,
+                body=body,
+                lookup_key=self.store.get_key,
+                region=api.region,
+                service=api.service,
+                max_skew_s=api.max_skew_s,
+            )
+        except ApiError:
+            self.unauth_limiter.allow(remote)  # spends one token of this address
+            raise
+        caller.access_key = ak
         if not self.limiter.allow(ak):
             raise errors.flow_limit_exceeded()
         handler = ACTIONS.get(action)

@@ -92,6 +92,11 @@ def flow_limit_exceeded() -> ApiError:
     return ApiError(429, "AccountFlowLimitExceeded", message, 100027)
 
 
+def address_flow_limit_exceeded() -> ApiError:
+    message = "Too many requests that failed authentication from this address; retry later."
+    return ApiError(429, "FlowLimitExceeded", message, 100027)
+
+
 def body_too_large(limit: int) -> ApiError:
     return ApiError(413, "RequestEntityTooLarge", f"The request body is larger than {limit} bytes.")
 

@@ -144,6 +144,12 @@ class FailoverPolicy:
             self._flaps.pop(index, None)
             self._failback = None
 
+    def hold_down(self, index: int, now: float) -> None:
+        """`index` failed in a way a fail-back probe cannot see (too slow: a probe only
+        waits for a keyframe): its probes back off as after a flap (interval doubled)."""
+        self._flaps[index] = self._flaps.get(index, 0) + 1
+        self._probe_not_before[index] = now + self.probe_interval(index)
+
     def _note_failback_failure(self, index: int, now: float) -> None:
         failback, self._failback = self._failback, None
         if failback is None or failback[0] != index:

@@ -25,6 +25,12 @@ SOURCE_ERROR_REASONS = (
 class FrameSink(Protocol):
     def on_frame(self, frame: Frame) -> None: ...
 
+    def on_unpublished(self) -> bool:
+        """The origin says its publisher left but keeps the connection open (RTMP
+        UnpublishNotify). True: keep the connection and wait for the republish (the frames
+        that follow start a new timeline); False: end the pull as a clean end of stream."""
+        ...
+
 
 class SourceError(Exception):
     """A source failed; `reason` is one of SOURCE_ERROR_REASONS (a metrics label)."""

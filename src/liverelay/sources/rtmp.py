@@ -148,6 +148,12 @@ async def _open_pinned(
     raise last or OSError(f"no address for {target.host}")
 
 
+def _wait_for_republish(sink: FrameSink, had_media: bool) -> bool:
+    """The origin's publisher left: True when the sink keeps this connection for its return
+    (the decision is made in order, before any frame that follows in the same read)."""
+    return had_media and sink.on_unpublished()
+
+
 async def _exchange(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
@@ -178,12 +184,20 @@ async def _exchange(
         elif isinstance(event, StatusEvent):
             if event.code == m.PLAY_STREAM_NOT_FOUND:
                 raise SourceError("protocol", f"stream not found at origin ({event.description})")
-            if event.code in (m.PLAY_UNPUBLISH_NOTIFY, m.PLAY_STOP):
+            if event.code == m.PLAY_UNPUBLISH_NOTIFY:
+                # nginx-rtmp (`publish_notify on`) and SRS keep the player and send
+                # PublishNotify and fresh media when the publisher returns.
+                ended = ended or not _wait_for_republish(sink, media_started or got_media)
+            elif event.code == m.PLAY_STOP:
                 ended = True
+            elif event.code == m.PLAY_PUBLISH_NOTIFY:
+                log.debug("rtmp pull: the origin's publisher is back")
             elif event.level == "error":
                 raise SourceError("protocol", f"origin refused: {event.code} {event.description}")
         elif isinstance(event, StreamEof) and event.stream_id == session.stream_id:
-            ended = True
+            # nginx-rtmp sends StreamEOF when its publisher leaves, keeps the player and
+            # resumes with StreamBegin and fresh media when the publisher returns.
+            ended = ended or not _wait_for_republish(sink, media_started or got_media)
         elif isinstance(event, ConnectFailed):
             desc = event.info.get("description") or event.info.get("code") or "connect rejected"
             raise SourceError("protocol", f"origin rejected connect: {desc}")

@@ -15,7 +15,7 @@ from typing import Any
 
 from ...config import RelaySettings
 from ...hub import Publication, StreamBusy, StreamKey
-from ...media.frame import Frame
+from ...media.frame import Frame, FrameKind
 from ...schemas.status import RelayState, RelayStatusRow, RelayType
 from ...sources import PullFunction, SourceError
 from ...sources import open_source as default_open_source
@@ -30,6 +30,14 @@ log = logging.getLogger("liverelay.relay.pull")
 
 # Upper bound of one supervisor sleep: bitrate sampling and deadline checks stay fresh.
 _MAX_TICK_S = 1.0
+# A single origin that ended the stream cleanly after delivering media for at least this
+# long is reconnected at once (no backoff); a shorter life takes the backoff, so an origin
+# that sends a frame and hangs up cannot make a reconnect loop.
+_CLEAN_END_MIN_UP_S = 1.0
+# A media timestamp this far below the highest one seen starts a new timeline (the origin
+# restarted its clock without telling): the slow-origin window restarts with it.
+_TS_JUMP_BACK_MS = 5000
+_MEDIA_KINDS = (FrameKind.AUDIO, FrameKind.VIDEO)
 
 
 class _EndPull(Exception):
@@ -56,9 +64,19 @@ class Attempt:
         self.staged: dict[tuple[int, bool], Frame] = {}
         # Set when the relay itself failed the attempt (e.g. the hub refused the stream).
         self.error: SourceError | None = None
+        # The origin's publisher left and this connection waits for it (one origin only):
+        # the next frame starts a new timeline (a discontinuity for the hub).
+        self.republish_pending = False
+        # Slow-origin check: (monotonic time, highest media timestamp) at the window start,
+        # and the highest media timestamp seen (ms, origin's clock).
+        self.rate_mark: tuple[float, int] | None = None
+        self.max_ts: int | None = None
 
     def on_frame(self, frame: Frame) -> None:
         self.pull._on_frame(self, frame)
+
+    def on_unpublished(self) -> bool:
+        return self.pull._on_unpublished(self)
 
     def cancel(self, why: str | None = None) -> None:
         if why is not None and self.abandoned is None:
@@ -275,7 +293,7 @@ class RelayPull:
             now = time.monotonic()
             self._sample_bitrate(now)
             if active.task is not None and active.task.done():
-                self._attempt_failed(active, self._outcome(active), now)
+                self._attempt_failed(active, self._outcome(active), now, clean=self._ended_cleanly(active))
                 return
             if active.first_frame_at is None:
                 deadline = active.started + s.connect_timeout_s + s.first_frame_timeout_s
@@ -289,9 +307,51 @@ class RelayPull:
                     msg = f"no media for {s.no_media_timeout_s:g}s"
                     self._attempt_failed(active, SourceError("timeout", msg), now)
                     return
+                slow = self._check_slow(active, now)
+                if isinstance(slow, SourceError):
+                    self._attempt_failed(active, slow, now)
+                    self.policy.hold_down(active.index, now)
+                    return
+                deadline = min(deadline, slow)
             self._check_hold(now)
             deadline = min(deadline, self._hold_deadline(), self.failback.manage(now))
             await self._sleep(deadline - now)
+
+    def _check_slow(self, attempt: Attempt, now: float) -> SourceError | float:
+        """The slow-origin rule: over each window of `slow_origin_s`, the origin must deliver
+        at least `slow_origin_ratio` seconds of media per second, or it counts as failed
+        (viewers would otherwise stall forever on an origin that is up but too slow).
+        Returns the error, or when the current window ends (inf when the rule is off)."""
+        s = self.settings
+        mark = attempt.rate_mark
+        if s.slow_origin_s <= 0 or mark is None or attempt.max_ts is None:
+            return float("inf")
+        since, ts0 = mark
+        elapsed = now - since
+        if elapsed < s.slow_origin_s:
+            return since + s.slow_origin_s
+        ratio = (attempt.max_ts - ts0) / 1000.0 / elapsed
+        if ratio < s.slow_origin_ratio:
+            return SourceError(
+                "timeout",
+                f"too slow: {ratio:.2f}s of media per second over {elapsed:.1f}s "
+                f"(below relay.slow_origin_ratio {s.slow_origin_ratio:g})",
+            )
+        attempt.rate_mark = (now, attempt.max_ts)
+        return now + s.slow_origin_s
+
+    @staticmethod
+    def _ended_cleanly(attempt: Attempt) -> bool:
+        """The origin ended the stream (or dropped the connection) after media, no error."""
+        task = attempt.task
+        return (
+            task is not None
+            and attempt.error is None
+            and attempt.abandoned is None
+            and not task.cancelled()
+            and task.exception() is None
+            and attempt.first_frame_at is not None
+        )
 
     def _outcome(self, attempt: Attempt) -> SourceError:
         assert attempt.task is not None
@@ -306,7 +366,9 @@ class RelayPull:
             return exc
         return SourceError("protocol", f"{type(exc).__name__}: {exc}")
 
-    def _attempt_failed(self, attempt: Attempt, error: SourceError, now: float) -> None:
+    def _attempt_failed(
+        self, attempt: Attempt, error: SourceError, now: float, *, clean: bool = False
+    ) -> None:
         attempt.cancel()
         self._active = None
         self.failback.cancel("failover")
@@ -330,6 +392,11 @@ class RelayPull:
             Reason=error.reason,
             Error=error.message,
         )
+        if clean and len(self.urls) == 1 and self._up_long_enough(attempt):
+            # The one origin ended the stream cleanly (its publisher left and it hung up, or
+            # it restarted): reconnect at once, no backoff - the publisher may be back already.
+            self.state = RelayState.FAILING_OVER
+            return
         self.policy.on_failure(now)
         if self.kind == RelayType.PLAY and not self._ever_up and self.policy.round_exhausted:
             raise _EndPull("unavailable")
@@ -339,6 +406,11 @@ class RelayPull:
             self.state = RelayState.FAILING_OVER
         else:
             self.state = RelayState.STARTING
+
+    @staticmethod
+    def _up_long_enough(attempt: Attempt) -> bool:
+        first, last = attempt.first_frame_at, attempt.last_frame_at
+        return first is not None and last is not None and last - first >= _CLEAN_END_MIN_UP_S
 
     def start_attempt(self, index: int, *, staging: bool) -> Attempt:
         url = self.urls[index]
@@ -370,6 +442,14 @@ class RelayPull:
         if first:
             attempt.first_frame_at = now
         attempt.last_frame_at = now
+        if frame.kind in _MEDIA_KINDS:
+            ts = frame.timestamp
+            top = attempt.max_ts
+            if top is None or ts < top - _TS_JUMP_BACK_MS:
+                attempt.max_ts = ts
+                attempt.rate_mark = (now, ts)
+            elif ts > top:
+                attempt.max_ts = ts
         if attempt.staging:
             self.failback.on_probe_frame(attempt, frame)
             return
@@ -379,7 +459,31 @@ class RelayPull:
             # (V4 teammate) the hub refused this attempt (StreamBusy) and it is being
             # cancelled; frames already in flight must not reach _write (None.write).
             return
+        if attempt.republish_pending:
+            # The origin's publisher is back on the same connection: a new timeline.
+            attempt.republish_pending = False
+            log.info("relay %s: the origin's publisher is back (%s)", self.key, redact_url(attempt.url))
+            self._publication.discontinuity()
         self._write(frame)
+
+    def _on_unpublished(self, attempt: Attempt) -> bool:
+        """The origin's publisher left, the connection stays: with one origin, wait on it
+        for the republish (the no-media timeout still bounds the wait); with several, end
+        the attempt so the relay fails over as usual."""
+        if attempt is not self._active or attempt.staging or len(self.urls) > 1:
+            return False
+        if not attempt.republish_pending:
+            attempt.republish_pending = True
+            # The new publisher's clock starts afresh: so does the slow-origin window.
+            attempt.rate_mark = None
+            attempt.max_ts = None
+            log.info(
+                "relay %s: the origin's publisher left; waiting up to %gs for it on the same connection (%s)",
+                self.key,
+                self.settings.no_media_timeout_s,
+                redact_url(attempt.url),
+            )
+        return True
 
     def _on_source_up(self, attempt: Attempt, now: float) -> bool:
         """The active attempt delivered its first frame: it is the source now."""
