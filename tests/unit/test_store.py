@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from liverelay.config import Settings
@@ -357,6 +357,10 @@ def test_round_trip_of_arbitrary_text(
 ) -> None:
     """Whatever text the API lets through is stored and read back unchanged."""
     import asyncio
+
+    # PostgreSQL text cannot hold NUL; the API's app and domain rules never let one
+    # through (params and addresses are stored as JSON, where NUL is escaped).
+    assume(not store_settings.database_url or "\x00" not in app)
 
     async def run() -> None:
         s = await open_store(store_settings)

@@ -204,7 +204,10 @@ class ChangeFeed:
         """Handle notifications until the connection is lost (raises)."""
         while True:
             try:
-                item = await asyncio.wait_for(self._queue.get(), self.keepalive_s)
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow the
+                # cancellation of close() when an item arrives at the same moment.
+                async with asyncio.timeout(self.keepalive_s):
+                    item = await self._queue.get()
             except TimeoutError:
                 await self._keepalive()
                 continue
