@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Row, delete, func, insert, select, update
@@ -95,6 +96,16 @@ def _v3_where(vhost: str, app: str) -> Any:
 
 def _v4_where(vhost: str, app: str, stream: str) -> Any:
     return (relay_v4.c.vhost == vhost) & (relay_v4.c.app == app) & (relay_v4.c.stream == stream)
+
+
+@dataclass(frozen=True)
+class Contents:
+    """Every configuration row of a store (db copy)."""
+
+    keys: list[AccessKey]
+    domains: list[DomainRecord]
+    relay_v3: list[RelayV3Config]
+    relay_v4: list[RelayV4Config]  # in creation order
 
 
 class SqlRepository:
@@ -283,6 +294,69 @@ class SqlRepository:
     async def delete_relay_v4(self, vhost: str, app: str, stream: str) -> bool:
         stmt = delete(relay_v4).where(_v4_where(vhost, app, stream))
         return await self._delete("relay_v4", (vhost, app, stream), stmt)
+
+    # ---- whole contents (db copy) ----
+    async def export_all(self) -> Contents:
+        def query(conn: Connection) -> Contents:
+            return Contents(
+                keys=[key_row(r) for r in conn.execute(select(access_keys).order_by(access_keys.c.ak))],
+                domains=[domain_row(r) for r in conn.execute(select(domains).order_by(domains.c.domain))],
+                relay_v3=[v3_row(r) for r in conn.execute(select(relay_v3).order_by(relay_v3.c.vhost))],
+                relay_v4=[v4_row(r) for r in conn.execute(select(relay_v4).order_by(relay_v4.c.id))],
+            )
+
+        return await self._read(query)
+
+    async def import_all(self, contents: Contents) -> None:
+        """Insert every row in one transaction, each announced as added; AlreadyExists
+        (nothing written) when any key, domain, relay or task id is already there."""
+
+        def tx(conn: Connection) -> None:
+            rows: list[tuple[Any, dict[str, Any], Entity, object]] = []
+            for k in contents.keys:
+                values = {"ak": k.ak, "sk": k.sk, "created": k.created, "enabled": int(k.enabled)}
+                rows.append((access_keys, values, "key", k.ak))
+            for d in contents.domains:
+                values = {
+                    "domain": d.domain,
+                    "type": d.type,
+                    "vhost": d.vhost,
+                    "region": d.region,
+                    "status": d.status,
+                    "created": d.created,
+                }
+                rows.append((domains, values, "domain", d.domain))
+            for c3 in contents.relay_v3:
+                values = {
+                    "vhost": c3.vhost,
+                    "app": c3.app,
+                    "groups_json": groups_to_json(c3.groups),
+                    "created": c3.created,
+                    "updated": c3.updated,
+                }
+                rows.append((relay_v3, values, "relay_v3", c3.key))
+            for c4 in contents.relay_v4:
+                values = {
+                    "task_id": c4.task_id,
+                    "vhost": c4.vhost,
+                    "app": c4.app,
+                    "stream": c4.stream,
+                    "domain": c4.domain,
+                    "src_addrs_json": json.dumps(list(c4.src_addrs)),
+                    "start_time": c4.start_time,
+                    "end_time": c4.end_time,
+                    "created": c4.created,
+                    "updated": c4.updated,
+                }
+                rows.append((relay_v4, values, "relay_v4", c4.key))
+            for table, values, entity, key in rows:
+                try:
+                    conn.execute(insert(table).values(**values))
+                except IntegrityError as exc:
+                    raise AlreadyExists(f"{entity} {key!r} already exists in the destination") from exc
+                self._announce(conn, entity, "added", key)
+
+        await self._write(tx)
 
     async def _delete(self, entity: Entity, key: object, stmt: Any) -> bool:
         def tx(conn: Connection) -> bool:
