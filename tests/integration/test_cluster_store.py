@@ -17,8 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from tests.conftest import NodeProcess, ffmpeg_publish, free_port
+from tests.conftest import TEST_AK, TEST_SK, NodeProcess, ffmpeg_publish, free_port
 from tests.integration.relay_helpers import (
     EDGE_CONFIG,
     EDGE_VHOST,
@@ -28,6 +29,7 @@ from tests.integration.relay_helpers import (
     rtmp_server,
     set_v3,
 )
+from tests.pgserver import PostgresServer
 
 from liverelay.api.testing import SignedClient
 from liverelay.config import Settings
@@ -136,8 +138,6 @@ def test_three_nodes_share_keys_domains_and_relays(
 
 
 def _has_stream(node: NodeProcess) -> bool:
-    import httpx
-
     try:
         with httpx.stream("GET", node.flv_url("live", "s"), timeout=2) as resp:
             return resp.status_code == 200
@@ -273,3 +273,59 @@ def test_db_copy_of_a_sqlite_node_into_a_cluster(
     # A second copy would duplicate everything: refused, nothing written.
     with pytest.raises(AlreadyExists):
         asyncio.run(db_copy(f"sqlite:///{single.data_dir / 'liverelay.db'}", pg_url, tmp_path))
+
+
+def test_database_outage_503_then_resync(
+    node_factory: NodeFactory, pg_url: str, request: pytest.FixtureRequest
+) -> None:
+    """PostgreSQL stopped: API writes answer 503 ServiceUnavailable and the nodes keep
+    running; restarted: writes work again and reach the other node, with nothing lost."""
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    a, c = start_cluster(node_factory, pg_url, names=("a", "c"))
+    register_vhost(a)
+    with api(a) as svc:
+        svc.create_relay_source_v4(v4_body("before", FUTURE))
+    wait_until(lambda: "before" in fixed_rows(c), 5, "the first fixed relay on C")
+    server.stop()
+    try:
+        with SignedClient(a.api_host, TEST_AK, TEST_SK) as client:
+            resp = client.post("CreateRelaySourceV4", v4_body("during", FUTURE))
+        assert resp.status_code == 503, resp.text
+        assert resp.json()["ResponseMetadata"]["Error"]["Code"] == "ServiceUnavailable"
+        assert a.proc.poll() is None and c.proc.poll() is None
+        # The media side answers without the database.
+        assert httpx.get(f"http://127.0.0.1:{c.http_port}/healthz", timeout=5).status_code == 200
+    finally:
+        server.start()
+    with SignedClient(a.api_host, TEST_AK, TEST_SK) as client:
+        wait_until(
+            lambda: client.post("CreateRelaySourceV4", v4_body("after", FUTURE)).status_code == 200,
+            30,
+            "a write on A once PostgreSQL is back",
+            interval=0.5,
+        )
+    wait_until(lambda: {"before", "after"} <= set(fixed_rows(c)), 10, "the write after the outage on C")
+    with api(c) as svc:
+        assert set(listed_v4(svc)) == {"before", "after"}
+
+
+def test_missed_notification_is_found_and_resynced(
+    node_factory: NodeFactory, pg_url: str, request: pytest.FixtureRequest
+) -> None:
+    """A change committed without its NOTIFY (as if the notification were lost): the
+    node's keepalive sees the change number move and resyncs fully."""
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    [b] = start_cluster(node_factory, pg_url, names=("b",))
+    register_vhost(b)
+    with api(b) as svc:
+        svc.create_relay_source_v4(v4_body("quiet", FUTURE))
+    wait_until(lambda: "quiet" in fixed_rows(b), 5, "the fixed relay on B")
+    database = pg_url.rsplit("/", 1)[1]
+    server.psql(
+        f"BEGIN; UPDATE relay_v4 SET start_time = {FUTURE + 77} WHERE stream = 'quiet';"
+        " UPDATE changes SET seq = seq + 1 WHERE id = 1; COMMIT;",
+        database,
+    )
+    wait_until(
+        lambda: fixed_rows(b)["quiet"]["StartTime"] == FUTURE + 77, 15, "B to resync the silent change"
+    )
