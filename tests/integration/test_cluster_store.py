@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from bench.cluster import percentile, propagation
 from tests.conftest import TEST_AK, TEST_SK, NodeProcess, ffmpeg_publish, free_port
 from tests.integration.relay_helpers import (
     EDGE_CONFIG,
@@ -33,7 +34,7 @@ from tests.pgserver import PostgresServer
 
 from liverelay.api.testing import SignedClient
 from liverelay.config import Settings
-from liverelay.sdk import LiveService
+from liverelay.sdk import AsyncLiveService, LiveService
 from liverelay.store import AlreadyExists, open_store
 from liverelay.store.admin import db_copy
 
@@ -145,43 +146,22 @@ def _has_stream(node: NodeProcess) -> bool:
         return False
 
 
-def propagation_samples(nodes: list[NodeProcess], changes: int) -> list[float]:
-    """Write `changes` schedule updates round-robin through the nodes; after each, the
-    seconds until each other node's scheduler shows it (DescribeRelayStatus)."""
-    clients = [api(n) for n in nodes]
-    try:
-        clients[0].create_relay_source_v4(v4_body("prop", FUTURE))
-        for n in nodes:
-            wait_until(lambda n=n: "prop" in fixed_rows(n), 5, "the propagation task everywhere")
-        samples: list[float] = []
-        for i in range(changes):
-            writer = i % len(nodes)
-            start = FUTURE + 60 * (i + 1)
-            clients[writer].update_relay_source_v4(v4_body("prop", start))
-            written = time.perf_counter()
-            for j, svc in enumerate(clients):
-                if j == writer:
-                    continue
-                deadline = written + 5.0
-                while fixed_rows(nodes[j], svc)["prop"]["StartTime"] != start:
-                    assert time.perf_counter() < deadline, f"change {i} not on node {j} within 5 s"
-                    time.sleep(0.002)
-                samples.append(time.perf_counter() - written)
-        return samples
-    finally:
-        for svc in clients:
-            svc.close()
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
 def test_propagation_latency_p50_p99(node_factory: NodeFactory, pg_url: str) -> None:
+    """200 changes written round-robin through 3 nodes; each one timed until every other
+    node's scheduler shows it (bench/cluster.py's measurement)."""
     nodes = start_cluster(node_factory, pg_url)
     register_vhost(nodes[0])
-    samples = propagation_samples(nodes, 200)
+
+    async def measure() -> list[float]:
+        apis = [AsyncLiveService(n.api_host, TEST_AK, TEST_SK, scheme="http", timeout=10.0) for n in nodes]
+        try:
+            return await propagation(apis, 200, domain=PULL_DOMAIN)
+        finally:
+            for svc in apis:
+                await svc.aclose()
+
+    samples = asyncio.run(measure())
+    assert len(samples) == 400
     p50, p99 = percentile(samples, 50), percentile(samples, 99)
     print(
         f"\npropagation of 200 changes across 3 nodes ({len(samples)} node samples, write ack -> "
