@@ -36,7 +36,7 @@ from .bus import ChangeBus, ChangeEvent, Entity
 from .models import StoreError
 from .postgres import CHANNEL, PostgresRepository, asyncpg_dsn, is_unavailable
 from .schema import access_keys, changes, domains, relay_v3, relay_v4
-from .sql import domain_row, fetch_domain, fetch_key, fetch_v3, fetch_v4, key_row, v3_row, v4_row
+from .sql import domain_row, key_row, v3_row, v4_row
 
 log = logging.getLogger("liverelay.store.feed")
 
@@ -69,19 +69,6 @@ def _read_all(conn: Connection) -> tuple[int, Picture]:
         key = key_row(row)
         picture[("key", key.ak)] = key
     return seq, picture
-
-
-def _fetch(conn: Connection, entity: Entity, key: object) -> object | None:
-    if entity == "domain":
-        assert isinstance(key, str)
-        return fetch_domain(conn, key)
-    if entity == "key":
-        assert isinstance(key, str)
-        return fetch_key(conn, key)
-    assert isinstance(key, tuple)
-    if entity == "relay_v3":
-        return fetch_v3(conn, key[0], key[1])
-    return fetch_v4(conn, key[0], key[1], key[2])
 
 
 @dataclass
@@ -173,7 +160,8 @@ class ChangeFeed:
         self._queue.put_nowait(payload)
 
     def _on_terminated(self, conn: object) -> None:
-        self._queue.put_nowait(_LOST)
+        if conn is self._conn:  # not a late word from a connection already replaced
+            self._queue.put_nowait(_LOST)
 
     # ---- following ----
     async def _follow(self) -> None:
@@ -251,7 +239,7 @@ class ChangeFeed:
             await self._resync(publish=True)
             return
         k = _event_key(entity, note.get("key"))
-        value = await self.repo._read(lambda c: _fetch(c, k[0], k[1]))
+        value = await self.repo.fetch_current(k[0], k[1])
         self.last_seq = seq
         self.counters.notifications += 1
         self._apply(k, value, seq)

@@ -405,3 +405,17 @@ def fetch_v3(conn: Connection, vhost: str, app: str) -> RelayV3Config | None:
 def fetch_v4(conn: Connection, vhost: str, app: str, stream: str) -> RelayV4Config | None:
     row = conn.execute(_GET_V4, _v4_key(vhost, app, stream)).first()
     return v4_row(row) if row is not None else None
+
+
+def fetch_entity(conn: Connection, entity: Entity, key: object) -> object | None:
+    """The record of a ChangeEvent's (entity, key); None when it does not exist."""
+    if entity == "domain":
+        assert isinstance(key, str)
+        return fetch_domain(conn, key)
+    if entity == "key":
+        assert isinstance(key, str)
+        return fetch_key(conn, key)
+    assert isinstance(key, tuple)
+    if entity == "relay_v3":
+        return fetch_v3(conn, key[0], key[1])
+    return fetch_v4(conn, key[0], key[1], key[2])
