@@ -117,3 +117,23 @@ async def test_reconnect_after_restart_resyncs(
         lambda: b.feed is not None and ("relay_v3", ("vh", "after")) in b.feed.picture, "after on B"
     )
     assert {c.app for c in await b.list_relay_v3("vh")} == {"before", "after"}
+
+
+async def test_read_modify_writes_of_two_stores_do_not_lose_each_other(pair: tuple[Store, Store]) -> None:
+    """Group removal and domain changes lock the row: two stores changing different parts
+    at the same moment both take effect (20 rounds)."""
+    a, b = pair
+    await a.add_domains("vh", [("d.example.com", "push", "cn")])
+    for i in range(20):
+        app = f"app{i}"
+        await a.put_relay_v3("vh", app, [_group("g1", "x"), _group("g2", "y"), _group("g3", "z")])
+        removed = await asyncio.gather(a.delete_relay_v3("vh", app, "g1"), b.delete_relay_v3("vh", app, "g2"))
+        assert removed == [True, True]
+        left = await a.get_relay_v3("vh", app)
+        assert left is not None and [g.name for g in left.groups] == ["g3"], f"round {i}: {left}"
+        await asyncio.gather(
+            a.update_domain("d.example.com", vhost=f"vh{i}"),
+            b.update_domain("d.example.com", status=i % 2 * 2),
+        )
+        [record] = await b.list_domains()
+        assert (record.vhost, record.status) == (f"vh{i}", i % 2 * 2), f"round {i}: {record}"
