@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from ..config import Settings
-from ..store import Store
+from ..store import Store, StoreUnavailable
 from ..streamctl import EmptyHub, StreamControl
 from . import errors
 from .actions import ACTIONS, API_VERSION, GET_ACTIONS
@@ -143,6 +143,10 @@ class ApiHandler:
         except ApiError as exc:
             self._log_error(meta["RequestId"], action, exc, caller)
             return self._respond(exc.status, error_body(meta, exc), exc)
+        except StoreUnavailable as exc:
+            log.warning("%s %s -> 503: %s", meta["RequestId"], action, exc)
+            unavailable = errors.service_unavailable()
+            return self._respond(unavailable.status, error_body(meta, unavailable), unavailable)
         except Exception:
             log.exception("%s %s failed", meta["RequestId"], action)
             internal = errors.internal_error()

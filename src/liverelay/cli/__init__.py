@@ -9,7 +9,7 @@ what you need before the API will talk to you.
 
 from __future__ import annotations
 
-from . import domain, keys, relay, serve, settings, status, stream
+from . import db, domain, keys, relay, serve, settings, status, stream
 from .app import cli, main
 from .output import age
 from .relay import parse_time
@@ -18,6 +18,7 @@ from .status import status_rows, status_table
 __all__ = [
     "age",
     "cli",
+    "db",
     "domain",
     "keys",
     "main",

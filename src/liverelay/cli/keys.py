@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from ..store import StoreError
 from .app import cli
 from .output import fail, iso_time, out, print_json, table
 from .settings import load_or_exit
@@ -29,11 +30,17 @@ def store_options(func: F) -> F:
     func = click.option(
         "--data-dir", type=click.Path(file_okay=False), help="State directory, as for serve."
     )(func)
+    func = click.option("--database-url", metavar="URL", help="As for serve (default: SQLite).")(func)
     return func
 
 
-def run_on_store(data_dir: str | None, config_file: str | None, work: Callable[[Store], Awaitable[T]]) -> T:
-    settings = load_or_exit(config_file, {"data_dir": data_dir})
+def run_on_store(
+    data_dir: str | None,
+    config_file: str | None,
+    work: Callable[[Store], Awaitable[T]],
+    database_url: str | None = None,
+) -> T:
+    settings = load_or_exit(config_file, {"data_dir": data_dir, "database_url": database_url})
 
     async def runner() -> T:
         from ..store import open_store
@@ -49,8 +56,8 @@ def run_on_store(data_dir: str | None, config_file: str | None, work: Callable[[
         return asyncio.run(runner())
     except NotImplementedError as exc:  # e.g. a database_url this build cannot open
         fail(f"bad configuration: {exc}", 2)
-    except OSError as exc:
-        fail(f"cannot open the store in {settings.data_dir}: {exc}")
+    except (OSError, StoreError) as exc:
+        fail(f"cannot open the store ({settings.database_url or settings.data_dir}): {exc}")
 
 
 def key_fields(key: AccessKey) -> dict[str, object]:
@@ -69,9 +76,11 @@ def keys() -> None:
 
 @keys.command("create")
 @store_options
-def keys_create(data_dir: str | None, config_file: str | None, as_json: bool) -> None:
+def keys_create(
+    data_dir: str | None, database_url: str | None, config_file: str | None, as_json: bool
+) -> None:
     """Create a key pair; the secret is shown only this once."""
-    key = run_on_store(data_dir, config_file, lambda store: store.create_key())
+    key = run_on_store(data_dir, config_file, lambda store: store.create_key(), database_url)
     ak, sk = key.ak, key.sk
     if as_json:
         print_json({"AccessKeyId": ak, "SecretAccessKey": sk})
@@ -84,9 +93,12 @@ def keys_create(data_dir: str | None, config_file: str | None, as_json: bool) ->
 
 @keys.command("list")
 @store_options
-def keys_list(data_dir: str | None, config_file: str | None, as_json: bool) -> None:
+def keys_list(data_dir: str | None, database_url: str | None, config_file: str | None, as_json: bool) -> None:
     """List access key ids."""
-    rows = [key_fields(k) for k in run_on_store(data_dir, config_file, lambda store: store.list_keys())]
+    rows = [
+        key_fields(k)
+        for k in run_on_store(data_dir, config_file, lambda store: store.list_keys(), database_url)
+    ]
     if as_json:
         print_json(rows)
         return
@@ -96,9 +108,11 @@ def keys_list(data_dir: str | None, config_file: str | None, as_json: bool) -> N
 @keys.command("delete")
 @click.argument("ak")
 @store_options
-def keys_delete(ak: str, data_dir: str | None, config_file: str | None, as_json: bool) -> None:
+def keys_delete(
+    ak: str, data_dir: str | None, database_url: str | None, config_file: str | None, as_json: bool
+) -> None:
     """Delete the key AK."""
-    deleted = bool(run_on_store(data_dir, config_file, lambda store: store.delete_key(ak)))
+    deleted = bool(run_on_store(data_dir, config_file, lambda store: store.delete_key(ak), database_url))
     if as_json:
         print_json({"AccessKeyId": ak, "Deleted": deleted})
     if not deleted:

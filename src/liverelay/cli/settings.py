@@ -29,6 +29,11 @@ def settings_options(func: F) -> F:
     @click.option(
         "--data-dir", type=click.Path(file_okay=False), help="State directory (default .liverelay-data)."
     )
+    @click.option(
+        "--database-url",
+        metavar="URL",
+        help="postgresql://... for a cluster (default: SQLite in the data directory).",
+    )
     @click.option("--api-listen", metavar="HOST:PORT", help="Management API (default 127.0.0.1:8180).")
     @click.option("--http-listen", metavar="HOST:PORT", help="HTTP-FLV playback (default 127.0.0.1:8080).")
     @click.option("--rtmp-listen", metavar="HOST:PORT", help="RTMP publish/play (default 127.0.0.1:1935).")
@@ -39,6 +44,7 @@ def settings_options(func: F) -> F:
     @functools.wraps(func)
     def wrapper(
         data_dir: str | None,
+        database_url: str | None,
         api_listen: str | None,
         http_listen: str | None,
         rtmp_listen: str | None,
@@ -48,6 +54,7 @@ def settings_options(func: F) -> F:
     ) -> Any:
         flags = {
             "data_dir": data_dir,
+            "database_url": database_url,
             "api.listen": api_listen,
             "media.http_listen": http_listen,
             "media.rtmp_listen": rtmp_listen,
