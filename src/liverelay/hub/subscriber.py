@@ -153,14 +153,7 @@ class Subscriber:
         held = self._held + 1
         self._held = held
         if urgent or held >= MAX_HELD_FRAMES or frame.timestamp >= self._flush_at:
-            waker = self._waker
-            if waker is None:
-                self._ready.set()
-                return
-            try:
-                waker()
-            except Exception:  # a sink's bug must not break the fan-out to the others
-                log.exception("waker of %r failed", self)
+            self._wake()
 
     def _append(self, frame: Frame) -> None:
         self._queue.append(frame)
