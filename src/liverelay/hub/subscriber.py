@@ -34,35 +34,6 @@ _AUDIO = FrameKind.AUDIO
 class Subscriber:
     """A viewer of one stream. Created by Hub.play(); the sink calls read() in a loop."""
 
-    # One per viewer: slots instead of a __dict__ keep a thousand viewers ~1 MB smaller.
-    __slots__ = (
-        "_allowance",
-        "_caught_up",
-        "_flush_at",
-        "_flush_ms",
-        "_held",
-        "_limit",
-        "_max_skips",
-        "_queue",
-        "_queued_bytes",
-        "_ready",
-        "_skips_in_row",
-        "_started_mono",
-        "_waiting_keyframe",
-        "_waker",
-        "bytes_out",
-        "end_reason",
-        "ended",
-        "key",
-        "on_drop",
-        "protocol",
-        "query",
-        "remote",
-        "skips",
-        "started_at",
-        "stream",
-    )
-
     def __init__(
         self,
         stream: SubscriberHost,
