@@ -9,11 +9,34 @@ what you need before the API will talk to you.
 
 from __future__ import annotations
 
-from . import db, domain, keys, relay, serve, settings, status, stream
+import importlib
+from typing import TYPE_CHECKING
+
 from .app import cli, main
-from .output import age
-from .relay import parse_time
-from .status import status_rows, status_table
+
+if TYPE_CHECKING:
+    from . import db, domain, keys, relay, serve, settings, status, stream
+    from .output import age
+    from .relay import parse_time
+    from .status import status_rows, status_table
+
+# Command modules load when their command runs (app.LazyGroup); these names too.
+_LAZY = {
+    "age": "output",
+    "parse_time": "relay",
+    "status_rows": "status",
+    "status_table": "status",
+    **{name: name for name in ("db", "domain", "keys", "relay", "serve", "settings", "status", "stream")},
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    loaded = importlib.import_module(f"{__name__}.{module}")
+    return loaded if module == name else getattr(loaded, name)
+
 
 __all__ = [
     "age",

@@ -8,15 +8,17 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..sdk import LiveAPIError, LiveConnectionError
 from ..timefmt import utc_iso
+
+if TYPE_CHECKING:  # the SDK (httpx) loads only for the commands that call the API
+    from ..sdk import LiveAPIError
 
 out = Console(highlight=False, soft_wrap=True)
 
@@ -42,6 +44,8 @@ def api_error_text(error: LiveAPIError) -> str:
 @contextmanager
 def exit_on_api_error() -> Iterator[None]:
     """Print `error: Code: Message (RequestId)` (or the connection failure) and exit."""
+    from ..sdk import LiveAPIError, LiveConnectionError
+
     try:
         yield
     except LiveAPIError as error:

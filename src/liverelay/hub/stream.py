@@ -21,7 +21,7 @@ from ..media.frame import Frame, FrameKind
 from .gop import GopCache
 from .keys import SourceKind, StreamKey
 from .protocols import StreamOwner
-from .subscriber import Subscriber
+from .subscriber import FRAME_OVERHEAD, Subscriber
 from .timeline import SpliceGate, Timeline
 
 log = logging.getLogger("liverelay.hub")
@@ -349,9 +349,16 @@ class Stream:
 
     def _fanout(self, frame: Frame) -> None:
         subscribers = self._fanout_to
-        for sub in subscribers:
-            sub.push(frame)
         if subscribers:
+            # What Subscriber.push would work out per viewer, once per frame.
+            kind = frame.kind
+            config = frame.config
+            cost = len(frame.payload) + FRAME_OVERHEAD
+            quiet = kind is _AUDIO and self.has_video and not config and self._flush_ms > 0
+            urgent = config or frame.keyframe
+            video_key = frame.keyframe and kind is _VIDEO
+            for sub in subscribers:
+                sub.offer(frame, cost, quiet, urgent, video_key)
             self._last_fanout = time.monotonic()
             if self._idle_flush is None and self._flush_ms:
                 self._arm_idle_flush(self._idle_flush_s)

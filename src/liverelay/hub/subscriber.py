@@ -103,6 +103,29 @@ class Subscriber:
             self._caught_up = True
         self._append(frame)
 
+    def offer(self, frame: Frame, cost: int, quiet: bool, urgent: bool, video_key: bool) -> None:
+        """push() with the per-frame facts worked out once by the stream for all its viewers
+        (hot path: one call per frame and viewer). cost = len(payload) + FRAME_OVERHEAD;
+        quiet: audio that never wakes the writer (see _append); urgent: a codec header,
+        metadata or keyframe, which always wakes it; video_key: a video keyframe."""
+        if self._waiting_keyframe:
+            self.push(frame)  # rare: joining or skipping to a keyframe
+            return
+        if video_key:
+            self._caught_up = True
+        self._queue.append(frame)
+        queued = self._queued_bytes + cost
+        self._queued_bytes = queued
+        if queued > self._allowance:
+            self._overflow()
+            return
+        if quiet:
+            return
+        held = self._held + 1
+        self._held = held
+        if urgent or held >= MAX_HELD_FRAMES or frame.timestamp >= self._flush_at:
+            self._wake()
+
     def _append(self, frame: Frame) -> None:
         self._queue.append(frame)
         self._queued_bytes += len(frame.payload) + FRAME_OVERHEAD
@@ -195,7 +218,8 @@ class Subscriber:
     def take(self) -> list[Frame]:
         """Everything queued now, without waiting ([] when nothing is)."""
         queue = self._queue
-        self._ready.clear()
+        if self._waker is None:  # only read() waits on it; push mode skips the call
+            self._ready.clear()
         if not queue:
             return []
         batch = list(queue)

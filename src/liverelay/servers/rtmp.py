@@ -119,16 +119,18 @@ class _Connection:
             async with asyncio.timeout(media.handshake_timeout_s):
                 while not self.session.handshake_done:
                     await self._read_once()
+            # Re-arming a timer on every read cost more than the read (a publisher's
+            # message comes in two or three): the deadline is pushed back only once the
+            # idle clock has moved past it, by this slack, so it fires at most this late.
+            slack = min(1.0, media.idle_timeout_s / 8)
             while True:
                 if self.play_task is None:
-                    # Bytes alone are no progress (a peer may trickle one byte at a time):
-                    # the idle clock restarts only when a whole message arrives, and the
-                    # setup (to publish/play) has an overall deadline.
-                    deadline = self.progress_at + media.idle_timeout_s
-                    if self.role == "-":
-                        deadline = min(deadline, self.setup_deadline)
-                    async with asyncio.timeout_at(deadline):
-                        await self._read_once()
+                    async with asyncio.timeout_at(self._deadline()) as bound:
+                        while self.play_task is None:
+                            await self._read_once()
+                            deadline = self._deadline()
+                            if deadline > (bound.when() or 0):
+                                bound.reschedule(deadline + slack)
                 else:
                     # A player may stay silent for hours; its socket's life is the play task's.
                     await self._read_once()
@@ -153,6 +155,15 @@ class _Connection:
             raise
         finally:
             await self._cleanup()
+
+    def _deadline(self) -> float:
+        # Bytes alone are no progress (a peer may trickle one byte at a time): the idle
+        # clock restarts only when a whole message arrives, and the setup (to
+        # publish/play) has an overall deadline.
+        deadline = self.progress_at + self.node.settings.media.idle_timeout_s
+        if self.role == "-":
+            deadline = min(deadline, self.setup_deadline)
+        return deadline
 
     async def _read_once(self) -> None:
         data = await self.reader.read(READ_SIZE)
