@@ -21,6 +21,7 @@ from .auth import authenticate
 from .context import ActionContext, Result
 from .envelope import error_body, metadata, new_request_id, success_body
 from .errors import ApiError
+from .protocols import RelayStatusSource
 from .throttle import RateLimiter
 
 log = logging.getLogger("liverelay.api")
@@ -84,15 +85,11 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 
 
 class ApiHandler:
-    def __init__(self, node: Any) -> None:
-        self.node = node
-        settings: Settings = node.settings
+    def __init__(self, settings: Settings, store: Store, relays: RelayStatusSource | None = None) -> None:
         self.settings = settings
+        self.store = store
+        self.relays = relays
         self.limiter = RateLimiter(settings.api.rate_limit_per_s, settings.api.rate_burst)
-
-    @property
-    def store(self) -> Store:
-        return self.node.store  # type: ignore[no-any-return]
 
     async def handle(self, request: web.Request) -> web.Response:
         api = self.settings.api
@@ -148,17 +145,19 @@ class ApiHandler:
         if handler is None or version != API_VERSION or request.path != "/":
             raise errors.invalid_action_or_version(action, version)
         payload = parse_json_object(body)
-        context = ActionContext(self.settings, self.store, getattr(self.node, "relays", None))
+        context = ActionContext(self.settings, self.store, self.relays)
         return await handler(context, payload)
 
 
-def create_api_app(node: Any) -> web.Application:
-    """`node` needs `.settings` and `.store`; `.relays` is optional (DescribeRelayStatus)."""
-    limit = node.settings.api.max_body_bytes
+def create_api_app(
+    settings: Settings, store: Store, relays: RelayStatusSource | None = None
+) -> web.Application:
+    """The admin API over `store`; without `relays` DescribeRelayStatus lists nothing."""
+    limit = settings.api.max_body_bytes
     # aiohttp's own cap only guards request.read(); we stream with our own cap, but keep
     # it consistent in case a middleware reads the body.
     app = web.Application(client_max_size=max(limit + 1, 1024))
-    handler = ApiHandler(node)
+    handler = ApiHandler(settings, store, relays)
     app[API_HANDLER_KEY] = handler
     app.router.add_route("*", "/{tail:.*}", handler.handle)
     return app

@@ -8,13 +8,15 @@ from typing import Any
 
 from ..config import Settings
 from ..store import Store
+from .protocols import RelayStatusSource
 
 
 @dataclass(frozen=True, slots=True)
 class ActionContext:
     settings: Settings
     store: Store
-    relays: Any  # relay.manager.RelayManager or None (then DescribeRelayStatus lists nothing)
+    # None: a node without relays (the API alone, in tests): DescribeRelayStatus lists nothing.
+    relays: RelayStatusSource | None = None
 
 
 # An action's result object (a TypedDict of liverelay.schemas), or None for "no Result".

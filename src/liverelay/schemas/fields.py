@@ -211,6 +211,7 @@ T = TypeVar("T")
 def request_adapter(shape: type[T], *checks: Callable[[T], T]) -> TypeAdapter[T]:
     """The validator of a request body of `shape` (a TypedDict), with whole-body `checks`
     (rules across fields) run after every field passed."""
-    # Annotated built from a run-time tuple (pydantic reads it); mypy only types literal forms.
-    annotated = Annotated[(shape, ABSENT_AS_MISSING, *(AfterValidator(c) for c in checks))]  # type: ignore[valid-type]
+    # Annotated built from a run-time tuple (pydantic reads it); mypy only types literal
+    # forms, so the form is Any here and the cast below gives the adapter its type back.
+    annotated: Any = Annotated[(shape, ABSENT_AS_MISSING, *(AfterValidator(c) for c in checks))]
     return cast(TypeAdapter[T], TypeAdapter(annotated))

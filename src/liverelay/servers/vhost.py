@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from .protocols import ListenerDeps
 
 
-def resolve_vhost(node: Any, host: str | None) -> str | None:
+def resolve_vhost(node: ListenerDeps, host: str | None) -> str | None:
     """The vhost of `host` (HTTP Host, RTMP tcUrl host) through the domain table, else the
     default vhost; None means refuse (strict mode: `media.default_vhost` is empty).
 

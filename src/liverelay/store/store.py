@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..config import Settings
-from .bus import ChangeBus, ChangeEvent
+from .bus import ChangeBus, ChangeEvent, Entity, Op
 from .domains import DomainTable, normalise_host
 from .models import (
     AccessKey,
@@ -57,8 +57,8 @@ class Store:
     async def close(self) -> None:
         await self.repo.close()
 
-    def _publish(self, entity: str, op: str, key: object, value: object) -> None:
-        self.bus.publish(ChangeEvent(entity, op, key, value))  # type: ignore[arg-type]
+    def _publish(self, entity: Entity, op: Op, key: object, value: object) -> None:
+        self.bus.publish(ChangeEvent(entity, op, key, value))
 
     # ---- access keys ----
     async def get_key(self, ak: str) -> AccessKey | None:

@@ -7,18 +7,13 @@ rows are still listed: a partial answer, never a silent one).
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from ...schemas.relay_sources import DESCRIBE_RELAY_STATUS
 from ...schemas.status import RelayStatusReport, RelayStatusRow
 from ..binding import bind
 from ..context import ActionContext, Result
-
-
-class RelayStatusSource(Protocol):
-    """What the action needs from the relays (relay.manager.RelayManager)."""
-
-    def status(self) -> RelayStatusReport: ...
+from ..protocols import RelayStatusSource
 
 
 def _selected(
