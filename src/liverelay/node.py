@@ -2,7 +2,7 @@
 
 The parts are built here, in one place, and each is handed only the narrow Protocol it
 calls (servers/protocols.py, relay/protocols.py, api/protocols.py), never the Node
-itself; see docs/architecture.md ("Seams") for which part depends on which.
+itself; see docs/architecture.md ("The composition root and the seams") for which part depends on which.
 """
 
 from __future__ import annotations
@@ -110,8 +110,8 @@ class Node:
         """Stop accepting, end viewers and publishers, stop pulls, close the store.
 
         Each part is closed even when an earlier one fails (a relay left open may leave an
-        ffmpeg source running; a store not closed may lose its last write), and each
-        failure is logged with the part it came from."""
+        ffmpeg source running; a store not closed keeps its connection and writer thread),
+        and each failure is logged with the part it came from."""
         if self.rtmp is not None:
             await _close_part("the RTMP listener", self.rtmp.close())
         if self.relays is not None:
