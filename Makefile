@@ -38,11 +38,13 @@ serve: $(STAMP)
 test: $(STAMP) $(NODE_STAMP) sysdeps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
 
 bench: $(STAMP) sysdeps
 	$(BIN)/python -m bench $(ARGS)

@@ -1,7 +1,8 @@
-"""Builds and runs one node: store, domain table, hub, listeners, relay managers.
+"""The composition root: builds and runs one node (store, domain table, hub, relays, listeners).
 
-Every part gets the Node and takes what it needs from it; parts never import
-each other's internals (see docs/architecture.md for who owns what).
+The parts are built here, in one place, and each is handed only the narrow Protocol it
+calls (servers/protocols.py, relay/protocols.py, api/protocols.py), never the Node
+itself; see docs/architecture.md ("The composition root and the seams") for which part depends on which.
 """
 
 from __future__ import annotations
@@ -11,13 +12,24 @@ import contextlib
 import logging
 import signal
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from .config import ConfigError, Settings
 from .netaddr import format_host, parse_hostport
 from .servers.admission import ListenerLimits, log_accept_errors, raise_file_limit, serve_guarded
+
+if TYPE_CHECKING:  # the parts are imported in start(): `liverelay --help` stays quick
+    from prometheus_client import CollectorRegistry
+
+    from .hub import Hub
+    from .relay.manager import RelayManager
+    from .servers.rtmp import RtmpServer
+    from .store import Store
+    from .streamctl import StreamControl
 
 log = logging.getLogger("liverelay.node")
 
@@ -35,17 +47,16 @@ class Node:
     settings: Settings
     listeners: list[Listener] = field(default_factory=list)
 
-    # Filled by start(); typed loosely here so each part stays importable alone.
-    store: object | None = None
-    domains: object | None = None  # store.domains.DomainTable: vhost_for(host) -> str | None
-    hub: object | None = None  # hub.Hub
-    relays: object | None = None  # relay.manager.RelayManager
-    metrics: object | None = None  # prometheus_client.CollectorRegistry
-    stream_control: object | None = None  # streamctl.StreamControl (forbid list, ended streams, kill)
+    # Built by start(), in dependency order; None before start() (and after a failed one).
+    store: Store | None = None
+    hub: Hub | None = None
+    relays: RelayManager | None = None
+    metrics: CollectorRegistry | None = None
+    rtmp: RtmpServer | None = None
+    stream_control: StreamControl | None = None  # forbid list, ended streams, kill
 
     _runners: list[web.AppRunner] = field(default_factory=list)
     _servers: list[asyncio.base_events.Server] = field(default_factory=list)
-    _closers: list[object] = field(default_factory=list)
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> None:
@@ -55,44 +66,43 @@ class Node:
         from .hub import Hub
         from .relay.manager import RelayManager
         from .servers.http import create_http_app
+        from .servers.protocols import ListenerDeps
         from .servers.rtmp import RtmpServer
         from .store import open_store
         from .streamctl import StreamControl
 
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
-        self.metrics = CollectorRegistry()
-        self.store = await open_store(s)
-        self.domains = self.store.domain_table  # type: ignore[attr-defined]
-        self.hub = Hub(s.media, metrics=self.metrics)
-        self.relays = RelayManager(self)
-        await self.relays.start()  # type: ignore[attr-defined]
-        control = StreamControl(
-            self.hub, history=s.api.closed_stream_history, max_forbidden=s.api.max_forbidden_streams
+        self.metrics = metrics = CollectorRegistry()
+        self.store = store = await open_store(s)
+        self.hub = hub = Hub(s.media, metrics=metrics)
+        self.relays = relays = RelayManager(s, hub, store, metrics)
+        await relays.start()
+        self.stream_control = control = StreamControl(
+            hub, history=s.api.closed_stream_history, max_forbidden=s.api.max_forbidden_streams
         )
-        self.stream_control = control
         control.start()
-        self._closers.append(control)
+        media = ListenerDeps(s, hub, store.domain_table, metrics, control)
 
         raise_file_limit()
         log_accept_errors(asyncio.get_running_loop())
 
         host, port = parse_hostport(s.api.listen)
         tls = _tls_context(s.api.tls_cert, s.api.tls_key)
-        port = await self._serve_app(create_api_app(self), host, port, _api_limits(s), ssl_context=tls)
+        api_app = create_api_app(s, store, relays, control)
+        port = await self._serve_app(api_app, host, port, _api_limits(s), ssl_context=tls)
         scheme = "https" if tls is not None else "http"
         self.listeners.append(Listener("api", host, port, f"{scheme}://{format_host(host)}:{port}/"))
 
         host, port = parse_hostport(s.media.http_listen)
-        port = await self._serve_app(create_http_app(self), host, port, _media_limits(s, "http"))
+        port = await self._serve_app(create_http_app(media), host, port, _media_limits(s, "http"))
         self.listeners.append(
             Listener("http", host, port, f"http://{format_host(host)}:{port}/{{app}}/{{stream}}.flv")
         )
 
         host, port = parse_hostport(s.media.rtmp_listen)
-        rtmp = RtmpServer(self, _media_limits(s, "rtmp"))
+        self.rtmp = rtmp = RtmpServer(media, _media_limits(s, "rtmp"))
         port = await rtmp.start(host, port)
-        self._closers.append(rtmp)
         self.listeners.append(
             Listener("rtmp", host, port, f"rtmp://{format_host(host)}:{port}/{{app}}/{{stream}}")
         )
@@ -116,25 +126,38 @@ class Node:
         return next(lst for lst in self.listeners if lst.name == name)
 
     async def close(self) -> None:
-        """Stop accepting, end viewers and publishers, stop pulls, close the store."""
-        for closer in self._closers:
-            with contextlib.suppress(Exception):
-                await closer.close()  # type: ignore[attr-defined]
+        """Stop accepting, end viewers and publishers, stop pulls, close the store.
+
+        Each part is closed even when an earlier one fails (a relay left open may leave an
+        ffmpeg source running; a store not closed keeps its connection and writer thread),
+        and each failure is logged with the part it came from."""
+        if self.rtmp is not None:
+            await _close_part("the RTMP listener", self.rtmp.close())
+        if self.stream_control is not None:
+            await _close_part("the stream control", self.stream_control.close())
         if self.relays is not None:
-            with contextlib.suppress(Exception):
-                await self.relays.close()  # type: ignore[attr-defined]
+            await _close_part("the relays", self.relays.close())
         if self.hub is not None:
-            with contextlib.suppress(Exception):
-                await self.hub.close()  # type: ignore[attr-defined]
+            await _close_part("the hub", self.hub.close())
         for server in self._servers:
             server.close()  # stop accepting; the runners end the open connections
         for runner in reversed(self._runners):
-            with contextlib.suppress(Exception):
-                await runner.cleanup()
+            await _close_part(f"the HTTP listener {_runner_name(runner)}", runner.cleanup())
         if self.store is not None:
-            with contextlib.suppress(Exception):
-                await self.store.close()  # type: ignore[attr-defined]
+            await _close_part("the store", self.store.close())
         self._stopped.set()
+
+
+async def _close_part(part: str, closing: Awaitable[None]) -> None:
+    """Await one part's close; a failure is logged with the part's name and shutdown goes on."""
+    try:
+        await closing
+    except Exception:
+        log.exception("shutdown: closing %s failed; closing the other parts", part)
+
+
+def _runner_name(runner: web.AppRunner) -> str:
+    return ", ".join(str(address) for address in runner.addresses) or "(not bound)"
 
 
 def _api_limits(s: Settings) -> ListenerLimits:
@@ -166,7 +189,7 @@ def _tls_context(cert: str, key: str) -> ssl.SSLContext | None:
     return context
 
 
-async def run_node(settings: Settings, *, on_started: object = None) -> None:
+async def run_node(settings: Settings, *, on_started: Callable[[Node], object] | None = None) -> None:
     """Run until SIGTERM/SIGINT; `on_started(node)` is called once listeners are up."""
     node = Node(settings)
     stop = asyncio.Event()
@@ -176,7 +199,7 @@ async def run_node(settings: Settings, *, on_started: object = None) -> None:
             loop.add_signal_handler(sig, stop.set)
     try:
         await node.start()
-        if callable(on_started):
+        if on_started is not None:
             on_started(node)
         await stop.wait()
         log.info("shutting down")

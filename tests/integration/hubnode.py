@@ -18,19 +18,18 @@ from liverelay.config import Settings
 from liverelay.hub import Hub, Publication, SourceKind, StreamKey
 from liverelay.media.flv import FlvDecoder, FlvHeader
 from liverelay.media.frame import Frame, FrameKind
-from liverelay.node import Node
 from liverelay.servers.http import create_http_app
+from liverelay.servers.protocols import DomainLookup, ListenerDeps
 
 DEFAULT_KEY = StreamKey("__defaultVhost__", "live", "s")
 
 
 class HubNode:
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, domains: DomainLookup | None = None) -> None:
         self.settings = settings or Settings()
-        self.node = Node(self.settings)
-        self.node.metrics = CollectorRegistry()
-        self.hub = Hub(self.settings.media, metrics=self.node.metrics)
-        self.node.hub = self.hub
+        self.metrics = CollectorRegistry()
+        self.hub = Hub(self.settings.media, metrics=self.metrics)
+        self.node = ListenerDeps(self.settings, self.hub, domains, self.metrics)
         self.port = 0
         self._runner: web.AppRunner | None = None
         self._feeders: list[asyncio.Task[None]] = []

@@ -27,7 +27,7 @@ from liverelay.media.rtmp import (
     RtmpClientSession,
     StatusEvent,
 )
-from liverelay.node import Node
+from liverelay.servers.protocols import DomainLookup, ListenerDeps
 from liverelay.servers.rtmp import RtmpServer
 
 NGINX_RTMP_MODULE = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
@@ -47,14 +47,13 @@ def fast_settings() -> Settings:
 
 
 class RtmpNode:
-    """Hub + RtmpServer in this process (node.domains stays None: default vhost)."""
+    """Hub + RtmpServer in this process (without `domains`: every host lands in the default vhost)."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, domains: DomainLookup | None = None) -> None:
         self.settings = settings or fast_settings()
-        self.node = Node(self.settings)
-        self.node.metrics = CollectorRegistry()
-        self.hub = Hub(self.settings.media, metrics=self.node.metrics)
-        self.node.hub = self.hub
+        self.metrics = CollectorRegistry()
+        self.hub = Hub(self.settings.media, metrics=self.metrics)
+        self.node = ListenerDeps(self.settings, self.hub, domains, self.metrics)
         self.server = RtmpServer(self.node)
         self.port = 0
 

@@ -130,7 +130,7 @@ async def test_the_policy_error_is_the_relay_status_last_error(hub: Hub, ffmpeg:
             settings=fast_settings(ffmpeg_path=ffmpeg, connect_timeout_s=2.0),
         )
         await asyncio.wait_for(relay.run(), 20)
-    row = relay.status().wire()
+    row = relay.status().wire()  # the status row is a model now; its wire form has the PascalCase keys
     assert row["LastError"].startswith("policy"), row
     assert "169.254.169.254" in row["LastError"]
 

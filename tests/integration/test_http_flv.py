@@ -154,8 +154,7 @@ class _Domains:
 async def test_vhost_from_host_header_and_strict_mode(ffmpeg: str, sample_flv: Path) -> None:
     settings = Settings()
     settings.media.default_vhost = ""  # strict: unknown domains are refused
-    node = await HubNode(settings).start()
-    node.node.domains = _Domains({"play.example.com": "vh1"})
+    node = await HubNode(settings, domains=_Domains({"play.example.com": "vh1"})).start()
     try:
         await node.feed_ffmpeg(ffmpeg, sample_flv, StreamKey("vh1", "live", "s"))
         known = await FlvViewer(node.port, host="Play.Example.com:8080").connect()

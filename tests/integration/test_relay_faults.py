@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -83,17 +82,24 @@ class BrokenScheduler(FixedRelayScheduler):
         raise RuntimeError("scheduler close bug")
 
 
-def manager_for(hub: Hub) -> RelayManager:
-    node: Any = SimpleNamespace(settings=Settings(), metrics=CollectorRegistry(), hub=hub, store=None)
-    manager = RelayManager(node)
-    manager.scheduler = BrokenScheduler(node, manager.events, pull_factory=lambda task: None)  # type: ignore[arg-type,return-value]
+def manager_for(hub: Hub, registry: CollectorRegistry) -> RelayManager:
+    settings = Settings()
+    manager = RelayManager(settings, hub, None, registry)  # type: ignore[arg-type]  # never started: no store
+    manager.scheduler = BrokenScheduler(
+        hub,
+        None,  # type: ignore[arg-type]
+        settings.relay,
+        manager.events,
+        pull_factory=lambda task: None,  # type: ignore[arg-type,return-value]
+    )
     return manager
 
 
 async def test_status_with_a_failing_fixed_part_is_partial_and_says_so(
     hub: Hub, sample_frames: list[Frame], caplog: pytest.LogCaptureFixture
 ) -> None:
-    manager = manager_for(hub)
+    registry = CollectorRegistry()
+    manager = manager_for(hub, registry)
     origins = Origins(sample_frames, 1)
     manager.ondemand.open_source = origins.open_source
     entry = manager.ondemand._start(KEY, "", origins.urls)
@@ -110,7 +116,7 @@ async def test_status_with_a_failing_fixed_part_is_partial_and_says_so(
     await manager.close()
     assert any("closing the fixed relays failed" in r.getMessage() for r in caplog.records)
     assert entry.pull.ended.is_set() and not manager.ondemand.pulls
-    assert b'liverelay_relay_pulls{type="play"} 0.0' in generate_latest(manager.node.metrics)
+    assert b'liverelay_relay_pulls{type="play"} 0.0' in generate_latest(registry)
 
 
 class RaisingEvents(RelayEvents):
@@ -121,8 +127,9 @@ class RaisingEvents(RelayEvents):
 async def test_a_failing_event_emit_is_logged_and_the_schedule_goes_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    node: Any = SimpleNamespace(settings=Settings(), hub=None, store=None)
-    scheduler = FixedRelayScheduler(node, RaisingEvents())
+    settings = Settings()
+    hub = Hub(settings.media)
+    scheduler = FixedRelayScheduler(hub, None, settings.relay, RaisingEvents())  # type: ignore[arg-type]
     spec = FixedRelaySpec(
         "t1", "vh", "pull.example.com", "live", "s", ("rtmp://a/live/s",), 4_000_000_000, None
     )

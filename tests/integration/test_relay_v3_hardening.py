@@ -228,8 +228,7 @@ async def test_play_never_starts_a_v3_pull_for_a_fixed_relay_stream(
 async def test_relay_manager_reports_open_v4_tasks_as_owners(hub: Hub) -> None:
     from liverelay.config import Settings
 
-    node = SimpleNamespace(settings=Settings(), metrics=CollectorRegistry(), hub=hub)
-    manager = RelayManager(node)
+    manager = RelayManager(Settings(), hub, None, CollectorRegistry())  # type: ignore[arg-type]  # no store: never started
     assert manager.ondemand.fixed_owner(KEY) is None  # no scheduler yet
     task = SimpleNamespace(phase="open")
     manager.scheduler = SimpleNamespace(tasks={(KEY.vhost, KEY.app, KEY.name): task})

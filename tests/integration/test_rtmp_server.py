@@ -274,9 +274,8 @@ async def _connect_app(port: int, tc_url: str, app: str = "live") -> RtmpTestCli
 
 
 async def test_vhost_from_tcurl_domain_table_and_query() -> None:
-    node = RtmpNode()
+    node = RtmpNode(domains=_Domains({"play.example.com": "vh1", "other.example.com": "vh2"}))
     node.settings.media.default_vhost = ""  # strict
-    node.node.domains = _Domains({"play.example.com": "vh1", "other.example.com": "vh2"})
     await node.start()
     try:
         known = await _connect_app(node.port, f"rtmp://play.example.com:{node.port}/live")

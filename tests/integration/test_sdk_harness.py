@@ -19,6 +19,7 @@ from aiohttp import web
 from tests.conftest import TEST_AK, TEST_SK
 
 from liverelay.config import Settings, load_settings
+from liverelay.store import Store
 
 T = TypeVar("T")
 
@@ -28,7 +29,7 @@ SEED_DOMAINS_ADD = "domain add --vhost push.example.com --push push.example.com 
 
 @dataclass
 class LocalApi:
-    node: Any
+    store: Store
     port: int
     settings: Settings
     loop: asyncio.AbstractEventLoop
@@ -47,7 +48,6 @@ def run_local_api(
     data_dir: Path, *, rate_limit_per_s: float = 1000.0, rate_burst: int = 1000
 ) -> Iterator[LocalApi]:
     from liverelay.api.app import create_api_app
-    from liverelay.node import Node
     from liverelay.store import open_store
 
     settings = load_settings(
@@ -67,15 +67,14 @@ def run_local_api(
     def run(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, loop).result(30)
 
-    node = Node(settings)
+    store: Store | None = None
     runner: web.AppRunner | None = None
 
     async def start() -> int:
-        nonlocal runner
-        node.store = await open_store(settings)
-        node.domains = node.store.domain_table  # type: ignore[attr-defined]
-        await node.store.ensure_key(TEST_AK, TEST_SK)  # type: ignore[attr-defined]
-        runner = web.AppRunner(create_api_app(node), access_log=None, shutdown_timeout=1.0)
+        nonlocal runner, store
+        store = await open_store(settings)
+        await store.ensure_key(TEST_AK, TEST_SK)
+        runner = web.AppRunner(create_api_app(settings, store), access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
@@ -84,12 +83,13 @@ def run_local_api(
     async def stop() -> None:
         if runner is not None:
             await runner.cleanup()
-        if node.store is not None:
-            await node.store.close()  # type: ignore[attr-defined]
+        if store is not None:
+            await store.close()
 
     try:
         port = run(start())
-        yield LocalApi(node, port, settings, loop)
+        assert store is not None
+        yield LocalApi(store, port, settings, loop)
     finally:
         try:
             run(stop())

@@ -293,13 +293,6 @@ def _rows(scheduler: FixedRelayScheduler) -> list[dict[str, Any]]:
     return [row.wire() for row in scheduler.status()]
 
 
-class _Node:
-    def __init__(self, store: Any) -> None:
-        self.store = store
-        self.hub = _NoHub()
-        self.settings = Settings()
-
-
 async def test_scheduler_follows_the_store_and_resumes_after_restart(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
     store = await open_store(settings)
@@ -322,7 +315,7 @@ async def test_scheduler_follows_the_store_and_resumes_after_restart(tmp_path: P
             start_time=None,
             end_time=None,
         )
-        scheduler = FixedRelayScheduler(_Node(store), None, pull_factory=factory)  # type: ignore[arg-type]
+        scheduler = FixedRelayScheduler(_NoHub(), store, Settings().relay, None, pull_factory=factory)  # type: ignore[arg-type]
         await scheduler.start()
         await store.create_relay_v4(
             "vh",
@@ -361,7 +354,7 @@ async def test_scheduler_follows_the_store_and_resumes_after_restart(tmp_path: P
         await store.update_relay_v4(
             "vh", "live", "later", src_addrs=["rtmp://a/live/later"], start_time=now - 10, end_time=now + 3600
         )
-        scheduler = FixedRelayScheduler(_Node(store), None, pull_factory=factory)  # type: ignore[arg-type]
+        scheduler = FixedRelayScheduler(_NoHub(), store, Settings().relay, None, pull_factory=factory)  # type: ignore[arg-type]
         await scheduler.start()
         states = {row["Stream"]: row["State"] for row in _rows(scheduler)}
         assert states == {"later": "up", "past": "ended"}
@@ -392,7 +385,7 @@ async def test_recreated_stream_starts_only_after_the_deleted_one_released_it() 
         pulls.append(SlowStopPull(list(task.spec.src_addrs)))
         return pulls[-1]
 
-    scheduler = FixedRelayScheduler(_Node(None), None, pull_factory=factory)  # type: ignore[arg-type]
+    scheduler = FixedRelayScheduler(_NoHub(), None, Settings().relay, None, pull_factory=factory)  # type: ignore[arg-type]
     key = ("vh", "live", "again")
 
     def config(task_id: str) -> RelayV4Config:

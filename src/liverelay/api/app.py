@@ -25,6 +25,7 @@ from .console import add_console_routes
 from .context import ActionContext, Result
 from .envelope import error_body, metadata, new_request_id, success_body
 from .errors import ApiError
+from .protocols import RelayStatusSource
 from .throttle import LogGate, RateLimiter
 
 log = logging.getLogger("liverelay.api")
@@ -114,23 +115,24 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 
 
 class ApiHandler:
-    def __init__(self, node: Any) -> None:
-        self.node = node
-        settings: Settings = node.settings
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        relays: RelayStatusSource | None = None,
+        stream_control: StreamControl | None = None,
+    ) -> None:
         self.settings = settings
+        self.store = store
+        self.relays = relays
         self.limiter = RateLimiter(settings.api.rate_limit_per_s, settings.api.rate_burst)
         # The node's stream control; an API served without media (tests) lists no streams.
-        control: StreamControl | None = getattr(node, "stream_control", None)
-        self.stream_control = control or StreamControl(EmptyHub())
+        self.stream_control = stream_control or StreamControl(EmptyHub())
         # Requests that fail authentication, per client address: once an address has spent
         # its budget, its requests are refused before any signature check until it refills,
         # so keys cannot be guessed at line rate; other addresses are not affected.
         self.unauth_limiter = RateLimiter(settings.api.unauth_rate_per_ip, settings.api.unauth_burst_per_ip)
         self.error_log_gate = LogGate(_ERROR_LOG_RATE_PER_S, _ERROR_LOG_BURST)
-
-    @property
-    def store(self) -> Store:
-        return self.node.store  # type: ignore[no-any-return]
 
     async def handle(self, request: web.Request) -> web.Response:
         api = self.settings.api
@@ -223,24 +225,25 @@ class ApiHandler:
         if handler is None or version != API_VERSION or request.path != "/":
             raise errors.invalid_action_or_version(action, version)
         payload = query_parameters(request) if request.method == "GET" else parse_json_object(body)
-        context = ActionContext(
-            self.settings,
-            self.store,
-            getattr(self.node, "relays", None),
-            self.stream_control,
-        )
+        context = ActionContext(self.settings, self.store, self.relays, self.stream_control)
         return await handler(context, payload)
 
 
-def create_api_app(node: Any) -> web.Application:
-    """`node` needs `.settings` and `.store`; `.relays` is optional (DescribeRelayStatus)."""
-    limit = node.settings.api.max_body_bytes
+def create_api_app(
+    settings: Settings,
+    store: Store,
+    relays: RelayStatusSource | None = None,
+    stream_control: StreamControl | None = None,
+) -> web.Application:
+    """The admin API over `store` (and the console); without `relays` DescribeRelayStatus
+    lists nothing, without `stream_control` the stream actions list no streams."""
+    limit = settings.api.max_body_bytes
     # aiohttp's own cap only guards request.read(); we stream with our own cap, but keep
     # it consistent in case a middleware reads the body.
     app = web.Application(client_max_size=max(limit + 1, 1024))
-    handler = ApiHandler(node)
+    handler = ApiHandler(settings, store, relays, stream_control)
     app[API_HANDLER_KEY] = handler
-    add_console_routes(app, node.settings)
+    add_console_routes(app, settings)
     app.router.add_route("*", "/{tail:.*}", handler.handle)
     return app
 

@@ -9,13 +9,15 @@ from typing import Any
 from ..config import Settings
 from ..store import Store
 from ..streamctl import StreamControl
+from .protocols import RelayStatusSource
 
 
 @dataclass(frozen=True, slots=True)
 class ActionContext:
     settings: Settings
     store: Store
-    relays: Any  # relay.manager.RelayManager or None (then DescribeRelayStatus lists nothing)
+    # None: a node without relays (the API alone, in tests): DescribeRelayStatus lists nothing.
+    relays: RelayStatusSource | None = None
     streams: StreamControl | None = None  # the stream actions' view of the hub (None: they answer 503)
 
 

@@ -21,27 +21,19 @@ from aiohttp import web
 from ..config import Settings
 from ..store import Store, open_store
 from .app import create_api_app
+from .protocols import RelayStatusSource
 from .signing import sign_request
 
 T = TypeVar("T")
 
 
 @dataclass
-class MinimalNode:
-    """The three attributes the API app reads from a Node."""
-
-    settings: Settings
-    store: Store
-    relays: Any = None
-
-
-@dataclass
 class BackgroundApi:
     settings: Settings
     keys: list[tuple[str, str]] = field(default_factory=list)
-    relays: Any = None
+    relays: RelayStatusSource | None = None
     port: int = 0
-    node: MinimalNode | None = None
+    _store: Store | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
     _runner: web.AppRunner | None = None
@@ -56,8 +48,8 @@ class BackgroundApi:
 
     @property
     def store(self) -> Store:
-        assert self.node is not None
-        return self.node.store
+        assert self._store is not None
+        return self._store
 
     def start(self, timeout: float = 10.0) -> BackgroundApi:
         loop = asyncio.new_event_loop()
@@ -71,8 +63,9 @@ class BackgroundApi:
         store = await open_store(self.settings)
         for ak, sk in self.keys:
             await store.ensure_key(ak, sk)
-        self.node = MinimalNode(self.settings, store, self.relays)
-        self._runner = web.AppRunner(create_api_app(self.node), access_log=None, handle_signals=False)
+        self._store = store
+        app = create_api_app(self.settings, store, self.relays)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -97,8 +90,8 @@ class BackgroundApi:
     async def _stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
-        if self.node is not None:
-            await self.node.store.close()
+        if self._store is not None:
+            await self._store.close()
 
     def __enter__(self) -> BackgroundApi:
         return self.start()

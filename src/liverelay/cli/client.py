@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import click
 
 from ..sdk import LiveService
+from ..sdk.actions import ACTIONS
 from .output import exit_on_api_error, fail, print_json
 
 DEFAULT_ENDPOINT = "127.0.0.1:8180"
@@ -54,10 +55,10 @@ class ApiContext:
         self.service = LiveService(endpoint, ak, sk, scheme, timeout=timeout)
 
     def call(self, method: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Run one SDK call; print `error: Code: Message (RequestId)` and exit on failure."""
+        """Run the SDK method `method` (a name in sdk.actions' table); print
+        `error: Code: Message (RequestId)` and exit on failure."""
         with exit_on_api_error():
-            result: dict[str, Any] = getattr(self.service, method)(dict(body or {}))
-            return result
+            return self.service.call(ACTIONS[method], dict(body or {}))
 
     def report(self, response: Mapping[str, Any], message: str) -> None:
         """The raw response with --json, else the one-line (or few-line) human summary."""

@@ -38,6 +38,10 @@ class SubscriberHost(Protocol):
     def has_video(self) -> bool:
         """The stream has carried video (audio then waits for video to wake a writer)."""
 
+    @property
+    def has_audio(self) -> bool:
+        """The stream has carried audio (a writer's container header announces it)."""
+
     def resume_prefix(self, keyframe: Frame) -> list[Frame]:
         """Codec headers to send before `keyframe`, where a skipping viewer resumes."""
 

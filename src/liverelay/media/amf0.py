@@ -68,11 +68,11 @@ class _Undefined:
 UNDEFINED = _Undefined()
 
 
-class EcmaArray(dict):  # type: ignore[type-arg]
+class EcmaArray(dict[str, Any]):
     """An associative array; encoded with marker 0x08 (what onMetaData usually uses)."""
 
 
-class TypedObject(dict):  # type: ignore[type-arg]
+class TypedObject(dict[str, Any]):
     """An object with a registered class name (marker 0x10)."""
 
     def __init__(self, class_name: str, *args: Any, **kwargs: Any) -> None:

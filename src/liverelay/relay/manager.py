@@ -1,6 +1,6 @@
 """RelayManager: the node's relays (V3 play-triggered and V4 fixed) behind one object.
 
-It owns what both kinds share: RelayMetrics on node.metrics, the webhook sender, the
+It owns what both kinds share: RelayMetrics on the node's registry, the webhook sender, the
 RelayEvents fan-out and the source policy. It sets hub.play_trigger for V3, follows
 store.bus, and runs the V4 FixedRelayScheduler from relay/scheduled.py.
 
@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
+from prometheus_client import CollectorRegistry
+
+from ..config import Settings
 from ..hub import StreamKey
 from ..schemas.status import RelayStatusReport
 from .events import RelayEvents
 from .metrics import RelayMetrics
 from .ondemand import OnDemandRelays
 from .policy import SourcePolicy
+from .protocols import RelayConfigSource, RelayHub
 from .scheduled import FixedRelayScheduler, FixedTask
 from .webhooks import WebhookSender
 
@@ -28,14 +31,21 @@ log = logging.getLogger("liverelay.relay.manager")
 
 
 class RelayManager:
-    def __init__(self, node: Any) -> None:
-        self.node = node
-        settings = node.settings
-        self.metrics = RelayMetrics(node.metrics)
+    def __init__(
+        self,
+        settings: Settings,
+        hub: RelayHub,
+        store: RelayConfigSource,
+        metrics: CollectorRegistry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.hub = hub
+        self.store = store
+        self.metrics = RelayMetrics(metrics)
         self.webhooks = WebhookSender(settings.webhook)
         self.events = RelayEvents(self.metrics, self.webhooks)
         self.source_policy = SourcePolicy(settings.relay)
-        self.ondemand = OnDemandRelays(node.hub, settings.relay, self.events, self.source_policy)
+        self.ondemand = OnDemandRelays(hub, settings.relay, self.events, self.source_policy)
         # V3 never pulls a stream a fixed relay owns (see relay/ondemand.py).
         self.ondemand.fixed_owner = self.fixed_owner
         self.scheduler: FixedRelayScheduler | None = None
@@ -43,12 +53,14 @@ class RelayManager:
 
     async def start(self) -> None:
         self.webhooks.start()
-        store = self.node.store
+        store = self.store
         # Subscribe before loading so a change committed meanwhile is not lost.
         self._unsubscribe = store.bus.subscribe(self.ondemand.on_change)
         self.ondemand.load(await store.list_relay_v3())
-        self.node.hub.play_trigger = self.ondemand.play_trigger
-        self.scheduler = FixedRelayScheduler(self.node, self.events, source_policy=self.source_policy)
+        self.hub.play_trigger = self.ondemand.play_trigger
+        self.scheduler = FixedRelayScheduler(
+            self.hub, store, self.settings.relay, self.events, source_policy=self.source_policy
+        )
         await self.scheduler.start()
 
     def fixed_owner(self, key: StreamKey) -> FixedTask | None:
@@ -77,8 +89,8 @@ class RelayManager:
         return report
 
     async def close(self) -> None:
-        hub = self.node.hub
-        if hub is not None and hub.play_trigger == self.ondemand.play_trigger:
+        hub = self.hub
+        if hub.play_trigger == self.ondemand.play_trigger:
             hub.play_trigger = None
         if self._unsubscribe is not None:
             self._unsubscribe()

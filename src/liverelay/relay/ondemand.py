@@ -30,12 +30,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
 from ..config import RelaySettings
-from ..hub import SourceKind, StreamKey
+from ..hub import Publication, SourceKind, Stream, StreamKey
 from ..netaddr import ORIGIN_SCHEMES, V3_PROTOCOL_SCHEMES, with_default_port
 from ..schemas.status import RelayStatusRow
 from ..sources import PullFunction
@@ -46,6 +46,7 @@ from ..store.models import RelayV3Config
 from .events import RelayEvents
 from .loops import LoopGuard, new_node_id, strip_mark
 from .policy import SourcePolicy
+from .protocols import RelayHub
 from .pull import RelayPull
 
 log = logging.getLogger("liverelay.relay.ondemand")
@@ -106,11 +107,11 @@ class _PlayPull:
         self.query = query
         self.pull = pull
         self.task: asyncio.Task[None] | None = None
-        self.stream: Any = None
+        self.stream: Stream | None = None
         self._remove_listener: Callable[[], None] | None = None
         self._linger: asyncio.TimerHandle | None = None
 
-    def attach(self, stream: Any) -> None:
+    def attach(self, stream: Stream) -> None:
         """The pull got its hub Publication: follow the stream's viewer count."""
         self.detach()
         self.stream = stream
@@ -150,7 +151,7 @@ class _PlayPull:
 class OnDemandRelays:
     def __init__(
         self,
-        hub: Any,
+        hub: RelayHub,
         settings: RelaySettings,
         events: RelayEvents,
         source_policy: SourcePolicy,
@@ -166,7 +167,7 @@ class OnDemandRelays:
         self.pulls: dict[StreamKey, _PlayPull] = {}
         self._background: set[asyncio.Task[Any]] = set()
         # Set by RelayManager: the fixed (V4) task that owns `key` right now, or None.
-        self.fixed_owner: Callable[[StreamKey], Any] = lambda _key: None
+        self.fixed_owner: Callable[[StreamKey], object | None] = lambda _key: None
         # Pulls started but without media yet, per vhost (the starting caps count these).
         self._starting: dict[str, set[_PlayPull]] = {}
         self._refused_since_log = 0
@@ -268,7 +269,7 @@ class OnDemandRelays:
         hub = self.hub
         holder: list[_PlayPull] = []
 
-        def publication_factory() -> Any:
+        def publication_factory() -> Publication:
             pub = hub.publish(key, kind=SourceKind.RELAY_PLAY, owner="relay-v3")
             holder[0].attach(pub.stream)
             return pub
@@ -347,7 +348,7 @@ class OnDemandRelays:
             self._refused_since_log = 0
         return False
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)

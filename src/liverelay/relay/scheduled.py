@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from ..backoff import backoff_delay
+from ..config import RelaySettings
 from ..hub.keys import SourceKind, StreamKey
 from ..hub.stream import Publication
 from ..schemas.status import RelayState, RelayStatusRow, RelayType
@@ -28,6 +29,7 @@ from ..store.bus import ChangeEvent
 from ..store.models import RelayV4Config
 from .events import RelayEvents
 from .policy import SourcePolicy
+from .protocols import RelayConfigSource, RelayHub
 from .pull import RelayPull
 
 log = logging.getLogger("liverelay.relay.scheduled")
@@ -342,24 +344,28 @@ class FixedRelayScheduler:
 
     def __init__(
         self,
-        node: Any,
+        hub: RelayHub,
+        store: RelayConfigSource,
+        settings: RelaySettings,
         events: RelayEvents | None,
         *,
         pull_factory: PullFactory | None = None,
         source_policy: SourcePolicy | None = None,
     ) -> None:
-        self.node = node
+        self.hub = hub
+        self.store = store
+        self.settings = settings
         self.events = events
         self._pull_factory: PullFactory = pull_factory or self._make_pull
         # The same CIDR allow/deny rules as the play-triggered relays: RelayManager passes
         # its instance; standalone (tests) we build our own from the same settings.
-        self.source_policy = source_policy if source_policy is not None else SourcePolicy(node.settings.relay)
+        self.source_policy = source_policy if source_policy is not None else SourcePolicy(settings)
         self.tasks: dict[tuple[str, str, str], FixedTask] = {}
         self._unsubscribe: Callable[[], None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        store = self.node.store
+        store = self.store
         # Subscribe first so a change committed while we load is not lost (applying a
         # record twice is harmless: the second one is an update with nothing new).
         self._unsubscribe = store.bus.subscribe(self._on_change)
@@ -394,7 +400,8 @@ class FixedRelayScheduler:
         if event.entity != "relay_v4":
             return
         if event.op == "deleted" or event.value is None:
-            self._remove(tuple(event.key))
+            vhost, app, stream = event.key  # relay_v4 keys: (vhost, app, stream)
+            self._remove((vhost, app, stream))
         else:
             self._apply(event.value)
 
@@ -414,8 +421,8 @@ class FixedRelayScheduler:
         self.tasks[key] = task
         task.schedule()
 
-    def _remove(self, key: tuple[str, ...]) -> None:
-        task = self.tasks.pop(key, None)  # type: ignore[arg-type]
+    def _remove(self, key: tuple[str, str, str]) -> None:
+        task = self.tasks.pop(key, None)
         if task is None:
             return
         closer = asyncio.get_running_loop().create_task(task.close("deleted"))
@@ -425,7 +432,7 @@ class FixedRelayScheduler:
     # -- the seams to the hub, the pull and the events --------------------------------
 
     def _make_pull(self, task: FixedTask) -> RelayPull:
-        hub = self.node.hub
+        hub = self.hub
         key = task.spec.stream_key
         owner = f"fixed-relay:{task.spec.task_id}"
 
@@ -437,7 +444,7 @@ class FixedRelayScheduler:
             kind="fixed",
             urls=list(task.spec.src_addrs),
             publication_factory=publication_factory,
-            settings=self.node.settings.relay,
+            settings=self.settings,
             events=self.events,
             source_policy=self.source_policy,
             viewers=lambda: self._viewers(key),
@@ -445,8 +452,7 @@ class FixedRelayScheduler:
         )
 
     def _viewers(self, key: StreamKey) -> int:
-        hub = self.node.hub
-        stream = hub.get(key) if hub is not None else None
+        stream = self.hub.get(key)
         return int(stream.viewer_count) if stream is not None else 0
 
     def _emit(self, event: str, task: FixedTask, **fields: Any) -> None:

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BeforeValidator, TypeAdapter
 from pydantic_core import PydanticCustomError
 
-from ..netaddr import ORIGIN_SCHEMES
+from ..netaddr import ORIGIN_SCHEMES, parse_port, split_hostport
 
 APP_RE = re.compile(r"[A-Za-z0-9_.\-]{1,30}")
 STREAM_RE = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
@@ -101,30 +101,23 @@ def is_valid_hostname(host: str) -> bool:
 
 
 def check_host_port(value: str) -> str:
-    """An origin address without scheme: 'host', 'host:port', '[v6]:port'."""
-    host, port = value, None
+    """An origin address without scheme: 'host', 'host:port', '[v6]:port' (netaddr parses it)."""
+    try:
+        host, port = split_hostport(value)
+    except ValueError as exc:  # the text says why, without the value
+        raise invalid(f"{echo(value)}: {exc}") from None
     if value.startswith("["):
-        end = value.find("]")
-        if end < 0:
-            raise invalid(f"{echo(value)} is not host[:port]")
-        host, rest = value[1:end], value[end + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise invalid(f"{echo(value)} is not host[:port]")
-            port = rest[1:]
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
             raise invalid(f"{echo(value)} has a bad IPv6 address") from None
-    else:
-        if value.count(":") > 1:
-            raise invalid(f"{echo(value)}: write an IPv6 address as [addr] or [addr]:port")
-        if value.count(":") == 1:
-            host, port = value.split(":")
-        if not is_valid_hostname(host):
-            raise invalid(f"{echo(value)} is not a domain or IP address (no scheme, no path)")
-    if port is not None and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
-        raise invalid(f"{echo(value)} has a bad port")
+    elif not is_valid_hostname(host):
+        raise invalid(f"{echo(value)} is not a domain or IP address (no scheme, no path)")
+    if port is not None:
+        try:
+            parse_port(port)
+        except ValueError:  # its text echoes the port unclipped: ours clips the value
+            raise invalid(f"{echo(value)} has a bad port") from None
     return value
 
 
@@ -211,6 +204,7 @@ T = TypeVar("T")
 def request_adapter(shape: type[T], *checks: Callable[[T], T]) -> TypeAdapter[T]:
     """The validator of a request body of `shape` (a TypedDict), with whole-body `checks`
     (rules across fields) run after every field passed."""
-    # Annotated built from a run-time tuple (pydantic reads it); mypy only types literal forms.
-    annotated = Annotated[(shape, ABSENT_AS_MISSING, *(AfterValidator(c) for c in checks))]  # type: ignore[valid-type]
+    # Annotated built from a run-time tuple (pydantic reads it); mypy only types literal
+    # forms, so the form is Any here and the cast below gives the adapter its type back.
+    annotated: Any = Annotated[(shape, ABSENT_AS_MISSING, *(AfterValidator(c) for c in checks))]
     return cast(TypeAdapter[T], TypeAdapter(annotated))

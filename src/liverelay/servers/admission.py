@@ -28,7 +28,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -234,7 +234,8 @@ class GuardedRequestHandler(RequestHandler):
         super().connection_made(transport)
         self.address = self.guard.cap.acquire(transport.get_extra_info("peername"))
         if self.address is None:
-            transport.abort()  # type: ignore[attr-defined]  # always a TCP transport here
+            # aiohttp types the transport as BaseTransport; a TCP listener's is a Transport.
+            cast(asyncio.Transport, transport).abort()
             return
         timeout = self.guard.limits.header_timeout_s
         if timeout > 0:
@@ -250,7 +251,7 @@ class GuardedRequestHandler(RequestHandler):
                 clip(transport.get_extra_info("peername"), 64),
                 self.guard.limits.header_timeout_s,
             )
-            transport.abort()  # type: ignore[attr-defined]
+            cast(asyncio.Transport, transport).abort()  # a TCP transport (see connection_made)
 
     def mark_request(self) -> None:
         self.request_seen = True

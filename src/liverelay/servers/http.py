@@ -16,24 +16,24 @@ import contextlib
 import logging
 import socket
 import time
-from typing import Any
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..hub import Hub, StreamKey
+from ..hub import StreamKey
 from ..media.flv import flv_header, flv_tag
 from ..sources.base import RELAY_VIA_HEADER, RELAY_VIA_PARAM
 from .admission import RateLimitedLog
 from .peertext import clip
+from .protocols import ListenerDeps, MediaHub
 from .sink import PushWriter
 from .vhost import resolve_vhost
 
 log = logging.getLogger("liverelay.http")
 _BAD_REQUEST_LOG = RateLimitedLog(log)
 
-NODE_KEY: web.AppKey[Any] = web.AppKey("liverelay_node", object)
+NODE_KEY: web.AppKey[ListenerDeps] = web.AppKey("liverelay_node", ListenerDeps)
 
 # Kernel send buffer of a viewer socket. Linux autotunes it up to tcp_wmem max (4 MiB):
 # a viewer that stops reading would then hide half a minute of a 1 Mbit/s stream in the
@@ -52,8 +52,8 @@ CORS_HEADERS = {
 FLV_RESPONSE_HEADERS = {**CORS_HEADERS, "Content-Type": "video/x-flv", "Cache-Control": "no-cache"}
 
 
-def create_http_app(node: Any) -> web.Application:
-    """`node` provides settings, hub, domains (vhost_for(host), may be None) and metrics."""
+def create_http_app(node: ListenerDeps) -> web.Application:
+    """`node`: the settings, the hub, the domain table (may be None) and the metrics registry."""
     app = web.Application()
     app[NODE_KEY] = node
     app.router.add_get("/healthz", _healthz)
@@ -96,7 +96,7 @@ def _play_query(request: web.Request) -> str:
 
 async def _play_flv(request: web.Request) -> web.StreamResponse:
     node = request.app[NODE_KEY]
-    hub: Hub = node.hub
+    hub: MediaHub = node.hub
     try:
         host = request.url.host  # yarl parses the Host header here
     except ValueError as exc:  # a port out of range, a malformed host
@@ -109,8 +109,8 @@ async def _play_flv(request: web.Request) -> web.StreamResponse:
         return _not_found("unknown domain")
     key = StreamKey(vhost, request.match_info["app"], request.match_info["stream"])
     if request.method == "HEAD":  # no body may follow: answer without becoming a viewer
-        stream = hub.get(key)
-        if stream is None or not stream.has_source:
+        found = hub.get(key)
+        if found is None or not found.has_source:
             return _not_found("stream not found")
         return web.Response(headers=FLV_RESPONSE_HEADERS)
     remote = _remote(request)

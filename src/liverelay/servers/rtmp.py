@@ -15,10 +15,9 @@ import functools
 import logging
 import socket
 import time
-from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ..hub import SourceKind, StreamBusy, StreamKey
+from ..hub import Publication, SourceKind, StreamBusy, StreamKey, Subscriber
 from ..media.rtmp import (
     ConnectRequest,
     MediaReceived,
@@ -33,6 +32,7 @@ from ..media.rtmp import (
 )
 from .admission import AddressCap, ListenerLimits, RateLimitedLog
 from .peertext import clip
+from .protocols import ListenerDeps
 from .sink import PushWriter
 from .vhost import resolve_vhost
 
@@ -91,12 +91,12 @@ class _Connection:
         self.app = ""
         self.role = "-"
         self.key: StreamKey | None = None
-        self.publications: dict[int, Any] = {}
+        self.publications: dict[int, Publication] = {}
         self.play_task: asyncio.Task[None] | None = None
         self.play_stream_id = 0
         self.chunk_key: tuple[str, int, int] = ("rtmp", 0, 0)
         self.transport: asyncio.WriteTransport = writer.transport
-        self.subscriber: Any = None
+        self.subscriber: Subscriber | None = None
         self.bytes_in = 0
         self.bytes_out = 0
         self.started = time.monotonic()
@@ -226,11 +226,11 @@ class _Connection:
         key = StreamKey(self.vhost, self.app, name)
         control = self.node.stream_control
         if control is not None and control.is_forbidden(key):  # ForbidStream (streamctl)
-            log.info("rtmp publish %s from %s refused: forbidden", key, self.remote)
-            self.session.reject_publish(req, f"Stream {name} is forbidden")
+            log.info("rtmp publish %s from %s refused: forbidden", clip(key), self.remote)
+            self.session.reject_publish(req, f"Stream {clip(name)} is forbidden")
             return
         try:
-            pub = self.node.hub.publish(key, kind=SourceKind.PUBLISHER, owner=self.remote)  # type: ignore[attr-defined]
+            pub = self.node.hub.publish(key, kind=SourceKind.PUBLISHER, owner=self.remote)
         except StreamBusy as exc:
             log.info("rtmp publish %s from %s refused: %s", clip(key), self.remote, exc)
             self.session.reject_publish(req, f"Stream {clip(name)} is already being published")
@@ -273,7 +273,7 @@ class _Connection:
 
     async def _play(self, req: PlayRequest, key: StreamKey, query: str) -> None:
         node = self.node
-        sub = await node.hub.play(  # type: ignore[attr-defined]
+        sub = await node.hub.play(
             key,
             protocol="rtmp",
             remote=self.remote,
@@ -361,7 +361,7 @@ class _Connection:
 class RtmpServer:
     """`await start(host, port) -> bound port`; `await close()` ends every connection."""
 
-    def __init__(self, node: Any, limits: ListenerLimits | None = None) -> None:
+    def __init__(self, node: ListenerDeps, limits: ListenerLimits | None = None) -> None:
         self.node = node
         media = node.settings.media
         self.session_limits = RtmpLimits(
@@ -387,7 +387,8 @@ class RtmpServer:
         self._server = await asyncio.start_server(
             self._accept, host, port, reuse_address=True, limit=READ_SIZE
         )
-        return self._server.sockets[0].getsockname()[1]
+        bound: int = self._server.sockets[0].getsockname()[1]
+        return bound
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..config import Settings
-from .bus import ChangeBus, ChangeEvent
+from .bus import ChangeBus, ChangeEvent, Entity, Op
 from .domains import DomainTable, normalise_host
 from .feed import ChangeFeed
 from .models import (
@@ -72,8 +72,8 @@ class Store:
         finally:
             await self.repo.close()
 
-    def _publish(self, entity: str, op: str, key: object, value: object) -> None:
-        event = ChangeEvent(entity, op, key, value)  # type: ignore[arg-type]
+    def _publish(self, entity: Entity, op: Op, key: object, value: object) -> None:
+        event = ChangeEvent(entity, op, key, value)
         if self.feed is None or self.feed.admit_local(event):
             self.bus.publish(event)
 

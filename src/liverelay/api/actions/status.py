@@ -7,26 +7,14 @@ rows are still listed: a partial answer, never a silent one).
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from ...schemas.relay_sources import DESCRIBE_RELAY_EVENTS, DESCRIBE_RELAY_STATUS
 from ...schemas.status import RelayStatusReport, RelayStatusRow
 from ..binding import bind
 from ..context import ActionContext, Result
-
-
-class RelayEventLog(Protocol):
-    recent: deque[dict[str, Any]]  # relay.events.RelayEvents: the last events, newest last
-
-
-class RelayStatusSource(Protocol):
-    """What the actions need from the relays (relay.manager.RelayManager)."""
-
-    events: RelayEventLog
-
-    def status(self) -> RelayStatusReport: ...
+from ..protocols import RelayStatusSource
 
 
 def _selected(

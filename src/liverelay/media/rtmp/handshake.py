@@ -38,7 +38,7 @@ def _hmac(key: bytes, data: bytes) -> bytes:
     return hmac.new(key, data, hashlib.sha256).digest()
 
 
-def digest_offset(packet: bytes, scheme: int) -> int:
+def digest_offset(packet: bytes | bytearray, scheme: int) -> int:
     """Where the digest sits in a C1/S1 for scheme 0 or 1."""
     base = 8 if scheme == 0 else 772
     return sum(packet[base : base + 4]) % 728 + base + 4

@@ -123,7 +123,8 @@ def on_status(stream_id: int, chunk_size: int, code: str, description: str = "",
 def parse_u32(payload: bytes, what: str) -> int:
     if len(payload) < 4:
         raise RtmpError(f"short {what} message")
-    return _U32.unpack_from(payload)[0]
+    value: int = _U32.unpack_from(payload)[0]
+    return value
 
 
 def parse_user_control(payload: bytes) -> tuple[int, int]:
