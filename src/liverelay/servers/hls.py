@@ -27,6 +27,7 @@ Design:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import logging
 import re
@@ -95,6 +96,7 @@ class Variant:
     segmenter: HlsSegmenter
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     last_fetch: float = field(default_factory=time.monotonic)
+    waiters: int = 0  # requests held for it (the janitor keeps a variant someone waits for)
 
     def publish(self, events: list[Published]) -> None:
         if events:
@@ -106,11 +108,15 @@ class Variant:
         if timeout <= 0:
             return False
         event = self.changed
+        self.waiters += 1
         try:
             async with asyncio.timeout(timeout):
                 await event.wait()
         except TimeoutError:
             return False
+        finally:
+            self.waiters -= 1
+            self.last_fetch = time.monotonic()
         return True
 
 
@@ -247,6 +253,10 @@ class HlsMuxer:
     def bytes_held(self) -> int:
         return sum(v.segmenter.bytes_held for v in self.variants.values())
 
+    @property
+    def waiters(self) -> int:
+        return sum(v.waiters for v in self.variants.values())
+
 
 def _is_video(frame: Frame) -> bool:
     try:
@@ -284,6 +294,17 @@ class HlsSession:
     last_seen: float = field(default_factory=time.monotonic)
     requests: int = 0
     bytes_out: int = 0
+    busy: int = 0  # requests of this session in progress (a held request keeps it alive)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Around a request that may wait: the session is not idle meanwhile."""
+        self.busy += 1
+        try:
+            yield
+        finally:
+            self.busy -= 1
+            self.last_seen = time.monotonic()
 
     def discard(self) -> None:
         """The waker: the session only counts; its frames are dropped on arrival."""
@@ -337,13 +358,15 @@ class HlsService:
         """End idle sessions, idle variants and idle muxers."""
         s = self.settings
         for session in list(self.sessions.values()):
-            if now - session.last_seen > s.hls_session_timeout_s:
+            if not session.busy and now - session.last_seen > s.hls_session_timeout_s:
                 self._end_session(session, "idle")
         for muxer in list(self.muxers.values()):
             if muxer.ended:
                 # Kept so its viewers get the playlist with EXT-X-ENDLIST, then forgotten.
                 if now - muxer.last_fetch > s.hls_linger_s:
                     del self.muxers[muxer.key]
+                continue
+            if muxer.waiters:
                 continue
             if not muxer.sessions and now - muxer.last_fetch > s.hls_linger_s:
                 log.info("hls muxer of %s stopped: no fetch for %.0fs", clip(muxer.key), s.hls_linger_s)
@@ -683,8 +706,9 @@ class _Handlers:
             session = await svc.session(
                 key, _token(request), self.hooks.remote(request), self.hooks.play_query(request)
             )
-            muxer = await svc.muxer(key, session.remote)
-            variant = await svc.ready_variant(muxer, container, deadline)
+            with session.held():
+                muxer = await svc.muxer(key, session.remote)
+                variant = await svc.ready_variant(muxer, container, deadline)
         except HlsError as exc:
             return self._error(request, exc.status, exc.text)
         name = "ts.m3u8" if container is Container.TS else "ll.m3u8"
@@ -710,12 +734,13 @@ class _Handlers:
             session = await svc.session(
                 key, _token(request), self.hooks.remote(request), self.hooks.play_query(request)
             )
-            muxer = await svc.muxer(key, session.remote)
-            variant = await svc.ready_variant(muxer, container, deadline)
-            if container is Container.TS and (msn is not None or part is not None):
-                raise HlsError(400, "blocking reload is for the LL-HLS playlist")
-            if msn is not None or part is not None:
-                variant = await svc.blocking_reload(muxer, variant, msn, part)
+            with session.held():
+                muxer = await svc.muxer(key, session.remote)
+                variant = await svc.ready_variant(muxer, container, deadline)
+                if container is Container.TS and (msn is not None or part is not None):
+                    raise HlsError(400, "blocking reload is for the LL-HLS playlist")
+                if msn is not None or part is not None:
+                    variant = await svc.blocking_reload(muxer, variant, msn, part)
         except HlsError as exc:
             return self._error(request, exc.status, exc.text)
         names = ResourceNames(query=f"?v={muxer.generation}&s={session.token}")
