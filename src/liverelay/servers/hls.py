@@ -478,10 +478,7 @@ class HlsService:
         """The variant once its playlist has something to list (bounded by `deadline`)."""
         while True:
             variant = muxer.variant(container)
-            seg = variant.segmenter
-            # An auto target is only known once a segment is complete: a playlist must not
-            # announce one EXT-X-TARGETDURATION and change it later.
-            if (seg.playable and (seg.segments or seg.config.target_duration_ms)) or muxer.ended:
+            if _ready(variant.segmenter, self.settings.hls_min_segments) or muxer.ended:
                 return variant
             if not await variant.wait_change(deadline - time.monotonic()):
                 raise HlsError(404, "no segment yet")
@@ -790,6 +787,17 @@ class _Handlers:
             return self._media_response(request, data, ext, etag, found.wall_clock)
         except HlsError as exc:
             return self._error(request, exc.status, exc.text)
+
+
+def _ready(seg: HlsSegmenter, min_segments: int) -> bool:
+    """Whether a new viewer may get this variant's playlist. A complete segment first (an
+    auto target duration is only known then, and EXT-X-TARGETDURATION must never change).
+    LL-HLS: plus a part of the next segment, so a player starting one hold-back behind the
+    edge finds the following parts coming. Classic: `min_segments` segments, so a player
+    starting a few target durations back (hls.js: 3) has media to start on."""
+    if len(seg.segments) < max(min_segments, 1):
+        return False
+    return not seg.parts_enabled or (seg.current is not None and bool(seg.current.parts))
 
 
 def _token(request: web.Request) -> str | None:
