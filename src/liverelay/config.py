@@ -178,9 +178,7 @@ class MediaSettings(_Section):
     hls_cors_origins: list[str] = ["*"]  # origins allowed to fetch HLS (CORS); "*" = any
     hls_gzip: bool = True  # gzip playlists for clients that accept it
     hls_segment_max_age_s: int = 3600  # Cache-Control max-age of segments/parts (immutable URLs)
-    hls_min_segments: int = (
-        2  # a new classic HLS muxer answers once this many segments exist (player hold-back)
-    )
+    hls_min_segments: int = 2  # a new HLS muxer answers once this many segments exist
 
 
 class RelaySettings(_Section):
