@@ -187,9 +187,9 @@ class HlsMuxer:
         media = [f.timestamp for f, _ in self._pending if not f.config and f.kind is not FrameKind.DATA]
         span = (max(media) - min(media)) if media else 0
         if span >= _MAX_GOP_WAIT_MS or len(self._pending) >= _MAX_PENDING_FRAMES:
-            stream = self.sub.stream
-            video = video or (stream.has_video and _is_video_header(self.service.hub, self.key))
-            audio = audio or (stream.has_audio and _is_aac_header(self.service.hub, self.key))
+            # A track whose config came before we joined: the stream's current header says.
+            video = video or _is_video_header(self.service.hub, self.key)
+            audio = audio or _is_aac_header(self.service.hub, self.key)
             if video or audio:
                 return video, audio
             self._pending.clear()  # nothing we can mux (e.g. no AAC, unknown video): keep waiting
