@@ -72,6 +72,7 @@ MUXER_PROTOCOL = "hls-muxer"  # the muxer's own hub subscriber (one per stream w
 VIEWER_PROTOCOL = "hls"
 JANITOR_INTERVAL_S = 1.0
 GZIP_MIN_BYTES = 512  # smaller playlists are not worth the CPU
+TOKEN_MARK = "\x00token\x00"  # stands for the session token in a cached playlist
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _MAX_GOP_WAIT_MS = 1500  # track detection: media buffered before starting without a missing track
 _MAX_PENDING_FRAMES = 2000
@@ -97,9 +98,14 @@ class Variant:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     last_fetch: float = field(default_factory=time.monotonic)
     waiters: int = 0  # requests held for it (the janitor keeps a variant someone waits for)
+    version: int = 0  # bumped on every change: the key of the rendered-playlist cache
+    # (version, skip) -> the playlist rendered with TOKEN_MARK for the session token: one
+    # render per change, not per viewer request.
+    rendered: dict[bool, tuple[int, str]] = field(default_factory=dict)
 
     def publish(self, events: list[Published]) -> None:
         if events:
+            self.version += 1
             # Wake everything waiting, then give later waiters a fresh event.
             self.changed.set()
             self.changed = asyncio.Event()
@@ -483,8 +489,13 @@ class HlsService:
             if not await variant.wait_change(deadline - time.monotonic()):
                 raise HlsError(404, "no segment yet")
 
-    def media_playlist(self, variant: Variant, names: ResourceNames, skip: bool) -> str:
-        return render_playlist(variant.segmenter, names=names, skip=skip)
+    def media_playlist(self, muxer: HlsMuxer, variant: Variant, token: str, skip: bool) -> str:
+        cached = variant.rendered.get(skip)
+        if cached is None or cached[0] != variant.version or muxer.ended:
+            names = ResourceNames(query=f"?v={muxer.generation}&s={TOKEN_MARK}")
+            cached = (variant.version, render_playlist(variant.segmenter, names=names, skip=skip))
+            variant.rendered[skip] = cached
+        return cached[1].replace(TOKEN_MARK, token)
 
     async def blocking_reload(
         self, muxer: HlsMuxer, variant: Variant, msn: int | None, part: int | None
@@ -740,8 +751,7 @@ class _Handlers:
                     variant = await svc.blocking_reload(muxer, variant, msn, part)
         except HlsError as exc:
             return self._error(request, exc.status, exc.text)
-        names = ResourceNames(query=f"?v={muxer.generation}&s={session.token}")
-        text = svc.media_playlist(variant, names, skip and container is Container.FMP4)
+        text = svc.media_playlist(muxer, variant, session.token, skip and container is Container.FMP4)
         return self._playlist_response(request, text)
 
     async def _segment(self, request: web.Request, name: str) -> web.StreamResponse:
