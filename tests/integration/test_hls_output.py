@@ -146,3 +146,19 @@ async def test_missing_stream_is_404_within_the_start_timeout(nodes: dict[str, A
         with contextlib.suppress(Exception):
             status, _, _ = await get(client, f"http://127.0.0.1:{node.http_port}/live/nope/seg0.ts")
             assert status == 404
+
+
+async def test_cors_origin_list(nodes: dict[str, Any]) -> None:
+    """With a configured origin list, only listed origins get Access-Control-Allow-Origin."""
+    node = nodes["node"]("n", config='[media]\nhls_cors_origins = ["http://ok.test"]\n')
+    url = classic_url(node.http_port, "live", "nope")
+    async with _client() as client:
+        async with client.get(url, headers={"Origin": "http://ok.test"}) as resp:
+            assert resp.status == 404
+            assert resp.headers["Access-Control-Allow-Origin"] == "http://ok.test"
+            assert "Origin" in resp.headers["Vary"]
+        async with client.get(url, headers={"Origin": "http://evil.test"}) as resp:
+            assert "Access-Control-Allow-Origin" not in resp.headers
+        async with client.options(url, headers={"Origin": "http://ok.test"}) as resp:
+            assert resp.status == 204
+            assert resp.headers["Access-Control-Allow-Origin"] == "http://ok.test"
