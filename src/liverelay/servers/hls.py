@@ -487,6 +487,8 @@ class HlsService:
             if _ready(variant.segmenter, self.settings.hls_min_segments) or muxer.ended:
                 return variant
             if not await variant.wait_change(deadline - time.monotonic()):
+                if _ready(variant.segmenter, 1):  # long GOPs: one segment is better than a 404
+                    return variant
                 raise HlsError(404, "no segment yet")
 
     def media_playlist(self, muxer: HlsMuxer, variant: Variant, token: str, skip: bool) -> str:
