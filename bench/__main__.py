@@ -1,5 +1,5 @@
-"""python -m bench fanout|ttff|failover|relay|cluster|republish|all [--quick] [--viewers 100,500] [--repeat 3]
-                   [--window 20]
+"""python -m bench fanout|hlsfanout|ttff|failover|relay|hlspull|cluster|republish|all
+                   [--quick] [--viewers 100,500] [--repeat 3] [--window 20]
 
 Every server, publisher and profiler this starts is stopped on the way out,
 including on Ctrl-C (bench.peers.kill_all in the finally below).
@@ -20,7 +20,18 @@ from .report import progress
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description="liverelay vs nginx-rtmp benchmarks")
     p.add_argument(
-        "what", choices=["fanout", "ttff", "failover", "relay", "hlspull", "republish", "cluster", "all"]
+        "what",
+        choices=[
+            "fanout",
+            "hlsfanout",
+            "ttff",
+            "failover",
+            "relay",
+            "hlspull",
+            "republish",
+            "cluster",
+            "all",
+        ],
     )
     p.add_argument("--quick", action="store_true", help="small sweep, short windows, few runs")
     p.add_argument("--viewers", help="fan-out sweep, e.g. 100,500,1000")
@@ -59,6 +70,16 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             window_s=window,
             warmup_s=args.warmup if args.warmup is not None else (3.0 if quick else 5.0),
             profile=args.profile,
+        )
+    if args.what in ("hlsfanout", "all"):
+        from . import hlsfanout
+
+        results["hlsfanout"] = await hlsfanout.run(
+            _ints(args.viewers, [50, 200] if quick else [100, 500, 1000]),
+            (args.targets or ",".join(hlsfanout.TARGETS)).split(","),
+            repeat=args.repeat or 1,
+            window_s=window,
+            warmup_s=args.warmup if args.warmup is not None else (4.0 if quick else 6.0),
         )
     if args.what in ("ttff", "all"):
         from . import ttff

@@ -137,6 +137,8 @@ def nginx_conf(workdir: Path, rtmp_port: int, http_port: int, pulls: list[str], 
             f"            hls on;\n            hls_path {workdir / 'hls'};\n            hls_fragment 2s;\n"
         )
     hls_location = (
+        # HLS fan-out compares against nginx serving its fragments the way it is deployed.
+        "        sendfile on;\n        tcp_nopush on;\n"
         f"        location /hls/ {{\n            root {workdir};\n"
         "            types { application/vnd.apple.mpegurl m3u8; video/mp2t ts; }\n"
         "            add_header Cache-Control no-cache;\n        }\n"

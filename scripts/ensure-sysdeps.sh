@@ -35,6 +35,9 @@ missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
 if [ $optional -eq 0 ]; then
+  # The HLS player tests: hls.js (fetched with npm) in headless chromium.
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
   command -v nginx >/dev/null 2>&1 || missing+=(nginx)
   ls /usr/lib/nginx/modules/ngx_rtmp_module.so >/dev/null 2>&1 || missing+=(libnginx-mod-rtmp)
   # The console's tests: its signer under node, its pages in a real headless chromium.

@@ -173,6 +173,20 @@ class MediaSettings(_Section):
     rtmp_setup_timeout_s: float = 15.0  # RTMP: connect to publish/play (handshake included) within this
     max_conns_per_ip: int = 256  # per listener (HTTP, RTMP): concurrent connections per client address
     conn_cap_exempt_loopback: bool = False  # loopback clients not counted by max_conns_per_ip
+    hls_enabled: bool = True  # serve HLS (/{app}/{stream}.m3u8) and LL-HLS (/{app}/{stream}/index.m3u8)
+    hls_target_duration_ms: int = 0  # HLS segment target; 0 = the stream's first GOP (clamped 1-10 s)
+    hls_part_target_ms: int = 333  # LL-HLS part target (PART-TARGET)
+    hls_window_segments: int = 6  # segments listed per HLS playlist
+    hls_max_window_bytes: int = 64 << 20  # bytes one HLS variant (TS or fMP4) holds; oldest segments go first
+    hls_linger_s: float = 30.0  # an HLS muxer stops after this long without a fetch
+    hls_session_timeout_s: float = 20.0  # an HLS viewer session ends after this long without a fetch
+    hls_max_sessions: int = 10000  # HLS viewer sessions on the node (new ones get 503 past it)
+    hls_max_muxers: int = 500  # streams with a running HLS muxer (new ones get 503 past it)
+    hls_block_max_s: float = 10.0  # longest hold of a blocking playlist reload / part request
+    hls_cors_origins: list[str] = ["*"]  # origins allowed to fetch HLS (CORS); "*" = any
+    hls_gzip: bool = True  # gzip playlists for clients that accept it
+    hls_segment_max_age_s: int = 3600  # Cache-Control max-age of segments/parts (immutable URLs)
+    hls_min_segments: int = 2  # a new HLS muxer answers once this many segments exist
 
 
 class RelaySettings(_Section):

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from .hub import Hub
 
-KNOWN_PROTOCOLS = ("rtmp", "http-flv")
+KNOWN_PROTOCOLS = ("rtmp", "http-flv", "hls")
 
 
 class HubCollector(Collector):

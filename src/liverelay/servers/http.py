@@ -25,6 +25,7 @@ from ..hub import StreamKey
 from ..media.flv import flv_header, flv_tag
 from ..sources.base import RELAY_VIA_HEADER, RELAY_VIA_PARAM
 from .admission import RateLimitedLog
+from .hls import HlsCollector, HlsService, HttpHooks, add_hls_routes
 from .peertext import clip
 from .protocols import ListenerDeps, MediaHub
 from .sink import PushWriter
@@ -60,7 +61,27 @@ def create_http_app(node: ListenerDeps) -> web.Application:
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/{app}/{stream}.flv", _play_flv)
     app.router.add_route("OPTIONS", "/{app}/{stream}.flv", _preflight)
+    if node.settings.media.hls_enabled:
+        hls = HlsService(node.hub, node.settings.media, node.settings.relay.start_timeout_s)
+        add_hls_routes(app, hls, HttpHooks(_stream_key, _play_query, _remote))
+        if node.metrics is not None:
+            node.metrics.register(HlsCollector(hls))
     return app
+
+
+def _stream_key(request: web.Request, app: str, stream: str) -> StreamKey | web.Response:
+    """The hub key a media request names (vhost from its Host), or the error to answer."""
+    try:
+        host = request.url.host  # yarl parses the Host header here
+    except ValueError as exc:  # a port out of range, a malformed host
+        _BAD_REQUEST_LOG.warning(
+            "bad-host", "http %s: bad Host header %r: %s", _remote(request), clip(request.host), exc
+        )
+        return web.Response(status=400, text="bad Host header\n", headers=CORS_HEADERS)
+    vhost = resolve_vhost(request.app[NODE_KEY], host)
+    if vhost is None:
+        return _not_found("unknown domain")
+    return StreamKey(vhost, app, stream)
 
 
 async def _healthz(request: web.Request) -> web.Response:
