@@ -196,10 +196,13 @@ def open_fds(pid: int) -> int:
 def scrape_tasks(http_port: int) -> int | None:
     """The node's `liverelay_asyncio_tasks` gauge (a fresh connection, closed after)."""
     req = urllib.request.Request(f"http://127.0.0.1:{http_port}/metrics", headers={"Connection": "close"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        for line in resp.read().decode().splitlines():
-            if line.startswith("liverelay_asyncio_tasks "):
-                return int(float(line.split()[1]))
+    try:
+        with urllib.request.urlopen(req, timeout=20) as resp:
+            for line in resp.read().decode().splitlines():
+                if line.startswith("liverelay_asyncio_tasks "):
+                    return int(float(line.split()[1]))
+    except OSError as exc:  # a node too busy to answer in time: this sample has no task count
+        progress(f"soak: /metrics scrape failed: {exc!r}")
     return None
 
 
@@ -430,7 +433,7 @@ class Soak:
             await create_bench_domain(api)
             await api.aclose()
             await asyncio.sleep(2.0)
-            rss0, fds0, tasks0 = self.measure()
+            rss0, fds0, tasks0 = await asyncio.to_thread(self.measure)
             result["baseline"] = {"rss_mb": rss0, "fds": fds0, "tasks": tasks0}
             progress(f"soak: node pid {self.node.pid} baseline RSS {rss0:.1f} MB, fds {fds0}, tasks {tasks0}")
 
@@ -506,7 +509,7 @@ class Soak:
 
             end = time.monotonic() + p.minutes * 60
             next_churn = time.monotonic() + p.churn_s
-            next_progress = time.monotonic()
+            tasks.append(asyncio.create_task(self.sampler()))
             for _ in range(int(p.minutes * 60 / 0.5) + 10):
                 now = time.monotonic()
                 if now >= end:
@@ -515,9 +518,6 @@ class Soak:
                 if now >= next_churn:
                     self.churn()
                     next_churn += p.churn_s
-                if now >= next_progress:
-                    next_progress += p.progress_s
-                    self.tick(now)
                 await asyncio.sleep(0.5)
             self.check_viewers()
 
@@ -556,8 +556,19 @@ class Soak:
         result["node_log_tail"] = node_log
         return result
 
-    def tick(self, now: float) -> None:
-        rss, fds, ntasks = self.measure()
+    async def sampler(self) -> None:
+        """A progress line (and an RSS/fd/task sample) every `progress_s`, in its own task: a
+        busy node may take seconds to answer /metrics, and the viewers must not wait for it."""
+        while not self.stop.is_set():
+            began = time.monotonic()
+            await self.tick(began)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self.stop.wait(), max(0.1, self.p.progress_s - (time.monotonic() - began))
+                )
+
+    async def tick(self, now: float) -> None:
+        rss, fds, ntasks = await asyncio.to_thread(self.measure)  # off the viewers' loop
         t = now - self.t0
         self.rss.append((t, rss))
         main = self.viewers["main"]
