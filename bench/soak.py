@@ -176,7 +176,7 @@ class HlsViewer:
                 if len(seen) > 1000:
                     seen.clear()
                 await asyncio.sleep(1.0)
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             self.error = f"hls: {exc!r}"
         finally:
             self.closed.set()
@@ -222,6 +222,7 @@ class Soak:
         self.fixed_created: dict[str, float] = {}  # stream -> create time
         self.stop = asyncio.Event()
         self.http: Any = None
+        self._cpu_prev: procstat.CpuTimes | None = None
 
     # ---- set-up ---------------------------------------------------------------------
 
@@ -569,6 +570,10 @@ class Soak:
 
     async def tick(self, now: float) -> None:
         rss, fds, ntasks = await asyncio.to_thread(self.measure)  # off the viewers' loop
+        cpu_now = procstat.cpu_times(self.node.pid)
+        cpu = None if self._cpu_prev is None else procstat.usage_between(self._cpu_prev, cpu_now).percent
+        self._cpu_prev = cpu_now
+        load1 = os.getloadavg()[0]
         t = now - self.t0
         self.rss.append((t, rss))
         main = self.viewers["main"]
@@ -577,13 +582,23 @@ class Soak:
         )
         fixed = f"{self.c.fixed_up}/{self.c.fixed_samples}"
         self.samples.append(
-            {"t": round(t, 1), "rss_mb": round(rss, 2), "fds": fds, "tasks": ntasks, "viewers": live}
+            {
+                "t": round(t, 1),
+                "rss_mb": round(rss, 2),
+                "fds": fds,
+                "tasks": ntasks,
+                "viewers": live,
+                "node_cpu_pct": None if cpu is None else round(cpu, 1),
+                "load1": round(load1, 2),
+                "api_ok": self.c.api_ok,
+                "api_errors": len(self.c.api_errors),
+            }
         )
         progress(
             f"soak {t:6.0f}s viewers {live}/{len(main)} errors {len(self.c.viewer_errors)} "
             f"(injected {self.c.injected_drops}) api ok {self.c.api_ok} err {len(self.c.api_errors)} "
             f"throttled {self.c.api_throttled} fixed up {fixed} flaps {self.c.flaps} "
-            f"RSS {rss:.1f} MB fds {fds} tasks {ntasks}"
+            f"RSS {rss:.1f} MB fds {fds} tasks {ntasks} node CPU {cpu or 0:.0f}% load {load1:.1f}"
         )
 
     async def settle(self, fds0: int, tasks0: int | None) -> dict[str, Any]:
