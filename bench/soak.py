@@ -90,6 +90,7 @@ class Counters:
     api_errors: list[str] = field(default_factory=list)
     api_behind: int = 0  # requests skipped because too many were in flight (the client, not the node)
     api_latency_ms: list[float] = field(default_factory=list)
+    api_error_kinds: dict[str, int] = field(default_factory=dict)  # "write ReadTimeout..: Action" -> n
     fixed_samples: int = 0
     fixed_up: int = 0
     fixed_by_kind: dict[str, list[int]] = field(default_factory=dict)  # kind -> [up, samples]
@@ -354,6 +355,8 @@ class Soak:
         except ThrottledError:
             self.c.api_throttled += 1
         except LiveError as exc:
+            kind = f"{'write' if write else 'read'} {type(exc).__name__}: {str(exc).split(':')[0]}"
+            self.c.api_error_kinds[kind] = self.c.api_error_kinds.get(kind, 0) + 1
             if len(self.c.api_errors) < 10_000:
                 self.c.api_errors.append(f"{time.monotonic() - self.t0:.0f}s {exc!r}"[:300])
 
@@ -647,6 +650,7 @@ class Soak:
             "api_throttled": self.c.api_throttled,
             "api_errors": len(self.c.api_errors),
             "api_error_examples": self.c.api_errors[:10],
+            "api_error_kinds": self.c.api_error_kinds,
             "api_client_behind": self.c.api_behind,
             "api_writes_per_s": self.c.api_writes / (self.p.minutes * 60),
             "api_reads_per_s": self.c.api_reads / (self.p.minutes * 60),
