@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: serve test lint deps sysdeps bench clean
+.PHONY: serve test lint deps sysdeps bench soak clean
 
 $(STAMP): pyproject.toml
 	@PYTHON=$(PYTHON) scripts/ensure-sysdeps.sh --venv
@@ -48,6 +48,11 @@ lint: $(STAMP)
 
 bench: $(STAMP) sysdeps
 	$(BIN)/python -m bench $(ARGS)
+
+# Endurance soak (not in CI; 10 minutes by default): make soak ARGS='--minutes 60'.
+# tests/integration/test_soak_short.py runs a one-minute version inside `make test`.
+soak: $(STAMP) sysdeps
+	$(BIN)/python -m bench.soak $(ARGS)
 
 clean:
 	rm -rf $(VENV) .liverelay-data node_modules test-artifacts

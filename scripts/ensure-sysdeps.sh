@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs ffmpeg, nginx-rtmp and PostgreSQL from Debian when missing (as root), or says what to install.
-# PostgreSQL: only its binaries are needed (the tests run initdb/pg_ctl in a temporary directory).
+# Installs ffmpeg, nginx-rtmp, PostgreSQL and the test tools from Debian when missing (as root), or says
+# what to install. PostgreSQL: only its binaries are needed (the tests run initdb/pg_ctl in a temp dir).
 # --optional: only warn (the node runs without them; only HLS/SRT sources need ffmpeg).
 set -euo pipefail
 # --venv: only make sure `python3 -m venv` works (Debian ships it as python3-venv).
@@ -44,6 +44,16 @@ if [ $optional -eq 0 ]; then
   command -v node >/dev/null 2>&1 || missing+=(nodejs)
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
+  # Interop tests (tests/interop/test_clients.py): clients nobody here wrote.
+  command -v rtmpdump >/dev/null 2>&1 || missing+=(rtmpdump)
+  command -v cvlc >/dev/null 2>&1 || missing+=(vlc-bin vlc-plugin-base)
+  if command -v gst-inspect-1.0 >/dev/null 2>&1; then
+    gst-inspect-1.0 --exists flvdemux || missing+=(gstreamer1.0-plugins-good)  # + souphttpsrc, flvmux
+    gst-inspect-1.0 --exists rtmp2src || missing+=(gstreamer1.0-plugins-bad)   # rtmp2src, rtmp2sink
+    gst-inspect-1.0 --exists avdec_h264 || missing+=(gstreamer1.0-libav)
+  else
+    missing+=(gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav)
+  fi
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')

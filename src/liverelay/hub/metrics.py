@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -44,4 +45,13 @@ class HubCollector(Collector):
         )
         yield CounterMetricFamily(
             "liverelay_viewer_drops", "Viewers disconnected for being too slow", value=hub.viewer_drops
+        )
+        # Leak checks (the soak, bench/soak.py): live asyncio tasks of the node's loop. collect()
+        # runs in the /metrics handler, on that loop; elsewhere (a registry read off-loop) it is omitted.
+        try:
+            tasks = len(asyncio.all_tasks())
+        except RuntimeError:
+            return
+        yield GaugeMetricFamily(
+            "liverelay_asyncio_tasks", "Live asyncio tasks of the node's event loop", value=tasks
         )
