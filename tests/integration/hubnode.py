@@ -29,14 +29,14 @@ class HubNode:
         self.settings = settings or Settings()
         self.metrics = CollectorRegistry()
         self.hub = Hub(self.settings.media, metrics=self.metrics)
-        self.node = ListenerDeps(self.settings, self.hub, domains, self.metrics)
+        self.deps = ListenerDeps(self.settings, self.hub, domains, self.metrics)
         self.port = 0
         self._runner: web.AppRunner | None = None
         self._feeders: list[asyncio.Task[None]] = []
         self._procs: list[asyncio.subprocess.Process] = []
 
     async def start(self) -> HubNode:
-        self._runner = web.AppRunner(create_http_app(self.node), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(create_http_app(self.deps), access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()

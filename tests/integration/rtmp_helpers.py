@@ -53,8 +53,8 @@ class RtmpNode:
         self.settings = settings or fast_settings()
         self.metrics = CollectorRegistry()
         self.hub = Hub(self.settings.media, metrics=self.metrics)
-        self.node = ListenerDeps(self.settings, self.hub, domains, self.metrics)
-        self.server = RtmpServer(self.node)
+        self.deps = ListenerDeps(self.settings, self.hub, domains, self.metrics)
+        self.server = RtmpServer(self.deps)
         self.port = 0
 
     async def start(self) -> RtmpNode:

@@ -15,6 +15,7 @@ from tests.integration.hubnode import DEFAULT_KEY, FlvViewer, HubNode, ffprobe_f
 from liverelay.config import Settings
 from liverelay.hub import SourceKind, StreamKey
 from liverelay.media.frame import FrameKind
+from liverelay.servers.http import DEPS_KEY, create_http_app
 
 
 @pytest.fixture
@@ -24,6 +25,11 @@ async def hubnode() -> AsyncIterator[HubNode]:
         yield node
     finally:
         await node.close()
+
+
+async def test_the_app_holds_the_listener_deps_it_was_given(hubnode: HubNode) -> None:
+    app = create_http_app(hubnode.deps)
+    assert app[DEPS_KEY] is hubnode.deps
 
 
 async def test_ffprobe_decodes_video_and_audio_at_full_rate(

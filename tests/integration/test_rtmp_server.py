@@ -35,6 +35,10 @@ async def rtmp_node() -> AsyncIterator[RtmpNode]:
         yield node
 
 
+async def test_the_server_holds_the_listener_deps_it_was_given(rtmp_node: RtmpNode) -> None:
+    assert rtmp_node.server.deps is rtmp_node.deps
+
+
 async def test_ffmpeg_publish_ffprobe_decodes_video_and_audio(
     rtmp_node: RtmpNode, ffmpeg: str, ffprobe: str, sample_flv: Path
 ) -> None:

@@ -343,6 +343,36 @@ async def test_viewer_listener_counts_and_eof_on_close() -> None:
     assert await hub.play(KEY, protocol="rtmp", remote="c", timeout=1) is None
 
 
+async def test_an_internal_reader_gets_frames_but_is_no_viewer() -> None:
+    """The HLS muxer's reader (counted=False) is fanned out to and gets EOF, but no viewer
+    count, per-protocol count, metric or viewer listener (the V3 linger) sees it."""
+    registry = CollectorRegistry()
+    hub = Hub(MediaSettings(), metrics=registry)
+    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER)
+    stream = hub.get(KEY)
+    assert stream is not None
+    counts: list[int] = []
+    stream.add_viewer_listener(counts.append)
+    internal = stream.subscribe(protocol="hls-muxer", remote="hls", query="", counted=False)
+    assert stream.viewer_count == 0 and counts == [] and hub.viewers_by_protocol() == {}
+    viewer = await hub.play(KEY, protocol="hls", remote="a", timeout=1)
+    assert viewer is not None
+    assert stream.viewer_count == 1 and counts == [1] and stream.stats()["viewers"] == 1
+    assert hub.viewers_by_protocol() == {"hls": 1}
+    text = generate_latest(registry).decode()
+    assert 'liverelay_viewers{protocol="hls"} 1.0' in text and "hls-muxer" not in text
+    viewer.close()  # the last viewer left while the internal reader still reads: linger starts
+    assert counts == [1, 0] and stream.viewer_count == 0
+    assert hub.get(KEY) is stream  # the source is still there
+    for f in [vcfg(), key(0)]:
+        pub.write(f)
+    assert [f.timestamp for f in await take(internal)] == [0, 0]
+    pub.close("publisher left")
+    assert await internal.read() == []  # EOF like any reader
+    assert counts == [1, 0, 0] and hub.viewers_by_protocol() == {"hls": 0}
+    assert hub.get(KEY) is None
+
+
 async def test_play_trigger_success_registers_the_viewer_first() -> None:
     hub = new_hub()
     seen: list[int] = []

@@ -162,6 +162,25 @@ def test_source_dispatch_by_scheme_and_extension() -> None:
         assert info.value.reason == "unsupported"
 
 
+def test_open_source_loads_the_named_pull_function_from_its_table() -> None:
+    """Every (module, function) source_module_for names has a typed loader, and it loads
+    exactly that module's function."""
+    import importlib
+
+    from liverelay import sources
+
+    cases = {
+        "rtmp://h/a/b": ("rtmp", "pull"),
+        "http://h/a/b.flv": ("flv", "pull"),
+        "https://h/a/index.m3u8": ("hls", "pull"),
+        "srt://h:9000?streamid=x": ("ffmpeg", "pull_srt"),
+    }
+    assert set(sources._LOADERS) == set(cases.values())
+    for url, (module_name, func_name) in cases.items():
+        module = importlib.import_module(f"liverelay.sources.{module_name}")
+        assert sources.open_source(url) is vars(module)[func_name], url
+
+
 # ---- "this host" and IPv4 embedded in IPv6 ----------------------------------------
 
 

@@ -15,6 +15,8 @@ carries a few frames; held frames are flushed when the source pauses.
 Stream (`Hub.get(key)`, `Hub.streams()`): `key`, `has_source`, `source_kind`, `owner`,
 `viewer_count`, `add_viewer_listener(cb) -> remove`, `metadata` (AMF0 onMetaData body),
 `video_header`/`audio_header`, `has_video`/`has_audio`, `stats()`, `bitrate()`.
+`Stream.subscribe(protocol=, remote=, query=, counted=False)`: an internal reader (the
+HLS muxer) that gets the frames but is left out of every viewer count and listener.
 
 Inside the hub, the Stream talks to its owner through `protocols.StreamOwner` and a
 Subscriber to its stream through `protocols.SubscriberHost`: public methods on purpose,

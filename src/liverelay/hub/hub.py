@@ -61,7 +61,7 @@ class Hub:
     # -- StreamOwner (hub/protocols.py): what streams tell the hub -----------------
 
     def stream_idle(self, stream: Stream) -> None:
-        if stream.source is None and stream.viewer_count == 0 and self._streams.get(stream.key) is stream:
+        if stream.source is None and not stream.has_readers and self._streams.get(stream.key) is stream:
             del self._streams[stream.key]
             self._retire(stream)
 

@@ -28,7 +28,7 @@ class StreamOwner(Protocol):
         """A viewer left one of the owner's streams."""
 
     def stream_idle(self, stream: Stream) -> None:
-        """The stream has neither a source nor viewers: the owner may forget it."""
+        """The stream has neither a source nor readers: the owner may forget it."""
 
 
 class SubscriberHost(Protocol):

@@ -98,6 +98,9 @@ class Stream:
         self._video_header: Frame | None = None
         self._audio_header: Frame | None = None
         self._subscribers: dict[Subscriber, None] = {}
+        # Internal readers (the HLS muxer): fanned out to like viewers, but not viewers,
+        # so viewer counts (API, metrics, the V3 linger) leave them out.
+        self._internal: set[Subscriber] = set()
         self._fanout_to: tuple[Subscriber, ...] = ()
         self._listeners: list[Callable[[int], Any]] = []
         self._timeline = Timeline()
@@ -139,7 +142,12 @@ class Stream:
 
     @property
     def viewer_count(self) -> int:
-        return len(self._subscribers)
+        return len(self._subscribers) - len(self._internal)
+
+    @property
+    def has_readers(self) -> bool:
+        """Anything reads the stream, internal readers included (the hub keeps it while so)."""
+        return bool(self._subscribers)
 
     @property
     def subscribers(self) -> tuple[Subscriber, ...]:
@@ -385,7 +393,10 @@ class Stream:
         for sub in self._fanout_to:
             sub.flush()
 
-    def subscribe(self, *, protocol: str, remote: str, query: str) -> Subscriber:
+    def subscribe(self, *, protocol: str, remote: str, query: str, counted: bool = True) -> Subscriber:
+        """A new reader of the stream. `counted=False`: an internal reader (the HLS muxer)
+        that gets the frames but is no viewer: not in viewer_count, the per-protocol counts
+        or what viewer listeners are told."""
         media = self.settings
         sub = Subscriber(
             self,
@@ -401,6 +412,9 @@ class Stream:
         sub.start(prefix, waiting)
         self._subscribers[sub] = None
         self._fanout_to = tuple(self._subscribers)
+        if not counted:
+            self._internal.add(sub)
+            return sub
         self._owner.viewer_joined(sub)
         self._notify_viewers()
         return sub
@@ -439,8 +453,10 @@ class Stream:
 
     def remove_subscriber(self, sub: Subscriber) -> None:
         """The viewer left (its sink closed it): stop fanning out to it. Idempotent."""
+        internal = sub in self._internal
         if self._forget(sub):
-            self._notify_viewers()
+            if not internal:
+                self._notify_viewers()
             self._owner.stream_idle(self)
 
     def subscriber_dropped(self, sub: Subscriber) -> None:
@@ -455,11 +471,14 @@ class Stream:
         self._fanout_to = tuple(self._subscribers)
         self._left_bytes_out += sub.bytes_out
         self._left_skips += sub.skips
-        self._owner.viewer_left(sub)
+        if sub in self._internal:
+            self._internal.discard(sub)
+        else:
+            self._owner.viewer_left(sub)
         return True
 
     def _notify_viewers(self) -> None:
-        count = len(self._subscribers)
+        count = self.viewer_count
         for callback in list(self._listeners):
             try:
                 callback(count)

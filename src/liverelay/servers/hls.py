@@ -9,7 +9,7 @@ URLs (docs/hls.md):
 
 Design:
 - `HlsMuxer`, one per stream with HLS viewers: one internal hub Subscriber (protocol
-  `hls-muxer`) in push mode; the hub's fan-out hands it frames and they are segmented
+  `hls-muxer`, not counted as a viewer) in push mode; the hub's fan-out hands it frames and they are segmented
   synchronously (no task switch, the wall clock of receipt is read there). Variants
   (TS, fMP4) start on the first request for them, fed the stream's current decoder
   configs, so a stream only ever played as classic HLS never builds fMP4.
@@ -461,7 +461,8 @@ class HlsService:
             stream = self.hub.get(key)
             if stream is not None and stream.has_source:
                 # The stream exists (the session's play found or started it): no trigger here.
-                sub = stream.subscribe(protocol=MUXER_PROTOCOL, remote="hls", query="")
+                # Not a viewer: only the sessions count (a running muxer must not hold a V3 pull).
+                sub = stream.subscribe(protocol=MUXER_PROTOCOL, remote="hls", query="", counted=False)
                 made = HlsMuxer(self, key, sub)
                 self.muxers[key] = made
                 self.muxers_started += 1

@@ -34,7 +34,7 @@ from .vhost import resolve_vhost
 log = logging.getLogger("liverelay.http")
 _BAD_REQUEST_LOG = RateLimitedLog(log)
 
-NODE_KEY: web.AppKey[ListenerDeps] = web.AppKey("liverelay_node", ListenerDeps)
+DEPS_KEY: web.AppKey[ListenerDeps] = web.AppKey("liverelay_deps", ListenerDeps)
 
 # Kernel send buffer of a viewer socket. Linux autotunes it up to tcp_wmem max (4 MiB):
 # a viewer that stops reading would then hide half a minute of a 1 Mbit/s stream in the
@@ -53,19 +53,19 @@ CORS_HEADERS = {
 FLV_RESPONSE_HEADERS = {**CORS_HEADERS, "Content-Type": "video/x-flv", "Cache-Control": "no-cache"}
 
 
-def create_http_app(node: ListenerDeps) -> web.Application:
-    """`node`: the settings, the hub, the domain table (may be None) and the metrics registry."""
+def create_http_app(deps: ListenerDeps) -> web.Application:
+    """`deps`: the settings, the hub, the domain table (may be None) and the metrics registry."""
     app = web.Application()
-    app[NODE_KEY] = node
+    app[DEPS_KEY] = deps
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/{app}/{stream}.flv", _play_flv)
     app.router.add_route("OPTIONS", "/{app}/{stream}.flv", _preflight)
-    if node.settings.media.hls_enabled:
-        hls = HlsService(node.hub, node.settings.media, node.settings.relay.start_timeout_s)
+    if deps.settings.media.hls_enabled:
+        hls = HlsService(deps.hub, deps.settings.media, deps.settings.relay.start_timeout_s)
         add_hls_routes(app, hls, HttpHooks(_stream_key, _play_query, _remote))
-        if node.metrics is not None:
-            node.metrics.register(HlsCollector(hls))
+        if deps.metrics is not None:
+            deps.metrics.register(HlsCollector(hls))
     return app
 
 
@@ -78,7 +78,7 @@ def _stream_key(request: web.Request, app: str, stream: str) -> StreamKey | web.
             "bad-host", "http %s: bad Host header %r: %s", _remote(request), clip(request.host), exc
         )
         return web.Response(status=400, text="bad Host header\n", headers=CORS_HEADERS)
-    vhost = resolve_vhost(request.app[NODE_KEY], host)
+    vhost = resolve_vhost(request.app[DEPS_KEY], host)
     if vhost is None:
         return _not_found("unknown domain")
     return StreamKey(vhost, app, stream)
@@ -89,7 +89,7 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    registry = request.app[NODE_KEY].metrics
+    registry = request.app[DEPS_KEY].metrics
     body = generate_latest(registry) if registry is not None else b""
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -116,8 +116,8 @@ def _play_query(request: web.Request) -> str:
 
 
 async def _play_flv(request: web.Request) -> web.StreamResponse:
-    node = request.app[NODE_KEY]
-    hub: MediaHub = node.hub
+    deps = request.app[DEPS_KEY]
+    hub: MediaHub = deps.hub
     try:
         host = request.url.host  # yarl parses the Host header here
     except ValueError as exc:  # a port out of range, a malformed host
@@ -125,7 +125,7 @@ async def _play_flv(request: web.Request) -> web.StreamResponse:
             "bad-host", "http %s: bad Host header %r: %s", _remote(request), clip(request.host), exc
         )
         return web.Response(status=400, text="bad Host header\n", headers=CORS_HEADERS)
-    vhost = resolve_vhost(node, host)
+    vhost = resolve_vhost(deps, host)
     if vhost is None:
         return _not_found("unknown domain")
     key = StreamKey(vhost, request.match_info["app"], request.match_info["stream"])
@@ -140,7 +140,7 @@ async def _play_flv(request: web.Request) -> web.StreamResponse:
         protocol="http-flv",
         remote=remote,
         query=_play_query(request),
-        timeout=node.settings.relay.start_timeout_s,
+        timeout=deps.settings.relay.start_timeout_s,
     )
     if sub is None:
         return _not_found("stream not found")

@@ -75,8 +75,8 @@ class _Connection:
         self, server: RtmpServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         self.server = server
-        self.node = server.node
-        media = self.node.settings.media
+        self.deps = server.deps
+        media = self.deps.settings.media
         self.reader = reader
         self.writer = writer
         peer = writer.get_extra_info("peername")
@@ -113,7 +113,7 @@ class _Connection:
             self.bytes_out += len(data)
 
     async def run(self) -> None:
-        media = self.node.settings.media
+        media = self.deps.settings.media
         set_nodelay(self.writer)
         try:
             async with asyncio.timeout(media.handshake_timeout_s):
@@ -160,7 +160,7 @@ class _Connection:
         # Bytes alone are no progress (a peer may trickle one byte at a time): the idle
         # clock restarts only when a whole message arrives, and the setup (to
         # publish/play) has an overall deadline.
-        deadline = self.progress_at + self.node.settings.media.idle_timeout_s
+        deadline = self.progress_at + self.deps.settings.media.idle_timeout_s
         if self.role == "-":
             deadline = min(deadline, self.setup_deadline)
         return deadline
@@ -208,7 +208,7 @@ class _Connection:
         host = (url.hostname or "") if url else ""
         params = parse_qs(app_query or (url.query if url else ""))
         host = (params.get("vhost") or [host])[0].lower()
-        vhost = resolve_vhost(self.node, host)
+        vhost = resolve_vhost(self.deps, host)
         if not vhost:
             self.set_reason(f"connect rejected: unknown domain {clip(host)!r}")
             return f"Unknown domain {clip(host)!r}"
@@ -224,13 +224,13 @@ class _Connection:
             self.session.reject_publish(req, f"Cannot publish {clip(req.name)!r} here")
             return
         key = StreamKey(self.vhost, self.app, name)
-        control = self.node.stream_control
+        control = self.deps.stream_control
         if control is not None and control.is_forbidden(key):  # ForbidStream (streamctl)
             log.info("rtmp publish %s from %s refused: forbidden", clip(key), self.remote)
             self.session.reject_publish(req, f"Stream {clip(name)} is forbidden")
             return
         try:
-            pub = self.node.hub.publish(key, kind=SourceKind.PUBLISHER, owner=self.remote)
+            pub = self.deps.hub.publish(key, kind=SourceKind.PUBLISHER, owner=self.remote)
         except StreamBusy as exc:
             log.info("rtmp publish %s from %s refused: %s", clip(key), self.remote, exc)
             self.session.reject_publish(req, f"Stream {clip(name)} is already being published")
@@ -272,13 +272,13 @@ class _Connection:
     # ------------------------------------------------------------ playing
 
     async def _play(self, req: PlayRequest, key: StreamKey, query: str) -> None:
-        node = self.node
-        sub = await node.hub.play(
+        deps = self.deps
+        sub = await deps.hub.play(
             key,
             protocol="rtmp",
             remote=self.remote,
             query=query,
-            timeout=node.settings.relay.start_timeout_s,
+            timeout=deps.settings.relay.start_timeout_s,
         )
         if sub is None:
             self.set_reason("stream not found")
@@ -361,9 +361,9 @@ class _Connection:
 class RtmpServer:
     """`await start(host, port) -> bound port`; `await close()` ends every connection."""
 
-    def __init__(self, node: ListenerDeps, limits: ListenerLimits | None = None) -> None:
-        self.node = node
-        media = node.settings.media
+    def __init__(self, deps: ListenerDeps, limits: ListenerLimits | None = None) -> None:
+        self.deps = deps
+        media = deps.settings.media
         self.session_limits = RtmpLimits(
             message_bytes=media.max_message_bytes,
             command_bytes_before_connect=media.rtmp_command_bytes_before_connect,

@@ -5,12 +5,13 @@ http(s)://... .m3u8          -> sources.hls.pull (native; relay.hls_puller = "ff
 http(s)://... anything else  -> sources.flv.pull (HTTP-FLV)
 srt://                       -> sources.ffmpeg.pull_srt
 
-Modules are imported on first use so a missing optional part only affects its scheme.
+Modules are imported on first use (the HLS puller brings cryptography, the HTTP ones aiohttp)
+so a missing optional part only affects its scheme. `source_module_for(url)` names the
+(module, function) pair; `_LOADERS` maps each pair to a typed loader (no lookup by name).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -21,6 +22,39 @@ PullFunction = Callable[..., Awaitable[None]]
 """`async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None`"""
 
 __all__ = ["FrameSink", "PullFunction", "RelaySettings", "SourceError", "open_source", "source_module_for"]
+
+
+def _rtmp() -> PullFunction:
+    from .rtmp import pull
+
+    return pull
+
+
+def _flv() -> PullFunction:
+    from .flv import pull
+
+    return pull
+
+
+def _hls() -> PullFunction:
+    from .hls import pull
+
+    return pull
+
+
+def _ffmpeg_srt() -> PullFunction:
+    from .ffmpeg import pull_srt
+
+    return pull_srt
+
+
+# (module, function) as source_module_for names it -> the loader of that pull function.
+_LOADERS: dict[tuple[str, str], Callable[[], PullFunction]] = {
+    ("rtmp", "pull"): _rtmp,
+    ("flv", "pull"): _flv,
+    ("hls", "pull"): _hls,
+    ("ffmpeg", "pull_srt"): _ffmpeg_srt,
+}
 
 
 def source_module_for(url: str) -> tuple[str, str]:
@@ -47,8 +81,6 @@ def open_source(url: str) -> PullFunction:
     """The pull function for `url` (imports its module on first use)."""
     module_name, func_name = source_module_for(url)
     try:
-        module = importlib.import_module(f"{__name__}.{module_name}")
-        func: PullFunction = getattr(module, func_name)
-    except (ImportError, AttributeError) as exc:
+        return _LOADERS[module_name, func_name]()
+    except ImportError as exc:
         raise SourceError("unsupported", f"source {module_name}.{func_name} unavailable: {exc}") from None
-    return func

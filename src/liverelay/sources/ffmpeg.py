@@ -61,7 +61,7 @@ def is_srt_url(url: str) -> bool:
 
 
 def handles(url: str) -> bool:
-    """True for the URLs this module pulls (sources.open_source uses it to dispatch)."""
+    """True for the URLs this module can pull (HLS via relay.hls_puller = "ffmpeg", and SRT)."""
     return is_hls_url(url) or is_srt_url(url)
 
 
@@ -436,6 +436,6 @@ def _decode(decoder: FlvDecoder, chunk: bytes) -> list[Frame]:
     return [item for item in decoder.feed(chunk) if isinstance(item, Frame)]
 
 
-# sources.open_source dispatches by scheme to these names; both go through the same pull.
+# Named per scheme (sources.source_module_for names pull_srt for SRT); both are the same pull.
 pull_hls = pull
 pull_srt = pull
