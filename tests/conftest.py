@@ -285,3 +285,7 @@ def ffmpeg_publish(
         stop_process(proc)
         if proc.stderr:
             proc.stderr.close()
+
+
+# The real PostgreSQL of the store tests (session server + a database per test).
+from tests.pgserver import pg_url, postgres_server  # noqa: E402, F401

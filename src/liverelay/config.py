@@ -216,6 +216,9 @@ class Settings(BaseSettings):
     media: MediaSettings = Field(default_factory=MediaSettings)
     relay: RelaySettings = Field(default_factory=RelaySettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    database_pool_size: int = 5  # PostgreSQL connections per node for API reads and writes
+    database_timeout_s: float = 5.0  # PostgreSQL connect/query bound: past it the API answers 503
+    database_keepalive_s: float = 2.0  # LISTEN check interval: bounds outage and lost-notification detection
 
     @property
     def sqlite_path(self) -> Path:

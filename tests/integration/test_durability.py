@@ -2,7 +2,9 @@
 
 Two levels: the store alone (a child process writes through Store and is killed
 right after a write returns, or while writes are in flight), and the whole node
-(`liverelay serve` killed with SIGKILL after answering signed requests).
+(`liverelay serve` killed with SIGKILL after answering signed requests). Each runs on
+SQLite and on a real PostgreSQL (tests/pgserver.py); on PostgreSQL the server itself
+is also SIGKILLed and restarted before the check.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from tests.conftest import TEST_AK, TEST_SK, start_node
+from tests.pgserver import PostgresServer
 
 from liverelay.api.testing import SEED_DOMAINS, SignedClient
 from liverelay.config import Settings
@@ -29,8 +33,8 @@ WRITER = textwrap.dedent(
     from liverelay.config import Settings
     from liverelay.store import RelayGroup, RelayServer, open_store
 
-    async def main(data_dir: str, count: int, die_after_last: bool) -> None:
-        store = await open_store(Settings(data_dir=Path(data_dir)))
+    async def main(data_dir: str, count: int, die_after_last: bool, url: str) -> None:
+        store = await open_store(Settings(data_dir=Path(data_dir), database_url=url))
         await store.add_domains("vh", [("pull.example.com", "pull-flv", "cn")])
         print("ACK domain", flush=True)
         for i in range(count):
@@ -45,14 +49,28 @@ WRITER = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)
         await asyncio.sleep(3600)
 
-    asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"))
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4]))
     """
 )
 
 
-def _run_writer(data_dir: Path, count: int, die_after_last: bool) -> subprocess.Popen[str]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """'' (SQLite in the data dir) or the URL of a fresh PostgreSQL database."""
+    return str(request.getfixturevalue("pg_url")) if request.param == "postgresql" else ""
+
+
+def _crash_postgres(request: pytest.FixtureRequest, database_url: str) -> None:
+    """PostgreSQL: SIGKILL the server and start it again (crash recovery replays the WAL)."""
+    if database_url:
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        server.stop(signal.SIGKILL)
+        server.start()
+
+
+def _run_writer(data_dir: Path, count: int, die_after_last: bool, url: str = "") -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(data_dir), str(count), "1" if die_after_last else "0"],
+        [sys.executable, "-c", WRITER, str(data_dir), str(count), "1" if die_after_last else "0", url],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -60,8 +78,8 @@ def _run_writer(data_dir: Path, count: int, die_after_last: bool) -> subprocess.
     )
 
 
-async def _stored(data_dir: Path) -> tuple[set[str], set[str], str | None]:
-    store = await open_store(Settings(data_dir=data_dir))
+async def _stored(data_dir: Path, url: str = "") -> tuple[set[str], set[str], str | None]:
+    store = await open_store(Settings(data_dir=data_dir, database_url=url))
     try:
         v4, _ = await store.list_relay_v4("vh")
         v3 = await store.list_relay_v3("vh")
@@ -70,8 +88,10 @@ async def _stored(data_dir: Path) -> tuple[set[str], set[str], str | None]:
         await store.close()
 
 
-def test_store_write_survives_sigkill_right_after_it_returns(tmp_path: Path) -> None:
-    proc = _run_writer(tmp_path, 5, die_after_last=True)
+def test_store_write_survives_sigkill_right_after_it_returns(
+    tmp_path: Path, database_url: str, request: pytest.FixtureRequest
+) -> None:
+    proc = _run_writer(tmp_path, 5, die_after_last=True, url=database_url)
     try:
         out, err = proc.communicate(timeout=60)
     finally:
@@ -81,17 +101,21 @@ def test_store_write_survives_sigkill_right_after_it_returns(tmp_path: Path) -> 
     assert proc.returncode == -signal.SIGKILL, err
     acked = [line for line in out.splitlines() if line.startswith("ACK ")]
     assert acked == ["ACK domain"] + [f"ACK {i}" for i in range(5)]
-    assert (tmp_path / "liverelay.db-wal").exists()  # killed before any checkpoint-on-close
-    streams, apps, vhost = asyncio.run(_stored(tmp_path))
+    if not database_url:
+        assert (tmp_path / "liverelay.db-wal").exists()  # killed before any checkpoint-on-close
+    _crash_postgres(request, database_url)
+    streams, apps, vhost = asyncio.run(_stored(tmp_path, database_url))
     assert streams == {f"s{i}" for i in range(5)}
     assert apps == {f"app{i}" for i in range(5)}
     assert vhost == "vh"
 
 
-def test_store_writes_in_flight_when_killed(tmp_path: Path) -> None:
+def test_store_writes_in_flight_when_killed(
+    tmp_path: Path, database_url: str, request: pytest.FixtureRequest
+) -> None:
     """Killed from outside at an arbitrary point: every acknowledged write is there, and
     anything beyond is whole (the next write may or may not have committed)."""
-    proc = _run_writer(tmp_path, 10_000, die_after_last=False)
+    proc = _run_writer(tmp_path, 10_000, die_after_last=False, url=database_url)
     acked = -1
     try:
         assert proc.stdout is not None
@@ -109,7 +133,8 @@ def test_store_writes_in_flight_when_killed(tmp_path: Path) -> None:
             if pipe is not None:
                 pipe.close()
     assert acked >= 30
-    streams, apps, _ = asyncio.run(_stored(tmp_path))
+    _crash_postgres(request, database_url)
+    streams, apps, _ = asyncio.run(_stored(tmp_path, database_url))
     assert {f"s{i}" for i in range(acked + 1)} <= streams
     assert {f"app{i}" for i in range(acked + 1)} <= apps
     # No gaps: writes commit in order.
@@ -139,9 +164,12 @@ V3_CONFIG = {
 }
 
 
-def test_node_acknowledged_writes_survive_sigkill(tmp_path: Path) -> None:
+def test_node_acknowledged_writes_survive_sigkill(
+    tmp_path: Path, database_url: str, request: pytest.FixtureRequest
+) -> None:
     data_dir = tmp_path / "node"
-    node = start_node(data_dir)
+    env = {"LIVERELAY_DATABASE_URL": database_url} if database_url else None
+    node = start_node(data_dir, extra_env=env)
     try:
         with SignedClient(node.api_host, TEST_AK, TEST_SK) as client:
             _ok(client, "CreateDomainV2", SEED_DOMAINS)
@@ -162,8 +190,9 @@ def test_node_acknowledged_writes_survive_sigkill(tmp_path: Path) -> None:
             _ok(client, "DeleteDomain", {"Domain": "solo.example.com"})
         node.kill(signal.SIGKILL)
         assert node.proc.returncode == -signal.SIGKILL
+        _crash_postgres(request, database_url)
 
-        node = start_node(data_dir, ports=(node.api_port, node.http_port, node.rtmp_port))
+        node = start_node(data_dir, extra_env=env, ports=(node.api_port, node.http_port, node.rtmp_port))
         with SignedClient(node.api_host, TEST_AK, TEST_SK) as client:
             v3 = _ok(client, "DescribeRelaySourceV3", {"Vhost": "push.example.com"})["RelaySourceConfigList"]
             assert v3 == [V3_CONFIG]  # exactly what was written, params included

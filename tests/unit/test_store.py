@@ -1,4 +1,7 @@
-"""Store: CRUD per entity, ChangeBus after commit, DomainTable, keys, migrations."""
+"""Store: CRUD per entity, ChangeBus after commit, DomainTable, keys, migrations.
+
+The `store` / `store_settings` tests run against SQLite and a real PostgreSQL
+(tests/pgserver.py); the SQLite file's own properties are tested on SQLite only."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from liverelay.config import Settings
@@ -20,15 +23,23 @@ from liverelay.store import (
     RelayServer,
     Store,
     StoreError,
+    migrate,
     normalise_host,
     open_store,
 )
-from liverelay.store.sqlite import SCHEMA_VERSION
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Settings of an empty store of each kind."""
+    if request.param == "postgresql":
+        return Settings(data_dir=tmp_path, database_url=request.getfixturevalue("pg_url"))
+    return Settings(data_dir=tmp_path)
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await open_store(Settings(data_dir=tmp_path))
+async def store(store_settings: Settings) -> AsyncIterator[Store]:
+    s = await open_store(store_settings)
     try:
         yield s
     finally:
@@ -39,7 +50,9 @@ def _group(name: str, *addresses: str) -> RelayGroup:
     return RelayGroup(name, tuple(RelayServer("rtmp", a, {"k": "v"}) for a in addresses))
 
 
-async def test_pragmas_wal_and_full_sync(tmp_path: Path, store: Store) -> None:
+async def test_pragmas_wal_and_full_sync(tmp_path: Path) -> None:
+    store = await open_store(Settings(data_dir=tmp_path))
+
     def check() -> tuple[str, int]:
         conn = store.repo._db()  # type: ignore[attr-defined]
         return conn.execute("PRAGMA journal_mode").fetchone()[0], conn.execute(
@@ -47,6 +60,7 @@ async def test_pragmas_wal_and_full_sync(tmp_path: Path, store: Store) -> None:
         ).fetchone()[0]
 
     mode, sync = await store.repo._call(check)  # type: ignore[attr-defined]
+    await store.close()
     assert mode == "wal"
     assert sync == 2  # FULL
 
@@ -74,11 +88,11 @@ async def test_domains_and_domain_table(store: Store) -> None:
     assert table.vhost_for("pull.example.com") is None
 
 
-async def test_domain_table_loaded_at_open(tmp_path: Path) -> None:
-    s = await open_store(Settings(data_dir=tmp_path))
+async def test_domain_table_loaded_at_open(store_settings: Settings) -> None:
+    s = await open_store(store_settings)
     await s.add_domains("vh", [("a.example.com", "push", "cn")])
     await s.close()
-    s = await open_store(Settings(data_dir=tmp_path))
+    s = await open_store(store_settings)
     try:
         assert s.domain_table.vhost_for("a.example.com") == "vh"
     finally:
@@ -166,8 +180,9 @@ async def test_relay_v4_lifecycle_and_paging(store: Store) -> None:
     assert await store.get_relay_v4("vh", "live", "s0") is None
 
 
-async def test_bus_events_are_published_after_commit(tmp_path: Path, store: Store) -> None:
+async def test_bus_events_are_published_after_commit(tmp_path: Path) -> None:
     """Each subscriber sees the row in the database file (read by another connection)."""
+    store = await open_store(Settings(data_dir=tmp_path))
     db = sqlite3.connect(str(Settings(data_dir=tmp_path).sqlite_path))
     seen: list[tuple[str, str, object, bool]] = []
 
@@ -200,6 +215,7 @@ async def test_bus_events_are_published_after_commit(tmp_path: Path, store: Stor
     unsubscribe()
     await store.add_domains("vh", [("b.example.com", "push", "cn")])
     db.close()
+    await store.close()
     assert seen == [
         ("domain", "added", "a.example.com", True),
         ("relay_v3", "added", ("vh", "live"), True),
@@ -235,16 +251,83 @@ async def test_keys(store: Store) -> None:
     assert await store.get_key(key.ak) is None
 
 
-async def test_schema_version_and_newer_schema_refused(tmp_path: Path) -> None:
-    s = await open_store(Settings(data_dir=tmp_path))
+async def test_schema_version_and_newer_schema_refused(store_settings: Settings) -> None:
+    s = await open_store(store_settings)
     await s.close()
+    assert await _alembic_version(store_settings) == migrate.head()
+    await _alembic_version(store_settings, set_to="9999")  # as a newer liverelay would leave it
+    with pytest.raises(StoreError, match="newer"):
+        await open_store(store_settings)
+
+
+async def _alembic_version(settings: Settings, set_to: str | None = None) -> str:
+    """The revision recorded in the database (optionally overwritten first), read directly."""
+    if not settings.database_url:
+        db = sqlite3.connect(str(settings.sqlite_path))
+        if set_to is not None:
+            db.execute("UPDATE alembic_version SET version_num = ?", (set_to,))
+            db.commit()
+        [(version,)] = db.execute("SELECT version_num FROM alembic_version").fetchall()
+        db.close()
+        return str(version)
+    import asyncpg
+
+    from liverelay.store.postgres import asyncpg_dsn
+
+    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    try:
+        if set_to is not None:
+            await conn.execute("UPDATE alembic_version SET version_num = $1", set_to)
+        return str(await conn.fetchval("SELECT version_num FROM alembic_version"))
+    finally:
+        await conn.close()
+
+
+# The schema liverelay 0.1 created by hand (schema_version 1), before Alembic.
+LEGACY_V1 = [
+    "CREATE TABLE access_keys (ak TEXT PRIMARY KEY, sk TEXT NOT NULL, created INTEGER NOT NULL,"
+    " enabled INTEGER NOT NULL DEFAULT 1)",
+    "CREATE TABLE domains (domain TEXT PRIMARY KEY, type TEXT NOT NULL, vhost TEXT NOT NULL,"
+    " region TEXT NOT NULL, status INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL)",
+    "CREATE INDEX domains_vhost ON domains (vhost)",
+    "CREATE TABLE relay_v3 (vhost TEXT NOT NULL, app TEXT NOT NULL, groups_json TEXT NOT NULL,"
+    " created INTEGER NOT NULL, updated INTEGER NOT NULL, PRIMARY KEY (vhost, app))",
+    "CREATE TABLE relay_v4 (id INTEGER PRIMARY KEY AUTOINCREMENT, task_id TEXT NOT NULL UNIQUE,"
+    " vhost TEXT NOT NULL, app TEXT NOT NULL, stream TEXT NOT NULL, domain TEXT NOT NULL,"
+    " src_addrs_json TEXT NOT NULL, start_time INTEGER, end_time INTEGER, created INTEGER NOT NULL,"
+    " updated INTEGER NOT NULL, UNIQUE (vhost, app, stream))",
+    "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+]
+
+
+async def test_pre_alembic_sqlite_store_is_adopted(tmp_path: Path) -> None:
+    """A data dir from before Alembic keeps its data and is migrated on open; a newer
+    schema_version is refused."""
     db = sqlite3.connect(str(Settings(data_dir=tmp_path).sqlite_path))
-    assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
-    db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    for sql in LEGACY_V1:
+        db.execute(sql)
+    db.execute("INSERT INTO schema_version VALUES (1)")
+    db.execute("INSERT INTO domains VALUES ('old.example.com', 'push', 'vh', 'cn', 0, 1)")
+    db.commit()
+    db.close()
+    s = await open_store(Settings(data_dir=tmp_path))
+    try:
+        assert s.domain_table.vhost_for("old.example.com") == "vh"
+        await s.create_relay_v4(
+            "vh", "a", "s", domain="d", src_addrs=["rtmp://o"], start_time=None, end_time=None
+        )
+    finally:
+        await s.close()
+    assert await _alembic_version(Settings(data_dir=tmp_path)) == migrate.head()
+    newer = tmp_path / "newer"
+    newer.mkdir()
+    db = sqlite3.connect(str(Settings(data_dir=newer).sqlite_path))
+    db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    db.execute("INSERT INTO schema_version VALUES (2)")
     db.commit()
     db.close()
     with pytest.raises(StoreError, match="newer"):
-        await open_store(Settings(data_dir=tmp_path))
+        await open_store(Settings(data_dir=newer))
 
 
 async def test_closed_store_refuses_writes(tmp_path: Path) -> None:
@@ -270,13 +353,17 @@ _text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
     addrs=st.lists(_text, min_size=1, max_size=10),
 )
 def test_round_trip_of_arbitrary_text(
-    tmp_path: Path, app: str, params: dict[str, str], addrs: list[str]
+    store_settings: Settings, app: str, params: dict[str, str], addrs: list[str]
 ) -> None:
     """Whatever text the API lets through is stored and read back unchanged."""
     import asyncio
 
+    # PostgreSQL text cannot hold NUL; the API's app and domain rules never let one
+    # through (params and addresses are stored as JSON, where NUL is escaped).
+    assume(not store_settings.database_url or "\x00" not in app)
+
     async def run() -> None:
-        s = await open_store(Settings(data_dir=tmp_path))
+        s = await open_store(store_settings)
         try:
             groups = [RelayGroup("g", (RelayServer("flv", "h", params),))]
             await s.put_relay_v3("vh", app, groups)
@@ -314,7 +401,7 @@ async def test_update_domain(store: Store) -> None:
     assert (record.vhost, record.status) == ("vh2", 2)
 
 
-async def test_close_is_idempotent(tmp_path: Path) -> None:
-    s = await open_store(Settings(data_dir=tmp_path))
+async def test_close_is_idempotent(store_settings: Settings) -> None:
+    s = await open_store(store_settings)
     await s.close()
     await s.close()

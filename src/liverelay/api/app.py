@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from ..config import Settings
-from ..store import Store
+from ..store import Store, StoreUnavailable
 from . import errors
 from .actions import ACTIONS, API_VERSION
 from .auth import authenticate
@@ -104,6 +104,10 @@ class ApiHandler:
         except ApiError as exc:
             log.info("%s %s -> %d %s: %s", meta["RequestId"], action, exc.status, exc.code, exc.message)
             return self._respond(exc.status, error_body(meta, exc), exc)
+        except StoreUnavailable as exc:
+            log.warning("%s %s -> 503: %s", meta["RequestId"], action, exc)
+            unavailable = errors.service_unavailable()
+            return self._respond(unavailable.status, error_body(meta, unavailable), unavailable)
         except Exception:
             log.exception("%s %s failed", meta["RequestId"], action)
             internal = errors.internal_error()

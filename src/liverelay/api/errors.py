@@ -70,6 +70,11 @@ def internal_error() -> ApiError:
     return ApiError(500, "InternalError", "Service has some internal Error. Pls Contact With Admin.", 100014)
 
 
+def service_unavailable() -> ApiError:
+    """The database cannot be reached (PostgreSQL down): nothing was written; retry later."""
+    return ApiError(503, "ServiceUnavailable", "The service is temporarily unavailable, please retry later.")
+
+
 def invalid_authorization(detail: str) -> ApiError:
     message = f"Invalid 'Authorization' header, Pls check authorization header. ({detail})"
     return ApiError(400, "InvalidAuthorization", message)

@@ -12,6 +12,7 @@ from .models import (
     RelayV3Config,
     RelayV4Config,
     StoreError,
+    StoreUnavailable,
 )
 from .repository import Repository
 from .store import Store, generate_key_pair, new_task_id, open_store
@@ -31,6 +32,7 @@ __all__ = [
     "Repository",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "generate_key_pair",
     "new_task_id",
     "normalise_host",

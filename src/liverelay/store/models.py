@@ -84,3 +84,8 @@ class AlreadyExists(StoreError):
 
 class NotFound(StoreError):
     pass
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached (PostgreSQL down or unreachable): nothing was
+    written; the API answers 503 ServiceUnavailable, the caller may retry later."""

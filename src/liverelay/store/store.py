@@ -17,6 +17,7 @@ from pathlib import Path
 from ..config import Settings
 from .bus import ChangeBus, ChangeEvent
 from .domains import DomainTable, normalise_host
+from .feed import ChangeFeed
 from .models import (
     AccessKey,
     DomainRecord,
@@ -24,8 +25,11 @@ from .models import (
     RelayGroup,
     RelayV3Config,
     RelayV4Config,
+    StoreError,
 )
+from .postgres import PostgresRepository, is_postgres_url
 from .repository import Repository
+from .sqlite import SqliteRepository
 
 _KEY_ALPHABET = string.ascii_letters + string.digits
 
@@ -46,19 +50,34 @@ def generate_key_pair() -> tuple[str, str]:
 
 
 class Store:
-    def __init__(self, repo: Repository, domains: Iterable[DomainRecord] = ()) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        domains: Iterable[DomainRecord] = (),
+        *,
+        bus: ChangeBus | None = None,
+        feed: ChangeFeed | None = None,
+    ) -> None:
         self.repo = repo
-        self.bus = ChangeBus()
+        self.bus = bus or ChangeBus()
         self.domain_table = DomainTable(domains)
         self.bus.subscribe(self.domain_table.on_change)
+        # PostgreSQL only: other nodes' changes arrive on self.bus through the feed.
+        self.feed = feed
         # Read-modify-write sequences (V3 group removal, ensure_key) run one at a time.
         self._lock = asyncio.Lock()
 
     async def close(self) -> None:
-        await self.repo.close()
+        try:
+            if self.feed is not None:
+                await self.feed.close()
+        finally:
+            await self.repo.close()
 
     def _publish(self, entity: str, op: str, key: object, value: object) -> None:
-        self.bus.publish(ChangeEvent(entity, op, key, value))  # type: ignore[arg-type]
+        event = ChangeEvent(entity, op, key, value)  # type: ignore[arg-type]
+        if self.feed is None or self.feed.admit_local(event):
+            self.bus.publish(event)
 
     # ---- access keys ----
     async def get_key(self, ak: str) -> AccessKey | None:
@@ -219,15 +238,15 @@ class Store:
 
 
 async def open_store(settings: Settings) -> Store:
-    """Open (creating/migrating) the store named by `settings` (liverelay.config.Settings)."""
-    from .sqlite import SqliteRepository
-
-    database_url = settings.database_url
-    if database_url and not database_url.startswith("sqlite:"):
-        raise NotImplementedError(f"database_url {database_url!r}: only SQLite is implemented")
-    path = settings.sqlite_path
-    if database_url.startswith("sqlite:///"):
-        path = Path(database_url.removeprefix("sqlite:///"))
+    """Open (creating/migrating) the store named by `settings.database_url`: empty or
+    sqlite:///PATH = SQLite (the data dir's liverelay.db when empty); postgresql://... =
+    PostgreSQL, with the change feed of the other nodes' writes running."""
+    url = settings.database_url
+    if url and is_postgres_url(url):
+        return await _open_postgres(settings)
+    if url and not url.startswith("sqlite:///"):
+        raise StoreError(f"database_url {url!r}: expected empty, sqlite:///PATH or postgresql://...")
+    path = Path(url.removeprefix("sqlite:///")) if url else settings.sqlite_path
     repo = SqliteRepository(path)
     try:
         await repo.open()
@@ -236,6 +255,25 @@ async def open_store(settings: Settings) -> Store:
         await repo.close()
         raise
     return Store(repo, domains)
+
+
+async def _open_postgres(settings: Settings) -> Store:
+    repo = PostgresRepository(
+        settings.database_url, pool_size=settings.database_pool_size, timeout_s=settings.database_timeout_s
+    )
+    bus = ChangeBus()
+    feed = ChangeFeed(repo, bus, keepalive_s=settings.database_keepalive_s)
+    try:
+        await repo.open()
+        await feed.start()
+    except BaseException:
+        await feed.close()
+        await repo.close()
+        raise
+    domains = [
+        v for (entity, _), v in feed.picture.items() if entity == "domain" and isinstance(v, DomainRecord)
+    ]
+    return Store(repo, domains, bus=bus, feed=feed)
 
 
 __all__ = ["NotFound", "Store", "generate_key_pair", "new_task_id", "open_store"]

@@ -1,0 +1,91 @@
+"""Alembic, driven on a connection liverelay holds (no alembic.ini).
+
+`upgrade(conn)` brings a database to the newest revision and is what every node runs at
+start; `current(conn)` names the revision a database is at. Both are sync functions on
+a `sqlalchemy.Connection`: SQLite calls them on its writer thread, PostgreSQL through
+`AsyncConnection.run_sync`. On PostgreSQL an advisory lock makes nodes that start at
+the same moment migrate one after the other (the later ones find nothing to do).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection
+
+from .models import StoreError
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+# The first revision, identical to the schema_version 1 databases of liverelay <= 0.1.
+LEGACY_REVISION = "0001"
+# Any constant: the key of the advisory lock serialising migrations across nodes.
+_PG_MIGRATION_LOCK = 0x6C72_6D67
+
+
+def _config(conn: Connection | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if conn is not None:
+        cfg.attributes["connection"] = conn
+    return cfg
+
+
+def head() -> str:
+    """The newest revision this liverelay knows."""
+    revision = ScriptDirectory.from_config(_config()).get_current_head()
+    if revision is None:
+        raise StoreError("no migrations found")
+    return revision
+
+
+def current(conn: Connection) -> str | None:
+    """The revision the database is at; None for an empty database."""
+    revision = MigrationContext.configure(conn).get_current_revision()
+    if revision is None and _legacy_version(conn) is not None:
+        return LEGACY_REVISION
+    return revision
+
+
+def _legacy_version(conn: Connection) -> int | None:
+    if "schema_version" not in inspect(conn).get_table_names():
+        return None
+    row = conn.execute(text("SELECT version FROM schema_version")).first()
+    return int(row[0]) if row is not None else 0
+
+
+def upgrade(conn: Connection) -> tuple[str | None, str]:
+    """Migrate to the newest revision inside the caller's transaction; (before, after).
+
+    StoreError when the database is at a revision this liverelay does not know (a newer
+    liverelay migrated it): a node never runs against a schema it was not written for."""
+    from alembic import command
+
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+    cfg = _config(conn)
+    scripts = ScriptDirectory.from_config(cfg)
+    found = MigrationContext.configure(conn).get_current_revision()
+    if found is None:
+        legacy = _legacy_version(conn)
+        if legacy is not None:
+            if legacy > 1:
+                raise StoreError(f"database schema v{legacy} is newer than this liverelay (v1)")
+            # A store made before Alembic: its tables are revision 0001 exactly.
+            command.stamp(cfg, LEGACY_REVISION)
+            found = LEGACY_REVISION
+    if found is not None:
+        try:
+            scripts.get_revision(found)
+        except CommandError as exc:
+            raise StoreError(
+                f"database schema revision {found} is newer than this liverelay "
+                f"(newest known: {scripts.get_current_head()})"
+            ) from exc
+    command.upgrade(cfg, "head")
+    after = MigrationContext.configure(conn).get_current_revision()
+    return found, after or ""

@@ -1,0 +1,1 @@
+"""Alembic revisions: append a new file, never edit a released one."""

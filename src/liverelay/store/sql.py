@@ -1,0 +1,388 @@
+"""The Repository on SQLAlchemy Core: every query once, for SQLite and PostgreSQL.
+
+Each operation is a plain function on a sync `sqlalchemy.Connection` inside one
+transaction. SqliteRepository (store/sqlite.py) runs it on its writer thread;
+PostgresRepository (store/postgres.py) runs it through `AsyncConnection.run_sync` on
+asyncpg. A write that changes something calls `self._announce(conn, entity, op, key)`
+inside its transaction: a no-op on SQLite (one node, the Store publishes locally), the
+change number + NOTIFY on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import Row, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from .bus import Entity, Op
+from .models import (
+    AccessKey,
+    AlreadyExists,
+    DomainRecord,
+    NotFound,
+    RelayGroup,
+    RelayServer,
+    RelayV3Config,
+    RelayV4Config,
+)
+from .schema import access_keys, domains, relay_v3, relay_v4
+
+T = TypeVar("T")
+Tx = Callable[[Connection], T]
+
+
+def groups_to_json(groups: tuple[RelayGroup, ...]) -> str:
+    data = [
+        {
+            "name": g.name,
+            "servers": [{"protocol": s.protocol, "domain": s.domain, "params": s.params} for s in g.servers],
+        }
+        for g in groups
+    ]
+    return json.dumps(data, separators=(",", ":"))
+
+
+def groups_from_json(text: str) -> tuple[RelayGroup, ...]:
+    return tuple(
+        RelayGroup(
+            name=g["name"],
+            servers=tuple(RelayServer(s["protocol"], s["domain"], dict(s["params"])) for s in g["servers"]),
+        )
+        for g in json.loads(text)
+    )
+
+
+def key_row(row: Row[Any]) -> AccessKey:
+    return AccessKey(row.ak, row.sk, row.created, bool(row.enabled))
+
+
+def domain_row(row: Row[Any]) -> DomainRecord:
+    return DomainRecord(row.domain, row.type, row.vhost, row.region, row.status, row.created)
+
+
+def v3_row(row: Row[Any]) -> RelayV3Config:
+    return RelayV3Config(row.vhost, row.app, groups_from_json(row.groups_json), row.created, row.updated)
+
+
+def v4_row(row: Row[Any]) -> RelayV4Config:
+    return RelayV4Config(
+        vhost=row.vhost,
+        app=row.app,
+        stream=row.stream,
+        domain=row.domain,
+        src_addrs=tuple(json.loads(row.src_addrs_json)),
+        start_time=row.start_time,
+        end_time=row.end_time,
+        task_id=row.task_id,
+        created=row.created,
+        updated=row.updated,
+    )
+
+
+def _upsert(conn: Connection, table: Any) -> Any:
+    """INSERT ... ON CONFLICT for the connection's dialect (both spell it the same way)."""
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def _v3_where(vhost: str, app: str) -> Any:
+    return (relay_v3.c.vhost == vhost) & (relay_v3.c.app == app)
+
+
+def _v4_where(vhost: str, app: str, stream: str) -> Any:
+    return (relay_v4.c.vhost == vhost) & (relay_v4.c.app == app) & (relay_v4.c.stream == stream)
+
+
+@dataclass(frozen=True)
+class Contents:
+    """Every configuration row of a store (db copy)."""
+
+    keys: list[AccessKey]
+    domains: list[DomainRecord]
+    relay_v3: list[RelayV3Config]
+    relay_v4: list[RelayV4Config]  # in creation order
+
+
+class SqlRepository:
+    """The queries. Subclasses provide `_read(tx)` / `_write(tx)` (one transaction each,
+    a write committed durably before it returns) and may override `_announce`."""
+
+    async def _read(self, tx: Tx[T]) -> T:
+        raise NotImplementedError
+
+    async def _write(self, tx: Tx[T]) -> T:
+        raise NotImplementedError
+
+    def _announce(self, conn: Connection, entity: Entity, op: Op, key: object) -> None:
+        """Called inside a write's transaction for each change it makes."""
+
+    # ---- access keys ----
+    async def get_key(self, ak: str) -> AccessKey | None:
+        return await self._read(lambda c: fetch_key(c, ak))
+
+    async def list_keys(self) -> list[AccessKey]:
+        stmt = select(access_keys).order_by(access_keys.c.created, access_keys.c.ak)
+        return await self._read(lambda c: [key_row(r) for r in c.execute(stmt)])
+
+    async def put_key(self, key: AccessKey) -> bool:
+        def tx(conn: Connection) -> bool:
+            existed = fetch_key(conn, key.ak) is not None
+            values = {"ak": key.ak, "sk": key.sk, "created": key.created, "enabled": int(key.enabled)}
+            stmt = _upsert(conn, access_keys).values(**values)
+            conn.execute(stmt.on_conflict_do_update(index_elements=["ak"], set_=values))
+            self._announce(conn, "key", "updated" if existed else "added", key.ak)
+            return not existed
+
+        return await self._write(tx)
+
+    async def delete_key(self, ak: str) -> bool:
+        return await self._delete("key", ak, delete(access_keys).where(access_keys.c.ak == ak))
+
+    # ---- domains ----
+    async def list_domains(self) -> list[DomainRecord]:
+        stmt = select(domains).order_by(domains.c.created, domains.c.domain)
+        return await self._read(lambda c: [domain_row(r) for r in c.execute(stmt)])
+
+    async def insert_domains(self, records: list[DomainRecord]) -> None:
+        def tx(conn: Connection) -> None:
+            for r in records:
+                try:  # the first failure aborts the whole transaction: all or nothing
+                    conn.execute(
+                        insert(domains).values(
+                            domain=r.domain,
+                            type=r.type,
+                            vhost=r.vhost,
+                            region=r.region,
+                            status=r.status,
+                            created=r.created,
+                        )
+                    )
+                except IntegrityError as exc:
+                    raise AlreadyExists(f"domain {r.domain} already exists") from exc
+                self._announce(conn, "domain", "added", r.domain)
+
+        await self._write(tx)
+
+    async def update_domain(self, record: DomainRecord) -> bool:
+        def tx(conn: Connection) -> bool:
+            stmt = (
+                update(domains)
+                .where(domains.c.domain == record.domain)
+                .values(type=record.type, vhost=record.vhost, region=record.region, status=record.status)
+            )
+            if conn.execute(stmt).rowcount == 0:
+                return False
+            self._announce(conn, "domain", "updated", record.domain)
+            return True
+
+        return await self._write(tx)
+
+    async def delete_domain(self, domain: str) -> bool:
+        return await self._delete("domain", domain, delete(domains).where(domains.c.domain == domain))
+
+    # ---- V3 ----
+    async def get_relay_v3(self, vhost: str, app: str) -> RelayV3Config | None:
+        return await self._read(lambda c: fetch_v3(c, vhost, app))
+
+    async def list_relay_v3(self, vhost: str | None = None) -> list[RelayV3Config]:
+        stmt = select(relay_v3)
+        if vhost is None:
+            stmt = stmt.order_by(relay_v3.c.vhost, relay_v3.c.app)
+        else:
+            stmt = stmt.where(relay_v3.c.vhost == vhost).order_by(relay_v3.c.app)
+        return await self._read(lambda c: [v3_row(r) for r in c.execute(stmt)])
+
+    async def put_relay_v3(self, config: RelayV3Config) -> tuple[RelayV3Config, bool]:
+        """Insert or replace the groups (keeping `created`); the stored config and whether it was new."""
+
+        def tx(conn: Connection) -> tuple[RelayV3Config, bool]:
+            existed = fetch_v3(conn, config.vhost, config.app) is not None
+            groups = groups_to_json(config.groups)
+            stmt = _upsert(conn, relay_v3).values(
+                vhost=config.vhost,
+                app=config.app,
+                groups_json=groups,
+                created=config.created,
+                updated=config.updated,
+            )
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["vhost", "app"], set_={"groups_json": groups, "updated": config.updated}
+                )
+            )
+            stored = fetch_v3(conn, config.vhost, config.app)
+            assert stored is not None  # written just above, in this transaction
+            self._announce(conn, "relay_v3", "updated" if existed else "added", stored.key)
+            return stored, not existed
+
+        return await self._write(tx)
+
+    async def delete_relay_v3(self, vhost: str, app: str) -> bool:
+        return await self._delete("relay_v3", (vhost, app), delete(relay_v3).where(_v3_where(vhost, app)))
+
+    # ---- V4 ----
+    async def get_relay_v4(self, vhost: str, app: str, stream: str) -> RelayV4Config | None:
+        return await self._read(lambda c: fetch_v4(c, vhost, app, stream))
+
+    async def list_relay_v4(
+        self, vhost: str | None = None, *, offset: int = 0, limit: int | None = None
+    ) -> tuple[list[RelayV4Config], int]:
+        count = select(func.count()).select_from(relay_v4)
+        page = select(relay_v4).order_by(relay_v4.c.id).offset(offset).limit(limit)
+        if vhost is not None:
+            count = count.where(relay_v4.c.vhost == vhost)
+            page = page.where(relay_v4.c.vhost == vhost)
+
+        def query(conn: Connection) -> tuple[list[RelayV4Config], int]:
+            total = int(conn.execute(count).scalar_one())
+            return [v4_row(r) for r in conn.execute(page)], total
+
+        return await self._read(query)
+
+    async def insert_relay_v4(self, config: RelayV4Config) -> None:
+        def tx(conn: Connection) -> None:
+            try:
+                conn.execute(
+                    insert(relay_v4).values(
+                        task_id=config.task_id,
+                        vhost=config.vhost,
+                        app=config.app,
+                        stream=config.stream,
+                        domain=config.domain,
+                        src_addrs_json=json.dumps(list(config.src_addrs)),
+                        start_time=config.start_time,
+                        end_time=config.end_time,
+                        created=config.created,
+                        updated=config.updated,
+                    )
+                )
+            except IntegrityError as exc:
+                raise AlreadyExists(f"fixed relay {'/'.join(config.key)} already exists") from exc
+            self._announce(conn, "relay_v4", "added", config.key)
+
+        await self._write(tx)
+
+    async def update_relay_v4(self, config: RelayV4Config) -> RelayV4Config:
+        """Replace addresses and schedule (task_id, domain and created stay); NotFound when absent.
+        One UPDATE of every changed column: concurrent updates leave one whole write, never a mix."""
+
+        def tx(conn: Connection) -> RelayV4Config:
+            stmt = (
+                update(relay_v4)
+                .where(_v4_where(*config.key))
+                .values(
+                    src_addrs_json=json.dumps(list(config.src_addrs)),
+                    start_time=config.start_time,
+                    end_time=config.end_time,
+                    updated=config.updated,
+                )
+            )
+            if conn.execute(stmt).rowcount == 0:
+                raise NotFound(f"fixed relay {'/'.join(config.key)} does not exist")
+            stored = fetch_v4(conn, *config.key)
+            assert stored is not None  # updated just above, in this transaction (row locked)
+            self._announce(conn, "relay_v4", "updated", config.key)
+            return stored
+
+        return await self._write(tx)
+
+    async def delete_relay_v4(self, vhost: str, app: str, stream: str) -> bool:
+        stmt = delete(relay_v4).where(_v4_where(vhost, app, stream))
+        return await self._delete("relay_v4", (vhost, app, stream), stmt)
+
+    # ---- whole contents (db copy) ----
+    async def export_all(self) -> Contents:
+        def query(conn: Connection) -> Contents:
+            return Contents(
+                keys=[key_row(r) for r in conn.execute(select(access_keys).order_by(access_keys.c.ak))],
+                domains=[domain_row(r) for r in conn.execute(select(domains).order_by(domains.c.domain))],
+                relay_v3=[v3_row(r) for r in conn.execute(select(relay_v3).order_by(relay_v3.c.vhost))],
+                relay_v4=[v4_row(r) for r in conn.execute(select(relay_v4).order_by(relay_v4.c.id))],
+            )
+
+        return await self._read(query)
+
+    async def import_all(self, contents: Contents) -> None:
+        """Insert every row in one transaction, each announced as added; AlreadyExists
+        (nothing written) when any key, domain, relay or task id is already there."""
+
+        def tx(conn: Connection) -> None:
+            rows: list[tuple[Any, dict[str, Any], Entity, object]] = []
+            for k in contents.keys:
+                values = {"ak": k.ak, "sk": k.sk, "created": k.created, "enabled": int(k.enabled)}
+                rows.append((access_keys, values, "key", k.ak))
+            for d in contents.domains:
+                values = {
+                    "domain": d.domain,
+                    "type": d.type,
+                    "vhost": d.vhost,
+                    "region": d.region,
+                    "status": d.status,
+                    "created": d.created,
+                }
+                rows.append((domains, values, "domain", d.domain))
+            for c3 in contents.relay_v3:
+                values = {
+                    "vhost": c3.vhost,
+                    "app": c3.app,
+                    "groups_json": groups_to_json(c3.groups),
+                    "created": c3.created,
+                    "updated": c3.updated,
+                }
+                rows.append((relay_v3, values, "relay_v3", c3.key))
+            for c4 in contents.relay_v4:
+                values = {
+                    "task_id": c4.task_id,
+                    "vhost": c4.vhost,
+                    "app": c4.app,
+                    "stream": c4.stream,
+                    "domain": c4.domain,
+                    "src_addrs_json": json.dumps(list(c4.src_addrs)),
+                    "start_time": c4.start_time,
+                    "end_time": c4.end_time,
+                    "created": c4.created,
+                    "updated": c4.updated,
+                }
+                rows.append((relay_v4, values, "relay_v4", c4.key))
+            for table, values, entity, key in rows:
+                try:
+                    conn.execute(insert(table).values(**values))
+                except IntegrityError as exc:
+                    raise AlreadyExists(f"{entity} {key!r} already exists in the destination") from exc
+                self._announce(conn, entity, "added", key)
+
+        await self._write(tx)
+
+    async def _delete(self, entity: Entity, key: object, stmt: Any) -> bool:
+        def tx(conn: Connection) -> bool:
+            if conn.execute(stmt).rowcount == 0:
+                return False
+            self._announce(conn, entity, "deleted", key)
+            return True
+
+        return await self._write(tx)
+
+
+def fetch_key(conn: Connection, ak: str) -> AccessKey | None:
+    row = conn.execute(select(access_keys).where(access_keys.c.ak == ak)).first()
+    return key_row(row) if row is not None else None
+
+
+def fetch_domain(conn: Connection, domain: str) -> DomainRecord | None:
+    row = conn.execute(select(domains).where(domains.c.domain == domain)).first()
+    return domain_row(row) if row is not None else None
+
+
+def fetch_v3(conn: Connection, vhost: str, app: str) -> RelayV3Config | None:
+    row = conn.execute(select(relay_v3).where(_v3_where(vhost, app))).first()
+    return v3_row(row) if row is not None else None
+
+
+def fetch_v4(conn: Connection, vhost: str, app: str, stream: str) -> RelayV4Config | None:
+    row = conn.execute(select(relay_v4).where(_v4_where(vhost, app, stream))).first()
+    return v4_row(row) if row is not None else None
