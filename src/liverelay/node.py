@@ -11,12 +11,16 @@ import contextlib
 import logging
 import signal
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from .config import Settings
 from .netaddr import format_host, parse_hostport
 from .servers.admission import ListenerLimits, log_accept_errors, raise_file_limit, serve_guarded
+
+if TYPE_CHECKING:
+    from .urlauth import UrlAuthVerifier
 
 log = logging.getLogger("liverelay.node")
 
@@ -40,6 +44,7 @@ class Node:
     hub: object | None = None  # hub.Hub
     relays: object | None = None  # relay.manager.RelayManager
     metrics: object | None = None  # prometheus_client.CollectorRegistry
+    urlauth: UrlAuthVerifier | None = None  # URL authentication at publish/play admission (None: off)
 
     _runners: list[web.AppRunner] = field(default_factory=list)
     _servers: list[asyncio.base_events.Server] = field(default_factory=list)
@@ -55,12 +60,23 @@ class Node:
         from .servers.http import create_http_app
         from .servers.rtmp import RtmpServer
         from .store import open_store
+        from .urlauth import UrlAuthVerifier
+        from .urlauth.verifier import exposure_warning
 
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
         self.metrics = CollectorRegistry()
         self.store = await open_store(s)
         self.domains = self.store.domain_table  # type: ignore[attr-defined]
+        rtmp_host = parse_hostport(s.media.rtmp_listen)[0]
+        self.urlauth = await UrlAuthVerifier.from_store(
+            self.store,  # type: ignore[arg-type]
+            open_publish=s.media.open_publish,
+            rtmp_host=rtmp_host,
+        )
+        warning = exposure_warning(rtmp_host, s.media.open_publish)
+        if warning:
+            log.warning("%s", warning)
         self.hub = Hub(s.media, metrics=self.metrics)
         self.relays = RelayManager(self)
         await self.relays.start()  # type: ignore[attr-defined]

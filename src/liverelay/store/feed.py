@@ -35,8 +35,19 @@ from ..backoff import backoff_delay
 from .bus import ChangeBus, ChangeEvent, Entity
 from .models import StoreError
 from .postgres import CHANNEL, PostgresRepository, asyncpg_dsn, is_unavailable
-from .schema import access_keys, changes, domains, relay_v3, relay_v4
-from .sql import domain_row, fetch_domain, fetch_key, fetch_v3, fetch_v4, key_row, v3_row, v4_row
+from .schema import access_keys, changes, domains, relay_v3, relay_v4, url_auth
+from .sql import (
+    domain_row,
+    fetch_domain,
+    fetch_key,
+    fetch_url_auth,
+    fetch_v3,
+    fetch_v4,
+    key_row,
+    url_auth_row,
+    v3_row,
+    v4_row,
+)
 
 log = logging.getLogger("liverelay.store.feed")
 
@@ -68,6 +79,9 @@ def _read_all(conn: Connection) -> tuple[int, Picture]:
     for row in conn.execute(select(access_keys)):
         key = key_row(row)
         picture[("key", key.ak)] = key
+    for row in conn.execute(select(url_auth)):
+        auth = url_auth_row(row)
+        picture[("url_auth", auth.key)] = auth
     return seq, picture
 
 
@@ -79,6 +93,8 @@ def _fetch(conn: Connection, entity: Entity, key: object) -> object | None:
         assert isinstance(key, str)
         return fetch_key(conn, key)
     assert isinstance(key, tuple)
+    if entity == "url_auth":
+        return fetch_url_auth(conn, key[0], key[1], key[2])
     if entity == "relay_v3":
         return fetch_v3(conn, key[0], key[1])
     return fetch_v4(conn, key[0], key[1], key[2])

@@ -24,14 +24,16 @@ from .bus import Entity, Op
 from .models import (
     AccessKey,
     AlreadyExists,
+    AuthKeyEntry,
     DomainRecord,
     NotFound,
     RelayGroup,
     RelayServer,
     RelayV3Config,
     RelayV4Config,
+    UrlAuthConfig,
 )
-from .schema import access_keys, domains, relay_v3, relay_v4
+from .schema import access_keys, domains, relay_v3, relay_v4, url_auth
 
 T = TypeVar("T")
 Tx = Callable[[Connection], T]
@@ -83,6 +85,21 @@ def v4_row(row: Row[Any]) -> RelayV4Config:
         created=row.created,
         updated=row.updated,
     )
+
+
+def auth_keys_to_json(keys: tuple[AuthKeyEntry, ...]) -> str:
+    return json.dumps([{"secret_key": k.secret_key, "algorithm": k.algorithm} for k in keys], separators=(",", ":"))
+
+
+def url_auth_row(row: Row[Any]) -> UrlAuthConfig:
+    keys = tuple(AuthKeyEntry(k["secret_key"], k["algorithm"]) for k in json.loads(row.keys_json))
+    return UrlAuthConfig(
+        row.vhost, row.app, row.scene, bool(row.enabled), row.valid_duration, keys, row.created, row.updated
+    )
+
+
+def _url_auth_where(vhost: str, app: str, scene: str) -> Any:
+    return (url_auth.c.vhost == vhost) & (url_auth.c.app == app) & (url_auth.c.scene == scene)
 
 
 def _upsert(conn: Connection, table: Any) -> Any:
@@ -295,6 +312,39 @@ class SqlRepository:
         stmt = delete(relay_v4).where(_v4_where(vhost, app, stream))
         return await self._delete("relay_v4", (vhost, app, stream), stmt)
 
+    # ---- URL authentication ----
+    async def list_url_auth(self, vhost: str | None = None) -> list[UrlAuthConfig]:
+        stmt = select(url_auth).order_by(url_auth.c.vhost, url_auth.c.app, url_auth.c.scene)
+        if vhost is not None:
+            stmt = stmt.where(url_auth.c.vhost == vhost)
+        return await self._read(lambda c: [url_auth_row(r) for r in c.execute(stmt)])
+
+    async def put_url_auth(self, config: UrlAuthConfig) -> tuple[UrlAuthConfig, bool]:
+        """Insert or replace everything but `created`; the stored config and whether it was new."""
+
+        def tx(conn: Connection) -> tuple[UrlAuthConfig, bool]:
+            existed = fetch_url_auth(conn, *config.key) is not None
+            values = {
+                "enabled": int(config.enabled),
+                "valid_duration": config.valid_duration,
+                "keys_json": auth_keys_to_json(config.keys),
+                "updated": config.updated,
+            }
+            stmt = _upsert(conn, url_auth).values(
+                vhost=config.vhost, app=config.app, scene=config.scene, created=config.created, **values
+            )
+            conn.execute(stmt.on_conflict_do_update(index_elements=["vhost", "app", "scene"], set_=values))
+            stored = fetch_url_auth(conn, *config.key)
+            assert stored is not None  # written just above, in this transaction
+            self._announce(conn, "url_auth", "updated" if existed else "added", stored.key)
+            return stored, not existed
+
+        return await self._write(tx)
+
+    async def delete_url_auth(self, vhost: str, app: str, scene: str) -> bool:
+        stmt = delete(url_auth).where(_url_auth_where(vhost, app, scene))
+        return await self._delete("url_auth", (vhost, app, scene), stmt)
+
     # ---- whole contents (db copy) ----
     async def export_all(self) -> Contents:
         def query(conn: Connection) -> Contents:
@@ -386,3 +436,8 @@ def fetch_v3(conn: Connection, vhost: str, app: str) -> RelayV3Config | None:
 def fetch_v4(conn: Connection, vhost: str, app: str, stream: str) -> RelayV4Config | None:
     row = conn.execute(select(relay_v4).where(_v4_where(vhost, app, stream))).first()
     return v4_row(row) if row is not None else None
+
+
+def fetch_url_auth(conn: Connection, vhost: str, app: str, scene: str) -> UrlAuthConfig | None:
+    row = conn.execute(select(url_auth).where(_url_auth_where(vhost, app, scene))).first()
+    return url_auth_row(row) if row is not None else None
