@@ -165,8 +165,8 @@ class MediaSettings(_Section):
     rtmp_setup_timeout_s: float = 15.0  # RTMP: connect to publish/play (handshake included) within this
     max_conns_per_ip: int = 256  # per listener (HTTP, RTMP): concurrent connections per client address
     conn_cap_exempt_loopback: bool = False  # loopback clients not counted by max_conns_per_ip
-    open_publish: bool = False  # allow unsigned publishing where no push key applies on a non-loopback RTMP listener
-    url_host: str = ""  # host[:port] written into GeneratePushURL/PlayURL for a vhost with no domain ("" = the listener's)
+    open_publish: bool = False  # unsigned publishing allowed without a push key on a non-loopback RTMP bind
+    url_host: str = ""  # host[:port] in generated URLs of a vhost with no domain ("" = the listener's)
 
 
 class RelaySettings(_Section):

@@ -40,6 +40,15 @@ from ..schemas.relay_sources import (
     UpdateRelaySourceV3Request,
     UpdateRelaySourceV4Request,
 )
+from ..schemas.urlauth import (
+    DescribeAuthRequest,
+    DescribeAuthResult,
+    GeneratePlayURLRequest,
+    GeneratePlayURLResult,
+    GeneratePushURLRequest,
+    GeneratePushURLResult,
+    UpdateAuthKeyRequest,
+)
 
 if TYPE_CHECKING:
     from .aio import AsyncLiveService
@@ -121,6 +130,11 @@ class ActionMethods:
     update_domain_vhost = Action[UpdateDomainVhostRequest, NoResult]("UpdateDomainVhost")
     enable_domain = Action[EnableDomainRequest, NoResult]("EnableDomain")
     disable_domain = Action[DisableDomainRequest, NoResult]("DisableDomain")
+    # -- URL authentication ----------------------------------------------------------
+    update_auth_key = Action[UpdateAuthKeyRequest, NoResult]("UpdateAuthKey")
+    describe_auth = Action[DescribeAuthRequest, DescribeAuthResult]("DescribeAuth")
+    generate_push_url = Action[GeneratePushURLRequest, GeneratePushURLResult]("GeneratePushURL")
+    generate_play_url = Action[GeneratePlayURLRequest, GeneratePlayURLResult]("GeneratePlayURL")
     # -- liverelay extension ---------------------------------------------------------
     describe_relay_status = Action[DescribeRelayStatusRequest, DescribeRelayStatusResult](
         "DescribeRelayStatus"

@@ -242,7 +242,7 @@ class _Connection:
         self.play_task = asyncio.create_task(self._play(req, self.key, query))
 
     def _refused(self, action: str, name: str, query: str) -> bool:
-        """URL authentication at admission (urlauth): True, with a log line naming the reason, when refused."""
+        """URL authentication at admission: True (and a log line naming the reason) when refused."""
         verifier = self.node.urlauth
         if verifier is None:
             return False

@@ -88,7 +88,9 @@ def v4_row(row: Row[Any]) -> RelayV4Config:
 
 
 def auth_keys_to_json(keys: tuple[AuthKeyEntry, ...]) -> str:
-    return json.dumps([{"secret_key": k.secret_key, "algorithm": k.algorithm} for k in keys], separators=(",", ":"))
+    return json.dumps(
+        [{"secret_key": k.secret_key, "algorithm": k.algorithm} for k in keys], separators=(",", ":")
+    )
 
 
 def url_auth_row(row: Row[Any]) -> UrlAuthConfig:

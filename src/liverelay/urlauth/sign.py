@@ -41,7 +41,7 @@ def url_signature(algorithm: str, app: str, stream: str, secret_key: str, volc_t
 
 
 def signed_query(algorithm: str, app: str, stream: str, secret_key: str, expires: int) -> str:
-    """"volcTime=...&volcSecret=..." for a URL that expires at `expires` (Unix seconds)."""
+    """ "volcTime=...&volcSecret=..." for a URL that expires at `expires` (Unix seconds)."""
     volc_time = str(expires)
     secret = url_signature(algorithm, app, stream, secret_key, volc_time)
     return urlencode({TIME_PARAM: volc_time, SECRET_PARAM: secret}, quote_via=quote)

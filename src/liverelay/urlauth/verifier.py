@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -71,6 +71,18 @@ def exposure_warning(rtmp_host: str, open_publish: bool) -> str | None:
     )
 
 
+def applicable(
+    configs: Mapping[Key, UrlAuthConfig], vhost: str, app: str, scene: str
+) -> UrlAuthConfig | None:
+    """The config that applies to (vhost, app, scene): the app's own, else the vhost-wide
+    one (app ""); None when that one is disabled or has no key (then nothing is checked)."""
+    for key in ((vhost, app, scene), (vhost, "", scene)):
+        config = configs.get(key)
+        if config is not None:
+            return config if config.enabled and config.keys else None
+    return None
+
+
 class UrlAuthVerifier:
     def __init__(
         self,
@@ -89,7 +101,9 @@ class UrlAuthVerifier:
     @classmethod
     async def from_store(cls, store: Store, *, open_publish: bool, rtmp_host: str) -> UrlAuthVerifier:
         verifier = cls(
-            await store.list_url_auth(), open_publish=open_publish, rtmp_public=not is_loopback_bind(rtmp_host)
+            await store.list_url_auth(),
+            open_publish=open_publish,
+            rtmp_public=not is_loopback_bind(rtmp_host),
         )
         store.bus.subscribe(verifier.on_change)
         return verifier
@@ -103,12 +117,7 @@ class UrlAuthVerifier:
             self._configs[event.key] = event.value
 
     def config_for(self, vhost: str, app: str, scene: str) -> UrlAuthConfig | None:
-        """The enabled config with keys that applies: the app's own, else the vhost-wide one."""
-        for key in ((vhost, app, scene), (vhost, "", scene)):
-            config = self._configs.get(key)
-            if config is not None:
-                return config if config.enabled and config.keys else None
-        return None
+        return applicable(self._configs, vhost, app, scene)
 
     def check_publish(self, vhost: str, app: str, stream: str, query: str) -> Refusal | None:
         config = self.config_for(vhost, app, "push")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..context import ActionHandler
-from . import domains, relay_v3, relay_v4, status
+from . import domains, relay_v3, relay_v4, status, urlauth
 
 API_VERSION = "2023-01-01"
 
@@ -24,6 +24,10 @@ ACTIONS: dict[str, ActionHandler] = {
     "EnableDomain": domains.enable_domain,
     "DisableDomain": domains.disable_domain,
     "DescribeRelayStatus": status.describe_relay_status,
+    "UpdateAuthKey": urlauth.update_auth_key,
+    "DescribeAuth": urlauth.describe_auth,
+    "GeneratePushURL": urlauth.generate_push_url,
+    "GeneratePlayURL": urlauth.generate_play_url,
 }
 
 __all__ = ["ACTIONS", "API_VERSION"]

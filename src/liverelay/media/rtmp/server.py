@@ -215,7 +215,8 @@ class RtmpServerSession(SessionBase):
         self, request: PlayRequest, description: str = "", code: str = m.PLAY_STREAM_NOT_FOUND
     ) -> None:
         """Play refused: StreamNotFound by default (code=PLAY_FAILED when not allowed)."""
-        self._out.append(m.on_status(request.stream_id, self.chunk_size, code, description or "No such stream"))
+        description = description or "No such stream"
+        self._out.append(m.on_status(request.stream_id, self.chunk_size, code, description))
 
     def end_play(self, stream_id: int, description: str = "") -> None:
         """StreamEOF then Play.UnpublishNotify: the publisher is gone."""
