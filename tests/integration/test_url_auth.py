@@ -24,6 +24,7 @@ from tests.conftest import (
     NodeProcess,
     ffmpeg_publish,
     free_port,
+    run_liverelay,
     stop_process,
     wait_port,
 )
@@ -255,3 +256,39 @@ def test_public_rtmp_listener_refuses_unsigned_publish_by_default(
             assert "not loopback-only" not in node.log()
     finally:
         node.kill(15)
+
+
+def test_cli_auth_and_url(node: NodeProcess) -> None:
+    env = {"ACCESS_KEY_ID": TEST_AK, "ACCESS_KEY_SECRET": TEST_SK, "LIVERELAY_ENDPOINT": node.api_host}
+    done = run_liverelay(
+        ["auth", "set", "--vhost", VHOST, "--scene", "push", "--key", "clikey1", "--backup-key", "clikey0"],
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "push keys of __defaultVhost__/* set (2 key(s), md5, enabled)" in done.stdout
+    shown = run_liverelay(["auth", "show", "--vhost", VHOST], env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "clik..." in shown.stdout and "clikey1" not in shown.stdout  # keys are masked by default
+    revealed = run_liverelay(["auth", "show", "--vhost", VHOST, "--reveal"], env=env)
+    assert "clikey1" in revealed.stdout and "clikey0" in revealed.stdout
+
+    pushed = run_liverelay(
+        ["url", "push", "--vhost", VHOST, "--app", "live", "--stream", "c1", "--valid-duration", "120"],
+        env=env,
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    line = pushed.stdout.splitlines()[0]
+    assert line.startswith(f"rtmp://127.0.0.1:{node.rtmp_port}/live/c1?volcTime=")
+    expires = int(line.split("volcTime=")[1].split("&")[0])
+    assert time.time() < expires <= time.time() + 121
+    assert line.endswith(signed_query("md5", "live", "c1", "clikey1", expires))
+
+    played = run_liverelay(
+        ["url", "play", "--domain", "127.0.0.1", "--app", "live", "--stream", "c1"], env=env
+    )
+    assert played.returncode == 0, played.stderr
+    protocols = [ln.split()[0] for ln in played.stdout.splitlines() if ln and not ln.startswith("(")]
+    assert protocols == ["rtmp", "flv", "hls"]
+
+    bad = run_liverelay(["auth", "set", "--vhost", VHOST, "--scene", "push", "--key", "has space"], env=env)
+    assert bad.returncode != 0 and "InvalidParam" in (bad.stdout + bad.stderr)

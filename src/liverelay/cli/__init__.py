@@ -1,5 +1,5 @@
 """The `liverelay` command: run a node (`serve`), show its settings (`config`), manage local
-keys, and drive the API (`domain`, `relay`, `status`).
+keys, and drive the API (`domain`, `relay`, `status`, `auth`, `url`).
 
 One module per command group; each attaches its group to the root `cli` (app.py) when
 imported here. API commands go through liverelay.sdk like any remote client, so the CLI
@@ -9,7 +9,7 @@ what you need before the API will talk to you.
 
 from __future__ import annotations
 
-from . import domain, keys, relay, serve, settings, status
+from . import auth, domain, keys, relay, serve, settings, status
 from .app import cli, main
 from .output import age
 from .relay import parse_time
@@ -17,6 +17,7 @@ from .status import status_rows, status_table
 
 __all__ = [
     "age",
+    "auth",
     "cli",
     "domain",
     "keys",
