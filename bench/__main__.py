@@ -1,4 +1,5 @@
-"""python -m bench fanout|ttff|failover|relay|all [--quick] [--viewers 100,500] [--repeat 3] [--window 20]
+"""python -m bench fanout|ttff|failover|relay|cluster|all [--quick] [--viewers 100,500] [--repeat 3]
+                  [--window 20]
 
 Every server, publisher and profiler this starts is stopped on the way out,
 including on Ctrl-C (bench.peers.kill_all in the finally below).
@@ -18,7 +19,7 @@ from .report import progress
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description="liverelay vs nginx-rtmp benchmarks")
-    p.add_argument("what", choices=["fanout", "ttff", "failover", "relay", "all"])
+    p.add_argument("what", choices=["fanout", "ttff", "failover", "relay", "cluster", "all"])
     p.add_argument("--quick", action="store_true", help="small sweep, short windows, few runs")
     p.add_argument("--viewers", help="fan-out sweep, e.g. 100,500,1000")
     p.add_argument("--targets", help="fan-out targets: nginx-rtmp,ours-rtmp,ours-flv")
@@ -72,6 +73,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         results["relay"] = await relay.run(
             counts, window_s=window, hls_counts=([min(counts)] if args.hls else None), origin=args.origin
         )
+    if args.what in ("cluster", "all"):
+        from . import cluster
+
+        results["cluster"] = await cluster.run(changes=50 if quick else 200, writes=100 if quick else 400)
     print(summary(results))
     return results
 
@@ -141,6 +146,18 @@ def summary(results: dict[str, Any]) -> str:
                 f"CPU {fmt(r['cpu_per_relay_pct'], 3)} %/relay",
                 f"RSS {fmt(r['rss_per_relay_kb'])} kB/relay",
                 f"create->playable {fmt(r['playable_median_ms'], 0)} ms",
+            ]
+        )
+    cl = results.get("cluster") or {}
+    if "propagation" in cl:
+        p = cl["propagation"]
+        rows.append(
+            [
+                f"cluster: {p['changes']} changes across 3 nodes",
+                f"propagation p50 {fmt(p['p50_ms'])} ms",
+                f"p99 {fmt(p['p99_ms'])} ms",
+                f"writes/s SQLite {fmt(cl['sqlite_writes_per_s'])}"
+                f" vs PostgreSQL {fmt(cl['postgresql_writes_per_s'])}",
             ]
         )
     return "\nsummary (medians)\n" + table(["what", "", "", ""], rows) if rows else ""

@@ -30,7 +30,11 @@ async def _writes(node: LiverelayNode, count: int, concurrency: int, tag: str) -
                 return
             servers = [{"RelaySourceProtocol": "rtmp", "RelaySourceDomain": f"o{i}.example.com:1935"}]
             await api.update_relay_source_v3(
-                {"Vhost": BENCH_VHOST, "App": f"{tag}{i}", "GroupDetails": [{"Group": "g", "Servers": servers}]}
+                {
+                    "Vhost": BENCH_VHOST,
+                    "App": f"{tag}{i}",
+                    "GroupDetails": [{"Group": "g", "Servers": servers}],
+                }
             )
 
     try:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs ffmpeg and nginx-rtmp from Debian when missing (as root), or says what to install.
+# Installs ffmpeg, nginx-rtmp and PostgreSQL from Debian when missing (as root), or says what to install.
+# PostgreSQL: only its binaries are needed (the tests run initdb/pg_ctl in a temporary directory).
 # --optional: only warn (the node runs without them; only HLS/SRT sources need ffmpeg).
 set -euo pipefail
 # --venv: only make sure `python3 -m venv` works (Debian ships it as python3-venv).
@@ -23,6 +24,7 @@ command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
 if [ $optional -eq 0 ]; then
   command -v nginx >/dev/null 2>&1 || missing+=(nginx)
   ls /usr/lib/nginx/modules/ngx_rtmp_module.so >/dev/null 2>&1 || missing+=(libnginx-mod-rtmp)
+  ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
@@ -34,6 +36,11 @@ if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
   # Debian starts nginx on install where it can; the tests start their own.
   (command -v nginx >/dev/null && nginx -s stop) >/dev/null 2>&1 || true
+  # Likewise Debian's postgresql service: the tests start their own server, never this one.
+  case " $pkgs " in
+    *" postgresql "*) (command -v pg_ctlcluster >/dev/null && pg_lsclusters -h 2>/dev/null |
+      while read -r ver name _; do pg_ctlcluster "$ver" "$name" stop; done) >/dev/null 2>&1 || true ;;
+  esac
   exit 0
 fi
 msg="missing system packages: $pkgs -- install them with: sudo apt-get install $pkgs"

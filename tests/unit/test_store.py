@@ -405,3 +405,8 @@ async def test_close_is_idempotent(store_settings: Settings) -> None:
     s = await open_store(store_settings)
     await s.close()
     await s.close()
+
+
+async def test_migrations_build_the_schema_of_schema_py(store: Store) -> None:
+    """The Alembic history and the one table definition agree, on both databases."""
+    assert await store.repo._read(migrate.drift) == []  # type: ignore[attr-defined]

@@ -35,7 +35,7 @@ def sqlite_path(url: str, data_dir: Path) -> Path:
         return data_dir / "liverelay.db"
     if url.startswith("sqlite:///"):
         return Path(url.removeprefix("sqlite:///"))
-    raise StoreError(f"database URL {url!r}: expected empty, sqlite:///PATH or postgresql://...")
+    raise NotImplementedError(f"database URL {url!r}: expected empty, sqlite:///PATH or postgresql://...")
 
 
 async def _open(url: str, data_dir: Path) -> SqliteRepository | PostgresRepository:

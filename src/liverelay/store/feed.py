@@ -273,7 +273,11 @@ class ChangeFeed:
         self._apply(k, value, seq)
 
     def _apply(self, k: Key, value: object | None, seq: int) -> None:
-        """Publish the key's current state if it differs from what the bus last said."""
+        """Publish the key's state as read for change `seq` if it differs from what the bus
+        last said; unless this node committed a later write of the key meanwhile (the
+        read may predate it, and the Store has published that write already)."""
+        if self._local.get(k, 0) > seq:
+            return
         before = self.picture.get(k)
         self._applied[k] = seq
         if value == before:

@@ -9,6 +9,7 @@ the same moment migrate one after the other (the later ones find nothing to do).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic.config import Config
@@ -19,6 +20,10 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from .models import StoreError
+
+log = logging.getLogger("liverelay.store.migrate")
+# Alembic says "Context impl ..." on every run at INFO; our own line below says what changed.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # The first revision, identical to the schema_version 1 databases of liverelay <= 0.1.
@@ -87,5 +92,17 @@ def upgrade(conn: Connection) -> tuple[str | None, str]:
                 f"(newest known: {scripts.get_current_head()})"
             ) from exc
     command.upgrade(cfg, "head")
-    after = MigrationContext.configure(conn).get_current_revision()
-    return found, after or ""
+    after = MigrationContext.configure(conn).get_current_revision() or ""
+    if after != found:
+        log.info("database schema migrated from %s to %s", found or "empty", after)
+    return found, after
+
+
+def drift(conn: Connection) -> list[object]:
+    """Differences between the migrated database and store/schema.py (empty = in step)."""
+    from alembic.autogenerate import compare_metadata
+
+    from .schema import metadata
+
+    diffs: list[object] = compare_metadata(MigrationContext.configure(conn), metadata)
+    return diffs

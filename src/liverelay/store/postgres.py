@@ -88,12 +88,7 @@ class PostgresRepository(SqlRepository):
     async def open(self) -> None:
         """Migrate to the newest revision (other nodes starting at once wait on a lock)."""
 
-        def up(conn: Connection) -> None:
-            before, after = migrate.upgrade(conn)
-            if before != after:
-                log.info("database migrated from %s to %s", before or "empty", after)
-
-        await self._run(up, write=True)
+        await self._run(migrate.upgrade, write=True)
 
     async def close(self) -> None:
         await self._engine.dispose()

@@ -25,7 +25,6 @@ from .models import (
     RelayGroup,
     RelayV3Config,
     RelayV4Config,
-    StoreError,
     UrlAuthConfig,
 )
 from .postgres import PostgresRepository, is_postgres_url
@@ -264,7 +263,8 @@ async def open_store(settings: Settings) -> Store:
     if url and is_postgres_url(url):
         return await _open_postgres(settings)
     if url and not url.startswith("sqlite:///"):
-        raise StoreError(f"database_url {url!r}: expected empty, sqlite:///PATH or postgresql://...")
+        # NotImplementedError: the CLI reports it as a configuration error (exit 2).
+        raise NotImplementedError(f"database_url {url!r}: expected empty, sqlite:///PATH or postgresql://...")
     path = Path(url.removeprefix("sqlite:///")) if url else settings.sqlite_path
     repo = SqliteRepository(path)
     try:
