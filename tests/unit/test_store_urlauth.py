@@ -4,11 +4,13 @@ and (PostgreSQL) another node's write reaching this node's bus through the chang
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from tests.unit.test_store import store, store_settings  # noqa: F401  (fixtures)
 
 from liverelay.config import Settings
 from liverelay.store import AuthKeyEntry, ChangeEvent, Store, UrlAuthConfig, open_store
+from liverelay.store.admin import db_copy
 from liverelay.urlauth import UrlAuthVerifier
 
 
@@ -68,3 +70,19 @@ async def test_another_nodes_key_change_reaches_this_node(pg_url: str) -> None:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_db_copy_carries_url_auth(store_settings: Settings, tmp_path: Path) -> None:  # noqa: F811
+    source = await open_store(Settings(data_dir=tmp_path / "src"))
+    try:
+        await source.put_url_auth(_config("k1", "k2", app="live"))
+    finally:
+        await source.close()
+    dst_url = store_settings.database_url or f"sqlite:///{tmp_path / 'dst.db'}"
+    await db_copy(f"sqlite:///{tmp_path / 'src' / 'liverelay.db'}", dst_url, tmp_path)
+    dest = await open_store(Settings(data_dir=tmp_path, database_url=dst_url))
+    try:
+        [copied] = await dest.list_url_auth("v")
+        assert copied.key == ("v", "live", "push") and [k.secret_key for k in copied.keys] == ["k1", "k2"]
+    finally:
+        await dest.close()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import Row, delete, func, insert, select, update
@@ -125,6 +125,7 @@ class Contents:
     domains: list[DomainRecord]
     relay_v3: list[RelayV3Config]
     relay_v4: list[RelayV4Config]  # in creation order
+    url_auth: list[UrlAuthConfig] = field(default_factory=list)
 
 
 class SqlRepository:
@@ -355,6 +356,7 @@ class SqlRepository:
                 domains=[domain_row(r) for r in conn.execute(select(domains).order_by(domains.c.domain))],
                 relay_v3=[v3_row(r) for r in conn.execute(select(relay_v3).order_by(relay_v3.c.vhost))],
                 relay_v4=[v4_row(r) for r in conn.execute(select(relay_v4).order_by(relay_v4.c.id))],
+                url_auth=[url_auth_row(r) for r in conn.execute(select(url_auth))],
             )
 
         return await self._read(query)
@@ -401,6 +403,18 @@ class SqlRepository:
                     "updated": c4.updated,
                 }
                 rows.append((relay_v4, values, "relay_v4", c4.key))
+            for ua in contents.url_auth:
+                values = {
+                    "vhost": ua.vhost,
+                    "app": ua.app,
+                    "scene": ua.scene,
+                    "enabled": int(ua.enabled),
+                    "valid_duration": ua.valid_duration,
+                    "keys_json": auth_keys_to_json(ua.keys),
+                    "created": ua.created,
+                    "updated": ua.updated,
+                }
+                rows.append((url_auth, values, "url_auth", ua.key))
             for table, values, entity, key in rows:
                 try:
                     conn.execute(insert(table).values(**values))
