@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from ..hub import StreamKey
 from .admission import RateLimitedLog
@@ -27,7 +28,7 @@ PLAY_SUFFIXES = (".flv", ".m3u8")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def play_auth_middleware(node: Any) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def play_auth_middleware(node: Any) -> Middleware:
     @web.middleware
     async def play_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         verifier = node.urlauth
