@@ -29,8 +29,11 @@ from tests.conftest import (
     wait_port,
 )
 from tests.integration.relay_helpers import ffprobe_video
+from tests.integration.rtmp_helpers import RtmpNode, RtmpTestClient
 
-from liverelay.urlauth import signed_query
+from liverelay.media.rtmp import messages as m
+from liverelay.store import AuthKeyEntry, UrlAuthConfig
+from liverelay.urlauth import UrlAuthVerifier, signed_query
 
 VHOST = "__defaultVhost__"  # a node reached by IP: the default vhost
 Factory = Callable[..., NodeProcess]
@@ -292,3 +295,37 @@ def test_cli_auth_and_url(node: NodeProcess) -> None:
 
     bad = run_liverelay(["auth", "set", "--vhost", VHOST, "--scene", "push", "--key", "has space"], env=env)
     assert bad.returncode != 0 and "InvalidParam" in (bad.stdout + bad.stderr)
+
+
+async def test_rtmp_refusal_status_codes() -> None:
+    """The exact onStatus answers, read with our client session over a real socket:
+    publish -> NetStream.Publish.BadName, play -> NetStream.Play.Failed (level error)."""
+    rtmp = await RtmpNode().start()
+    keys = (AuthKeyEntry("k1", "md5"),)
+    rtmp.node.urlauth = UrlAuthVerifier(
+        [
+            UrlAuthConfig(VHOST, "", "push", True, 600, keys, 0, 0),
+            UrlAuthConfig(VHOST, "", "pull", True, 600, keys, 0, 0),
+        ]
+    )
+    signed = signed_query("md5", "live", "s", "k1", int(time.time()) + 60)
+    cases = [
+        ({"publish": "s"}, m.PUBLISH_BAD_NAME),
+        ({"publish": f"s?{signed}"}, m.PUBLISH_START),
+        ({"play": "s"}, m.PLAY_FAILED),
+        ({"play": f"s?{signed.replace('volcSecret=', 'volcSecret=0')}"}, m.PLAY_FAILED),
+    ]
+    try:
+        for kwargs, code in cases:
+            client = RtmpTestClient(rtmp.port, "live", **kwargs)
+            try:
+                await client.connect()
+                await client.pump_until(lambda c=client: c.statuses, timeout=10)  # type: ignore[misc]
+                assert client.codes()[0] == code, (kwargs, client.codes())
+                if code != m.PUBLISH_START:
+                    assert client.statuses[0].level == "error"
+                    assert client.statuses[0].description == "Authentication failed"
+            finally:
+                client.close()
+    finally:
+        await rtmp.close()
