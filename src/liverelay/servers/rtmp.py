@@ -259,6 +259,9 @@ class _Connection:
             self.remote,
             refusal.reason,
         )
+        self.set_reason(f"{action} refused: {refusal.reason}")
+        # Flush the refusal, then hang up (as after a refused connect): one guess per connection.
+        self.session.closed = True
         return True
 
     def _on_stream_deleted(self, event: StreamDeleted) -> None:
