@@ -158,4 +158,7 @@ def test_refusals_use_the_envelope(api: BackgroundApi) -> None:
             {"Vhost": "push.example.com", "App": "live", "Stream": "s", "ExpiredTime": "2001-01-01T00:00:00Z"}
         )
     assert _sdk_error(info.value)["Code"] == "InvalidParam"
+    with pytest.raises(Exception) as info:  # the Domain is written into the URLs: a host name only
+        service.generate_play_url({"Domain": "evil.example/x?y=", "App": "live", "Stream": "s"})
+    assert _sdk_error(info.value)["Code"] == "InvalidParam"
     assert api.call(api.store.list_url_auth()) == []

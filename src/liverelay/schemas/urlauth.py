@@ -13,6 +13,7 @@ from typing_extensions import TypedDict
 from .fields import (
     ABSENT_AS_MISSING,
     AppName,
+    DomainName,
     StreamName,
     VhostName,
     bounded,
@@ -117,7 +118,7 @@ class DescribeAuthResult(TypedDict):
 
 class GeneratePushURLRequest(TypedDict, total=False):
     Vhost: Required[VhostName]
-    Domain: str  # absent: every push domain of the vhost
+    Domain: DomainName  # absent: every push domain of the vhost
     App: Required[AppName]
     Stream: Required[StreamName]
     ValidDuration: Annotated[int, bounded(1, MAX_URL_DURATION)]
@@ -138,7 +139,7 @@ class GeneratePushURLResult(TypedDict):
 
 
 class GeneratePlayURLRequest(TypedDict, total=False):
-    Domain: str  # a pull domain; absent: Vhost's (extension)
+    Domain: DomainName  # a pull domain (written into the URLs); absent: Vhost's (extension)
     Vhost: VhostName  # extension: every pull domain of the vhost
     App: Required[AppName]
     Stream: Required[StreamName]
