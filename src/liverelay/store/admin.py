@@ -18,7 +18,6 @@ from pathlib import Path
 from . import migrate
 from .models import StoreError
 from .postgres import PostgresRepository, is_postgres_url
-from .sql import SqlRepository
 from .sqlite import SqliteRepository
 
 
@@ -86,12 +85,12 @@ async def db_copy(src: str, dst: str, data_dir: Path) -> CopyReport:
     nothing written, when the destination already holds any of it."""
     if src == dst:
         raise StoreError("source and destination are the same database")
-    source: SqlRepository = await _open(src, data_dir)
+    source = await _open(src, data_dir)
     try:
         contents = await source.export_all()
     finally:
         await source.close()
-    destination: SqlRepository = await _open(dst, data_dir)
+    destination = await _open(dst, data_dir)
     try:
         await destination.import_all(contents)
     finally:

@@ -36,18 +36,7 @@ from .bus import ChangeBus, ChangeEvent, Entity
 from .models import StoreError
 from .postgres import CHANNEL, PostgresRepository, asyncpg_dsn, is_unavailable
 from .schema import access_keys, changes, domains, relay_v3, relay_v4, url_auth
-from .sql import (
-    domain_row,
-    fetch_domain,
-    fetch_key,
-    fetch_url_auth,
-    fetch_v3,
-    fetch_v4,
-    key_row,
-    url_auth_row,
-    v3_row,
-    v4_row,
-)
+from .sql import domain_row, key_row, url_auth_row, v3_row, v4_row
 
 log = logging.getLogger("liverelay.store.feed")
 
@@ -83,21 +72,6 @@ def _read_all(conn: Connection) -> tuple[int, Picture]:
         auth = url_auth_row(row)
         picture[("url_auth", auth.key)] = auth
     return seq, picture
-
-
-def _fetch(conn: Connection, entity: Entity, key: object) -> object | None:
-    if entity == "domain":
-        assert isinstance(key, str)
-        return fetch_domain(conn, key)
-    if entity == "key":
-        assert isinstance(key, str)
-        return fetch_key(conn, key)
-    assert isinstance(key, tuple)
-    if entity == "url_auth":
-        return fetch_url_auth(conn, key[0], key[1], key[2])
-    if entity == "relay_v3":
-        return fetch_v3(conn, key[0], key[1])
-    return fetch_v4(conn, key[0], key[1], key[2])
 
 
 @dataclass
@@ -189,7 +163,8 @@ class ChangeFeed:
         self._queue.put_nowait(payload)
 
     def _on_terminated(self, conn: object) -> None:
-        self._queue.put_nowait(_LOST)
+        if conn is self._conn:  # not a late word from a connection already replaced
+            self._queue.put_nowait(_LOST)
 
     # ---- following ----
     async def _follow(self) -> None:
@@ -267,7 +242,7 @@ class ChangeFeed:
             await self._resync(publish=True)
             return
         k = _event_key(entity, note.get("key"))
-        value = await self.repo._read(lambda c: _fetch(c, k[0], k[1]))
+        value = await self.repo.fetch_current(k[0], k[1])
         self.last_seq = seq
         self.counters.notifications += 1
         self._apply(k, value, seq)

@@ -29,7 +29,7 @@ from . import migrate
 from .bus import Entity, Op
 from .models import StoreUnavailable
 from .schema import changes
-from .sql import SqlRepository, Tx
+from .sql import SqlRepository, Tx, fetch_entity
 
 log = logging.getLogger("liverelay.store.postgres")
 
@@ -134,6 +134,10 @@ class PostgresRepository(SqlRepository):
             payload = json.dumps({"seq": seq, "origin": self.origin, "entity": "*", "op": op, "key": None})
         conn.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload})
         conn.info[_ANNOUNCED].append((seq, entity, key))
+
+    async def fetch_current(self, entity: Entity, key: object) -> object | None:
+        """The record of (entity, key) as committed now; None when it does not exist."""
+        return await self._read(lambda c: fetch_entity(c, entity, key))
 
     async def change_seq(self) -> int:
         return await self._read(

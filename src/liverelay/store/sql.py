@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, delete, func, insert, select, update
+from sqlalchemy import Row, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -87,6 +87,54 @@ def v4_row(row: Row[Any]) -> RelayV4Config:
     )
 
 
+# Statements built once (bind parameters filled per call): building and caching a
+# statement costs more than running it on SQLite, and get_key runs on every API request.
+_GET_KEY = select(access_keys).where(access_keys.c.ak == bindparam("k_ak"))
+_DEL_KEY = delete(access_keys).where(access_keys.c.ak == bindparam("k_ak"))
+_GET_DOMAIN = select(domains).where(domains.c.domain == bindparam("k_domain"))
+_DEL_DOMAIN = delete(domains).where(domains.c.domain == bindparam("k_domain"))
+_UPDATE_DOMAIN = update(domains).where(domains.c.domain == bindparam("k_domain"))
+_V3_WHERE = (relay_v3.c.vhost == bindparam("k_vhost")) & (relay_v3.c.app == bindparam("k_app"))
+_GET_V3 = select(relay_v3).where(_V3_WHERE)
+_DEL_V3 = delete(relay_v3).where(_V3_WHERE)
+_V4_WHERE = (
+    (relay_v4.c.vhost == bindparam("k_vhost"))
+    & (relay_v4.c.app == bindparam("k_app"))
+    & (relay_v4.c.stream == bindparam("k_stream"))
+)
+_GET_V4 = select(relay_v4).where(_V4_WHERE)
+_DEL_V4 = delete(relay_v4).where(_V4_WHERE)
+_UPDATE_V4 = update(relay_v4).where(_V4_WHERE)
+
+
+def _upserts(table: Any, keys: list[str], replace: list[str]) -> dict[str, Any]:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE SET replace = excluded, per dialect."""
+    out: dict[str, Any] = {}
+    for name, dialect_insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert)):
+        stmt = dialect_insert(table)
+        out[name] = stmt.on_conflict_do_update(
+            index_elements=keys, set_={c: stmt.excluded[c] for c in replace}
+        )
+    return out
+
+
+_UPSERT_KEY = _upserts(access_keys, ["ak"], ["sk", "created", "enabled"])
+_UPSERT_V3 = _upserts(relay_v3, ["vhost", "app"], ["groups_json", "updated"])
+_URL_AUTH_KEY = ["vhost", "app", "scene"]
+_UPSERT_URL_AUTH = _upserts(url_auth, _URL_AUTH_KEY, ["enabled", "valid_duration", "keys_json", "updated"])
+_URL_AUTH_WHERE = (
+    (url_auth.c.vhost == bindparam("k_vhost"))
+    & (url_auth.c.app == bindparam("k_app"))
+    & (url_auth.c.scene == bindparam("k_scene"))
+)
+_GET_URL_AUTH = select(url_auth).where(_URL_AUTH_WHERE)
+_DEL_URL_AUTH = delete(url_auth).where(_URL_AUTH_WHERE)
+
+
+def _url_auth_key(vhost: str, app: str, scene: str) -> dict[str, str]:
+    return {"k_vhost": vhost, "k_app": app, "k_scene": scene}
+
+
 def auth_keys_to_json(keys: tuple[AuthKeyEntry, ...]) -> str:
     return json.dumps(
         [{"secret_key": k.secret_key, "algorithm": k.algorithm} for k in keys], separators=(",", ":")
@@ -100,21 +148,12 @@ def url_auth_row(row: Row[Any]) -> UrlAuthConfig:
     )
 
 
-def _url_auth_where(vhost: str, app: str, scene: str) -> Any:
-    return (url_auth.c.vhost == vhost) & (url_auth.c.app == app) & (url_auth.c.scene == scene)
+def _v3_key(vhost: str, app: str) -> dict[str, str]:
+    return {"k_vhost": vhost, "k_app": app}
 
 
-def _upsert(conn: Connection, table: Any) -> Any:
-    """INSERT ... ON CONFLICT for the connection's dialect (both spell it the same way)."""
-    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
-
-
-def _v3_where(vhost: str, app: str) -> Any:
-    return (relay_v3.c.vhost == vhost) & (relay_v3.c.app == app)
-
-
-def _v4_where(vhost: str, app: str, stream: str) -> Any:
-    return (relay_v4.c.vhost == vhost) & (relay_v4.c.app == app) & (relay_v4.c.stream == stream)
+def _v4_key(vhost: str, app: str, stream: str) -> dict[str, str]:
+    return {"k_vhost": vhost, "k_app": app, "k_stream": stream}
 
 
 @dataclass(frozen=True)
@@ -153,15 +192,14 @@ class SqlRepository:
         def tx(conn: Connection) -> bool:
             existed = fetch_key(conn, key.ak) is not None
             values = {"ak": key.ak, "sk": key.sk, "created": key.created, "enabled": int(key.enabled)}
-            stmt = _upsert(conn, access_keys).values(**values)
-            conn.execute(stmt.on_conflict_do_update(index_elements=["ak"], set_=values))
+            conn.execute(_UPSERT_KEY[conn.dialect.name], values)
             self._announce(conn, "key", "updated" if existed else "added", key.ak)
             return not existed
 
         return await self._write(tx)
 
     async def delete_key(self, ak: str) -> bool:
-        return await self._delete("key", ak, delete(access_keys).where(access_keys.c.ak == ak))
+        return await self._delete("key", ak, _DEL_KEY, {"k_ak": ak})
 
     # ---- domains ----
     async def list_domains(self) -> list[DomainRecord]:
@@ -172,16 +210,15 @@ class SqlRepository:
         def tx(conn: Connection) -> None:
             for r in records:
                 try:  # the first failure aborts the whole transaction: all or nothing
-                    conn.execute(
-                        insert(domains).values(
-                            domain=r.domain,
-                            type=r.type,
-                            vhost=r.vhost,
-                            region=r.region,
-                            status=r.status,
-                            created=r.created,
-                        )
-                    )
+                    values = {
+                        "domain": r.domain,
+                        "type": r.type,
+                        "vhost": r.vhost,
+                        "region": r.region,
+                        "status": r.status,
+                        "created": r.created,
+                    }
+                    conn.execute(insert(domains), values)
                 except IntegrityError as exc:
                     raise AlreadyExists(f"domain {r.domain} already exists") from exc
                 self._announce(conn, "domain", "added", r.domain)
@@ -190,12 +227,13 @@ class SqlRepository:
 
     async def update_domain(self, record: DomainRecord) -> bool:
         def tx(conn: Connection) -> bool:
-            stmt = (
-                update(domains)
-                .where(domains.c.domain == record.domain)
-                .values(type=record.type, vhost=record.vhost, region=record.region, status=record.status)
-            )
-            if conn.execute(stmt).rowcount == 0:
+            values = {
+                "type": record.type,
+                "vhost": record.vhost,
+                "region": record.region,
+                "status": record.status,
+            }
+            if conn.execute(_UPDATE_DOMAIN, {"k_domain": record.domain, **values}).rowcount == 0:
                 return False
             self._announce(conn, "domain", "updated", record.domain)
             return True
@@ -203,7 +241,7 @@ class SqlRepository:
         return await self._write(tx)
 
     async def delete_domain(self, domain: str) -> bool:
-        return await self._delete("domain", domain, delete(domains).where(domains.c.domain == domain))
+        return await self._delete("domain", domain, _DEL_DOMAIN, {"k_domain": domain})
 
     # ---- V3 ----
     async def get_relay_v3(self, vhost: str, app: str) -> RelayV3Config | None:
@@ -223,18 +261,14 @@ class SqlRepository:
         def tx(conn: Connection) -> tuple[RelayV3Config, bool]:
             existed = fetch_v3(conn, config.vhost, config.app) is not None
             groups = groups_to_json(config.groups)
-            stmt = _upsert(conn, relay_v3).values(
-                vhost=config.vhost,
-                app=config.app,
-                groups_json=groups,
-                created=config.created,
-                updated=config.updated,
-            )
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["vhost", "app"], set_={"groups_json": groups, "updated": config.updated}
-                )
-            )
+            values = {
+                "vhost": config.vhost,
+                "app": config.app,
+                "groups_json": groups,
+                "created": config.created,
+                "updated": config.updated,
+            }
+            conn.execute(_UPSERT_V3[conn.dialect.name], values)
             stored = fetch_v3(conn, config.vhost, config.app)
             assert stored is not None  # written just above, in this transaction
             self._announce(conn, "relay_v3", "updated" if existed else "added", stored.key)
@@ -243,7 +277,7 @@ class SqlRepository:
         return await self._write(tx)
 
     async def delete_relay_v3(self, vhost: str, app: str) -> bool:
-        return await self._delete("relay_v3", (vhost, app), delete(relay_v3).where(_v3_where(vhost, app)))
+        return await self._delete("relay_v3", (vhost, app), _DEL_V3, _v3_key(vhost, app))
 
     # ---- V4 ----
     async def get_relay_v4(self, vhost: str, app: str, stream: str) -> RelayV4Config | None:
@@ -267,20 +301,19 @@ class SqlRepository:
     async def insert_relay_v4(self, config: RelayV4Config) -> None:
         def tx(conn: Connection) -> None:
             try:
-                conn.execute(
-                    insert(relay_v4).values(
-                        task_id=config.task_id,
-                        vhost=config.vhost,
-                        app=config.app,
-                        stream=config.stream,
-                        domain=config.domain,
-                        src_addrs_json=json.dumps(list(config.src_addrs)),
-                        start_time=config.start_time,
-                        end_time=config.end_time,
-                        created=config.created,
-                        updated=config.updated,
-                    )
-                )
+                values = {
+                    "task_id": config.task_id,
+                    "vhost": config.vhost,
+                    "app": config.app,
+                    "stream": config.stream,
+                    "domain": config.domain,
+                    "src_addrs_json": json.dumps(list(config.src_addrs)),
+                    "start_time": config.start_time,
+                    "end_time": config.end_time,
+                    "created": config.created,
+                    "updated": config.updated,
+                }
+                conn.execute(insert(relay_v4), values)
             except IntegrityError as exc:
                 raise AlreadyExists(f"fixed relay {'/'.join(config.key)} already exists") from exc
             self._announce(conn, "relay_v4", "added", config.key)
@@ -292,17 +325,13 @@ class SqlRepository:
         One UPDATE of every changed column: concurrent updates leave one whole write, never a mix."""
 
         def tx(conn: Connection) -> RelayV4Config:
-            stmt = (
-                update(relay_v4)
-                .where(_v4_where(*config.key))
-                .values(
-                    src_addrs_json=json.dumps(list(config.src_addrs)),
-                    start_time=config.start_time,
-                    end_time=config.end_time,
-                    updated=config.updated,
-                )
-            )
-            if conn.execute(stmt).rowcount == 0:
+            values = {
+                "src_addrs_json": json.dumps(list(config.src_addrs)),
+                "start_time": config.start_time,
+                "end_time": config.end_time,
+                "updated": config.updated,
+            }
+            if conn.execute(_UPDATE_V4, {**_v4_key(*config.key), **values}).rowcount == 0:
                 raise NotFound(f"fixed relay {'/'.join(config.key)} does not exist")
             stored = fetch_v4(conn, *config.key)
             assert stored is not None  # updated just above, in this transaction (row locked)
@@ -312,8 +341,7 @@ class SqlRepository:
         return await self._write(tx)
 
     async def delete_relay_v4(self, vhost: str, app: str, stream: str) -> bool:
-        stmt = delete(relay_v4).where(_v4_where(vhost, app, stream))
-        return await self._delete("relay_v4", (vhost, app, stream), stmt)
+        return await self._delete("relay_v4", (vhost, app, stream), _DEL_V4, _v4_key(vhost, app, stream))
 
     # ---- URL authentication ----
     async def list_url_auth(self, vhost: str | None = None) -> list[UrlAuthConfig]:
@@ -328,15 +356,16 @@ class SqlRepository:
         def tx(conn: Connection) -> tuple[UrlAuthConfig, bool]:
             existed = fetch_url_auth(conn, *config.key) is not None
             values = {
+                "vhost": config.vhost,
+                "app": config.app,
+                "scene": config.scene,
                 "enabled": int(config.enabled),
                 "valid_duration": config.valid_duration,
                 "keys_json": auth_keys_to_json(config.keys),
+                "created": config.created,
                 "updated": config.updated,
             }
-            stmt = _upsert(conn, url_auth).values(
-                vhost=config.vhost, app=config.app, scene=config.scene, created=config.created, **values
-            )
-            conn.execute(stmt.on_conflict_do_update(index_elements=["vhost", "app", "scene"], set_=values))
+            conn.execute(_UPSERT_URL_AUTH[conn.dialect.name], values)
             stored = fetch_url_auth(conn, *config.key)
             assert stored is not None  # written just above, in this transaction
             self._announce(conn, "url_auth", "updated" if existed else "added", stored.key)
@@ -345,8 +374,8 @@ class SqlRepository:
         return await self._write(tx)
 
     async def delete_url_auth(self, vhost: str, app: str, scene: str) -> bool:
-        stmt = delete(url_auth).where(_url_auth_where(vhost, app, scene))
-        return await self._delete("url_auth", (vhost, app, scene), stmt)
+        key = (vhost, app, scene)
+        return await self._delete("url_auth", key, _DEL_URL_AUTH, _url_auth_key(*key))
 
     # ---- whole contents (db copy) ----
     async def export_all(self) -> Contents:
@@ -424,9 +453,9 @@ class SqlRepository:
 
         await self._write(tx)
 
-    async def _delete(self, entity: Entity, key: object, stmt: Any) -> bool:
+    async def _delete(self, entity: Entity, key: object, stmt: Any, params: dict[str, str]) -> bool:
         def tx(conn: Connection) -> bool:
-            if conn.execute(stmt).rowcount == 0:
+            if conn.execute(stmt, params).rowcount == 0:
                 return False
             self._announce(conn, entity, "deleted", key)
             return True
@@ -435,25 +464,41 @@ class SqlRepository:
 
 
 def fetch_key(conn: Connection, ak: str) -> AccessKey | None:
-    row = conn.execute(select(access_keys).where(access_keys.c.ak == ak)).first()
+    row = conn.execute(_GET_KEY, {"k_ak": ak}).first()
     return key_row(row) if row is not None else None
 
 
 def fetch_domain(conn: Connection, domain: str) -> DomainRecord | None:
-    row = conn.execute(select(domains).where(domains.c.domain == domain)).first()
+    row = conn.execute(_GET_DOMAIN, {"k_domain": domain}).first()
     return domain_row(row) if row is not None else None
 
 
 def fetch_v3(conn: Connection, vhost: str, app: str) -> RelayV3Config | None:
-    row = conn.execute(select(relay_v3).where(_v3_where(vhost, app))).first()
+    row = conn.execute(_GET_V3, _v3_key(vhost, app)).first()
     return v3_row(row) if row is not None else None
 
 
 def fetch_v4(conn: Connection, vhost: str, app: str, stream: str) -> RelayV4Config | None:
-    row = conn.execute(select(relay_v4).where(_v4_where(vhost, app, stream))).first()
+    row = conn.execute(_GET_V4, _v4_key(vhost, app, stream)).first()
     return v4_row(row) if row is not None else None
 
 
+def fetch_entity(conn: Connection, entity: Entity, key: object) -> object | None:
+    """The record of a ChangeEvent's (entity, key); None when it does not exist."""
+    if entity == "domain":
+        assert isinstance(key, str)
+        return fetch_domain(conn, key)
+    if entity == "key":
+        assert isinstance(key, str)
+        return fetch_key(conn, key)
+    assert isinstance(key, tuple)
+    if entity == "url_auth":
+        return fetch_url_auth(conn, key[0], key[1], key[2])
+    if entity == "relay_v3":
+        return fetch_v3(conn, key[0], key[1])
+    return fetch_v4(conn, key[0], key[1], key[2])
+
+
 def fetch_url_auth(conn: Connection, vhost: str, app: str, scene: str) -> UrlAuthConfig | None:
-    row = conn.execute(select(url_auth).where(_url_auth_where(vhost, app, scene))).first()
+    row = conn.execute(_GET_URL_AUTH, _url_auth_key(vhost, app, scene)).first()
     return url_auth_row(row) if row is not None else None

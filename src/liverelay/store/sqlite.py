@@ -42,14 +42,16 @@ def _connect(path: Path) -> sqlite3.Connection:
 def sqlite_engine(path: Path) -> tuple[Engine, Callable[[bool], None]]:
     """An engine on one sqlite3 connection (WAL, synchronous=FULL) whose transactions
     start with BEGIN IMMEDIATE for writes (the write lock up front: no upgrade deadlock
-    with a CLI process) and a deferred BEGIN for reads. The second value picks which."""
+    with a CLI process); reads run without BEGIN, in the driver's autocommit, as the
+    stdlib store did (the closing COMMIT is then a no-op). The second value picks which."""
     raw = _connect(path)
     engine = create_engine("sqlite://", creator=lambda: raw, poolclass=StaticPool)
     mode = {"write": True}
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if mode["write"] else "BEGIN")
+        if mode["write"]:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     def set_write(write: bool) -> None:
         mode["write"] = write
