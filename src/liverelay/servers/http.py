@@ -55,7 +55,7 @@ FLV_RESPONSE_HEADERS = {**CORS_HEADERS, "Content-Type": "video/x-flv", "Cache-Co
 
 def create_http_app(node: Any) -> web.Application:
     """`node` provides settings, hub, domains (vhost_for(host), may be None) and metrics."""
-    app = web.Application(middlewares=[play_auth_middleware(node)])  # URL auth of .flv / .m3u8
+    app = web.Application(middlewares=[play_auth_middleware(node, _remote)])  # URL auth: .flv / .m3u8
     app[NODE_KEY] = node
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)

@@ -28,7 +28,9 @@ PLAY_SUFFIXES = (".flv", ".m3u8")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def play_auth_middleware(node: Any) -> Middleware:
+def play_auth_middleware(node: Any, remote_of: Callable[[web.Request], str]) -> Middleware:
+    """`remote_of(request)`: the listener's "address:port" of the peer, for the log line."""
+
     @web.middleware
     async def play_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         verifier = node.urlauth
@@ -52,8 +54,7 @@ def play_auth_middleware(node: Any) -> Middleware:
         refusal = verifier.check_play(vhost, app, stream, request.rel_url.raw_query_string)
         if refusal is None:
             return await handler(request)
-        peer = request.transport.get_extra_info("peername") if request.transport else None
-        remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "?"
+        remote = remote_of(request)
         _warn.warning(
             f"auth-play-{refusal.reason}-{remote.rpartition(':')[0]}",
             "http play %s from %s refused: %s",
