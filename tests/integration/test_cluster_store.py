@@ -115,6 +115,17 @@ def test_three_nodes_share_keys_domains_and_relays(
         with SignedClient(node.api_host, ak, sk) as client:
             client.ok("ListDomainDetail", {"PageNum": 1, "PageSize": 10})
 
+    # V3 and V4 written on A are listed by B and C (and the V4 one scheduled there).
+    set_v3(a, [rtmp_server(free_port())], app="fromA")
+    with api(a) as svc:
+        svc.create_relay_source_v4(v4_body("fixed0", FUTURE))
+    for node in (b, c):
+        with api(node) as svc:
+            v3 = svc.describe_relay_source_v3({"Vhost": EDGE_VHOST, "App": "fromA"})
+            assert [g["App"] for g in v3.get("Result", v3)["RelaySourceConfigList"]] == ["fromA"]
+            assert "fixed0" in listed_v4(svc)
+        wait_until(lambda n=node: "fixed0" in fixed_rows(n), 5, f"fixed0 scheduled on {node.api_host}")
+
     # V4 written on B (which needs A's domain in its domain table already) is listed and
     # scheduled by A and C.
     with api(b) as svc:
@@ -130,7 +141,7 @@ def test_three_nodes_share_keys_domains_and_relays(
     origin = node_factory("origin")
     set_v3(b, [rtmp_server(origin)])
     with api(c) as svc:
-        groups = svc.describe_relay_source_v3({"Vhost": EDGE_VHOST})
+        groups = svc.describe_relay_source_v3({"Vhost": EDGE_VHOST, "App": "live"})
         assert groups.get("Result", groups)["RelaySourceConfigList"][0]["App"] == "live"
     with ffmpeg_publish(ffmpeg, sample_flv, origin.rtmp_url("live", "s")):
         wait_until(lambda: _has_stream(origin), 20, "the origin to have the stream", interval=0.2)

@@ -87,7 +87,7 @@ class ChangeFeed:
         self.bus = bus
         self.keepalive_s = keepalive_s
         self.counters = FeedCounters()
-        self.connected = False
+        self.connected = False  # listening and in step with the database
         self.last_seq = 0
         self.picture: Picture = {}
         # Change number behind what the bus last said about a key, from a remote change or
@@ -106,6 +106,7 @@ class ChangeFeed:
         """Connect, LISTEN, take the first picture (nothing published), then follow."""
         await self._connect()
         await self._resync(publish=False)
+        self.connected = True
         self._task = asyncio.create_task(self._follow(), name="liverelay-change-feed")
 
     async def close(self) -> None:
@@ -145,7 +146,6 @@ class ChangeFeed:
             raise
         conn.add_termination_listener(self._on_terminated)
         self._conn = conn
-        self.connected = True
         self._suspect = None
 
     async def _disconnect(self) -> None:
@@ -175,6 +175,7 @@ class ChangeFeed:
                     await self._connect()
                     self.counters.reconnects += 1
                     await self._resync(publish=True)
+                    self.connected = True  # listening and in step again
                     log.warning("database connection back: resynced at change %d", self.last_seq)
                     attempt = 0
                 await self._pump()

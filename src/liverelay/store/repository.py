@@ -1,10 +1,11 @@
-"""The persistence interface. SQLite implements it today; a PostgreSQL
-implementation plugs in behind the same methods (every write durable on return)."""
+"""The persistence interface: SqliteRepository and PostgresRepository implement it
+(store/sql.py holds the queries of both); every write is durable when it returns."""
 
 from __future__ import annotations
 
 from typing import Protocol
 
+from .bus import Op
 from .models import AccessKey, DomainRecord, RelayV3Config, RelayV4Config, UrlAuthConfig
 
 
@@ -30,6 +31,13 @@ class Repository(Protocol):
         """Set vhost/type/region/status of an existing domain; False when it does not exist."""
         ...
 
+    async def change_domain(
+        self, domain: str, *, vhost: str | None, status: int | None
+    ) -> tuple[DomainRecord | None, DomainRecord | None]:
+        """Set the given fields in one locked read-modify-write: (before, after); (None, None)
+        when absent. Atomic against other nodes writing the same database."""
+        ...
+
     async def delete_domain(self, domain: str) -> bool: ...
 
     # play-triggered relays (V3)
@@ -37,6 +45,13 @@ class Repository(Protocol):
     async def list_relay_v3(self, vhost: str | None = None) -> list[RelayV3Config]: ...
     async def put_relay_v3(self, config: RelayV3Config) -> tuple[RelayV3Config, bool]:
         """Insert or replace the groups (keeping `created`); the stored config and whether it was new."""
+        ...
+
+    async def remove_relay_v3_group(
+        self, vhost: str, app: str, group: str, updated: int
+    ) -> tuple[Op | None, RelayV3Config | None]:
+        """Remove one group atomically: ("updated", stored), ("deleted", None) when it was
+        the last, (None, None) when there was no such config or group."""
         ...
 
     async def delete_relay_v3(self, vhost: str, app: str) -> bool: ...

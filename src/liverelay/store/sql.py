@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from sqlalchemy import Row, bindparam, delete, func, insert, select, update
@@ -94,9 +94,14 @@ _DEL_KEY = delete(access_keys).where(access_keys.c.ak == bindparam("k_ak"))
 _GET_DOMAIN = select(domains).where(domains.c.domain == bindparam("k_domain"))
 _DEL_DOMAIN = delete(domains).where(domains.c.domain == bindparam("k_domain"))
 _UPDATE_DOMAIN = update(domains).where(domains.c.domain == bindparam("k_domain"))
+# Read-modify-write inside one transaction: FOR UPDATE holds the row against other nodes
+# until COMMIT (SQLite renders no clause: its BEGIN IMMEDIATE already excludes writers).
+_LOCK_DOMAIN = _GET_DOMAIN.with_for_update()
 _V3_WHERE = (relay_v3.c.vhost == bindparam("k_vhost")) & (relay_v3.c.app == bindparam("k_app"))
 _GET_V3 = select(relay_v3).where(_V3_WHERE)
 _DEL_V3 = delete(relay_v3).where(_V3_WHERE)
+_LOCK_V3 = _GET_V3.with_for_update()
+_UPDATE_V3 = update(relay_v3).where(_V3_WHERE)
 _V4_WHERE = (
     (relay_v4.c.vhost == bindparam("k_vhost"))
     & (relay_v4.c.app == bindparam("k_app"))
@@ -240,6 +245,30 @@ class SqlRepository:
 
         return await self._write(tx)
 
+    async def change_domain(
+        self, domain: str, *, vhost: str | None, status: int | None
+    ) -> tuple[DomainRecord | None, DomainRecord | None]:
+        """Set the given fields of a domain in one locked read-modify-write: (before,
+        after); (None, None) when absent; after == before when nothing changed."""
+
+        def tx(conn: Connection) -> tuple[DomainRecord | None, DomainRecord | None]:
+            row = conn.execute(_LOCK_DOMAIN, {"k_domain": domain}).first()
+            if row is None:
+                return None, None
+            current = domain_row(row)
+            record = replace(
+                current,
+                vhost=current.vhost if vhost is None else vhost,
+                status=current.status if status is None else status,
+            )
+            if record != current:
+                values = {"k_domain": domain, "vhost": record.vhost, "status": record.status}
+                conn.execute(_UPDATE_DOMAIN, values)
+                self._announce(conn, "domain", "updated", domain)
+            return current, record
+
+        return await self._write(tx)
+
     async def delete_domain(self, domain: str) -> bool:
         return await self._delete("domain", domain, _DEL_DOMAIN, {"k_domain": domain})
 
@@ -273,6 +302,30 @@ class SqlRepository:
             assert stored is not None  # written just above, in this transaction
             self._announce(conn, "relay_v3", "updated" if existed else "added", stored.key)
             return stored, not existed
+
+        return await self._write(tx)
+
+    async def remove_relay_v3_group(
+        self, vhost: str, app: str, group: str, updated: int
+    ) -> tuple[Op | None, RelayV3Config | None]:
+        """Remove one group in one locked read-modify-write: ("updated", stored) while
+        groups remain, ("deleted", None) when it was the last, (None, None) when there
+        was no such config or group."""
+
+        def tx(conn: Connection) -> tuple[Op | None, RelayV3Config | None]:
+            key = _v3_key(vhost, app)
+            row = conn.execute(_LOCK_V3, key).first()
+            current = v3_row(row) if row is not None else None
+            if current is None or all(g.name != group for g in current.groups):
+                return None, None
+            remaining = tuple(g for g in current.groups if g.name != group)
+            if not remaining:
+                conn.execute(_DEL_V3, key)
+                self._announce(conn, "relay_v3", "deleted", (vhost, app))
+                return "deleted", None
+            conn.execute(_UPDATE_V3, {**key, "groups_json": groups_to_json(remaining), "updated": updated})
+            self._announce(conn, "relay_v3", "updated", (vhost, app))
+            return "updated", fetch_v3(conn, vhost, app)
 
         return await self._write(tx)
 

@@ -11,7 +11,6 @@ import secrets
 import string
 import time
 from collections.abc import Iterable
-from dataclasses import replace
 from pathlib import Path
 
 from ..config import Settings
@@ -128,20 +127,11 @@ class Store:
     ) -> DomainRecord:
         """Move a domain to another vhost and/or change its status; NotFound when absent."""
         name = normalise_host(domain)
-        async with self._lock:
-            current = next((d for d in await self.repo.list_domains() if d.domain == name), None)
-            if current is None:
-                raise NotFound(f"domain {name} does not exist")
-            record = replace(
-                current,
-                vhost=current.vhost if vhost is None else vhost,
-                status=current.status if status is None else status,
-            )
-            if record == current:
-                return current
-            if not await self.repo.update_domain(record):
-                raise NotFound(f"domain {name} does not exist")
-        self._publish("domain", "updated", name, record)
+        current, record = await self.repo.change_domain(name, vhost=vhost, status=status)
+        if current is None or record is None:
+            raise NotFound(f"domain {name} does not exist")
+        if record != current:
+            self._publish("domain", "updated", name, record)
         return record
 
     async def delete_domain(self, domain: str) -> bool:
@@ -168,18 +158,12 @@ class Store:
 
     async def delete_relay_v3(self, vhost: str, app: str, group: str | None = None) -> bool:
         """Delete the config, or only its group `group` (the config goes when no group is left)."""
-        async with self._lock:
-            if group:
-                current = await self.repo.get_relay_v3(vhost, app)
-                if current is None or all(g.name != group for g in current.groups):
-                    return False
-                remaining = tuple(g for g in current.groups if g.name != group)
-                if remaining:
-                    config = RelayV3Config(vhost, app, remaining, current.created, _now())
-                    stored, _ = await self.repo.put_relay_v3(config)
-                    self._publish("relay_v3", "updated", stored.key, stored)
-                    return True
-            deleted = await self.repo.delete_relay_v3(vhost, app)
+        if group:
+            op, stored = await self.repo.remove_relay_v3_group(vhost, app, group, _now())
+            if op is not None:
+                self._publish("relay_v3", op, (vhost, app), stored)
+            return op is not None
+        deleted = await self.repo.delete_relay_v3(vhost, app)
         if deleted:
             self._publish("relay_v3", "deleted", (vhost, app), None)
         return deleted
