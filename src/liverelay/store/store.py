@@ -11,6 +11,7 @@ import secrets
 import string
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from ..config import Settings
