@@ -187,6 +187,8 @@ class MediaSettings(_Section):
     hls_gzip: bool = True  # gzip playlists for clients that accept it
     hls_segment_max_age_s: int = 3600  # Cache-Control max-age of segments/parts (immutable URLs)
     hls_min_segments: int = 2  # a new HLS muxer answers once this many segments exist
+    open_publish: bool = False  # unsigned publishing allowed without a push key on a non-loopback RTMP bind
+    url_host: str = ""  # host[:port] in generated URLs of a vhost with no domain ("" = the listener's)
 
 
 class RelaySettings(_Section):

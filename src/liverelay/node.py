@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the parts are imported in start(): `liverelay --help` stays
     from .servers.rtmp import RtmpServer
     from .store import Store
     from .streamctl import StreamControl
+    from .urlauth import UrlAuthVerifier
 
 log = logging.getLogger("liverelay.node")
 
@@ -54,6 +55,7 @@ class Node:
     metrics: CollectorRegistry | None = None
     rtmp: RtmpServer | None = None
     stream_control: StreamControl | None = None  # forbid list, ended streams, kill
+    urlauth: UrlAuthVerifier | None = None  # URL authentication at publish/play admission
 
     _runners: list[web.AppRunner] = field(default_factory=list)
     _servers: list[asyncio.base_events.Server] = field(default_factory=list)
@@ -70,11 +72,20 @@ class Node:
         from .servers.rtmp import RtmpServer
         from .store import open_store
         from .streamctl import StreamControl
+        from .urlauth import UrlAuthVerifier
+        from .urlauth.verifier import exposure_warning
 
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
         self.metrics = metrics = CollectorRegistry()
         self.store = store = await open_store(s)
+        rtmp_host = parse_hostport(s.media.rtmp_listen)[0]
+        self.urlauth = urlauth = await UrlAuthVerifier.from_store(
+            store, open_publish=s.media.open_publish, rtmp_host=rtmp_host
+        )
+        warning = exposure_warning(rtmp_host, s.media.open_publish)
+        if warning:
+            log.warning("%s", warning)
         self.hub = hub = Hub(s.media, metrics=metrics)
         self.relays = relays = RelayManager(s, hub, store, metrics)
         await relays.start()
@@ -82,7 +93,7 @@ class Node:
             hub, history=s.api.closed_stream_history, max_forbidden=s.api.max_forbidden_streams
         )
         control.start()
-        media = ListenerDeps(s, hub, store.domain_table, metrics, control)
+        media = ListenerDeps(s, hub, store.domain_table, metrics, control, urlauth)
 
         raise_file_limit()
         log_accept_errors(asyncio.get_running_loop())

@@ -29,6 +29,7 @@ from liverelay.media.rtmp import (
 )
 from liverelay.servers.protocols import DomainLookup, ListenerDeps
 from liverelay.servers.rtmp import RtmpServer
+from liverelay.urlauth import UrlAuthVerifier
 
 NGINX_RTMP_MODULE = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
 DEFAULT_VHOST = "__defaultVhost__"
@@ -49,11 +50,17 @@ def fast_settings() -> Settings:
 class RtmpNode:
     """Hub + RtmpServer in this process (without `domains`: every host lands in the default vhost)."""
 
-    def __init__(self, settings: Settings | None = None, *, domains: DomainLookup | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        domains: DomainLookup | None = None,
+        urlauth: UrlAuthVerifier | None = None,
+    ) -> None:
         self.settings = settings or fast_settings()
         self.metrics = CollectorRegistry()
         self.hub = Hub(self.settings.media, metrics=self.metrics)
-        self.deps = ListenerDeps(self.settings, self.hub, domains, self.metrics)
+        self.deps = ListenerDeps(self.settings, self.hub, domains, self.metrics, urlauth=urlauth)
         self.server = RtmpServer(self.deps)
         self.port = 0
 

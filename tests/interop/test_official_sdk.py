@@ -155,4 +155,5 @@ def test_sts_session_token_is_signed_and_accepted(api: BackgroundApi) -> None:
         _ok(service.create_domain_v2(SEED_DOMAINS))
         assert _ok(service.list_relay_source_v4(SEED_LIST_V4))["List"] == []
     finally:
-        service.set_session_token(None)
+        # The SDK's default; None would leak into later tests (the credentials are module-global).
+        service.set_session_token("")

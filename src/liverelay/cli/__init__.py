@@ -1,5 +1,5 @@
 """The `liverelay` command: run a node (`serve`), show its settings (`config`), manage local
-keys, and drive the API (`domain`, `relay`, `status`, `stream`).
+keys, and drive the API (`domain`, `relay`, `status`, `stream`, `auth`, `url`).
 
 One module per command group; each attaches its group to the root `cli` (app.py) when
 imported here. API commands go through liverelay.sdk like any remote client, so the CLI
@@ -16,14 +16,16 @@ from typing import TYPE_CHECKING
 from .app import cli, main
 
 if TYPE_CHECKING:
-    from . import db, domain, keys, relay, serve, settings, status, stream
+    from . import auth, db, domain, keys, relay, serve, settings, status, stream
     from .output import age
     from .relay import parse_time
     from .status import status_rows, status_table
 
 # Command modules load when their command runs (app.LazyGroup); so do these names, each
 # through its own typed loader (PEP 562 module __getattr__, no lookup by name).
-_COMMAND_MODULES = frozenset(("db", "domain", "keys", "relay", "serve", "settings", "status", "stream"))
+_COMMAND_MODULES = frozenset(
+    ("auth", "db", "domain", "keys", "relay", "serve", "settings", "status", "stream")
+)
 
 
 def _age() -> object:
@@ -69,6 +71,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "age",
+    "auth",
     "cli",
     "db",
     "domain",

@@ -12,6 +12,7 @@ from .. import __version__
 # use: `liverelay serve` then never loads the SDK's HTTP client (httpx) the API commands
 # need (about 4 MB of a node's resident memory).
 LAZY_COMMANDS: dict[str, tuple[str, ...]] = {
+    "auth": ("auth",),
     "config": ("settings",),
     "db": ("db",),
     "domain": ("domain",),
@@ -20,6 +21,7 @@ LAZY_COMMANDS: dict[str, tuple[str, ...]] = {
     "serve": ("serve",),
     "status": ("relay", "status"),
     "stream": ("stream",),
+    "url": ("auth",),
 }
 
 

@@ -57,6 +57,15 @@ from ..schemas.streams import (
     KillStreamRequest,
     ResumeStreamRequest,
 )
+from ..schemas.urlauth import (
+    DescribeAuthRequest,
+    DescribeAuthResult,
+    GeneratePlayURLRequest,
+    GeneratePlayURLResult,
+    GeneratePushURLRequest,
+    GeneratePushURLResult,
+    UpdateAuthKeyRequest,
+)
 
 if TYPE_CHECKING:
     from .aio import AsyncLiveService
@@ -154,6 +163,11 @@ class ActionMethods:
     kill_stream = Action[KillStreamRequest, NoResult]("KillStream")
     forbid_stream = Action[ForbidStreamRequest, NoResult]("ForbidStream")
     resume_stream = Action[ResumeStreamRequest, NoResult]("ResumeStream")
+    # -- URL authentication ----------------------------------------------------------
+    update_auth_key = Action[UpdateAuthKeyRequest, NoResult]("UpdateAuthKey")
+    describe_auth = Action[DescribeAuthRequest, DescribeAuthResult]("DescribeAuth")
+    generate_push_url = Action[GeneratePushURLRequest, GeneratePushURLResult]("GeneratePushURL")
+    generate_play_url = Action[GeneratePlayURLRequest, GeneratePlayURLResult]("GeneratePlayURL")
     # -- liverelay extension ---------------------------------------------------------
     describe_relay_status = Action[DescribeRelayStatusRequest, DescribeRelayStatusResult](
         "DescribeRelayStatus"

@@ -27,6 +27,7 @@ from ..sources.base import RELAY_VIA_HEADER, RELAY_VIA_PARAM
 from .admission import RateLimitedLog
 from .hls import HlsCollector, HlsService, HttpHooks, add_hls_routes
 from .peertext import clip
+from .playauth import play_auth_middleware
 from .protocols import ListenerDeps, MediaHub
 from .sink import PushWriter
 from .vhost import resolve_vhost
@@ -54,8 +55,9 @@ FLV_RESPONSE_HEADERS = {**CORS_HEADERS, "Content-Type": "video/x-flv", "Cache-Co
 
 
 def create_http_app(deps: ListenerDeps) -> web.Application:
-    """`deps`: the settings, the hub, the domain table (may be None) and the metrics registry."""
-    app = web.Application()
+    """`deps`: the settings, the hub, the domain table (may be None), the metrics registry and
+    the URL-auth verifier (may be None)."""
+    app = web.Application(middlewares=[play_auth_middleware(deps, _remote)])  # URL auth: .flv / .m3u8
     app[DEPS_KEY] = deps
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)

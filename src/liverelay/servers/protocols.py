@@ -17,6 +17,7 @@ from ..config import Settings
 from ..hub.keys import SourceKind, StreamKey
 from ..hub.stream import Publication, Stream
 from ..hub.subscriber import Subscriber
+from ..urlauth import UrlAuthVerifier
 
 
 class MediaHub(Protocol):
@@ -61,3 +62,5 @@ class ListenerDeps:
     metrics: CollectorRegistry | None = None
     # None: no stream is forbidden (a node without stream control, in tests).
     stream_control: PublishGate | None = None
+    # None: URL authentication is off (publish and play need no signature).
+    urlauth: UrlAuthVerifier | None = None

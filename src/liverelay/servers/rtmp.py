@@ -30,6 +30,7 @@ from ..media.rtmp import (
     StreamDeleted,
     frame_chunks,
 )
+from ..media.rtmp.messages import PLAY_FAILED
 from .admission import AddressCap, ListenerLimits, RateLimitedLog
 from .peertext import clip
 from .protocols import ListenerDeps
@@ -219,9 +220,12 @@ class _Connection:
         return None
 
     def _on_publish(self, req: PublishRequest) -> None:
-        name, _query = split_name(req.name)
+        name, query = split_name(req.name)
         if not name or self.role == "play" or self.publications:
             self.session.reject_publish(req, f"Cannot publish {clip(req.name)!r} here")
+            return
+        if self._refused("publish", name, query):
+            self.session.reject_publish(req, "Authentication failed")  # NetStream.Publish.BadName
             return
         key = StreamKey(self.vhost, self.app, name)
         control = self.deps.stream_control
@@ -246,9 +250,35 @@ class _Connection:
             self.session.play_not_found(req, "Already playing on this connection")
             return
         name, query = split_name(req.name)
+        if self._refused("play", name, query):
+            self.session.play_not_found(req, "Authentication failed", code=PLAY_FAILED)
+            return
         self.role = "play"
         self.key = StreamKey(self.vhost, self.app, name)
         self.play_task = asyncio.create_task(self._play(req, self.key, query))
+
+    def _refused(self, action: str, name: str, query: str) -> bool:
+        """URL authentication at admission: True (and a log line naming the reason) when refused."""
+        verifier = self.deps.urlauth
+        if verifier is None:
+            return False
+        check = verifier.check_publish if action == "publish" else verifier.check_play
+        refusal = check(self.vhost, self.app, name, query)
+        if refusal is None:
+            return False
+        host = self.remote.rpartition(":")[0]
+        self.server.warn.warning(
+            f"auth-{action}-{refusal.reason}-{host}",
+            "rtmp %s %s from %s refused: %s",
+            action,
+            clip(StreamKey(self.vhost, self.app, name)),
+            self.remote,
+            refusal.reason,
+        )
+        self.set_reason(f"{action} refused: {refusal.reason}")
+        # Flush the refusal, then hang up (as after a refused connect): one guess per connection.
+        self.session.closed = True
+        return True
 
     def _on_stream_deleted(self, event: StreamDeleted) -> None:
         pub = self.publications.pop(event.stream_id, None)

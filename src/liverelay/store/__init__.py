@@ -5,6 +5,7 @@ from .domains import DomainTable, normalise_host
 from .models import (
     AccessKey,
     AlreadyExists,
+    AuthKeyEntry,
     DomainRecord,
     NotFound,
     RelayGroup,
@@ -13,6 +14,7 @@ from .models import (
     RelayV4Config,
     StoreError,
     StoreUnavailable,
+    UrlAuthConfig,
 )
 from .repository import Repository
 from .store import Store, generate_key_pair, new_task_id, open_store
@@ -20,6 +22,7 @@ from .store import Store, generate_key_pair, new_task_id, open_store
 __all__ = [
     "AccessKey",
     "AlreadyExists",
+    "AuthKeyEntry",
     "ChangeBus",
     "ChangeEvent",
     "DomainRecord",
@@ -33,6 +36,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnavailable",
+    "UrlAuthConfig",
     "generate_key_pair",
     "new_task_id",
     "normalise_host",

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 log = logging.getLogger("liverelay.store.bus")
 
-Entity = Literal["domain", "relay_v3", "relay_v4", "key"]
+Entity = Literal["domain", "relay_v3", "relay_v4", "key", "url_auth"]
 Op = Literal["added", "updated", "deleted"]
 
 
@@ -17,7 +17,8 @@ Op = Literal["added", "updated", "deleted"]
 class ChangeEvent:
     entity: Entity
     op: Op
-    # domain: the domain name; relay_v3: (vhost, app); relay_v4: (vhost, app, stream); key: the AK.
+    # domain: the domain name; relay_v3: (vhost, app); relay_v4: (vhost, app, stream); key: the AK;
+    # url_auth: (vhost, app, scene).
     key: Any
     value: Any  # the new record, None on delete
 

@@ -35,8 +35,8 @@ from ..backoff import backoff_delay
 from .bus import ChangeBus, ChangeEvent, Entity
 from .models import StoreError
 from .postgres import CHANNEL, PostgresRepository, asyncpg_dsn, is_unavailable
-from .schema import access_keys, changes, domains, relay_v3, relay_v4
-from .sql import domain_row, key_row, v3_row, v4_row
+from .schema import access_keys, changes, domains, relay_v3, relay_v4, url_auth
+from .sql import domain_row, key_row, url_auth_row, v3_row, v4_row
 
 log = logging.getLogger("liverelay.store.feed")
 
@@ -68,6 +68,9 @@ def _read_all(conn: Connection) -> tuple[int, Picture]:
     for row in conn.execute(select(access_keys)):
         key = key_row(row)
         picture[("key", key.ak)] = key
+    for row in conn.execute(select(url_auth)):
+        auth = url_auth_row(row)
+        picture[("url_auth", auth.key)] = auth
     return seq, picture
 
 

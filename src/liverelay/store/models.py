@@ -74,6 +74,33 @@ class RelayV4Config:
         return (self.vhost, self.app, self.stream)
 
 
+@dataclass(frozen=True, slots=True)
+class AuthKeyEntry:
+    """One URL-signing key of an auth config (UpdateAuthKey's AuthDetailList entry)."""
+
+    secret_key: str
+    algorithm: str  # "md5" (the service's) | "hmac_sha256" (our extension)
+
+
+@dataclass(frozen=True, slots=True)
+class UrlAuthConfig:
+    """URL authentication of one (vhost, app, scene); app "" = every app of the vhost.
+    The first key signs generated URLs; every key (the backup during a rotation) verifies."""
+
+    vhost: str
+    app: str
+    scene: str  # "push" | "pull"
+    enabled: bool  # PushPullEnable
+    valid_duration: int  # seconds: the default lifetime of generated URLs
+    keys: tuple[AuthKeyEntry, ...]
+    created: int
+    updated: int
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.vhost, self.app, self.scene)
+
+
 class StoreError(Exception):
     """Base of the store's own failures (not SQLite's)."""
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from .bus import Op
-from .models import AccessKey, DomainRecord, RelayV3Config, RelayV4Config
+from .models import AccessKey, DomainRecord, RelayV3Config, RelayV4Config, UrlAuthConfig
 
 
 class Repository(Protocol):
@@ -73,3 +73,11 @@ class Repository(Protocol):
         ...
 
     async def delete_relay_v4(self, vhost: str, app: str, stream: str) -> bool: ...
+
+    # URL authentication
+    async def list_url_auth(self, vhost: str | None = None) -> list[UrlAuthConfig]: ...
+    async def put_url_auth(self, config: UrlAuthConfig) -> tuple[UrlAuthConfig, bool]:
+        """Insert or replace (keeping `created`); the stored config and whether it was new."""
+        ...
+
+    async def delete_url_auth(self, vhost: str, app: str, scene: str) -> bool: ...

@@ -71,6 +71,20 @@ relay_v4 = Table(
     sqlite_autoincrement=True,
 )
 
+# URL authentication (UpdateAuthKey): one row per (vhost, app, scene), app "" = all apps.
+url_auth = Table(
+    "url_auth",
+    metadata,
+    Column("vhost", String, primary_key=True),
+    Column("app", String, primary_key=True),
+    Column("scene", String, primary_key=True),
+    Column("enabled", Integer, nullable=False),
+    Column("valid_duration", BigInteger, nullable=False),
+    Column("keys_json", Text, nullable=False),
+    Column("created", BigInteger, nullable=False),
+    Column("updated", BigInteger, nullable=False),
+)
+
 # One row (id = 1): the number of the last committed change. A writer on PostgreSQL
 # increments it in its transaction; the row lock makes the numbers follow commit order
 # with no holes (a rolled-back write gives its number back), so a node that sees n + 2
@@ -82,4 +96,4 @@ changes = Table(
     Column("seq", BigInteger, nullable=False),
 )
 
-CONFIG_TABLES = (access_keys, domains, relay_v3, relay_v4)
+CONFIG_TABLES = (access_keys, domains, relay_v3, relay_v4, url_auth)

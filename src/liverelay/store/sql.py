@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from sqlalchemy import Row, bindparam, delete, func, insert, select, update
@@ -24,14 +24,16 @@ from .bus import Entity, Op
 from .models import (
     AccessKey,
     AlreadyExists,
+    AuthKeyEntry,
     DomainRecord,
     NotFound,
     RelayGroup,
     RelayServer,
     RelayV3Config,
     RelayV4Config,
+    UrlAuthConfig,
 )
-from .schema import access_keys, domains, relay_v3, relay_v4
+from .schema import access_keys, domains, relay_v3, relay_v4, url_auth
 
 T = TypeVar("T")
 Tx = Callable[[Connection], T]
@@ -123,6 +125,32 @@ def _upserts(table: Any, keys: list[str], replace: list[str]) -> dict[str, Any]:
 
 _UPSERT_KEY = _upserts(access_keys, ["ak"], ["sk", "created", "enabled"])
 _UPSERT_V3 = _upserts(relay_v3, ["vhost", "app"], ["groups_json", "updated"])
+_URL_AUTH_KEY = ["vhost", "app", "scene"]
+_UPSERT_URL_AUTH = _upserts(url_auth, _URL_AUTH_KEY, ["enabled", "valid_duration", "keys_json", "updated"])
+_URL_AUTH_WHERE = (
+    (url_auth.c.vhost == bindparam("k_vhost"))
+    & (url_auth.c.app == bindparam("k_app"))
+    & (url_auth.c.scene == bindparam("k_scene"))
+)
+_GET_URL_AUTH = select(url_auth).where(_URL_AUTH_WHERE)
+_DEL_URL_AUTH = delete(url_auth).where(_URL_AUTH_WHERE)
+
+
+def _url_auth_key(vhost: str, app: str, scene: str) -> dict[str, str]:
+    return {"k_vhost": vhost, "k_app": app, "k_scene": scene}
+
+
+def auth_keys_to_json(keys: tuple[AuthKeyEntry, ...]) -> str:
+    return json.dumps(
+        [{"secret_key": k.secret_key, "algorithm": k.algorithm} for k in keys], separators=(",", ":")
+    )
+
+
+def url_auth_row(row: Row[Any]) -> UrlAuthConfig:
+    keys = tuple(AuthKeyEntry(k["secret_key"], k["algorithm"]) for k in json.loads(row.keys_json))
+    return UrlAuthConfig(
+        row.vhost, row.app, row.scene, bool(row.enabled), row.valid_duration, keys, row.created, row.updated
+    )
 
 
 def _v3_key(vhost: str, app: str) -> dict[str, str]:
@@ -141,6 +169,7 @@ class Contents:
     domains: list[DomainRecord]
     relay_v3: list[RelayV3Config]
     relay_v4: list[RelayV4Config]  # in creation order
+    url_auth: list[UrlAuthConfig] = field(default_factory=list)
 
 
 class SqlRepository:
@@ -367,6 +396,40 @@ class SqlRepository:
     async def delete_relay_v4(self, vhost: str, app: str, stream: str) -> bool:
         return await self._delete("relay_v4", (vhost, app, stream), _DEL_V4, _v4_key(vhost, app, stream))
 
+    # ---- URL authentication ----
+    async def list_url_auth(self, vhost: str | None = None) -> list[UrlAuthConfig]:
+        stmt = select(url_auth).order_by(url_auth.c.vhost, url_auth.c.app, url_auth.c.scene)
+        if vhost is not None:
+            stmt = stmt.where(url_auth.c.vhost == vhost)
+        return await self._read(lambda c: [url_auth_row(r) for r in c.execute(stmt)])
+
+    async def put_url_auth(self, config: UrlAuthConfig) -> tuple[UrlAuthConfig, bool]:
+        """Insert or replace everything but `created`; the stored config and whether it was new."""
+
+        def tx(conn: Connection) -> tuple[UrlAuthConfig, bool]:
+            existed = fetch_url_auth(conn, *config.key) is not None
+            values = {
+                "vhost": config.vhost,
+                "app": config.app,
+                "scene": config.scene,
+                "enabled": int(config.enabled),
+                "valid_duration": config.valid_duration,
+                "keys_json": auth_keys_to_json(config.keys),
+                "created": config.created,
+                "updated": config.updated,
+            }
+            conn.execute(_UPSERT_URL_AUTH[conn.dialect.name], values)
+            stored = fetch_url_auth(conn, *config.key)
+            assert stored is not None  # written just above, in this transaction
+            self._announce(conn, "url_auth", "updated" if existed else "added", stored.key)
+            return stored, not existed
+
+        return await self._write(tx)
+
+    async def delete_url_auth(self, vhost: str, app: str, scene: str) -> bool:
+        key = (vhost, app, scene)
+        return await self._delete("url_auth", key, _DEL_URL_AUTH, _url_auth_key(*key))
+
     # ---- whole contents (db copy) ----
     async def export_all(self) -> Contents:
         def query(conn: Connection) -> Contents:
@@ -375,6 +438,7 @@ class SqlRepository:
                 domains=[domain_row(r) for r in conn.execute(select(domains).order_by(domains.c.domain))],
                 relay_v3=[v3_row(r) for r in conn.execute(select(relay_v3).order_by(relay_v3.c.vhost))],
                 relay_v4=[v4_row(r) for r in conn.execute(select(relay_v4).order_by(relay_v4.c.id))],
+                url_auth=[url_auth_row(r) for r in conn.execute(select(url_auth))],
             )
 
         return await self._read(query)
@@ -421,6 +485,18 @@ class SqlRepository:
                     "updated": c4.updated,
                 }
                 rows.append((relay_v4, values, "relay_v4", c4.key))
+            for ua in contents.url_auth:
+                values = {
+                    "vhost": ua.vhost,
+                    "app": ua.app,
+                    "scene": ua.scene,
+                    "enabled": int(ua.enabled),
+                    "valid_duration": ua.valid_duration,
+                    "keys_json": auth_keys_to_json(ua.keys),
+                    "created": ua.created,
+                    "updated": ua.updated,
+                }
+                rows.append((url_auth, values, "url_auth", ua.key))
             for table, values, entity, key in rows:
                 try:
                     conn.execute(insert(table).values(**values))
@@ -469,6 +545,13 @@ def fetch_entity(conn: Connection, entity: Entity, key: object) -> object | None
         assert isinstance(key, str)
         return fetch_key(conn, key)
     assert isinstance(key, tuple)
+    if entity == "url_auth":
+        return fetch_url_auth(conn, key[0], key[1], key[2])
     if entity == "relay_v3":
         return fetch_v3(conn, key[0], key[1])
     return fetch_v4(conn, key[0], key[1], key[2])
+
+
+def fetch_url_auth(conn: Connection, vhost: str, app: str, scene: str) -> UrlAuthConfig | None:
+    row = conn.execute(_GET_URL_AUTH, _url_auth_key(vhost, app, scene)).first()
+    return url_auth_row(row) if row is not None else None

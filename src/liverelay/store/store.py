@@ -11,6 +11,7 @@ import secrets
 import string
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from ..config import Settings
@@ -24,6 +25,7 @@ from .models import (
     RelayGroup,
     RelayV3Config,
     RelayV4Config,
+    UrlAuthConfig,
 )
 from .postgres import PostgresRepository, is_postgres_url
 from .repository import Repository
@@ -217,6 +219,24 @@ class Store:
         deleted = await self.repo.delete_relay_v4(vhost, app, stream)
         if deleted:
             self._publish("relay_v4", "deleted", (vhost, app, stream), None)
+        return deleted
+
+    # ---- URL authentication ----
+    async def list_url_auth(self, vhost: str | None = None) -> list[UrlAuthConfig]:
+        return await self.repo.list_url_auth(vhost)
+
+    async def put_url_auth(self, config: UrlAuthConfig) -> UrlAuthConfig:
+        """Replace the config of (vhost, app, scene) whole (UpdateAuthKey is a full update)."""
+        now = _now()
+        async with self._lock:
+            stored, new = await self.repo.put_url_auth(replace(config, created=now, updated=now))
+        self._publish("url_auth", "added" if new else "updated", stored.key, stored)
+        return stored
+
+    async def delete_url_auth(self, vhost: str, app: str, scene: str) -> bool:
+        deleted = await self.repo.delete_url_auth(vhost, app, scene)
+        if deleted:
+            self._publish("url_auth", "deleted", (vhost, app, scene), None)
         return deleted
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...schemas.streams import GET_ACTIONS
 from ..context import ActionHandler
-from . import domains, relay_v3, relay_v4, status, streams
+from . import domains, relay_v3, relay_v4, status, streams, urlauth
 
 API_VERSION = "2023-01-01"
 
@@ -34,6 +34,10 @@ ACTIONS: dict[str, ActionHandler] = {
     "ResumeStream": streams.resume_stream,
     "DescribeNodeStatus": streams.describe_node_status,
     "DescribeRelayEvents": status.describe_relay_events,
+    "UpdateAuthKey": urlauth.update_auth_key,
+    "DescribeAuth": urlauth.describe_auth,
+    "GeneratePushURL": urlauth.generate_push_url,
+    "GeneratePlayURL": urlauth.generate_play_url,
 }
 
 __all__ = ["ACTIONS", "API_VERSION", "GET_ACTIONS"]

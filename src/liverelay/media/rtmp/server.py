@@ -211,12 +211,12 @@ class RtmpServerSession(SessionBase):
         self._out.append(m.on_status(sid, cs, m.PLAY_START, f"Started playing {request.name}."))
         self._out.append(m.data_message(sid, cs, "|RtmpSampleAccess", True, True))
 
-    def play_not_found(self, request: PlayRequest, description: str = "") -> None:
-        self._out.append(
-            m.on_status(
-                request.stream_id, self.chunk_size, m.PLAY_STREAM_NOT_FOUND, description or "No such stream"
-            )
-        )
+    def play_not_found(
+        self, request: PlayRequest, description: str = "", code: str = m.PLAY_STREAM_NOT_FOUND
+    ) -> None:
+        """Play refused: StreamNotFound by default (code=PLAY_FAILED when not allowed)."""
+        description = description or "No such stream"
+        self._out.append(m.on_status(request.stream_id, self.chunk_size, code, description))
 
     def end_play(self, stream_id: int, description: str = "") -> None:
         """StreamEOF then Play.UnpublishNotify: the publisher is gone."""
