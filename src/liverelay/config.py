@@ -245,9 +245,9 @@ class Settings(BaseSettings):
     media: MediaSettings = Field(default_factory=MediaSettings)
     relay: RelaySettings = Field(default_factory=RelaySettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
-    database_pool_size: int = 5  # PostgreSQL connections per node for API reads and writes
-    database_timeout_s: float = 5.0  # PostgreSQL connect/query bound: past it the API answers 503
-    database_keepalive_s: float = 2.0  # LISTEN check interval: bounds outage and lost-notification detection
+    database_pool_size: Positive = 5  # PostgreSQL connections per node for API reads and writes
+    database_timeout_s: Seconds = 5.0  # PostgreSQL connect/query bound: past it the API answers 503
+    database_keepalive_s: Seconds = 2.0  # LISTEN check interval: bounds outage / lost-notification detection
 
     @property
     def sqlite_path(self) -> Path:
@@ -273,7 +273,14 @@ SECTIONS: dict[str, type[_Section]] = {
     "relay": RelaySettings,
     "webhook": WebhookSettings,
 }
-TOP_LEVEL = ("data_dir", "database_url", "log_level")
+TOP_LEVEL = (
+    "data_dir",
+    "database_url",
+    "log_level",
+    "database_pool_size",
+    "database_timeout_s",
+    "database_keepalive_s",
+)
 # Environment variables kept from before the LIVERELAY_<SECTION>_<KEY> scheme.
 ENV_ALIASES = {
     "LIVERELAY_API_LISTEN": "api.listen",

@@ -31,6 +31,8 @@ BAD_SETTINGS: list[tuple[str, list[str], dict[str, str], str, str, str]] = [
     ("not-a-bool", [], {"LIVERELAY_MEDIA_GOP_CACHE": "maybe"}, "", "media.gop_cache", "maybe"),
     ("webhook-scheme", [], {"LIVERELAY_WEBHOOK_URL": "ftp://hooks.example/x"}, "", "webhook.url", "ftp://"),
     ("log-level", [], {"LIVERELAY_LOG_LEVEL": "loud"}, "", "log_level", "loud"),
+    ("db-timeout-zero", [], {"LIVERELAY_DATABASE_TIMEOUT_S": "0"}, "", "database_timeout_s", "0"),
+    ("db-pool-zero", [], {"LIVERELAY_DATABASE_POOL_SIZE": "0"}, "", "database_pool_size", "0"),
     ("unknown-key", [], {}, "[relay]\nno_such_setting = 1\n", "relay.no_such_setting", ""),
 ]
 
@@ -135,6 +137,7 @@ def test_config_show_sources_and_masked_secrets(tmp_path: Path) -> None:
     assert shown["database_url"]["value"] == "postgresql://relay:***@db.example/liverelay"
     assert shown["webhook.url"]["value"] == "https://ops:***@hooks.example/in?token=***&team=live"
     assert set(shown) >= {"data_dir", "api.listen", "media.rtmp_chunk_size", "relay.deny_cidrs"}
+    assert shown["database_pool_size"] == {"value": 5, "source": "default"}
 
     table = run_liverelay(["config", "show", "--config", str(config)], env=env)
     assert table.returncode == 0, table.stderr

@@ -28,7 +28,7 @@ from .webhooks import WebhookSender
 
 log = logging.getLogger("liverelay.relay")
 
-RECENT_EVENTS = 1000  # events kept for DescribeRelayEvents (docs/limits-console.md)
+RECENT_EVENTS = 1000  # events kept for DescribeRelayEvents (docs/limits.md)
 
 
 def rfc3339(ts: float | None) -> str | None:
