@@ -234,6 +234,8 @@ def test_v4_relay_through_the_form_goes_up_and_plays(site: Site) -> None:
     form.get_by_label("Source 1", exact=True).fill(site.origin2.rtmp_url("live", "cam"))
     form.get_by_role("button", name="Create relay").click()
     page.get_by_text("Created live/fixed1").wait_for()
+    # The list is read again after the create: wait for its row, then check there is one.
+    page.locator('tr[data-stream="live/fixed1"]').first.wait_for()
     assert page.locator('tr[data-stream="live/fixed1"]').count() == 1
 
     site.goto("status")
