@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    Index,
     Integer,
     MetaData,
     String,
@@ -83,6 +84,40 @@ url_auth = Table(
     Column("keys_json", Text, nullable=False),
     Column("created", BigInteger, nullable=False),
     Column("updated", BigInteger, nullable=False),
+)
+
+# Cluster membership (PostgreSQL clusters): one row per node, rewritten by its heartbeat.
+# Times are Unix milliseconds from the database's clock (one clock for every node).
+# streams_json: the streams the node holds from a primary source (published, fixed relay,
+# pulled from an external origin) - what peers may pull from it; status_json: its relay
+# status rows; stats_json: its counters (viewers, fixed relays owned, ...).
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("node_id", String, primary_key=True),
+    Column("api_url", String, nullable=False),
+    Column("rtmp_url", String, nullable=False),
+    Column("http_url", String, nullable=False),
+    Column("started_at", BigInteger, nullable=False),
+    Column("heartbeat_at", BigInteger, nullable=False),
+    Column("draining", Integer, nullable=False, server_default="0"),
+    Column("streams_json", Text, nullable=False, server_default="[]"),
+    Column("status_json", Text, nullable=False, server_default="[]"),
+    Column("stats_json", Text, nullable=False, server_default="{}"),
+)
+
+# Fixed-relay (V4) leases: the node that may run a task until expires_at (database clock,
+# Unix ms). epoch grows on every change of owner (a fencing number); handoff_to names the
+# node taking the task over from a draining owner (make-before-break).
+leases = Table(
+    "leases",
+    metadata,
+    Column("task_id", String, primary_key=True),
+    Column("owner", String, nullable=True),
+    Column("expires_at", BigInteger, nullable=False, server_default="0"),
+    Column("epoch", BigInteger, nullable=False, server_default="0"),
+    Column("handoff_to", String, nullable=True),
+    Index("leases_owner", "owner"),
 )
 
 # One row (id = 1): the number of the last committed change. A writer on PostgreSQL
