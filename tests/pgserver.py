@@ -16,6 +16,7 @@ import pwd
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -26,6 +27,44 @@ from pathlib import Path
 import pytest
 
 STOP_TIMEOUT_S = 30.0
+
+# A watchdog process per server: when the test process dies without its teardown (killed,
+# or a crash), the watchdog stops the server by its PID and removes its directory, so an
+# interrupted run leaves no PostgreSQL behind. It ends with the server either way.
+_WATCHDOG = """
+import os, shutil, signal, sys, time
+parent, server, root = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+for _ in range(7 * 24 * 3600):  # bounded: a week of one-second checks
+    if not alive(server):
+        sys.exit(0)
+    if not alive(parent) or os.getppid() != parent:
+        break
+    time.sleep(1.0)
+else:
+    sys.exit(0)
+try:
+    os.kill(server, signal.SIGINT)
+except ProcessLookupError:
+    pass
+for _ in range(300):
+    if not alive(server):
+        break
+    time.sleep(0.1)
+else:
+    try:
+        os.kill(server, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+shutil.rmtree(root, ignore_errors=True)
+"""
 
 
 def pg_bin_dir() -> Path | None:
@@ -55,6 +94,7 @@ class PostgresServer:
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="liverelay-pg-")))
     port: int = 0  # a free one at start()
     pid: int | None = None
+    _watchdog: subprocess.Popen[bytes] | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -117,6 +157,17 @@ class PostgresServer:
         )
         self.pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
         wait_port(self.port, timeout=30)
+        self._start_watchdog(self.pid)
+
+    def _start_watchdog(self, server_pid: int) -> None:
+        if self._watchdog is not None and self._watchdog.poll() is None:
+            self._watchdog.kill()  # it watched the previous server process (a restart)
+            self._watchdog.wait(timeout=10)
+        self._watchdog = subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(server_pid), str(self.root)],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # not in the test run's process group: it outlives a kill of it
+        )
 
     def stop(self, sig: int = signal.SIGINT) -> None:
         """SIGINT = fast shutdown (SIGKILL to simulate a crash); waits until the PID is gone."""
@@ -167,6 +218,10 @@ class PostgresServer:
 
     def cleanup(self) -> None:
         self.stop()
+        if self._watchdog is not None:
+            self._watchdog.kill()
+            self._watchdog.wait(timeout=10)
+            self._watchdog = None
         shutil.rmtree(self.root, ignore_errors=True)
 
 
