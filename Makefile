@@ -5,6 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+# pytest-xdist workers: most tests wait on real time (media at real rate, timeouts), so
+# three files at once on two cores cut the wall time; `make test TEST_WORKERS=0` = serial.
+TEST_WORKERS ?= 3
 
 .PHONY: serve test lint deps sysdeps bench soak clean
 
@@ -39,7 +42,7 @@ test: $(STAMP) $(NODE_STAMP) sysdeps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -21,6 +21,13 @@ REPO = Path(__file__).resolve().parent.parent
 TEST_AK = "AKLTtestaccesskeyid00000000"
 TEST_SK = "dGVzdHNlY3JldGFjY2Vzc2tleTAwMDAwMDAwMDAwMA=="
 
+# pytest-xdist workers start with COLUMNS=80 and LINES=24 in their environment; a rich
+# Console built at import would fix its width at 80 and fold the CLI's tables, where a
+# serial run (no COLUMNS) follows each test's own COLUMNS. Workers behave like a serial run.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
