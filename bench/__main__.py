@@ -1,4 +1,4 @@
-"""python -m bench fanout|hlsfanout|ttff|failover|relay|hlspull|cluster|republish|all
+"""python -m bench fanout|hlsfanout|ttff|failover|relay|hlspull|cluster|republish|idle|all
                    [--quick] [--viewers 100,500] [--repeat 3] [--window 20]
 
 Every server, publisher and profiler this starts is stopped on the way out,
@@ -30,6 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "hlspull",
             "republish",
             "cluster",
+            "idle",
             "all",
         ],
     )
@@ -106,6 +107,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         results["hlspull"] = await hlspull.run(
             _ints(args.relays, [5] if quick else [10, 50]), window_s=window
         )
+    if args.what in ("idle", "all"):
+        from . import idle
+
+        results["idle"] = await idle.run(samples=args.runs or (3 if quick else 5), window_s=args.window or 10.0)
     if args.what in ("cluster", "all"):
         from . import cluster
 
