@@ -110,7 +110,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     if args.what in ("idle", "all"):
         from . import idle
 
-        results["idle"] = await idle.run(samples=args.runs or (3 if quick else 5), window_s=args.window or 10.0)
+        samples = args.runs or (3 if quick else 5)
+        results["idle"] = await idle.run(samples=samples, window_s=args.window or 10.0)
     if args.what in ("cluster", "all"):
         from . import cluster
 

@@ -98,7 +98,7 @@ async def run(*, samples: int = 5, window_s: float = 10.0) -> dict[str, Any]:
     result["ratio_fixed_rss"] = ratio(ours["fixed_rss_mb"], theirs["fixed_rss_mb"])
     print(
         table(
-            ["server", "CPU % (median)", "CPU % per window", "wake-ups/s", "RSS MB at start", "RSS MB publishing"],
+            ["server", "CPU % (median)", "CPU % per window", "wake-ups/s", "RSS MB at start", "RSS MB pub."],
             [
                 [
                     k,
