@@ -16,6 +16,7 @@ import functools
 import logging
 import socket
 import time
+from collections.abc import Callable
 from typing import cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -45,6 +46,16 @@ log = logging.getLogger("liverelay.rtmp")
 READ_SIZE = 256 * 1024
 # Past this many unsent bytes a viewer's writer waits for the socket (backpressure).
 WRITE_BACKLOG_BYTES = 256 * 1024
+# Read coalescing for a publisher nobody watches (no viewer, no relay pulling, no HLS):
+# its socket's SO_RCVLOWAT is raised to about this much of its media, so the loop wakes
+# ~4 times a second instead of for every message (~60/s at 2 Mbit/s; each wake-up of a
+# Python loop costs far more than the parsing). The first viewer lowers it back to one
+# byte at once (the queued bytes follow the GOP it is sent), and a tick reads what a quiet
+# publisher left below the mark (a command, the end of a stream) within COALESCE_TICK_S.
+COALESCE_S = 0.25
+COALESCE_MAX_BYTES = 64 * 1024
+COALESCE_MIN_BYTES = 4096  # a stream slower than this per COALESCE_S is read as it comes
+COALESCE_TICK_S = 0.5
 
 
 class _ConnectionEnd(Exception):
@@ -112,6 +123,14 @@ class _Connection(asyncio.Protocol):
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._lost = False
+        self._sock: socket.socket | None = None
+        self._lowat = 1  # the socket's SO_RCVLOWAT (1 = the default: every byte wakes us)
+        self._unwatched = False  # the published stream has no viewer
+        self._stop_watching: Callable[[], None] | None = None
+        self._publish_at = 0.0  # loop time and bytes_in when publishing began (its rate)
+        self._publish_bytes = 0
+        self._reads = 0
+        self._tick: asyncio.TimerHandle | None = None
         self._cleaned = False
         self._finished = False
 
@@ -130,12 +149,14 @@ class _Connection(asyncio.Protocol):
         server.connections.add(self)
         self.remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else str(peer)
         set_nodelay(transport)
+        self._sock = transport.get_extra_info("socket")
         self._arm(self.loop.time() + self.deps.settings.media.handshake_timeout_s)
 
     def data_received(self, data: bytes) -> None:
         if self._cleaned:
             return
         self.bytes_in += len(data)
+        self._reads += 1
         try:
             self._feed(data)
         except _ConnectionEnd as exc:
@@ -179,7 +200,9 @@ class _Connection(asyncio.Protocol):
         session = self.session
         events = session.receive_data(data)
         if events:
-            self.progress_at = self.loop.time()
+            self.progress_at = now = self.loop.time()
+            if self._unwatched and self._lowat == 1:
+                self._coalesce(now)
             publications = self.publications
             for event in events:
                 if type(event) is MediaReceived:
@@ -197,6 +220,63 @@ class _Connection(asyncio.Protocol):
             self._arm(self._deadline())
         if session.closed:
             raise _ConnectionEnd("session closed")
+
+    # ------------------------------------------------------------ read coalescing
+
+    def _watch(self, key: StreamKey) -> None:
+        stream = self.deps.hub.get(key)
+        if stream is None:
+            return
+        self._publish_at = self.loop.time()
+        self._publish_bytes = self.bytes_in
+        self._stop_watching = stream.add_viewer_listener(self._on_viewers)
+        self._on_viewers(stream.viewer_count)
+
+    def _on_viewers(self, count: int) -> None:
+        self._unwatched = count == 0
+        if count:
+            self._set_lowat(1)  # every message as it comes; what waited is readable now
+
+    def _coalesce(self, now: float) -> None:
+        elapsed = now - self._publish_at
+        if elapsed < 1.0:
+            return  # its rate is not known yet
+        rate = (self.bytes_in - self._publish_bytes) / elapsed
+        lowat = min(COALESCE_MAX_BYTES, int(rate * COALESCE_S))
+        if lowat >= COALESCE_MIN_BYTES:
+            self._set_lowat(lowat)
+            if self._tick is None:
+                self._tick = self.loop.call_later(COALESCE_TICK_S, self._on_tick, self._reads)
+
+    def _on_tick(self, reads: int) -> None:
+        self._tick = None
+        if self._cleaned or self._lowat == 1:
+            return
+        if self._reads == reads:  # nothing read for a tick: the publisher went quiet
+            self._set_lowat(1)  # what sits below the mark is read now; the next read re-raises it
+            return
+        self._tick = self.loop.call_later(COALESCE_TICK_S, self._on_tick, self._reads)
+
+    def _set_lowat(self, lowat: int) -> None:
+        if lowat == self._lowat or self._sock is None:
+            return
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, lowat)
+        except OSError as exc:  # not fatal: reads just stay uncoalesced
+            log.debug("rtmp %s: SO_RCVLOWAT %d refused: %s", self.remote, lowat, exc)
+            self._sock = None
+            return
+        self._lowat = lowat
+
+    def _unwatch(self) -> None:
+        if self._stop_watching is not None:
+            self._stop_watching()
+            self._stop_watching = None
+        self._unwatched = False
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
+        self._set_lowat(1)
 
     def write(self, data: bytes) -> None:
         transport = self.transport
@@ -312,6 +392,7 @@ class _Connection(asyncio.Protocol):
         self.role = "publish"
         self.key = key
         self.session.accept_publish(req)
+        self._watch(key)
 
     def _on_play(self, req: PlayRequest) -> None:
         if self.play_task is not None or self.role == "publish":
@@ -354,6 +435,7 @@ class _Connection(asyncio.Protocol):
     def _on_stream_deleted(self, event: StreamDeleted) -> None:
         pub = self.publications.pop(event.stream_id, None)
         if pub is not None:
+            self._unwatch()
             pub.close("unpublished")
             self.set_reason("unpublished")
             self.session.end_publish(event.stream_id)
@@ -448,6 +530,9 @@ class _Connection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._stop_watching is not None or self._tick is not None:
+            self._sock = None  # the socket is closing: its mark no longer matters
+            self._unwatch()
         self.set_reason("closed by peer")
         for pub in self.publications.values():
             pub.close(self.end_reason or "closed")
