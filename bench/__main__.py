@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from .peers import kill_all
@@ -50,6 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="relay: the relays' origin, nginx-rtmp (no GOP cache) or a second node of ours",
     )
     p.add_argument("--profile", action="store_true", help="py-spy our node during the first fan-out repeat")
+    p.add_argument("--baseline-src", type=Path, help="idle: also run our node from this src/ (before/after)")
     return p.parse_args(argv)
 
 
@@ -111,7 +113,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         from . import idle
 
         samples = args.runs or (3 if quick else 5)
-        results["idle"] = await idle.run(samples=samples, window_s=args.window or 10.0)
+        results["idle"] = await idle.run(
+            samples=samples, window_s=args.window or 10.0, baseline_src=args.baseline_src
+        )
     if args.what in ("cluster", "all"):
         from . import cluster
 

@@ -6,12 +6,17 @@ RSS right after start (nothing connected: the fixed cost), then, with the publis
 `samples` windows of `window_s` each: CPU (% of one core), the main thread's context
 switches per second (each is a wake-up of the event loop: a read, a timer), and RSS.
 Medians of the windows are reported, with the ratio ours / nginx-rtmp from this run.
+`baseline_src` adds a third server: our node run from another tree's src/ (e.g. the
+commit before a change, unpacked with `git archive`), for before/after in the same run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +45,40 @@ async def settled_rss(pid: int, seconds: float = 3.0) -> int:
     return procstat.rss_bytes(pid)
 
 
-async def run(*, samples: int = 5, window_s: float = 10.0) -> dict[str, Any]:
+def start_node(name: str, src: Path | None = None) -> LiverelayNode:
+    """Our node on a data dir whose schema is current, as at every start but a node's very
+    first (`liverelay db upgrade` made it); with `src`, run from that tree's src/
+    (PYTHONPATH, inherited by both children)."""
+    workdir = Path(tempfile.mkdtemp(prefix="bench-node-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVERELAY_")}
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
+    upgrade = [sys.executable, "-m", "liverelay", "db", "upgrade", "--data-dir", str(workdir / "data")]
+    subprocess.run(upgrade, env=env, check=True, capture_output=True, timeout=120)
+    old = os.environ.get("PYTHONPATH")
+    if src is not None:
+        os.environ["PYTHONPATH"] = str(src)
+    try:
+        return LiverelayNode(config=node_config(), name=name, workdir=workdir).start()
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
+async def run(
+    *, samples: int = 5, window_s: float = 10.0, baseline_src: Path | None = None
+) -> dict[str, Any]:
     sample = ensure_sample()
     servers: dict[str, NginxRtmp | LiverelayNode] = {}
     publishers: list[ManagedProcess] = []
     load_start = os.getloadavg()
     try:
         servers["nginx-rtmp"] = NginxRtmp().start()
-        servers["ours"] = LiverelayNode(config=node_config()).start()
+        servers["ours"] = start_node("liverelay")
+        if baseline_src is not None:
+            servers["ours-baseline"] = start_node("liverelay-baseline", baseline_src)
         fixed = {label: await settled_rss(s.pid) for label, s in servers.items()}
         for label, s in servers.items():
             publishers.append(start_publisher(sample, s.rtmp_url(APP, STREAM), name=f"publisher-{label}"))
@@ -80,6 +111,7 @@ async def run(*, samples: int = 5, window_s: float = 10.0) -> dict[str, Any]:
         for s in servers.values():
             s.stop()
     result: dict[str, Any] = {
+        "baseline_src": str(baseline_src) if baseline_src else None,
         "samples": samples,
         "window_s": window_s,
         "loadavg_start": load_start,
@@ -96,6 +128,10 @@ async def run(*, samples: int = 5, window_s: float = 10.0) -> dict[str, Any]:
     ours, theirs = result["ours"], result["nginx-rtmp"]
     result["ratio_cpu"] = ratio(ours["cpu_pct_median"], theirs["cpu_pct_median"])
     result["ratio_fixed_rss"] = ratio(ours["fixed_rss_mb"], theirs["fixed_rss_mb"])
+    if baseline_src is not None:
+        base = result["ours-baseline"]
+        result["ratio_baseline_cpu"] = ratio(base["cpu_pct_median"], theirs["cpu_pct_median"])
+        result["ratio_baseline_fixed_rss"] = ratio(base["fixed_rss_mb"], theirs["fixed_rss_mb"])
     print(
         table(
             ["server", "CPU % (median)", "CPU % per window", "wake-ups/s", "RSS MB at start", "RSS MB pub."],
@@ -116,5 +152,10 @@ async def run(*, samples: int = 5, window_s: float = 10.0) -> dict[str, Any]:
         f"ours/nginx: CPU {fmt(result['ratio_cpu'], 1)}x, fixed RSS {fmt(result['ratio_fixed_rss'], 1)}x;"
         f" load average {load_start[0]:.2f} -> {result['loadavg_end'][0]:.2f}"
     )
+    if baseline_src is not None:
+        progress(
+            f"baseline/nginx: CPU {fmt(result['ratio_baseline_cpu'], 1)}x,"
+            f" fixed RSS {fmt(result['ratio_baseline_fixed_rss'], 1)}x"
+        )
     progress(f"saved {save('idle', result)}")
     return result
