@@ -1,4 +1,4 @@
-"""python -m bench fanout|hlsfanout|ttff|failover|relay|hlspull|cluster|republish|all
+"""python -m bench fanout|hlsfanout|ttff|failover|relay|hlspull|cluster|republish|idle|all
                    [--quick] [--viewers 100,500] [--repeat 3] [--window 20]
 
 Every server, publisher and profiler this starts is stopped on the way out,
@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from .peers import kill_all
@@ -30,6 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "hlspull",
             "republish",
             "cluster",
+            "idle",
             "all",
         ],
     )
@@ -49,6 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="relay: the relays' origin, nginx-rtmp (no GOP cache) or a second node of ours",
     )
     p.add_argument("--profile", action="store_true", help="py-spy our node during the first fan-out repeat")
+    p.add_argument("--baseline-src", type=Path, help="idle: also run our node from this src/ (before/after)")
     return p.parse_args(argv)
 
 
@@ -105,6 +108,13 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
         results["hlspull"] = await hlspull.run(
             _ints(args.relays, [5] if quick else [10, 50]), window_s=window
+        )
+    if args.what in ("idle", "all"):
+        from . import idle
+
+        samples = args.runs or (3 if quick else 5)
+        results["idle"] = await idle.run(
+            samples=samples, window_s=args.window or 10.0, baseline_src=args.baseline_src
         )
     if args.what in ("cluster", "all"):
         from . import cluster

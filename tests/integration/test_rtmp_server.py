@@ -347,6 +347,10 @@ async def test_viewer_that_stops_reading_is_dropped_alone(ffmpeg: str, sample_fl
         sink = RecordingSink()
         settings = node.settings.relay
         puller = asyncio.create_task(pull(node.url(), sink, settings=settings))
+        # The puller plays first (its first frame is the event), so both viewers are attached below.
+        async with asyncio.timeout(10):
+            while sink.first_at is None and not puller.done():
+                await asyncio.sleep(0.01)
         # A viewer with a tiny receive buffer that plays and then never reads again.
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         stalled.setblocking(False)

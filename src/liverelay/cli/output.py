@@ -8,19 +8,36 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from functools import cache
 from typing import TYPE_CHECKING, NoReturn
 
 import click
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from ..timefmt import utc_iso
 
 if TYPE_CHECKING:  # the SDK (httpx) loads only for the commands that call the API
+    from rich.console import Console
+    from rich.table import Table
+
     from ..sdk import LiveAPIError
 
-out = Console(highlight=False, soft_wrap=True)
+    out: Console
+
+
+@cache
+def _console() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def __getattr__(name: str) -> Console:
+    # `out`, the console, is made on first use: rich (~2 MB) loads for the commands that
+    # print, not for `liverelay serve`, which imports this module for fail().
+    if name == "out":
+        return _console()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # Every cell folds (a narrow terminal squeezes columns, never crops them); errors
 # are kept to a bounded width so one long message does not take the whole table.
@@ -55,6 +72,9 @@ def exit_on_api_error() -> Iterator[None]:
 
 
 def table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[object]]) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     t = Table(title=title, title_justify="left", header_style="bold")
     for column in columns:
         t.add_column(column, overflow="fold", max_width=MAX_WIDTHS.get(column))

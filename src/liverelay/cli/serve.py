@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import gc
 import logging
 import os
 import sys
@@ -64,6 +66,16 @@ async def ensure_env_key(settings: Settings, ak: str, sk: str) -> None:
         await store.close()
 
 
+def release_startup_memory() -> None:
+    """Give the OS back the heap that start-up used and freed (imports, the schema check,
+    building the parts): glibc keeps it otherwise; 1.5 MB of a node's RSS measured."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError) as exc:  # not glibc: nothing to trim this way
+        logging.getLogger("liverelay.cli").debug("malloc_trim unavailable: %s", exc)
+
+
 async def serve_node(settings: Settings, ak: str | None, sk: str | None) -> None:
     from ..node import run_node
 
@@ -73,6 +85,7 @@ async def serve_node(settings: Settings, ak: str | None, sk: str | None) -> None
     def on_started(node: Node) -> None:
         click.echo(started_banner(node, ak))
         sys.stdout.flush()
+        release_startup_memory()
 
     await run_node(settings, on_started=on_started)
 

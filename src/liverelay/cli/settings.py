@@ -12,8 +12,9 @@ import click
 
 from ..config import ConfigError, Layers, Settings, build_settings, read_layers, setting_names
 from ..sources.base import MASK, redact_text
+from . import output
 from .app import cli
-from .output import fail, out, print_json, table
+from .output import fail, print_json, table
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -121,7 +122,7 @@ def config_show(config_file: str | None, flags: Mapping[str, object], as_json: b
         return
     title = f"settings (file {Path(config_file)})" if config_file else "settings"
     cells = [(name, _show(row["value"]), row["source"]) for name, row in rows.items()]
-    out.print(table(title, ["Setting", "Value", "From"], cells))
+    output.out.print(table(title, ["Setting", "Value", "From"], cells))
 
 
 def _show(value: object) -> str:

@@ -1,6 +1,7 @@
 """The RTMP listener: asyncio glue between sockets, media.rtmp sessions and the hub.
 
-One task per connection reads and feeds the sans-IO session. A player is fed in the
+Each connection is an asyncio.Protocol whose data_received feeds the sans-IO session
+(no reader task; timers bound the handshake, setup and idle time). A player is fed in the
 hub's push mode through the shared push-writer (servers/sink.py): the hub's fan-out
 calls the viewer's waker, which take()s the batch and hands the chunk bytes cached on
 each frame (serialised once for every viewer) to the socket in one writelines call -
@@ -15,6 +16,8 @@ import functools
 import logging
 import socket
 import time
+from collections.abc import Callable
+from typing import cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..hub import Publication, SourceKind, StreamBusy, StreamKey, Subscriber
@@ -39,9 +42,20 @@ from .vhost import resolve_vhost
 
 log = logging.getLogger("liverelay.rtmp")
 
+# The most one read hands data_received (uvloop's and asyncio's read buffer).
 READ_SIZE = 256 * 1024
 # Past this many unsent bytes a viewer's writer waits for the socket (backpressure).
 WRITE_BACKLOG_BYTES = 256 * 1024
+# Read coalescing for a publisher nobody watches (no viewer, no relay pulling, no HLS):
+# its socket's SO_RCVLOWAT is raised to about this much of its media, so the loop wakes
+# ~4 times a second instead of for every message (~60/s at 2 Mbit/s; each wake-up of a
+# Python loop costs far more than the parsing). The first viewer lowers it back to one
+# byte at once (the queued bytes follow the GOP it is sent), and a tick reads what a quiet
+# publisher left below the mark (a command, the end of a stream) within COALESCE_TICK_S.
+COALESCE_S = 0.25
+COALESCE_MAX_BYTES = 64 * 1024
+COALESCE_MIN_BYTES = 4096  # a stream slower than this per COALESCE_S is read as it comes
+COALESCE_TICK_S = 0.5
 
 
 class _ConnectionEnd(Exception):
@@ -62,32 +76,32 @@ def split_name(name: str) -> tuple[str, str]:
         return base, query
 
 
-def set_nodelay(writer: asyncio.StreamWriter) -> None:
-    sock = writer.get_extra_info("socket")
+def set_nodelay(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-class _Connection:
-    """State of one accepted connection; lives as long as its handler task."""
+class _Connection(asyncio.Protocol):
+    """One accepted connection, driven by the loop's callbacks: `data_received` feeds the
+    sans-IO session directly (no StreamReader, no task switch and no future per read: an
+    idle publisher's ~60 reads a second cost only the parsing), timers bound the handshake,
+    the setup and the idle time, and a task exists only while a player plays."""
 
-    def __init__(
-        self, server: RtmpServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    def __init__(self, server: RtmpServer) -> None:
         self.server = server
         self.deps = server.deps
-        media = self.deps.settings.media
-        self.reader = reader
-        self.writer = writer
-        peer = writer.get_extra_info("peername")
-        self.remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else str(peer)
+        self.loop = asyncio.get_running_loop()
         self.session = RtmpServerSession(
-            chunk_size=media.rtmp_chunk_size,
+            chunk_size=self.deps.settings.media.rtmp_chunk_size,
             limits=server.session_limits,
             budget=server.budget,
             connect_handler=self._on_connect,
         )
+        self.transport: asyncio.Transport | None = None
+        self.address: str | None = None  # the AddressCap key, released at the end
+        self.remote = "-"
         self.vhost = ""
         self.app = ""
         self.role = "-"
@@ -96,66 +110,225 @@ class _Connection:
         self.play_task: asyncio.Task[None] | None = None
         self.play_stream_id = 0
         self.chunk_key: tuple[str, int, int] = ("rtmp", 0, 0)
-        self.transport: asyncio.WriteTransport = writer.transport
         self.subscriber: Subscriber | None = None
         self.bytes_in = 0
         self.bytes_out = 0
         self.started = time.monotonic()
-        now = asyncio.get_running_loop().time()
+        now = self.loop.time()
         self.progress_at = now  # loop time of the last whole message (the idle clock)
-        self.setup_deadline = now + media.rtmp_setup_timeout_s
+        self.setup_deadline = now + self.deps.settings.media.rtmp_setup_timeout_s
         self.end_reason: str | None = None  # the first reason given wins
+        self._timer: asyncio.TimerHandle | None = None
+        self._handshaken = False
+        self._write_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._lost = False
+        self._sock: socket.socket | None = None
+        self._lowat = 1  # the socket's SO_RCVLOWAT (1 = the default: every byte wakes us)
+        self._unwatched = False  # the published stream has no viewer
+        self._stop_watching: Callable[[], None] | None = None
+        self._publish_at = 0.0  # loop time and bytes_in when publishing began (its rate)
+        self._publish_bytes = 0
+        self._reads = 0
+        self._tick: asyncio.TimerHandle | None = None
+        self._cleaned = False
+        self._finished = False
 
-    # ------------------------------------------------------------ I/O
+    # ------------------------------------------------------------ asyncio.Protocol
 
-    def write(self, data: bytes) -> None:
-        if data and not self.writer.is_closing():
-            self.writer.write(data)
-            self.bytes_out += len(data)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream transport (uvloop's is not an asyncio.Transport subclass: no isinstance).
+        self.transport = transport = cast(asyncio.Transport, transport)
+        server = self.server
+        peer = transport.get_extra_info("peername")
+        self.address = server.cap.acquire(peer)
+        if self.address is None:
+            self._cleaned = self._finished = True  # never admitted: nothing to clean or log
+            transport.abort()
+            return
+        server.connections.add(self)
+        self.remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else str(peer)
+        set_nodelay(transport)
+        self._sock = transport.get_extra_info("socket")
+        self._arm(self.loop.time() + self.deps.settings.media.handshake_timeout_s)
 
-    async def run(self) -> None:
-        media = self.deps.settings.media
-        set_nodelay(self.writer)
+    def data_received(self, data: bytes) -> None:
+        if self._cleaned:
+            return
+        self.bytes_in += len(data)
+        self._reads += 1
         try:
-            async with asyncio.timeout(media.handshake_timeout_s):
-                while not self.session.handshake_done:
-                    await self._read_once()
-            # Re-arming a timer on every read cost more than the read (a publisher's
-            # message comes in two or three): the deadline is pushed back only once the
-            # idle clock has moved past it, by this slack, so it fires at most this late.
-            slack = min(1.0, media.idle_timeout_s / 8)
-            while True:
-                if self.play_task is None:
-                    async with asyncio.timeout_at(self._deadline()) as bound:
-                        while self.play_task is None:
-                            await self._read_once()
-                            deadline = self._deadline()
-                            if deadline > (bound.when() or 0):
-                                bound.reschedule(deadline + slack)
-                else:
-                    # A player may stay silent for hours; its socket's life is the play task's.
-                    await self._read_once()
+            self._feed(data)
         except _ConnectionEnd as exc:
-            self.set_reason(str(exc))
+            self._end(str(exc))
         except RtmpError as exc:
             if exc.internal:  # our bug, not the peer's: keep the traceback
                 log.error("rtmp %s: internal error", self.remote, exc_info=exc)
-            self.set_reason(f"protocol error: {clip(exc.reason)}")
-        except TimeoutError:
-            self.set_reason(
-                "handshake timeout"
-                if not self.session.handshake_done
-                else "setup timeout"
-                if self.role == "-"
-                else "idle timeout"
-            )
-        except (ConnectionError, OSError) as exc:
+            self._end(f"protocol error: {clip(exc.reason)}")
+        except Exception as exc:  # never let one connection's bug reach the listener
+            log.exception("rtmp %s: connection handler failed", self.remote)
+            self._end(f"internal error: {exc!r}")
+
+    def eof_received(self) -> bool:
+        self.set_reason("closed by peer")
+        return False  # the transport closes itself; connection_lost cleans up
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        if exc is not None:
             self.set_reason(f"socket error: {exc}")
-        except asyncio.CancelledError:
-            self.set_reason("server closing")
-            raise
-        finally:
-            await self._cleanup()
+        self.set_reason("closed by peer")
+        self._wake_drainers()
+        self._cleanup()
+
+    def pause_writing(self) -> None:
+        # The peer does not read what we send: stop reading it too (as awaiting
+        # StreamWriter.drain() after each read did), and a player's writer waits.
+        self._write_paused = True
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+        self._wake_drainers()
+
+    # ------------------------------------------------------------ I/O
+
+    def _feed(self, data: bytes) -> None:
+        session = self.session
+        events = session.receive_data(data)
+        if events:
+            self.progress_at = now = self.loop.time()
+            if self._unwatched and self._lowat == 1:
+                self._coalesce(now)
+            publications = self.publications
+            for event in events:
+                if type(event) is MediaReceived:
+                    pub = publications.get(event.stream_id)
+                    if pub is not None:
+                        pub.write(event.frame)
+                else:
+                    self._on_event(event)
+        # Auto-replies and the answers queued above, in order: the session's one way out.
+        out = session.data_to_send()
+        if out:
+            self.write(out)
+        if not self._handshaken and session.handshake_done:
+            self._handshaken = True
+            self._arm(self._deadline())
+        if session.closed:
+            raise _ConnectionEnd("session closed")
+
+    # ------------------------------------------------------------ read coalescing
+
+    def _watch(self, key: StreamKey) -> None:
+        stream = self.deps.hub.get(key)
+        if stream is None:
+            return
+        self._publish_at = self.loop.time()
+        self._publish_bytes = self.bytes_in
+        self._stop_watching = stream.add_viewer_listener(self._on_viewers)
+        self._on_viewers(stream.viewer_count)
+
+    def _on_viewers(self, count: int) -> None:
+        self._unwatched = count == 0
+        if count:
+            self._set_lowat(1)  # every message as it comes; what waited is readable now
+
+    def _coalesce(self, now: float) -> None:
+        elapsed = now - self._publish_at
+        if elapsed < 1.0:
+            return  # its rate is not known yet
+        rate = (self.bytes_in - self._publish_bytes) / elapsed
+        lowat = min(COALESCE_MAX_BYTES, int(rate * COALESCE_S))
+        if lowat >= COALESCE_MIN_BYTES:
+            self._set_lowat(lowat)
+            if self._tick is None:
+                self._tick = self.loop.call_later(COALESCE_TICK_S, self._on_tick, self._reads)
+
+    def _on_tick(self, reads: int) -> None:
+        self._tick = None
+        if self._cleaned or self._lowat == 1:
+            return
+        if self._reads == reads:  # nothing read for a tick: the publisher went quiet
+            self._set_lowat(1)  # what sits below the mark is read now; the next read re-raises it
+            return
+        self._tick = self.loop.call_later(COALESCE_TICK_S, self._on_tick, self._reads)
+
+    def _set_lowat(self, lowat: int) -> None:
+        if lowat == self._lowat or self._sock is None:
+            return
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, lowat)
+        except OSError as exc:  # not fatal: reads just stay uncoalesced
+            log.debug("rtmp %s: SO_RCVLOWAT %d refused: %s", self.remote, lowat, exc)
+            self._sock = None
+            return
+        self._lowat = lowat
+
+    def _unwatch(self) -> None:
+        if self._stop_watching is not None:
+            self._stop_watching()
+            self._stop_watching = None
+        self._unwatched = False
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
+        self._set_lowat(1)
+
+    def write(self, data: bytes) -> None:
+        transport = self.transport
+        if data and transport is not None and not transport.is_closing():
+            transport.write(data)
+            self.bytes_out += len(data)
+
+    async def _drain(self) -> None:
+        """Wait until the transport accepts more (what StreamWriter.drain did)."""
+        transport = self.transport
+        if transport is not None and transport.is_closing():
+            await asyncio.sleep(0)  # lets connection_lost run if the loss is under way
+        if self._lost:
+            raise ConnectionResetError("Connection lost")
+        if not self._write_paused:
+            return
+        waiter = self.loop.create_future()
+        self._drain_waiters.append(waiter)
+        await waiter
+
+    def _wake_drainers(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                if self._lost:
+                    waiter.set_exception(ConnectionResetError("Connection lost"))
+                else:
+                    waiter.set_result(None)
+
+    # ------------------------------------------------------------ timeouts
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        # Re-arming a timer on every read cost more than the read (a publisher's
+        # message comes in two or three): the timer is set for the deadline known when
+        # it was armed and, when it fires, moved on if the idle clock moved meanwhile,
+        # by a slack, so it fires about once per idle timeout and at most this late.
+        self._timer = None
+        if self._cleaned or self.play_task is not None:
+            return  # a player may stay silent for hours; its socket's life is the play task's
+        if not self.session.handshake_done:
+            self._end("handshake timeout")
+            return
+        deadline = self._deadline()
+        if self.loop.time() >= deadline:
+            self._end("setup timeout" if self.role == "-" else "idle timeout")
+            return
+        self._arm(deadline + min(1.0, self.deps.settings.media.idle_timeout_s / 8))
 
     def _deadline(self) -> float:
         # Bytes alone are no progress (a peer may trickle one byte at a time): the idle
@@ -165,31 +338,6 @@ class _Connection:
         if self.role == "-":
             deadline = min(deadline, self.setup_deadline)
         return deadline
-
-    async def _read_once(self) -> None:
-        data = await self.reader.read(READ_SIZE)
-        if not data:
-            raise _ConnectionEnd("closed by peer")
-        self.bytes_in += len(data)
-        events = self.session.receive_data(data)
-        if events:
-            self.progress_at = asyncio.get_running_loop().time()
-        for event in events:
-            if type(event) is MediaReceived:
-                pub = self.publications.get(event.stream_id)
-                if pub is not None:
-                    pub.write(event.frame)
-            else:
-                self._on_event(event)
-        # Auto-replies and the answers queued above, in order: the session's one way out.
-        self.write(self.session.data_to_send())
-        await self._drain()
-        if self.session.closed:
-            raise _ConnectionEnd("session closed")
-
-    async def _drain(self) -> None:
-        if not self.writer.is_closing():
-            await self.writer.drain()
 
     # ------------------------------------------------------------ requests
 
@@ -244,6 +392,7 @@ class _Connection:
         self.role = "publish"
         self.key = key
         self.session.accept_publish(req)
+        self._watch(key)
 
     def _on_play(self, req: PlayRequest) -> None:
         if self.play_task is not None or self.role == "publish":
@@ -256,6 +405,9 @@ class _Connection:
         self.role = "play"
         self.key = StreamKey(self.vhost, self.app, name)
         self.play_task = asyncio.create_task(self._play(req, self.key, query))
+        if self._timer is not None:  # from now on the play task decides when this ends
+            self._timer.cancel()
+            self._timer = None
 
     def _refused(self, action: str, name: str, query: str) -> bool:
         """URL authentication at admission: True (and a log line naming the reason) when refused."""
@@ -283,6 +435,7 @@ class _Connection:
     def _on_stream_deleted(self, event: StreamDeleted) -> None:
         pub = self.publications.pop(event.stream_id, None)
         if pub is not None:
+            self._unwatch()
             pub.close("unpublished")
             self.set_reason("unpublished")
             self.session.end_publish(event.stream_id)
@@ -297,7 +450,13 @@ class _Connection:
     def _abort(self, reason: str | None) -> None:
         if reason:
             self.set_reason(reason)
-        self.writer.transport.abort()
+        if self.transport is not None:
+            self.transport.abort()  # connection_lost follows and cleans up
+
+    def _end(self, reason: str) -> None:
+        """End the connection now: what is queued for the peer (a refusal) is still sent."""
+        self.set_reason(reason)
+        self._cleanup()
 
     # ------------------------------------------------------------ playing
 
@@ -323,12 +482,13 @@ class _Connection:
         self.play_stream_id = sid
         # frame.cache key of this viewer's chunk bytes (see media.rtmp.chunk.frame_chunks).
         self.chunk_key = ("rtmp", session.chunk_size, sid)
-        self.transport = self.writer.transport
+        transport = self.transport
+        assert transport is not None
         session.start_play(req)
         self.write(session.data_to_send())
         pusher = PushWriter(
             sub,
-            self.transport,
+            transport,
             self.chunk_key,
             functools.partial(frame_chunks, chunk_size=session.chunk_size, stream_id=sid),
             self._drain,
@@ -356,25 +516,54 @@ class _Connection:
     async def _close_after_write(self) -> None:
         with contextlib.suppress(ConnectionError, OSError):
             await self._drain()
-        self.writer.close()
+        if self.transport is not None:
+            self.transport.close()
 
     # ------------------------------------------------------------ end
 
-    async def _cleanup(self) -> None:
+    def _cleanup(self) -> None:
+        """Close the publications, stop the player, free the session; the log line and the
+        address slot follow once the play task (if any) has finished."""
+        if self._cleaned:
+            return
+        self._cleaned = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._stop_watching is not None or self._tick is not None:
+            self._sock = None  # the socket is closing: its mark no longer matters
+            self._unwatch()
         self.set_reason("closed by peer")
         for pub in self.publications.values():
             pub.close(self.end_reason or "closed")
         self.publications.clear()
+        if self.subscriber is not None:
+            self.subscriber.close()
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()  # flushes what is queued (a refusal), then connection_lost
         task = self.play_task
         if task is not None and not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if self.subscriber is not None:
-            self.subscriber.close()
-        if not self.writer.is_closing():
-            self.writer.close()
+            task.add_done_callback(self._play_done)
+        else:
+            if task is not None:
+                self._play_done(task)
+            self._finish()
+
+    def _play_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("rtmp %s: play task failed", self.remote, exc_info=task.exception())
+        if self._cleaned:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
         self.session.close()  # frees its buffers and budget now, not at the next GC
+        self.server.connections.discard(self)
+        self.server.cap.release(self.address)
         duration = time.monotonic() - self.started
         log.info(
             "rtmp %s %s %s in=%d out=%d %.1fs: %s",
@@ -411,46 +600,28 @@ class RtmpServer:
         self.warn = RateLimitedLog(log)
         self.cap = AddressCap(self.limits, self.warn)
         self._server: asyncio.base_events.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.connections: set[_Connection] = set()
 
     async def start(self, host: str, port: int) -> int:
-        self._server = await asyncio.start_server(
-            self._accept, host, port, reuse_address=True, limit=READ_SIZE
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            functools.partial(_Connection, self), host, port, reuse_address=True
         )
         bound: int = self._server.sockets[0].getsockname()[1]
         return bound
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        address = self.cap.acquire(writer.get_extra_info("peername"))
-        if address is None:
-            writer.transport.abort()
-            return
-        if task is not None:
-            self._tasks.add(task)
-        try:
-            await _Connection(self, reader, writer).run()
-        except asyncio.CancelledError:
-            # close() cancels us. Returning normally matters: asyncio's stream callback calls
-            # task.exception() and would log every cancelled connection as an error.
-            pass
-        except Exception:  # never let one connection's bug reach the listener
-            log.exception("rtmp connection handler failed")
-        finally:
-            self.cap.release(address)
-            if task is not None:
-                self._tasks.discard(task)
-
     @property
     def connection_count(self) -> int:
-        return len(self._tasks)
+        return len(self.connections)
 
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
+        conns = list(self.connections)
+        for conn in conns:
+            conn.set_reason("server closing")
+            conn._cleanup()
+        tasks = [c.play_task for c in conns if c.play_task is not None and not c.play_task.done()]
         if tasks:
             await asyncio.wait(tasks, timeout=5)
         if self._server is not None:

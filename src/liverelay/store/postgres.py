@@ -18,18 +18,20 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from . import migrate
 from .bus import Entity, Op
 from .models import StoreUnavailable
 from .schema import changes
 from .sql import SqlRepository, Tx, fetch_entity
+
+if TYPE_CHECKING:  # SQLAlchemy's asyncio layer pulls in its ORM (~6 MB): loaded when used
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = logging.getLogger("liverelay.store.postgres")
 
@@ -76,6 +78,8 @@ class PostgresRepository(SqlRepository):
         self.origin = uuid.uuid4().hex
         # Called after COMMIT with each change's number (the feed orders local events with it).
         self.on_committed: Committed | None = None
+        from sqlalchemy.ext.asyncio import create_async_engine
+
         self._engine: AsyncEngine = create_async_engine(
             sqlalchemy_url(url),
             pool_size=pool_size,

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from sqlalchemy import Row, bindparam, delete, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -112,21 +111,36 @@ _DEL_V4 = delete(relay_v4).where(_V4_WHERE)
 _UPDATE_V4 = update(relay_v4).where(_V4_WHERE)
 
 
-def _upserts(table: Any, keys: list[str], replace: list[str]) -> dict[str, Any]:
-    """INSERT ... ON CONFLICT (keys) DO UPDATE SET replace = excluded, per dialect."""
-    out: dict[str, Any] = {}
-    for name, dialect_insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert)):
-        stmt = dialect_insert(table)
-        out[name] = stmt.on_conflict_do_update(
-            index_elements=keys, set_={c: stmt.excluded[c] for c in replace}
+class _Upserts(dict[str, Any]):
+    """INSERT ... ON CONFLICT (keys) DO UPDATE SET replace = excluded, per dialect name,
+    built on first use: the PostgreSQL dialect module (~2 MB) loads only on PostgreSQL."""
+
+    def __init__(self, table: Any, keys: list[str], replace: list[str]) -> None:
+        super().__init__()
+        self.table, self.conflict_keys, self.replace = table, keys, replace
+
+    def __missing__(self, dialect: str) -> Any:
+        if dialect == "sqlite":
+            from sqlalchemy.dialects import sqlite
+
+            stmt: Any = sqlite.insert(self.table)
+        elif dialect == "postgresql":
+            from sqlalchemy.dialects import postgresql
+
+            stmt = postgresql.insert(self.table)
+        else:
+            raise KeyError(dialect)
+        built = stmt.on_conflict_do_update(
+            index_elements=self.conflict_keys, set_={c: stmt.excluded[c] for c in self.replace}
         )
-    return out
+        self[dialect] = built
+        return built
 
 
-_UPSERT_KEY = _upserts(access_keys, ["ak"], ["sk", "created", "enabled"])
-_UPSERT_V3 = _upserts(relay_v3, ["vhost", "app"], ["groups_json", "updated"])
+_UPSERT_KEY = _Upserts(access_keys, ["ak"], ["sk", "created", "enabled"])
+_UPSERT_V3 = _Upserts(relay_v3, ["vhost", "app"], ["groups_json", "updated"])
 _URL_AUTH_KEY = ["vhost", "app", "scene"]
-_UPSERT_URL_AUTH = _upserts(url_auth, _URL_AUTH_KEY, ["enabled", "valid_duration", "keys_json", "updated"])
+_UPSERT_URL_AUTH = _Upserts(url_auth, _URL_AUTH_KEY, ["enabled", "valid_duration", "keys_json", "updated"])
 _URL_AUTH_WHERE = (
     (url_auth.c.vhost == bindparam("k_vhost"))
     & (url_auth.c.app == bindparam("k_app"))

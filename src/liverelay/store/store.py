@@ -13,11 +13,11 @@ import time
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import Settings
 from .bus import ChangeBus, ChangeEvent, Entity, Op
 from .domains import DomainTable, normalise_host
-from .feed import ChangeFeed
 from .models import (
     AccessKey,
     DomainRecord,
@@ -30,6 +30,9 @@ from .models import (
 from .postgres import PostgresRepository, is_postgres_url
 from .repository import Repository
 from .sqlite import SqliteRepository
+
+if TYPE_CHECKING:  # asyncpg and the change feed load only for a PostgreSQL store
+    from .feed import ChangeFeed
 
 _KEY_ALPHABET = string.ascii_letters + string.digits
 
@@ -262,6 +265,8 @@ async def open_store(settings: Settings) -> Store:
 
 
 async def _open_postgres(settings: Settings) -> Store:
+    from .feed import ChangeFeed
+
     repo = PostgresRepository(
         settings.database_url, pool_size=settings.database_pool_size, timeout_s=settings.database_timeout_s
     )
