@@ -111,6 +111,7 @@ class SqliteRepository(SqlRepository):
         self._conn: Connection | None = None
         self._set_write: Callable[[bool], None] = lambda write: None
         self._closed = False
+        self.write_commits = 0  # write transactions committed (a group commit counts once)
 
     async def open(self) -> None:
         def opener() -> None:
@@ -200,20 +201,25 @@ class SqliteRepository(SqlRepository):
             conn = self._connection()
             self._set_write(True)
             with conn.begin():
+                # Plain driver SQL: SQLAlchemy's begin_nested() compiles a new statement
+                # for each uniquely named savepoint (~4 % of a write's CPU).
+                db = self._db()
                 for job in batch:
-                    savepoint = conn.begin_nested()
+                    db.execute("SAVEPOINT lr_write")
                     try:
                         value = job.fn(conn)
                     except Exception as exc:
-                        savepoint.rollback()
+                        db.execute("ROLLBACK TO lr_write")
+                        db.execute("RELEASE lr_write")
                         outcomes.append((job, False, exc))
                     else:
-                        savepoint.commit()
+                        db.execute("RELEASE lr_write")
                         outcomes.append((job, True, value))
         except Exception as exc:
             # Nothing of the batch is durable: every write of it fails.
             log.warning("store: a group commit of %d writes failed: %s", len(batch), exc)
             return [(job, False, exc) for job in batch]
+        self.write_commits += 1
         return outcomes
 
     @staticmethod
@@ -244,7 +250,9 @@ class SqliteRepository(SqlRepository):
         conn = self._connection()
         self._set_write(write)
         with conn.begin():
-            return tx(conn)
+            value = tx(conn)
+        self.write_commits += write
+        return value
 
     async def _read(self, tx: Tx[T]) -> T:
         return await self._call(tx, "read")
