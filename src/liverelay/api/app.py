@@ -133,6 +133,7 @@ class ApiHandler:
         # so keys cannot be guessed at line rate; other addresses are not affected.
         self.unauth_limiter = RateLimiter(settings.api.unauth_rate_per_ip, settings.api.unauth_burst_per_ip)
         self.error_log_gate = LogGate(_ERROR_LOG_RATE_PER_S, _ERROR_LOG_BURST)
+        self.context = ActionContext(settings, store, relays, self.stream_control)
 
     async def handle(self, request: web.Request) -> web.Response:
         api = self.settings.api
@@ -225,8 +226,7 @@ class ApiHandler:
         if handler is None or version != API_VERSION or request.path != "/":
             raise errors.invalid_action_or_version(action, version)
         payload = query_parameters(request) if request.method == "GET" else parse_json_object(body)
-        context = ActionContext(self.settings, self.store, self.relays, self.stream_control)
-        return await handler(context, payload)
+        return await handler(self.context, payload)
 
 
 def create_api_app(
