@@ -27,6 +27,7 @@ import json
 import multiprocessing
 import os
 import statistics
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -203,7 +204,13 @@ def _run(
         for w in workers:
             w.start()
         profiler = start_pyspy(node.pid, seconds, profile) if profile is not None else None
+        fsyncs: list[float] = []
+        stop = threading.Event()
+        probe = threading.Thread(target=_fsync_probe, args=(node.workdir, stop, fsyncs), daemon=True)
+        probe.start()
         results = [q.get(timeout=seconds + 60) for _ in workers]
+        stop.set()
+        probe.join(5)
         usage = usage_between(before, cpu_times(node.pid))
         if profiler is not None:
             profiler.stop()
@@ -226,6 +233,7 @@ def _run(
         "requests": n,
         "rps": n / wall,
         "node_cpu_pct": cpu * 100,
+        "node_sys_pct": usage.sys_percent,
         "rps_per_core": n / wall / cpu if cpu else 0.0,
         "p50_ms": statistics.median(lat) * 1000 if lat else 0.0,
         "p90_ms": _pct(lat, 0.90),
@@ -234,9 +242,28 @@ def _run(
         "service_p50_ms": _pct(service, 0.50),
         "service_p99_ms": _pct(service, 0.99),
         "status": codes,
+        "fsync_ms_p50_max": [round(_pct(sorted(fsyncs), 0.5), 2), round(max(fsyncs, default=0.0) * 1000, 2)],
         "client_cpu_pct_each": [round(r["cpu"] / seconds * 100, 1) for r in results],
         "loadavg": os.getloadavg()[0],
     }
+
+
+def _fsync_probe(directory: Path, stop: threading.Event, out: list[float]) -> None:
+    """fsync latency of the node's disk during the window (a write waits for at least one):
+    a 4 kB append and fsync every 100 ms, in seconds."""
+    path = directory / "fsync-probe.bin"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for _ in range(10_000):  # bounded: 1000 s at most
+            if stop.wait(0.1):
+                return
+            os.write(fd, b"\0" * 4096)
+            t0 = time.perf_counter()
+            os.fsync(fd)
+            out.append(time.perf_counter() - t0)
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)
 
 
 def _pct(ordered: list[float], q: float) -> float:
