@@ -8,6 +8,7 @@ error, is the JSON envelope of spec A.4; errors never use HTTP 200.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -102,8 +103,16 @@ def query_parameters(request: web.Request) -> dict[str, Any]:
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
-    if request.content_length is not None and request.content_length > limit:
-        raise errors.body_too_large(limit)
+    length = request.content_length
+    if length is not None:
+        if length > limit:
+            raise errors.body_too_large(limit)
+        if length == 0:
+            return b""
+        try:  # one read of the announced length (the common case: no chunk loop)
+            return await request.content.readexactly(length)
+        except asyncio.IncompleteReadError as exc:
+            return exc.partial  # the client stopped short: its signature cannot match
     data = bytearray()
     while True:
         chunk = await request.content.read(_READ_CHUNK)
