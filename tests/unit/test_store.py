@@ -93,6 +93,23 @@ async def test_domains_and_domain_table(store: Store) -> None:
     assert table.vhost_for("pull.example.com") is None
 
 
+async def test_domain_list_matches_the_database(store: Store) -> None:
+    """list_domains (from memory on SQLite) is what the database holds, in its order, after
+    adds, a refused batch, moves, status changes and deletes."""
+    await store.add_domains("vh", [("b.example.com", "push", "cn"), ("a.example.com", "pull-flv", "cn")])
+    with pytest.raises(AlreadyExists):
+        await store.add_domains("vh", [("c.example.com", "push", "cn"), ("a.example.com", "push", "cn")])
+    await store.add_domains("v2", [("c.example.com", "pull-hls", "cn")])
+    await store.update_domain("b.example.com", vhost="v2", status=2)
+    await store.delete_domain("a.example.com")
+    listed = await store.list_domains()
+    assert listed == await store.repo.list_domains()
+    assert [(d.domain, d.vhost, d.status) for d in listed] == [
+        ("b.example.com", "v2", 2),
+        ("c.example.com", "v2", 0),
+    ]
+
+
 async def test_domain_table_loaded_at_open(store_settings: Settings) -> None:
     s = await open_store(store_settings)
     await s.add_domains("vh", [("a.example.com", "push", "cn")])
