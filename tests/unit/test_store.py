@@ -5,7 +5,9 @@ The `store` / `store_settings` tests run against SQLite and a real PostgreSQL
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,12 +23,15 @@ from liverelay.store import (
     NotFound,
     RelayGroup,
     RelayServer,
+    RelayV3Config,
     Store,
     StoreError,
     migrate,
     normalise_host,
     open_store,
 )
+from liverelay.store.sqlite import SqliteRepository
+from liverelay.store.store import KEY_CACHE_S
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -86,6 +91,23 @@ async def test_domains_and_domain_table(store: Store) -> None:
     assert await store.delete_domain("PULL.example.com")
     assert not await store.delete_domain("pull.example.com")
     assert table.vhost_for("pull.example.com") is None
+
+
+async def test_domain_list_matches_the_database(store: Store) -> None:
+    """list_domains (from memory on SQLite) is what the database holds, in its order, after
+    adds, a refused batch, moves, status changes and deletes."""
+    await store.add_domains("vh", [("b.example.com", "push", "cn"), ("a.example.com", "pull-flv", "cn")])
+    with pytest.raises(AlreadyExists):
+        await store.add_domains("vh", [("c.example.com", "push", "cn"), ("a.example.com", "push", "cn")])
+    await store.add_domains("v2", [("c.example.com", "pull-hls", "cn")])
+    await store.update_domain("b.example.com", vhost="v2", status=2)
+    await store.delete_domain("a.example.com")
+    listed = await store.list_domains()
+    assert listed == await store.repo.list_domains()
+    assert [(d.domain, d.vhost, d.status) for d in listed] == [
+        ("b.example.com", "v2", 2),
+        ("c.example.com", "v2", 0),
+    ]
 
 
 async def test_domain_table_loaded_at_open(store_settings: Settings) -> None:
@@ -328,6 +350,52 @@ async def test_pre_alembic_sqlite_store_is_adopted(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StoreError, match="newer"):
         await open_store(Settings(data_dir=newer))
+
+
+async def test_concurrent_writes_share_a_commit_and_fail_alone(tmp_path: Path) -> None:
+    """Group commit: writes queued together are committed together (fewer commits than
+    writes), a failing one (AlreadyExists) fails alone, and every acknowledged one is on
+    disk when the store is opened again."""
+    s = await open_store(Settings(data_dir=tmp_path))
+    await s.add_domains("vh", [("taken.example.com", "push", "cn")])
+    repo = s.repo
+    assert isinstance(repo, SqliteRepository)
+    before = repo.write_commits
+    writes = [s.put_relay_v3("vh", f"app{i}", [_group("g", f"o{i}:1935")]) for i in range(40)]
+    writes.insert(20, s.add_domains("vh", [("taken.example.com", "push", "cn")]))
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    commits = repo.write_commits - before
+    await s.close()
+    assert isinstance(results.pop(20), AlreadyExists)
+    assert [r.app for r in results if isinstance(r, RelayV3Config)] == [f"app{i}" for i in range(40)]
+    assert commits < 40  # 40 writes succeeded: at least two shared a commit
+    again = await open_store(Settings(data_dir=tmp_path))
+    try:
+        assert sorted(c.app for c in await again.list_relay_v3("vh")) == sorted(f"app{i}" for i in range(40))
+        assert [d.domain for d in await again.list_domains()] == ["taken.example.com"]
+    finally:
+        await again.close()
+
+
+async def test_cached_key_follows_changes(tmp_path: Path) -> None:
+    """get_key answers from memory, yet a key this store deletes is gone at once and one
+    another process deletes (the CLI on the same file) within KEY_CACHE_S."""
+    s = await open_store(Settings(data_dir=tmp_path))
+    try:
+        mine = await s.create_key()
+        theirs = await s.create_key()
+        assert await s.get_key(mine.ak) == mine and await s.get_key(theirs.ak) == theirs
+        await s.delete_key(mine.ak)
+        assert await s.get_key(mine.ak) is None
+        other = await open_store(Settings(data_dir=tmp_path))
+        await other.delete_key(theirs.ak)
+        await other.close()
+        deadline = time.monotonic() + KEY_CACHE_S + 10
+        while await s.get_key(theirs.ak) is not None:
+            assert time.monotonic() < deadline, "a key deleted elsewhere is still accepted"
+            await asyncio.sleep(0.05)
+    finally:
+        await s.close()
 
 
 async def test_closed_store_refuses_writes(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ error, is the JSON envelope of spec A.4; errors never use HTTP 200.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -102,8 +103,16 @@ def query_parameters(request: web.Request) -> dict[str, Any]:
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
-    if request.content_length is not None and request.content_length > limit:
-        raise errors.body_too_large(limit)
+    length = request.content_length
+    if length is not None:
+        if length > limit:
+            raise errors.body_too_large(limit)
+        if length == 0:
+            return b""
+        try:  # one read of the announced length (the common case: no chunk loop)
+            return await request.content.readexactly(length)
+        except asyncio.IncompleteReadError as exc:
+            return exc.partial  # the client stopped short: its signature cannot match
     data = bytearray()
     while True:
         chunk = await request.content.read(_READ_CHUNK)
@@ -133,6 +142,7 @@ class ApiHandler:
         # so keys cannot be guessed at line rate; other addresses are not affected.
         self.unauth_limiter = RateLimiter(settings.api.unauth_rate_per_ip, settings.api.unauth_burst_per_ip)
         self.error_log_gate = LogGate(_ERROR_LOG_RATE_PER_S, _ERROR_LOG_BURST)
+        self.context = ActionContext(settings, store, relays, self.stream_control)
 
     async def handle(self, request: web.Request) -> web.Response:
         api = self.settings.api
@@ -225,8 +235,7 @@ class ApiHandler:
         if handler is None or version != API_VERSION or request.path != "/":
             raise errors.invalid_action_or_version(action, version)
         payload = query_parameters(request) if request.method == "GET" else parse_json_object(body)
-        context = ActionContext(self.settings, self.store, self.relays, self.stream_control)
-        return await handler(context, payload)
+        return await handler(self.context, payload)
 
 
 def create_api_app(

@@ -73,11 +73,19 @@ async def authenticate(
     if key is None or not key.enabled:
         raise errors.invalid_access_key(parsed.access_key)
 
+    body_hash = sha256_hex(body)
     declared_hash = headers.get("X-Content-Sha256") or headers.get("x-content-sha256")
-    if declared_hash is not None and not hmac.compare_digest(declared_hash.lower(), sha256_hex(body)):
+    if declared_hash is not None and not hmac.compare_digest(declared_hash.lower(), body_hash):
         raise errors.signature_does_not_match()
     ok = verify_signature(
-        parsed, secret_key=key.sk, method=method, path=path, query=query, headers=signed, body=body
+        parsed,
+        secret_key=key.sk,
+        method=method,
+        path=path,
+        query=query,
+        headers=signed,
+        body=body,
+        body_hash=body_hash,
     )
     if not ok:
         raise errors.signature_does_not_match()

@@ -6,6 +6,7 @@ import itertools
 import os
 import random
 import secrets
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -19,11 +20,18 @@ _NODE_TAG = secrets.token_hex(2).upper()
 _tail = random.Random(secrets.randbits(64))
 
 
+_stamp: tuple[int, str] = (-1, "")  # (unix second, its 'YYYYMMDDhhmmss'): one strftime a second
+
+
 def new_request_id() -> str:
     """'YYYYMMDDhhmmss' + 20 upper-case hex digits: 4 per-process random, pid, counter and random.
 
     Unique within a process by the counter and across processes by pid and randomness."""
-    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    global _stamp
+    second = int(time.time())
+    if _stamp[0] != second:
+        _stamp = (second, datetime.fromtimestamp(second, UTC).strftime("%Y%m%d%H%M%S"))
+    stamp = _stamp[1]
     counter = next(_counter) & 0xFFFFFF
     return f"{stamp}{_NODE_TAG}{os.getpid() & 0xFFFF:04X}{counter:06X}{_tail.getrandbits(24):06X}"
 

@@ -7,8 +7,10 @@ re-serialising JSON would change the hash.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,12 +35,25 @@ def format_x_date(when: datetime | None = None) -> str:
     return when.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
+_X_DATE = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})Z")
+# RFC 3986 unreserved characters: a value made of these alone is its own encoding.
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
 def parse_x_date(value: str) -> datetime:
-    return datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    """'20240508T120000Z' -> aware datetime; ValueError when it is not a valid time."""
+    match = _X_DATE.fullmatch(value)
+    if match is None:
+        # strptime accepts a few looser shapes (one-digit fields): keep its verdict on them.
+        return datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    year, month, day, hour, minute, second = map(int, match.groups())
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)  # checks the ranges
 
 
 def _quote(value: str) -> str:
     # Only RFC 3986 unreserved characters stay as they are (space -> %20, / -> %2F).
+    if _UNRESERVED.fullmatch(value):
+        return value  # the common case, without quote()'s encode and per-byte table walk
     return quote(value, safe="-_.~")
 
 
@@ -74,7 +89,7 @@ def canonical_request(
     return "\n".join(
         [
             method.upper(),
-            quote(path or "/", safe="/"),
+            "/" if path in ("", "/") else quote(path, safe="/"),
             canonical_query(query),
             "".join(lines),
             ";".join(signed_headers),
@@ -83,7 +98,9 @@ def canonical_request(
     )
 
 
+@functools.lru_cache(maxsize=256)
 def signing_key(secret_key: str, short_date: str, region: str, service: str) -> bytes:
+    """Four chained HMACs, the same all day for a key: derived once per (key, day, scope)."""
     k_date = _hmac(secret_key.encode("utf-8"), short_date)
     k_region = _hmac(k_date, region)
     k_service = _hmac(k_region, service)
@@ -206,10 +223,13 @@ def verify_signature(
     query: list[tuple[str, str]],
     headers: Mapping[str, str],
     body: bytes,
+    body_hash: str | None = None,
 ) -> bool:
-    """Recompute the signature over what was received. `headers` keys are lower-case."""
+    """Recompute the signature over what was received. `headers` keys are lower-case;
+    `body_hash` is sha256_hex(body) when the caller has it already."""
     x_date = headers.get("x-date", "")
-    body_hash = sha256_hex(body)
+    if body_hash is None:
+        body_hash = sha256_hex(body)
     canonical = canonical_request(method, path, query, headers, parsed.signed_headers, body_hash)
     expected = compute_signature(secret_key, x_date, parsed.region, parsed.service, canonical)
     return hmac.compare_digest(expected, parsed.signature.lower())

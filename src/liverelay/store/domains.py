@@ -42,6 +42,9 @@ class DomainTable:
     def get(self, domain: str) -> DomainRecord | None:
         return self._by_domain.get(normalise_host(domain))
 
+    def records(self) -> list[DomainRecord]:
+        return list(self._by_domain.values())
+
     def domains_of(self, vhost: str) -> list[DomainRecord]:
         return sorted((r for r in self._by_domain.values() if r.vhost == vhost), key=lambda r: r.domain)
 

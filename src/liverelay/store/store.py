@@ -7,6 +7,7 @@ write is announced on the bus exactly once, after the commit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import string
 import time
@@ -35,6 +36,11 @@ if TYPE_CHECKING:  # asyncpg and the change feed load only for a PostgreSQL stor
     from .feed import ChangeFeed
 
 _KEY_ALPHABET = string.ascii_letters + string.digits
+# An access key read from the database is reused for this long (every signed request looks
+# its key up). This node's own key changes drop it at once (bus); a change another process
+# makes to the SQLite file (`liverelay keys delete` while serving) is seen within this time.
+KEY_CACHE_S = 1.0
+KEY_CACHE_MAX = 1024  # keys held at most (past it the cache starts over)
 
 
 def _now() -> int:
@@ -69,6 +75,15 @@ class Store:
         self.feed = feed
         # Read-modify-write sequences (V3 group removal, ensure_key) run one at a time.
         self._lock = asyncio.Lock()
+        # SQLite runs every transaction on one thread, in order: a single-transaction
+        # read-modify-write (put_relay_v3, put_url_auth) needs no lock there, and
+        # concurrent writes can then share one commit (store/sqlite.py).
+        self._serial = isinstance(repo, SqliteRepository)
+        # ak -> (key, monotonic expiry); _key_epoch counts key changes, so a lookup that
+        # raced with a change does not cache what it read before it.
+        self._keys: dict[str, tuple[AccessKey, float]] = {}
+        self._key_epoch = 0
+        self.bus.subscribe(self._on_key_change)
 
     async def close(self) -> None:
         try:
@@ -82,9 +97,30 @@ class Store:
         if self.feed is None or self.feed.admit_local(event):
             self.bus.publish(event)
 
+    def _on_key_change(self, event: ChangeEvent) -> None:
+        if event.entity == "key":
+            self._key_epoch += 1
+            self._keys.pop(str(event.key), None)
+
+    def _rmw_lock(self) -> asyncio.Lock | contextlib.nullcontext[None]:
+        return contextlib.nullcontext() if self._serial else self._lock
+
     # ---- access keys ----
     async def get_key(self, ak: str) -> AccessKey | None:
-        return await self.repo.get_key(ak)
+        """The key (from memory while fresh: no database round trip per signed request)."""
+        now = time.monotonic()
+        cached = self._keys.get(ak)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        epoch = self._key_epoch
+        key = await self.repo.get_key(ak)
+        if key is None:
+            self._keys.pop(ak, None)  # unknown keys are not remembered (the caller throttles them)
+        elif epoch == self._key_epoch:
+            if len(self._keys) >= KEY_CACHE_MAX:
+                self._keys.clear()
+            self._keys[ak] = (key, now + KEY_CACHE_S)
+        return key
 
     async def list_keys(self) -> list[AccessKey]:
         return await self.repo.list_keys()
@@ -115,6 +151,12 @@ class Store:
 
     # ---- domains ----
     async def list_domains(self) -> list[DomainRecord]:
+        """In (created, domain) order. On SQLite the domain table is the database's picture
+        (every domain write of this one node goes through here and updates it after its
+        commit), so no query; on PostgreSQL other nodes' writes reach the table only
+        through the change feed, so the database is asked."""
+        if self._serial:
+            return sorted(self.domain_table.records(), key=lambda r: (r.created, r.domain))
         return await self.repo.list_domains()
 
     async def add_domains(self, vhost: str, domains: Iterable[tuple[str, str, str]]) -> list[DomainRecord]:
@@ -155,7 +197,7 @@ class Store:
     async def put_relay_v3(self, vhost: str, app: str, groups: Iterable[RelayGroup]) -> RelayV3Config:
         """Replace every group of (vhost, app)."""
         now = _now()
-        async with self._lock:
+        async with self._rmw_lock():
             stored, new = await self.repo.put_relay_v3(RelayV3Config(vhost, app, tuple(groups), now, now))
         self._publish("relay_v3", "added" if new else "updated", stored.key, stored)
         return stored
@@ -231,7 +273,7 @@ class Store:
     async def put_url_auth(self, config: UrlAuthConfig) -> UrlAuthConfig:
         """Replace the config of (vhost, app, scene) whole (UpdateAuthKey is a full update)."""
         now = _now()
-        async with self._lock:
+        async with self._rmw_lock():
             stored, new = await self.repo.put_url_auth(replace(config, created=now, updated=now))
         self._publish("url_auth", "added" if new else "updated", stored.key, stored)
         return stored
