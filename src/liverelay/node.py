@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # the parts are imported in start(): `liverelay --help` stays
     from prometheus_client import CollectorRegistry
 
     from .cluster.db import ClusterDb
+    from .cluster.leases import LeaseManager
     from .cluster.membership import Membership
     from .hub import Hub
     from .relay.manager import RelayManager
@@ -61,6 +62,7 @@ class Node:
     urlauth: UrlAuthVerifier | None = None  # URL authentication at publish/play admission
     # PostgreSQL only (None on SQLite): this node's row in `nodes` and its heartbeat.
     membership: Membership | None = None
+    leases: LeaseManager | None = None  # which fixed relays (V4) run here
     cluster_db: ClusterDb | None = None
 
     _runners: list[web.AppRunner] = field(default_factory=list)
@@ -93,9 +95,13 @@ class Node:
         warning = exposure_warning(rtmp_host, s.media.open_publish)
         if warning:
             log.warning("%s", warning)
+        if isinstance(store.repo, PostgresRepository):  # SQLite: one node, no cluster
+            self._cluster_parts(store.repo.url)
         self.hub = hub = Hub(s.media, metrics=metrics)
-        self.relays = relays = RelayManager(s, hub, store, metrics)
+        self.relays = relays = RelayManager(s, hub, store, metrics, fixed_gate=self.leases)
         await relays.start()
+        if self.leases is not None and relays.scheduler is not None:
+            self.leases.attach(relays.scheduler)
         self.stream_control = control = StreamControl(
             hub, history=s.api.closed_stream_history, max_forbidden=s.api.max_forbidden_streams
         )
@@ -125,13 +131,16 @@ class Node:
             Listener("rtmp", host, port, f"rtmp://{format_host(host)}:{port}/{{app}}/{{stream}}")
         )
         control.listeners.update({lst.name: lst.url for lst in self.listeners})
-        if isinstance(store.repo, PostgresRepository):  # SQLite: one node, no cluster
-            await self._join_cluster(store.repo.url)
+        if self.membership is not None:
+            await self._join_cluster(self.membership)
 
-    async def _join_cluster(self, url: str) -> None:
-        """Register in `nodes` and heartbeat (a PostgreSQL store only: SQLite is one node)."""
+    def _cluster_parts(self, url: str) -> None:
+        """Membership and the lease manager (a PostgreSQL store only: SQLite is one node).
+        Built before the relays (the scheduler asks the lease manager which fixed relays
+        to run), started once the listeners are bound (the row carries their addresses)."""
         from .cluster.db import ClusterDb
-        from .cluster.membership import Membership, NodeAddress, load_node_id
+        from .cluster.leases import LeaseManager
+        from .cluster.membership import Membership, load_node_id
         from .cluster.metrics import ClusterMetrics, FeedCollector
 
         s = self.settings
@@ -143,16 +152,26 @@ class Node:
         self.cluster_db = db = ClusterDb(
             url, timeout_s=min(s.database_timeout_s, max(0.5, c.lease_ttl_s / 3))
         )
+        # The snapshot (streams held, status rows) comes from cluster/snapshot.py once it is
+        # wired; until then the row carries the addresses, heartbeat and lease counts.
+        self.membership = membership = Membership(db, load_node_id(c, s.data_dir), c, metrics=metrics)
+        self.leases = leases = LeaseManager(
+            db, membership, c, metrics=metrics, set_draining=membership.set_draining
+        )
+        membership.stats = leases.stats
+
+    async def _join_cluster(self, membership: Membership) -> None:
+        from .cluster.membership import NodeAddress
+
         me = NodeAddress(
-            node_id=load_node_id(c, s.data_dir),
+            node_id=membership.node_id,
             api_url=self._advertised("api", "{scheme}://{host}"),
             rtmp_url=self._advertised("rtmp", "rtmp://{host}"),
             http_url=self._advertised("http", "http://{host}"),
         )
-        # The snapshot (streams held, status rows) comes from cluster/snapshot.py once it is
-        # wired; until then the row carries the addresses and heartbeat only.
-        self.membership = membership = Membership(db, me, c, metrics=metrics)
-        await membership.start()
+        await membership.start(me)
+        if self.leases is not None:
+            await self.leases.start()
 
     def _advertised(self, name: str, pattern: str) -> str:
         """A listener's base URL as other nodes reach it: cluster.advertise_host, else its bind host
@@ -191,8 +210,12 @@ class Node:
             await _close_part("the RTMP listener", self.rtmp.close())
         if self.stream_control is not None:
             await _close_part("the stream control", self.stream_control.close())
+        if self.leases is not None:
+            await _close_part("the lease rounds", self.leases.close())
         if self.relays is not None:
             await _close_part("the relays", self.relays.close())
+        if self.leases is not None:  # after the pulls stopped: the others take them at once
+            await _close_part("the lease release", self.leases.release_all())
         if self.hub is not None:
             await _close_part("the hub", self.hub.close())
         for server in self._servers:
