@@ -113,7 +113,7 @@ class Node:
 
         host, port = parse_hostport(s.api.listen)
         tls = _tls_context(s.api.tls_cert, s.api.tls_key)
-        api_app = create_api_app(s, store, relays, control)
+        api_app = create_api_app(s, store, relays, control, self.leases)
         port = await self._serve_app(api_app, host, port, _api_limits(s), ssl_context=tls)
         scheme = "https" if tls is not None else "http"
         self.listeners.append(Listener("api", host, port, f"{scheme}://{format_host(host)}:{port}/"))

@@ -589,6 +589,7 @@ class LeaseManager:
             self._unconfirmed_since = time.time()
             if self.metrics is not None:
                 self.metrics.leases_unconfirmed.set(len(self.owned))
+                self.metrics.leases_unconfirmed_since.set(self._unconfirmed_since)
             log.warning(
                 "cluster: leases cannot be renewed (database unreachable: %s); keeping %d fixed relay(s) "
                 "running unconfirmed",
@@ -608,6 +609,7 @@ class LeaseManager:
         self._claim_expired_after = time.monotonic() + self.settings.lease_ttl_s
         if self.metrics is not None:
             self.metrics.leases_unconfirmed.set(0)
+            self.metrics.leases_unconfirmed_since.set(0)
 
 
 def _is_free(lease: Lease | None, me: str, now: int) -> bool:
