@@ -397,7 +397,9 @@ class LeaseManager:
         me = self.directory.node_id
         now = self._db_now()
         for lease in self._rows.values():
-            if lease.handoff_to == me and lease.owner != me:
+            if lease.handoff_to is not None and me in (lease.handoff_to, lease.owner):
+                # A hand-off in flight: the target takes the lease as soon as its pull is up,
+                # and the old owner stops as soon as it sees that (the overlap stays short).
                 delay = min(delay, _HANDOFF_POLL_S)
             elif lease.owner not in (None, me) and lease.expires_at >= now:
                 # A lease that will lapse before the next round (its owner stopped renewing):
