@@ -148,9 +148,9 @@ class Node:
         metrics = ClusterMetrics(self.metrics)
         if self.store is not None and self.store.feed is not None and self.metrics is not None:
             self.metrics.register(FeedCollector(self.store.feed))
-        # Statements well under the lease TTL: a stalled database is a failed round, not a hung one.
+        # Statements under the lease TTL: a stalled database is a failed round, not a hung one.
         self.cluster_db = db = ClusterDb(
-            url, timeout_s=min(s.database_timeout_s, max(0.5, c.lease_ttl_s / 3))
+            url, timeout_s=min(s.database_timeout_s, max(1.0, c.lease_ttl_s / 2))
         )
         # The snapshot (streams held, status rows) comes from cluster/snapshot.py once it is
         # wired; until then the row carries the addresses, heartbeat and lease counts.

@@ -517,13 +517,15 @@ class LeaseManager:
                 set_={"owner": me, "expires_at": expiry, "epoch": leases.c.epoch + 1, "handoff_to": None},
                 where=(leases.c.owner.is_(None)) | (leases.c.expires_at < DB_NOW_MS) | (leases.c.owner == me),
             )
-            if (await conn.execute(stmt.returning(leases.c.epoch))).first() is not None and self.metrics:
+            if (await conn.execute(stmt.returning(leases.c.epoch))).first() is None:
+                continue  # another node's claim came first
+            lost_by = previous.owner if previous is not None and previous.owner != me else None
+            if lost_by is not None:
+                log.warning("cluster: took over fixed relay %s from %s (its lease expired)", task, lost_by)
+            if self.metrics is not None:
                 self.metrics.lease_claims.inc()
-                if previous is not None and previous.owner not in (None, me):
+                if lost_by is not None:
                     self.metrics.lease_takeovers.inc()
-                    log.warning(
-                        "cluster: took over fixed relay %s from %s (its lease expired)", task, previous.owner
-                    )
         for task in decided.accept:
             result = await conn.execute(
                 update(leases)
