@@ -30,6 +30,7 @@ from tests.integration.cluster_helpers import (
     v4_body,
     wait_members,
     wait_until,
+    wait_write_accepted,
 )
 from tests.integration.relay_helpers import api, register_vhost, rtmp_server, set_v3
 from tests.pgserver import PostgresServer
@@ -303,13 +304,7 @@ def test_database_outage_keeps_viewers_and_settles_one_owner(
             settled = time.monotonic() - back
             print(f"\nPostgreSQL down 10 s: the owner's lease renewed {settled:.2f}s after the restart")
             assert settled < 6.0  # one TTL (3 s) and a round, with room for this machine's noise
-            with SignedClient(a.api_host, TEST_AK, TEST_SK) as client:
-                wait_until(
-                    lambda: client.post("CreateRelaySourceV4", v4_body("after", FUTURE)).status_code == 200,
-                    30,
-                    "a write on A once PostgreSQL is back",
-                    interval=0.5,
-                )
+            wait_write_accepted(a, v4_body("after", FUTURE))
             wait_until(lambda: "after" in fixed_rows(c), 10, "the write after the outage on C")
             # One owner, the same as before, confirmed within a TTL (plus a round) of reconnecting.
             assert "LeaseUnconfirmedSince" not in fixed_rows(nodes[owner])["f"]
