@@ -35,7 +35,7 @@ from tests.integration.cluster_helpers import (
 from tests.integration.relay_helpers import api, register_vhost, rtmp_server, set_v3
 from tests.pgserver import PostgresServer
 
-from liverelay.api.testing import SignedClient
+from liverelay.api.testing import BackgroundApi, SignedClient, api_settings
 from liverelay.media.flv import FlvDecoder
 from liverelay.media.frame import Frame, FrameKind
 
@@ -323,3 +323,20 @@ def test_database_outage_keeps_viewers_and_settles_one_owner(
             }
         assert set(acknowledged) <= listed
     assert all(n <= 1 for n in watch.max.values()), watch.max
+
+
+def test_drain_node_outside_a_cluster_is_unsupported(tmp_path: Path) -> None:
+    """SQLite: one node, nothing to drain to; the CLI shows the API's error and exits 1."""
+    with BackgroundApi(api_settings(tmp_path), keys=[(TEST_AK, TEST_SK)]) as server:
+        with SignedClient(server.host, TEST_AK, TEST_SK) as client:
+            for body in ({}, {"Cancel": True}):
+                resp = client.post("DrainNode", body)
+                assert resp.status_code == 400, resp.text
+                assert resp.json()["ResponseMetadata"]["Error"]["Code"] == "UnsupportedOperation"
+            bad = client.post("DrainNode", {"Cancel": "soon"})
+            assert (
+                bad.status_code == 400 and "InvalidParam" in bad.json()["ResponseMetadata"]["Error"]["Code"]
+            )
+        env = {"ACCESS_KEY_ID": TEST_AK, "ACCESS_KEY_SECRET": TEST_SK}
+        done = run_liverelay(["node", "drain", "--endpoint", server.host], env=env)
+        assert done.returncode == 1 and "UnsupportedOperation" in done.stderr, done
