@@ -302,7 +302,6 @@ class LeaseManager:
         self._ttl_ms = int(settings.lease_ttl_s * 1000)
         self._claim_expired_after = float("inf")  # monotonic; set when the loop starts
         self._unconfirmed_since: float | None = None  # wall clock of the first failed renewal
-        self._outage_logged = False
         self._target_since: dict[str, int] = {}
         self._free_since: dict[str, int] = {}
         self._rounds = Rounds("liverelay-leases", self._step, self._next_delay, min_gap_s=_MIN_ROUND_GAP_S)
@@ -481,13 +480,18 @@ class LeaseManager:
         decided = plan(self._view(rows, now))
         if decided.writes:
             try:
-                decided = await self.db.run(self._decide)
+                rows, now = await self.db.run(self._decide)
             except ClusterDbUnavailable as exc:
-                self._unreachable(exc)
+                self._unreachable(exc)  # nothing of it committed: the picture read above stands
+            else:
+                # Only what committed becomes this node's picture.
+                self._absorb(rows, now)
+                decided = plan(self._view(rows, now))
         self._apply(decided)
 
-    async def _decide(self, conn: AsyncConnection) -> Plan:
-        """Under the decision lock: read again, plan again, run the plan's statements."""
+    async def _decide(self, conn: AsyncConnection) -> tuple[dict[str, Lease], int]:
+        """Under the decision lock: read again, plan again, run the plan's statements; the
+        rows as they are then."""
         me = self.directory.node_id
         ttl = self._ttl_ms
         await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _DECIDE_LOCK})
@@ -543,9 +547,7 @@ class LeaseManager:
             await conn.execute(
                 update(leases).where(leases.c.task_id == task, leases.c.owner == me).values(handoff_to=None)
             )
-        rows, now = await _read(conn)
-        self._absorb(rows, now)
-        return plan(self._view(rows, now))
+        return await _read(conn)
 
     def _absorb(self, rows: dict[str, Lease], now: int) -> None:
         """Take a fresh read as this node's picture; stop what it lost at once."""
