@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,12 +20,15 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from .config import ConfigError, Settings
-from .netaddr import format_host, parse_hostport
+from .netaddr import format_host, format_hostport, parse_hostport
 from .servers.admission import ListenerLimits, log_accept_errors, raise_file_limit, serve_guarded
 
 if TYPE_CHECKING:  # the parts are imported in start(): `liverelay --help` stays quick
     from prometheus_client import CollectorRegistry
 
+    from .cluster.db import ClusterDb
+    from .cluster.leases import LeaseManager
+    from .cluster.membership import Membership
     from .hub import Hub
     from .relay.manager import RelayManager
     from .servers.rtmp import RtmpServer
@@ -56,6 +60,10 @@ class Node:
     rtmp: RtmpServer | None = None
     stream_control: StreamControl | None = None  # forbid list, ended streams, kill
     urlauth: UrlAuthVerifier | None = None  # URL authentication at publish/play admission
+    # PostgreSQL only (None on SQLite): this node's row in `nodes` and its heartbeat.
+    membership: Membership | None = None
+    leases: LeaseManager | None = None  # which fixed relays (V4) run here
+    cluster_db: ClusterDb | None = None
 
     _runners: list[web.AppRunner] = field(default_factory=list)
     _servers: list[asyncio.base_events.Server] = field(default_factory=list)
@@ -71,6 +79,7 @@ class Node:
         from .servers.protocols import ListenerDeps
         from .servers.rtmp import RtmpServer
         from .store import open_store
+        from .store.postgres import PostgresRepository
         from .streamctl import StreamControl
         from .urlauth import UrlAuthVerifier
         from .urlauth.verifier import exposure_warning
@@ -86,9 +95,13 @@ class Node:
         warning = exposure_warning(rtmp_host, s.media.open_publish)
         if warning:
             log.warning("%s", warning)
+        if isinstance(store.repo, PostgresRepository):  # SQLite: one node, no cluster
+            self._cluster_parts(store.repo.url)
         self.hub = hub = Hub(s.media, metrics=metrics)
-        self.relays = relays = RelayManager(s, hub, store, metrics)
+        self.relays = relays = RelayManager(s, hub, store, metrics, fixed_gate=self.leases)
         await relays.start()
+        if self.leases is not None and relays.scheduler is not None:
+            self.leases.attach(relays.scheduler)
         self.stream_control = control = StreamControl(
             hub, history=s.api.closed_stream_history, max_forbidden=s.api.max_forbidden_streams
         )
@@ -100,7 +113,7 @@ class Node:
 
         host, port = parse_hostport(s.api.listen)
         tls = _tls_context(s.api.tls_cert, s.api.tls_key)
-        api_app = create_api_app(s, store, relays, control)
+        api_app = create_api_app(s, store, relays, control, self.leases)
         port = await self._serve_app(api_app, host, port, _api_limits(s), ssl_context=tls)
         scheme = "https" if tls is not None else "http"
         self.listeners.append(Listener("api", host, port, f"{scheme}://{format_host(host)}:{port}/"))
@@ -118,6 +131,57 @@ class Node:
             Listener("rtmp", host, port, f"rtmp://{format_host(host)}:{port}/{{app}}/{{stream}}")
         )
         control.listeners.update({lst.name: lst.url for lst in self.listeners})
+        if self.membership is not None:
+            await self._join_cluster(self.membership)
+
+    def _cluster_parts(self, url: str) -> None:
+        """Membership and the lease manager (a PostgreSQL store only: SQLite is one node).
+        Built before the relays (the scheduler asks the lease manager which fixed relays
+        to run), started once the listeners are bound (the row carries their addresses)."""
+        from .cluster.db import ClusterDb
+        from .cluster.leases import LeaseManager
+        from .cluster.membership import Membership, load_node_id
+        from .cluster.metrics import ClusterMetrics, FeedCollector
+
+        s = self.settings
+        c = s.cluster
+        metrics = ClusterMetrics(self.metrics)
+        if self.store is not None and self.store.feed is not None and self.metrics is not None:
+            self.metrics.register(FeedCollector(self.store.feed))
+        # Statements under the lease TTL: a stalled database is a failed round, not a hung one.
+        self.cluster_db = db = ClusterDb(
+            url, timeout_s=min(s.database_timeout_s, max(1.0, c.lease_ttl_s / 2))
+        )
+        # The snapshot (streams held, status rows) comes from cluster/snapshot.py once it is
+        # wired; until then the row carries the addresses, heartbeat and lease counts.
+        self.membership = membership = Membership(db, load_node_id(c, s.data_dir), c, metrics=metrics)
+        self.leases = leases = LeaseManager(
+            db, membership, c, metrics=metrics, set_draining=membership.set_draining
+        )
+        membership.stats = leases.stats
+
+    async def _join_cluster(self, membership: Membership) -> None:
+        from .cluster.membership import NodeAddress
+
+        me = NodeAddress(
+            node_id=membership.node_id,
+            api_url=self._advertised("api", "{scheme}://{host}"),
+            rtmp_url=self._advertised("rtmp", "rtmp://{host}"),
+            http_url=self._advertised("http", "http://{host}"),
+        )
+        await membership.start(me)
+        if self.leases is not None:
+            await self.leases.start()
+
+    def _advertised(self, name: str, pattern: str) -> str:
+        """A listener's base URL as other nodes reach it: cluster.advertise_host, else its bind host
+        (a wildcard bind advertises this machine's name)."""
+        lst = self.listener(name)
+        host = self.settings.cluster.advertise_host or lst.host
+        if host in ("", "0.0.0.0", "::"):
+            host = socket.getfqdn()
+        scheme = lst.url.split("://", 1)[0]
+        return pattern.format(scheme=scheme, host=format_hostport(host, lst.port))
 
     async def _serve_app(
         self,
@@ -146,14 +210,22 @@ class Node:
             await _close_part("the RTMP listener", self.rtmp.close())
         if self.stream_control is not None:
             await _close_part("the stream control", self.stream_control.close())
+        if self.leases is not None:
+            await _close_part("the lease rounds", self.leases.close())
         if self.relays is not None:
             await _close_part("the relays", self.relays.close())
+        if self.leases is not None:  # after the pulls stopped: the others take them at once
+            await _close_part("the lease release", self.leases.release_all())
         if self.hub is not None:
             await _close_part("the hub", self.hub.close())
         for server in self._servers:
             server.close()  # stop accepting; the runners end the open connections
         for runner in reversed(self._runners):
             await _close_part(f"the HTTP listener {_runner_name(runner)}", runner.cleanup())
+        if self.membership is not None:
+            await _close_part("the cluster membership", self.membership.close())
+        if self.cluster_db is not None:
+            await _close_part("the cluster's database pool", self.cluster_db.close())
         if self.store is not None:
             await _close_part("the store", self.store.close())
         self._stopped.set()

@@ -26,7 +26,7 @@ from .console import add_console_routes
 from .context import ActionContext, Result
 from .envelope import error_body, metadata, new_request_id, success_body
 from .errors import ApiError
-from .protocols import RelayStatusSource
+from .protocols import ClusterControl, RelayStatusSource
 from .throttle import LogGate, RateLimiter
 
 log = logging.getLogger("liverelay.api")
@@ -130,10 +130,12 @@ class ApiHandler:
         store: Store,
         relays: RelayStatusSource | None = None,
         stream_control: StreamControl | None = None,
+        cluster: ClusterControl | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.relays = relays
+        self.cluster = cluster
         self.limiter = RateLimiter(settings.api.rate_limit_per_s, settings.api.rate_burst)
         # The node's stream control; an API served without media (tests) lists no streams.
         self.stream_control = stream_control or StreamControl(EmptyHub())
@@ -142,7 +144,7 @@ class ApiHandler:
         # so keys cannot be guessed at line rate; other addresses are not affected.
         self.unauth_limiter = RateLimiter(settings.api.unauth_rate_per_ip, settings.api.unauth_burst_per_ip)
         self.error_log_gate = LogGate(_ERROR_LOG_RATE_PER_S, _ERROR_LOG_BURST)
-        self.context = ActionContext(settings, store, relays, self.stream_control)
+        self.context = ActionContext(settings, store, relays, self.stream_control, cluster)
 
     async def handle(self, request: web.Request) -> web.Response:
         api = self.settings.api
@@ -243,6 +245,7 @@ def create_api_app(
     store: Store,
     relays: RelayStatusSource | None = None,
     stream_control: StreamControl | None = None,
+    cluster: ClusterControl | None = None,
 ) -> web.Application:
     """The admin API over `store` (and the console); without `relays` DescribeRelayStatus
     lists nothing, without `stream_control` the stream actions list no streams."""
@@ -250,7 +253,7 @@ def create_api_app(
     # aiohttp's own cap only guards request.read(); we stream with our own cap, but keep
     # it consistent in case a middleware reads the body.
     app = web.Application(client_max_size=max(limit + 1, 1024))
-    handler = ApiHandler(settings, store, relays, stream_control)
+    handler = ApiHandler(settings, store, relays, stream_control, cluster)
     app[API_HANDLER_KEY] = handler
     add_console_routes(app, settings)
     app.router.add_route("*", "/{tail:.*}", handler.handle)

@@ -9,7 +9,7 @@ from typing import Any
 from ..config import Settings
 from ..store import Store
 from ..streamctl import StreamControl
-from .protocols import RelayStatusSource
+from .protocols import ClusterControl, RelayStatusSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +19,7 @@ class ActionContext:
     # None: a node without relays (the API alone, in tests): DescribeRelayStatus lists nothing.
     relays: RelayStatusSource | None = None
     streams: StreamControl | None = None  # the stream actions' view of the hub (None: they answer 503)
+    cluster: ClusterControl | None = None  # DrainNode (None: SQLite, not in a cluster)
 
 
 # An action's result object (a TypedDict of liverelay.schemas), or None for "no Result".
