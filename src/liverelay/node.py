@@ -65,6 +65,7 @@ class Node:
         from prometheus_client import CollectorRegistry
 
         from .api.app import create_api_app
+        from .cluster.snapshot import LocalDirectory, NodeSnapshotSource
         from .hub import Hub
         from .relay.manager import RelayManager
         from .servers.http import create_http_app
@@ -100,7 +101,9 @@ class Node:
 
         host, port = parse_hostport(s.api.listen)
         tls = _tls_context(s.api.tls_cert, s.api.tls_key)
-        api_app = create_api_app(s, store, relays, control)
+        snapshots = NodeSnapshotSource(hub, relays, relays.ondemand)
+        directory = LocalDirectory(relays.ondemand.loop_guard.node_id, snapshots)
+        api_app = create_api_app(s, store, relays, control, directory)
         port = await self._serve_app(api_app, host, port, _api_limits(s), ssl_context=tls)
         scheme = "https" if tls is not None else "http"
         self.listeners.append(Listener("api", host, port, f"{scheme}://{format_host(host)}:{port}/"))
@@ -118,6 +121,9 @@ class Node:
             Listener("rtmp", host, port, f"rtmp://{format_host(host)}:{port}/{{app}}/{{stream}}")
         )
         control.listeners.update({lst.name: lst.url for lst in self.listeners})
+        directory.api_url = self.listener("api").url
+        directory.http_url = _base_url(self.listener("http").url)
+        directory.rtmp_url = _base_url(self.listener("rtmp").url)
 
     async def _serve_app(
         self,
@@ -165,6 +171,11 @@ async def _close_part(part: str, closing: Awaitable[None]) -> None:
         await closing
     except Exception:
         log.exception("shutdown: closing %s failed; closing the other parts", part)
+
+
+def _base_url(template: str) -> str:
+    """A listener's URL template without its '/{app}/{stream}...' path: scheme://host:port."""
+    return template.split("/{app}", 1)[0]
 
 
 def _runner_name(runner: web.AppRunner) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..cluster.types import NodeDirectory
 from ..config import Settings
 from ..store import Store, StoreUnavailable
 from ..streamctl import EmptyHub, StreamControl
@@ -121,10 +122,12 @@ class ApiHandler:
         store: Store,
         relays: RelayStatusSource | None = None,
         stream_control: StreamControl | None = None,
+        cluster: NodeDirectory | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.relays = relays
+        self.cluster = cluster
         self.limiter = RateLimiter(settings.api.rate_limit_per_s, settings.api.rate_burst)
         # The node's stream control; an API served without media (tests) lists no streams.
         self.stream_control = stream_control or StreamControl(EmptyHub())
@@ -225,7 +228,7 @@ class ApiHandler:
         if handler is None or version != API_VERSION or request.path != "/":
             raise errors.invalid_action_or_version(action, version)
         payload = query_parameters(request) if request.method == "GET" else parse_json_object(body)
-        context = ActionContext(self.settings, self.store, self.relays, self.stream_control)
+        context = ActionContext(self.settings, self.store, self.relays, self.stream_control, self.cluster)
         return await handler(context, payload)
 
 
@@ -234,6 +237,7 @@ def create_api_app(
     store: Store,
     relays: RelayStatusSource | None = None,
     stream_control: StreamControl | None = None,
+    cluster: NodeDirectory | None = None,
 ) -> web.Application:
     """The admin API over `store` (and the console); without `relays` DescribeRelayStatus
     lists nothing, without `stream_control` the stream actions list no streams."""
@@ -241,7 +245,7 @@ def create_api_app(
     # aiohttp's own cap only guards request.read(); we stream with our own cap, but keep
     # it consistent in case a middleware reads the body.
     app = web.Application(client_max_size=max(limit + 1, 1024))
-    handler = ApiHandler(settings, store, relays, stream_control)
+    handler = ApiHandler(settings, store, relays, stream_control, cluster)
     app[API_HANDLER_KEY] = handler
     add_console_routes(app, settings)
     app.router.add_route("*", "/{tail:.*}", handler.handle)

@@ -42,6 +42,7 @@ from ..schemas.relay_sources import (
     UpdateRelaySourceV3Request,
     UpdateRelaySourceV4Request,
 )
+from ..schemas.status import DescribeClusterNodesRequest, DescribeClusterNodesResult
 from ..schemas.streams import (
     DescribeClosedStreamInfoByPageRequest,
     DescribeClosedStreamInfoByPageResult,
@@ -176,6 +177,9 @@ class ActionMethods:
         "DescribeRelayEvents"
     )
     describe_node_status = Action[DescribeNodeStatusRequest, DescribeNodeStatusResult]("DescribeNodeStatus")
+    describe_cluster_nodes = Action[DescribeClusterNodesRequest, DescribeClusterNodesResult](
+        "DescribeClusterNodes"
+    )
 
 
 # Method name -> Action, derived from the table above.

@@ -1,8 +1,10 @@
-"""DescribeRelayStatus (our extension): the live state of relays on this node.
+"""DescribeRelayStatus (our extension): the live state of the relays of every node.
 
 Result: `{"RelayStatusList": [row, ...]}` with rows as schemas.status.RelayStatusRow on
-the wire, plus `"Error": "<text>"` when part of the relays could not report (the other
-rows are still listed: a partial answer, never a silent one).
+the wire, each with the `NodeId` of the node running it, plus `"Error": "<text>"` when
+part of the relays could not report (the other rows are still listed: a partial answer,
+never a silent one). This node's rows are live; in a cluster, every other live node's
+rows are those of its last heartbeat (at most one heartbeat interval old).
 """
 
 from __future__ import annotations
@@ -36,7 +38,15 @@ async def describe_relay_status(ctx: ActionContext, body: dict[str, Any]) -> Res
     if relays is None:
         return {"RelayStatusList": []}
     report = relays.status()
-    rows = [row for row in report.rows if _selected(row, vhost, app, stream, relay_type)]
+    rows = report.rows
+    cluster = ctx.cluster
+    if cluster is not None:
+        own = cluster.node_id
+        rows = [row.with_node(own) for row in rows]
+        for record in cluster.nodes():
+            if record.node_id != own and record.alive:
+                rows.extend(row.with_node(record.node_id) for row in record.status)
+    rows = [row for row in rows if _selected(row, vhost, app, stream, relay_type)]
     return RelayStatusReport(rows=rows, error=report.error).wire()
 
 
