@@ -9,12 +9,14 @@ publishes). The answer is read from the directory's last heartbeat round, so it 
 and the pull re-reads it before every attempt: a holder that dies drops out within the
 directory's liveness bound, a fixed relay's new owner comes in with its first heartbeat.
 
-Order: the holder with the fewest viewers first, then by node id (stable, so a pull's
-list does not reshuffle between reads while nothing changes).
+Order: rendezvous hashing of (this node, the holder, the stream) - stable, so a running
+pull's list does not reshuffle between reads (fail-back would chase every reorder), and
+spread, so the nodes pulling one stream do not all pick the same holder first.
 """
 
 from __future__ import annotations
 
+import hashlib
 from urllib.parse import quote
 
 from ..hub import StreamKey
@@ -44,11 +46,15 @@ class PeerSources:
                 if held.primary and (held.vhost, held.app, held.stream) == key:
                     found.append((record, held))
                     break
-        found.sort(key=lambda pair: (pair[1].viewers, pair[0].node_id))
+        found.sort(key=lambda pair: _rank(own, pair[0].node_id, key))
         return found
 
     def urls(self, key: StreamKey, query: str) -> list[str]:
         return [peer_url(record.rtmp_url, key, query) for record, _held in self.holders(key)]
+
+
+def _rank(own: str, peer: str, key: StreamKey) -> bytes:
+    return hashlib.blake2b(f"{own}|{peer}|{key.vhost}|{key.app}|{key.name}".encode(), digest_size=8).digest()
 
 
 def peer_url(rtmp_url: str, key: StreamKey, query: str) -> str:
