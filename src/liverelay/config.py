@@ -1,6 +1,6 @@
 """Settings: command-line flags > environment > TOML file > defaults (pydantic-settings).
 
-The TOML file has one table per section ([api], [media], [relay], [webhook]), each key
+The TOML file has one table per section ([api], [media], [relay], [webhook], [cluster]), each key
 named as the field. Environment variables are LIVERELAY_<SECTION>_<KEY> (e.g.
 LIVERELAY_RELAY_LINGER_S=5), LIVERELAY_<KEY> for the top-level keys (LIVERELAY_DATA_DIR,
 LIVERELAY_DATABASE_URL, LIVERELAY_LOG_LEVEL), plus the listen addresses
@@ -233,6 +233,23 @@ class WebhookSettings(_Section):
     retries: int = 3
 
 
+class ClusterSettings(_Section):
+    """Membership and fixed-relay leases; read only when database_url is PostgreSQL (docs/cluster.md)."""
+
+    node_id: str = ""  # this node's id in the cluster; "" = generated once, kept in data_dir/node_id
+    advertise_host: str = ""  # host other nodes and `cluster status` use; "" = each listener's host
+    heartbeat_s: Seconds = 1.0  # the node's row is written (and every row read) this often
+    node_timeout_s: Seconds = 3.0  # a node whose heartbeat is older than this (database clock) is dead
+    lease_ttl_s: Seconds = 3.0  # a fixed relay's lease lasts this long unrenewed (renewed every ttl/3)
+    handoff_timeout_s: Seconds = 15.0  # a hand-off target without media by then takes the lease anyway
+    max_handoffs: Positive = 8  # hand-offs this node has in flight at once (drain and rebalancing)
+    prune_after_s: Seconds = 86400.0  # rows of nodes silent this long are deleted
+    peer_pulls: bool = True  # a play-triggered pull tries live peers holding the stream before the origins
+    peer_wait_s: Seconds = (
+        15.0  # a pull from peers holds its viewers this long without media (> lease_ttl_s + start)
+    )
+
+
 class Settings(BaseSettings):
     """The node's settings. `Settings()` is the defaults; `load_settings` adds file, env and flags."""
 
@@ -245,6 +262,7 @@ class Settings(BaseSettings):
     media: MediaSettings = Field(default_factory=MediaSettings)
     relay: RelaySettings = Field(default_factory=RelaySettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     database_pool_size: Positive = 5  # PostgreSQL connections per node for API reads and writes
     database_timeout_s: Seconds = 5.0  # PostgreSQL connect/query bound: past it the API answers 503
     database_keepalive_s: Seconds = 2.0  # LISTEN check interval: bounds outage / lost-notification detection
@@ -272,6 +290,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "media": MediaSettings,
     "relay": RelaySettings,
     "webhook": WebhookSettings,
+    "cluster": ClusterSettings,
 }
 TOP_LEVEL = (
     "data_dir",

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,12 +20,15 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from .config import ConfigError, Settings
-from .netaddr import format_host, parse_hostport
+from .netaddr import format_host, format_hostport, parse_hostport
 from .servers.admission import ListenerLimits, log_accept_errors, raise_file_limit, serve_guarded
 
 if TYPE_CHECKING:  # the parts are imported in start(): `liverelay --help` stays quick
     from prometheus_client import CollectorRegistry
 
+    from .cluster.db import ClusterDb
+    from .cluster.membership import Membership
+    from .cluster.types import SnapshotSource
     from .hub import Hub
     from .relay.manager import RelayManager
     from .servers.rtmp import RtmpServer
@@ -56,6 +60,9 @@ class Node:
     rtmp: RtmpServer | None = None
     stream_control: StreamControl | None = None  # forbid list, ended streams, kill
     urlauth: UrlAuthVerifier | None = None  # URL authentication at publish/play admission
+    # PostgreSQL only (None on SQLite): this node's row in `nodes` and its heartbeat.
+    membership: Membership | None = None
+    cluster_db: ClusterDb | None = None
 
     _runners: list[web.AppRunner] = field(default_factory=list)
     _servers: list[asyncio.base_events.Server] = field(default_factory=list)
@@ -64,7 +71,8 @@ class Node:
     async def start(self) -> None:
         from prometheus_client import CollectorRegistry
 
-        from .api.app import create_api_app
+        from .api.app import API_HANDLER_KEY, create_api_app
+        from .cluster.peers import PeerSources
         from .cluster.snapshot import LocalDirectory, NodeSnapshotSource
         from .hub import Hub
         from .relay.manager import RelayManager
@@ -72,6 +80,7 @@ class Node:
         from .servers.protocols import ListenerDeps
         from .servers.rtmp import RtmpServer
         from .store import open_store
+        from .store.postgres import PostgresRepository
         from .streamctl import StreamControl
         from .urlauth import UrlAuthVerifier
         from .urlauth.verifier import exposure_warning
@@ -102,7 +111,7 @@ class Node:
         host, port = parse_hostport(s.api.listen)
         tls = _tls_context(s.api.tls_cert, s.api.tls_key)
         snapshots = NodeSnapshotSource(hub, relays, relays.ondemand)
-        directory = LocalDirectory(relays.ondemand.loop_guard.node_id, snapshots)
+        directory = LocalDirectory(s.cluster.node_id or relays.ondemand.loop_guard.node_id, snapshots)
         api_app = create_api_app(s, store, relays, control, directory)
         port = await self._serve_app(api_app, host, port, _api_limits(s), ssl_context=tls)
         scheme = "https" if tls is not None else "http"
@@ -121,9 +130,49 @@ class Node:
             Listener("rtmp", host, port, f"rtmp://{format_host(host)}:{port}/{{app}}/{{stream}}")
         )
         control.listeners.update({lst.name: lst.url for lst in self.listeners})
-        directory.api_url = self.listener("api").url
-        directory.http_url = _base_url(self.listener("http").url)
-        directory.rtmp_url = _base_url(self.listener("rtmp").url)
+        directory.api_url = self._advertised("api", "{scheme}://{host}")
+        directory.rtmp_url = self._advertised("rtmp", "rtmp://{host}")
+        directory.http_url = self._advertised("http", "http://{host}")
+        if isinstance(store.repo, PostgresRepository):  # SQLite: one node, no cluster
+            membership = await self._join_cluster(store.repo.url, snapshots)
+            api_app[API_HANDLER_KEY].cluster = membership  # every node's rows and nodes
+            if s.cluster.peer_pulls:
+                relays.ondemand.peers = PeerSources(membership, wait_s=s.cluster.peer_wait_s)
+
+    async def _join_cluster(self, url: str, snapshots: SnapshotSource) -> Membership:
+        """Register in `nodes` and heartbeat (a PostgreSQL store only: SQLite is one node)."""
+        from .cluster.db import ClusterDb
+        from .cluster.membership import Membership, NodeAddress, load_node_id
+        from .cluster.metrics import ClusterMetrics, FeedCollector
+
+        s = self.settings
+        c = s.cluster
+        metrics = ClusterMetrics(self.metrics)
+        if self.store is not None and self.store.feed is not None and self.metrics is not None:
+            self.metrics.register(FeedCollector(self.store.feed))
+        # Statements well under the lease TTL: a stalled database is a failed round, not a hung one.
+        self.cluster_db = db = ClusterDb(
+            url, timeout_s=min(s.database_timeout_s, max(0.5, c.lease_ttl_s / 3))
+        )
+        me = NodeAddress(
+            node_id=load_node_id(c, s.data_dir),
+            api_url=self._advertised("api", "{scheme}://{host}"),
+            rtmp_url=self._advertised("rtmp", "rtmp://{host}"),
+            http_url=self._advertised("http", "http://{host}"),
+        )
+        self.membership = membership = Membership(db, me, c, snapshots=snapshots, metrics=metrics)
+        await membership.start()
+        return membership
+
+    def _advertised(self, name: str, pattern: str) -> str:
+        """A listener's base URL as other nodes reach it: cluster.advertise_host, else its bind host
+        (a wildcard bind advertises this machine's name)."""
+        lst = self.listener(name)
+        host = self.settings.cluster.advertise_host or lst.host
+        if host in ("", "0.0.0.0", "::"):
+            host = socket.getfqdn()
+        scheme = lst.url.split("://", 1)[0]
+        return pattern.format(scheme=scheme, host=format_hostport(host, lst.port))
 
     async def _serve_app(
         self,
@@ -160,6 +209,10 @@ class Node:
             server.close()  # stop accepting; the runners end the open connections
         for runner in reversed(self._runners):
             await _close_part(f"the HTTP listener {_runner_name(runner)}", runner.cleanup())
+        if self.membership is not None:
+            await _close_part("the cluster membership", self.membership.close())
+        if self.cluster_db is not None:
+            await _close_part("the cluster's database pool", self.cluster_db.close())
         if self.store is not None:
             await _close_part("the store", self.store.close())
         self._stopped.set()
@@ -171,11 +224,6 @@ async def _close_part(part: str, closing: Awaitable[None]) -> None:
         await closing
     except Exception:
         log.exception("shutdown: closing %s failed; closing the other parts", part)
-
-
-def _base_url(template: str) -> str:
-    """A listener's URL template without its '/{app}/{stream}...' path: scheme://host:port."""
-    return template.split("/{app}", 1)[0]
 
 
 def _runner_name(runner: web.AppRunner) -> str:

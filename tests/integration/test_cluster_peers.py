@@ -153,7 +153,9 @@ def test_fixed_relay_pulled_once_per_cluster_and_taken_over(
     register_vhost(nodes[0])
     ids = [node_id(n) for n in nodes]
     with ffmpeg_publish(ffmpeg, sample_flv, origin.rtmp_url("live", "ext")):
-        wait_until(lambda: bool(cluster_nodes(origin)["NodeList"][0]["StreamList"]), 20, "the origin's stream")
+        wait_until(
+            lambda: bool(cluster_nodes(origin)["NodeList"][0]["StreamList"]), 20, "the origin's stream"
+        )
         with OriginCount(origin, "ext").running() as count:
             now = int(time.time())
             with api(nodes[1]) as svc:
@@ -184,7 +186,8 @@ def test_fixed_relay_pulled_once_per_cluster_and_taken_over(
                     await still_watching(viewers, killed + 0.5, 40)
                     took = held(others[0], "ext")
                     assert sorted(s for s, _ in took.values()) == ["fixed", "peer"], took
-                    print(f"\nviewers' longest gap across the takeover: {max(v.max_video_gap(killed) for v in viewers):.1f}s")
+                    gap = max(v.max_video_gap(killed) for v in viewers)
+                    print(f"\nthe viewers' longest gap across the takeover: {gap:.1f}s")
                 finally:
                     for viewer in viewers:
                         await viewer.close()
@@ -230,14 +233,18 @@ def test_peer_dies_while_pulled_and_the_other_holder_takes_over(
     set_v3(a, [rtmp_server(origin)])
     id_a, id_c = node_id(a), node_id(c)
     with ffmpeg_publish(ffmpeg, sample_flv, origin.rtmp_url("live", "two")):
-        wait_until(lambda: bool(cluster_nodes(origin)["NodeList"][0]["StreamList"]), 20, "the origin's stream")
+        wait_until(
+            lambda: bool(cluster_nodes(origin)["NodeList"][0]["StreamList"]), 20, "the origin's stream"
+        )
 
         async def scenario() -> None:
             viewers = await watch([a.flv_url("live", "two"), c.flv_url("live", "two")])
             try:
                 await asyncio.to_thread(
                     wait_until,
-                    lambda: {k: s for k, (s, _v) in held(b, "two").items()} == {id_a: "origin", id_c: "origin"},
+                    lambda: (
+                        {k: s for k, (s, _v) in held(b, "two").items()} == {id_a: "origin", id_c: "origin"}
+                    ),
                     10,
                     "A and C to hold the stream from the origin",
                     0.2,
