@@ -131,8 +131,9 @@ def test_stream_published_on_a_is_pulled_once_by_each_peer(
                 await asyncio.to_thread(
                     wait_until, lambda: held(a, "pub") == expected, 10, f"holders {expected}", 0.2
                 )
-                for node in (b, c):
-                    [row] = await asyncio.to_thread(status_rows, node, Stream="pub")
+                for node, own in ((b, id_b), (c, id_c)):
+                    rows = await asyncio.to_thread(status_rows, node, Stream="pub")
+                    [row] = [r for r in rows if r["NodeId"] == own]
                     assert row["SourceUrl"].startswith(f"rtmp://127.0.0.1:{a.rtmp_port}/live/pub"), row
             finally:
                 for viewer in viewers:
@@ -231,7 +232,7 @@ def test_peer_dies_while_pulled_and_the_other_holder_takes_over(
     c = node_factory("c", extra_env=env, config=own_pulls)
     register_vhost(a)
     set_v3(a, [rtmp_server(origin)])
-    id_a, id_c = node_id(a), node_id(c)
+    id_a, id_b, id_c = node_id(a), node_id(b), node_id(c)
     with ffmpeg_publish(ffmpeg, sample_flv, origin.rtmp_url("live", "two")):
         wait_until(
             lambda: bool(cluster_nodes(origin)["NodeList"][0]["StreamList"]), 20, "the origin's stream"
@@ -251,7 +252,7 @@ def test_peer_dies_while_pulled_and_the_other_holder_takes_over(
                 )
                 [on_b] = await watch([b.flv_url("live", "two")])
                 viewers.append(on_b)
-                [row] = status_rows(b, Stream="two")
+                [row] = [r for r in status_rows(b, Stream="two") if r["NodeId"] == id_b]
                 ports = {a.rtmp_port: (a, c), c.rtmp_port: (c, a)}
                 port = int(row["SourceUrl"].split(":")[2].split("/")[0])
                 source, other = ports[port]
@@ -259,8 +260,10 @@ def test_peer_dies_while_pulled_and_the_other_holder_takes_over(
                 killed = time.monotonic()
                 await still_watching([on_b], killed + 0.5, 20)
                 wait_until(
-                    lambda: status_rows(b, Stream="two")[0]["SourceUrl"].startswith(
-                        f"rtmp://127.0.0.1:{other.rtmp_port}/"
+                    lambda: any(
+                        r["NodeId"] == id_b
+                        and r["SourceUrl"].startswith(f"rtmp://127.0.0.1:{other.rtmp_port}/")
+                        for r in status_rows(b, Stream="two")
                     ),
                     5,
                     "B's pull on the other holder",
