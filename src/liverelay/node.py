@@ -137,7 +137,9 @@ class Node:
             membership = await self._join_cluster(store.repo.url, snapshots)
             api_app[API_HANDLER_KEY].cluster = membership  # every node's rows and nodes
             if s.cluster.peer_pulls:
-                relays.ondemand.peers = PeerSources(membership, wait_s=s.cluster.peer_wait_s)
+                relays.ondemand.peers = PeerSources(
+                    membership, store.domain_table, wait_s=s.cluster.peer_wait_s
+                )
 
     async def _join_cluster(self, url: str, snapshots: SnapshotSource) -> Membership:
         """Register in `nodes` and heartbeat (a PostgreSQL store only: SQLite is one node)."""

@@ -9,6 +9,11 @@ publishes). The answer is read from the directory's last heartbeat round, so it 
 and the pull re-reads it before every attempt: a holder that dies drops out within the
 directory's liveness bound, a fixed relay's new owner comes in with its first heartbeat.
 
+Vhost: a peer resolves the vhost of a request from its connect (as for any client), so a
+stream of a vhost with domains is asked for with one of that vhost's domains, in SRS's
+form `rtmp://peer:port/app?vhost=DOMAIN/stream` (the cluster shares its domains); a vhost
+without domains is the default vhost, reached with the plain URL.
+
 Order: rendezvous hashing of (this node, the holder, the stream) - stable, so a running
 pull's list does not reshuffle between reads (fail-back would chase every reorder), and
 spread, so the nodes pulling one stream do not all pick the same holder first.
@@ -17,17 +22,27 @@ spread, so the nodes pulling one stream do not all pick the same holder first.
 from __future__ import annotations
 
 import hashlib
+from typing import Protocol
 from urllib.parse import quote
 
 from ..hub import StreamKey
+from ..store.domains import STATUS_NORMAL
+from ..store.models import DomainRecord
 from .types import HeldStream, NodeDirectory, NodeRecord
+
+
+class VhostDomains(Protocol):
+    """The cluster's domains by vhost (store.DomainTable)."""
+
+    def domains_of(self, vhost: str) -> list[DomainRecord]: ...
 
 
 class PeerSources:
     """The candidate peers of a play-triggered pull (ondemand.PeerCandidates)."""
 
-    def __init__(self, directory: NodeDirectory, *, wait_s: float) -> None:
+    def __init__(self, directory: NodeDirectory, domains: VhostDomains | None, *, wait_s: float) -> None:
         self.directory = directory
+        self.domains = domains
         # How long a pull that started from peers holds its viewers without media.
         self._wait_s = wait_s
 
@@ -50,16 +65,32 @@ class PeerSources:
         return found
 
     def urls(self, key: StreamKey, query: str) -> list[str]:
-        return [peer_url(record.rtmp_url, key, query) for record, _held in self.holders(key)]
+        holders = self.holders(key)
+        if not holders:
+            return []
+        domain = self.domain_of(key.vhost)
+        return [peer_url(record.rtmp_url, key, query, domain) for record, _held in holders]
+
+    def domain_of(self, vhost: str) -> str | None:
+        """A domain the peers resolve to `vhost` (None: the default vhost, no domain)."""
+        if self.domains is None:
+            return None
+        for record in self.domains.domains_of(vhost):
+            if record.status == STATUS_NORMAL:
+                return record.domain
+        return None
 
 
 def _rank(own: str, peer: str, key: StreamKey) -> bytes:
     return hashlib.blake2b(f"{own}|{peer}|{key.vhost}|{key.app}|{key.name}".encode(), digest_size=8).digest()
 
 
-def peer_url(rtmp_url: str, key: StreamKey, query: str) -> str:
-    """rtmp://peer:port/app/stream[?query] (the viewer's query goes on: a play token valid
-    here is valid on every node of the cluster, which shares the keys)."""
+def peer_url(rtmp_url: str, key: StreamKey, query: str, domain: str | None = None) -> str:
+    """rtmp://peer:port/app[?vhost=DOMAIN]/stream[?query] (the viewer's query goes on: a play
+    token valid here is valid on every node of the cluster, which shares the keys)."""
     base = rtmp_url.rstrip("/")
-    url = f"{base}/{quote(key.app, safe='/')}/{quote(key.name, safe='')}"
+    app = quote(key.app, safe="/")
+    if domain:
+        app += f"?vhost={quote(domain, safe='')}"
+    url = f"{base}/{app}/{quote(key.name, safe='')}"
     return f"{url}?{query.lstrip('?')}" if query.lstrip("?") else url
