@@ -21,9 +21,11 @@ from typing import Any
 from tests.conftest import TEST_AK, TEST_SK, NodeProcess, ffmpeg_publish, run_liverelay
 from tests.integration.cluster_helpers import (
     CLUSTER_CONFIG,
+    FUTURE,
     PULL_DOMAIN,
     NodeFactory,
     start_cluster,
+    v4_body,
     wait_until,
 )
 from tests.integration.relay_helpers import FlvViewer, api, register_vhost, rtmp_server, set_v3
@@ -273,3 +275,18 @@ def test_peer_dies_while_pulled_and_the_other_holder_takes_over(
                     await viewer.close()
 
         asyncio.run(scenario())
+
+
+def test_single_node_lists_itself_and_sets_node_id(node_factory: NodeFactory) -> None:
+    """SQLite, no cluster: DescribeClusterNodes is this node alone, and its relay rows carry its NodeId."""
+    single = node_factory("single")
+    register_vhost(single)
+    with api(single) as svc:
+        svc.create_relay_source_v4(v4_body("later", FUTURE))
+    answer = cluster_nodes(single)
+    [me] = answer["NodeList"]
+    assert me["NodeId"] == answer["NodeId"] and me["Alive"] and not me["Draining"]
+    assert me["RtmpUrl"] == f"rtmp://127.0.0.1:{single.rtmp_port}"
+    assert me["ApiUrl"] == f"http://127.0.0.1:{single.api_port}"
+    [row] = status_rows(single)
+    assert (row["Stream"], row["NodeId"]) == ("later", me["NodeId"])
