@@ -27,8 +27,9 @@ if TYPE_CHECKING:  # the parts are imported in start(): `liverelay --help` stays
     from prometheus_client import CollectorRegistry
 
     from .cluster.db import ClusterDb
+    from .cluster.leases import LeaseManager
     from .cluster.membership import Membership
-    from .cluster.types import SnapshotSource
+    from .cluster.types import NodeDirectory
     from .hub import Hub
     from .relay.manager import RelayManager
     from .servers.rtmp import RtmpServer
@@ -62,6 +63,7 @@ class Node:
     urlauth: UrlAuthVerifier | None = None  # URL authentication at publish/play admission
     # PostgreSQL only (None on SQLite): this node's row in `nodes` and its heartbeat.
     membership: Membership | None = None
+    leases: LeaseManager | None = None  # which fixed relays (V4) run here
     cluster_db: ClusterDb | None = None
 
     _runners: list[web.AppRunner] = field(default_factory=list)
@@ -71,7 +73,7 @@ class Node:
     async def start(self) -> None:
         from prometheus_client import CollectorRegistry
 
-        from .api.app import API_HANDLER_KEY, create_api_app
+        from .api.app import create_api_app
         from .cluster.peers import PeerSources
         from .cluster.snapshot import LocalDirectory, NodeSnapshotSource
         from .hub import Hub
@@ -96,9 +98,13 @@ class Node:
         warning = exposure_warning(rtmp_host, s.media.open_publish)
         if warning:
             log.warning("%s", warning)
+        if isinstance(store.repo, PostgresRepository):  # SQLite: one node, no cluster
+            self._cluster_parts(store.repo.url)
         self.hub = hub = Hub(s.media, metrics=metrics)
-        self.relays = relays = RelayManager(s, hub, store, metrics)
+        self.relays = relays = RelayManager(s, hub, store, metrics, fixed_gate=self.leases)
         await relays.start()
+        if self.leases is not None and relays.scheduler is not None:
+            self.leases.attach(relays.scheduler)
         self.stream_control = control = StreamControl(
             hub, history=s.api.closed_stream_history, max_forbidden=s.api.max_forbidden_streams
         )
@@ -112,7 +118,15 @@ class Node:
         tls = _tls_context(s.api.tls_cert, s.api.tls_key)
         snapshots = NodeSnapshotSource(hub, relays, relays.ondemand)
         directory = LocalDirectory(s.cluster.node_id or relays.ondemand.loop_guard.node_id, snapshots)
-        api_app = create_api_app(s, store, relays, control, directory)
+        cluster: NodeDirectory = directory
+        if self.membership is not None:  # a cluster: the heartbeat says what this node holds
+            self.membership.snapshots = snapshots
+            cluster = self.membership
+            if s.cluster.peer_pulls:
+                relays.ondemand.peers = PeerSources(
+                    self.membership, store.domain_table, wait_s=s.cluster.peer_wait_s
+                )
+        api_app = create_api_app(s, store, relays, control, cluster)
         port = await self._serve_app(api_app, host, port, _api_limits(s), ssl_context=tls)
         scheme = "https" if tls is not None else "http"
         self.listeners.append(Listener("api", host, port, f"{scheme}://{format_host(host)}:{port}/"))
@@ -133,18 +147,16 @@ class Node:
         directory.api_url = self._advertised("api", "{scheme}://{host}")
         directory.rtmp_url = self._advertised("rtmp", "rtmp://{host}")
         directory.http_url = self._advertised("http", "http://{host}")
-        if isinstance(store.repo, PostgresRepository):  # SQLite: one node, no cluster
-            membership = await self._join_cluster(store.repo.url, snapshots)
-            api_app[API_HANDLER_KEY].cluster = membership  # every node's rows and nodes
-            if s.cluster.peer_pulls:
-                relays.ondemand.peers = PeerSources(
-                    membership, store.domain_table, wait_s=s.cluster.peer_wait_s
-                )
+        if self.membership is not None:
+            await self._join_cluster(self.membership)
 
-    async def _join_cluster(self, url: str, snapshots: SnapshotSource) -> Membership:
-        """Register in `nodes` and heartbeat (a PostgreSQL store only: SQLite is one node)."""
+    def _cluster_parts(self, url: str) -> None:
+        """Membership and the lease manager (a PostgreSQL store only: SQLite is one node).
+        Built before the relays (the scheduler asks the lease manager which fixed relays
+        to run), started once the listeners are bound (the row carries their addresses)."""
         from .cluster.db import ClusterDb
-        from .cluster.membership import Membership, NodeAddress, load_node_id
+        from .cluster.leases import LeaseManager
+        from .cluster.membership import Membership, load_node_id
         from .cluster.metrics import ClusterMetrics, FeedCollector
 
         s = self.settings
@@ -156,15 +168,25 @@ class Node:
         self.cluster_db = db = ClusterDb(
             url, timeout_s=min(s.database_timeout_s, max(0.5, c.lease_ttl_s / 3))
         )
+        # The snapshot (streams held, status rows: cluster/snapshot.py) is set once the relays exist.
+        self.membership = membership = Membership(db, load_node_id(c, s.data_dir), c, metrics=metrics)
+        self.leases = leases = LeaseManager(
+            db, membership, c, metrics=metrics, set_draining=membership.set_draining
+        )
+        membership.stats = leases.stats
+
+    async def _join_cluster(self, membership: Membership) -> None:
+        from .cluster.membership import NodeAddress
+
         me = NodeAddress(
-            node_id=load_node_id(c, s.data_dir),
+            node_id=membership.node_id,
             api_url=self._advertised("api", "{scheme}://{host}"),
             rtmp_url=self._advertised("rtmp", "rtmp://{host}"),
             http_url=self._advertised("http", "http://{host}"),
         )
-        self.membership = membership = Membership(db, me, c, snapshots=snapshots, metrics=metrics)
-        await membership.start()
-        return membership
+        await membership.start(me)
+        if self.leases is not None:
+            await self.leases.start()
 
     def _advertised(self, name: str, pattern: str) -> str:
         """A listener's base URL as other nodes reach it: cluster.advertise_host, else its bind host
@@ -203,8 +225,12 @@ class Node:
             await _close_part("the RTMP listener", self.rtmp.close())
         if self.stream_control is not None:
             await _close_part("the stream control", self.stream_control.close())
+        if self.leases is not None:
+            await _close_part("the lease rounds", self.leases.close())
         if self.relays is not None:
             await _close_part("the relays", self.relays.close())
+        if self.leases is not None:  # after the pulls stopped: the others take them at once
+            await _close_part("the lease release", self.leases.release_all())
         if self.hub is not None:
             await _close_part("the hub", self.hub.close())
         for server in self._servers:

@@ -6,11 +6,16 @@ Used by test_cluster_store.py (configuration across nodes) and test_cluster_leas
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
-from tests.conftest import NodeProcess
+import httpx
+from tests.conftest import NodeProcess, stop_process
 from tests.integration.relay_helpers import EDGE_CONFIG, api
 
 from liverelay.sdk import LiveService
@@ -64,3 +69,94 @@ def v4_body(stream: str, start: int, *, src: str = "rtmp://127.0.0.1:1/live/x") 
 def listed_v4(svc: LiveService) -> dict[str, dict[str, Any]]:
     result = svc.list_relay_source_v4({"Domain": PULL_DOMAIN, "Page": 1, "Size": 500})
     return {item["Stream"]: item for item in result.get("Result", result).get("List", [])}
+
+
+# ---- fixed relays over a cluster, watched from the origin ----
+
+
+@contextlib.contextmanager
+def publish_streams(ffmpeg: str, sample: Path, origin: NodeProcess, names: list[str]) -> Iterator[None]:
+    """One ffmpeg publishing `sample` (copied, real time, looped) as every `names` stream of
+    the origin's app "live": many live streams for the cost of one demuxer."""
+    args = [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(sample)]
+    for name in names:
+        args += ["-map", "0", "-c", "copy", "-f", "flv", origin.rtmp_url("live", name)]
+    proc = subprocess.Popen(
+        args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        yield
+    finally:
+        stop_process(proc)
+
+
+class OriginWatch:
+    """Samples, every `interval` s, how many viewers (relay pulls) each origin stream has:
+    the highest count seen, and the lowest once it had one."""
+
+    def __init__(self, origin: NodeProcess, interval: float = 0.05) -> None:
+        self.origin = origin
+        self.interval = interval
+        self.max: dict[str, int] = {}
+        self.min_after_up: dict[str, int] = {}
+        self.samples = 0
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> OriginWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def counts(self, svc: LiveService) -> dict[str, int]:
+        result = svc.describe_live_stream_info_by_page({"PageNum": 1, "PageSize": 100})
+        infos = result.get("Result", result)["StreamInfoList"]
+        return {i["Stream"]: int(i["OnlineUser"]) for i in infos}
+
+    def _run(self) -> None:
+        with api(self.origin) as svc:
+            while not self._stop.is_set():
+                try:
+                    counts = self.counts(svc)
+                except Exception as exc:  # reported by the test (a sample missed is not a pass)
+                    self.errors.append(f"{type(exc).__name__}: {exc}")
+                    counts = {}
+                for stream, n in counts.items():
+                    self.max[stream] = max(self.max.get(stream, 0), n)
+                    if n >= 1 or stream in self.min_after_up:
+                        self.min_after_up[stream] = min(self.min_after_up.get(stream, n), n)
+                self.samples += 1
+                self._stop.wait(self.interval)
+
+
+def fixed_up(nodes: list[NodeProcess]) -> dict[str, list[int]]:
+    """Stream -> indexes of the nodes whose fixed relay of it is up."""
+    out: dict[str, list[int]] = {}
+    for i, node in enumerate(nodes):
+        for stream, row in fixed_rows(node).items():
+            if row["State"] == "up":
+                out.setdefault(stream, []).append(i)
+    return out
+
+
+def metric(node: NodeProcess, name: str) -> float:
+    """One sample of the node's /metrics (0 when absent)."""
+    text = httpx.get(f"http://127.0.0.1:{node.http_port}/metrics", timeout=5).text
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def wait_members(nodes: list[NodeProcess], timeout: float = 10) -> None:
+    """Until every node sees all of them alive (so the first claims spread at once)."""
+    wait_until(
+        lambda: all(metric(n, "liverelay_cluster_nodes_alive") == len(nodes) for n in nodes),
+        timeout,
+        f"{len(nodes)} nodes to see each other",
+        interval=0.2,
+    )

@@ -117,7 +117,7 @@ class Membership:
     def __init__(
         self,
         db: ClusterDb,
-        me: NodeAddress,
+        node_id: str,
         settings: ClusterSettings,
         *,
         snapshots: SnapshotSource | None = None,
@@ -125,7 +125,9 @@ class Membership:
         metrics: ClusterMetrics | None = None,
     ) -> None:
         self.db = db
-        self.me = me
+        self._node_id = node_id
+        # How the others reach this node: known once the listeners are bound (start()).
+        self.me = NodeAddress(node_id, "", "", "")
         self.settings = settings
         self.snapshots: SnapshotSource = snapshots or EmptySnapshot()
         # Extra counters for the row's stats_json (the lease manager's owned count ...).
@@ -147,7 +149,7 @@ class Membership:
     # ---- NodeDirectory ----
     @property
     def node_id(self) -> str:
-        return self.me.node_id
+        return self._node_id
 
     def nodes(self) -> list[NodeRecord]:
         """Every known node as of the last round, this one included; `alive` judged now."""
@@ -166,9 +168,10 @@ class Membership:
         return self._db_ms + int((time.monotonic() - self._mono) * 1000)
 
     # ---- lifecycle ----
-    async def start(self) -> None:
+    async def start(self, me: NodeAddress) -> None:
         """Write this node's row and read every row (raises when the database is unreachable:
         the store was opened a moment ago, so the node does not start half-registered)."""
+        self.me = me
         await self.db.run(self._register)
         await self.db.run(self._round)
         self.connected = True
@@ -182,7 +185,7 @@ class Membership:
             sum(1 for r in self.nodes() if r.alive),
         )
 
-    async def set_draining(self, draining: bool) -> None:
+    def set_draining(self, draining: bool) -> None:
         """Mark the row draining (or not) now, without waiting for the next heartbeat."""
         self.draining = draining
         self._wake.set()

@@ -24,7 +24,7 @@ from .metrics import RelayMetrics
 from .ondemand import OnDemandRelays
 from .policy import SourcePolicy
 from .protocols import RelayConfigSource, RelayHub
-from .scheduled import FixedRelayScheduler, FixedTask
+from .scheduled import FixedRelayGate, FixedRelayScheduler, FixedTask
 from .webhooks import WebhookSender
 
 log = logging.getLogger("liverelay.relay.manager")
@@ -37,6 +37,7 @@ class RelayManager:
         hub: RelayHub,
         store: RelayConfigSource,
         metrics: CollectorRegistry | None = None,
+        fixed_gate: FixedRelayGate | None = None,
     ) -> None:
         self.settings = settings
         self.hub = hub
@@ -49,6 +50,8 @@ class RelayManager:
         # V3 never pulls a stream a fixed relay owns (see relay/ondemand.py).
         self.ondemand.fixed_owner = self.fixed_owner
         self.scheduler: FixedRelayScheduler | None = None
+        # A cluster's lease manager: which open fixed relays run on this node (None: all).
+        self.fixed_gate = fixed_gate
         self._unsubscribe: Callable[[], None] | None = None
 
     async def start(self) -> None:
@@ -59,17 +62,24 @@ class RelayManager:
         self.ondemand.load(await store.list_relay_v3())
         self.hub.play_trigger = self.ondemand.play_trigger
         self.scheduler = FixedRelayScheduler(
-            self.hub, store, self.settings.relay, self.events, source_policy=self.source_policy
+            self.hub,
+            store,
+            self.settings.relay,
+            self.events,
+            source_policy=self.source_policy,
+            gate=self.fixed_gate,
         )
         await self.scheduler.start()
 
     def fixed_owner(self, key: StreamKey) -> FixedTask | None:
-        """The V4 task that owns `key` now (its window is open, whatever its pull is doing)."""
+        """The V4 task that owns `key` now (its window is open and it runs on this node, whatever
+        its pull is doing). In a cluster, a task another node holds the lease of is not ours:
+        a play here may pull the stream (from that node, as a peer)."""
         scheduler = self.scheduler
         if scheduler is None:
             return None
         task = scheduler.tasks.get((key.vhost, key.app, key.name))
-        if task is None or task.phase != "open":
+        if task is None or task.phase != "open" or not task.runs_here:
             return None
         return task
 

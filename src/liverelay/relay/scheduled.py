@@ -8,6 +8,13 @@ the play-triggered (V3) relays.
 
 Config comes from the store: every record at start() (so a restarted node resumes
 every task whose window is open), then every committed change on store.bus.
+
+In a cluster (PostgreSQL) every node keeps every task's schedule, but an open task's pull
+runs only where the FixedRelayGate allows it: on the node holding the task's lease
+(cluster/leases.py), and on a hand-off's target while it takes over. Open tasks that do
+not run here are left out of this node's status rows (their owner lists them), and a
+task's lifecycle events come from the node running it (task_scheduled, which has no
+owner yet, is not sent in a cluster). Without a gate (SQLite, one node) every open task runs.
 """
 
 from __future__ import annotations
@@ -105,6 +112,20 @@ class FixedRelaySpec:
         return (self.start_time, self.end_time)
 
 
+class FixedRelayGate(Protocol):
+    """Which open tasks this node may pull (cluster.leases.LeaseManager; None = all of them)."""
+
+    def may_run(self, task_id: str) -> bool: ...
+
+    def wake(self) -> None:
+        """A window opened or closed, or a task came or went: reconsider ownership soon."""
+        ...
+
+    def status_fields(self, task_id: str) -> dict[str, object]:
+        """Extra status fields (wire names) of a task running here: its lease."""
+        ...
+
+
 class ScheduledPull(Protocol):
     """What a task needs from its pull (relay.pull.RelayPull; unit tests use a fake)."""
 
@@ -133,8 +154,12 @@ class FixedTask:
         emit: Callable[..., None],
         clock: Callable[[], float] = time.time,
         predecessors: tuple[asyncio.Task[None], ...] = (),
+        gate: FixedRelayGate | None = None,
     ) -> None:
         self.spec = spec
+        self._gate = gate
+        # Cluster only: this node started the pull in the current window (its events are ours).
+        self._ran_in_window = False
         self._pull_factory = pull_factory
         self._emit = emit
         self._clock = clock
@@ -159,6 +184,11 @@ class FixedTask:
     def phase(self) -> Phase | None:
         return self._phase
 
+    @property
+    def runs_here(self) -> bool:
+        """The pull of this task (window open) is this node's to run."""
+        return self._gate is None or self._gate.may_run(self.spec.task_id)
+
     def schedule(self) -> None:
         """Bring the pull in line with the window at this instant and arm the next edge."""
         if self._closed:
@@ -167,17 +197,25 @@ class FixedTask:
         phase, delay = next_edge(self.spec.start_time, self.spec.end_time, self._clock())
         previous = self._phase
         self._phase = phase
+        if phase != previous and self._gate is not None:
+            self._gate.wake()
         if phase == "open":
-            if self.pull is None:
-                self._start_pull(announce=previous != "open")
+            if not self.runs_here:
+                if self.pull is not None:
+                    self._stop_pull("lease held by another node")
+                    self._ran_in_window = False  # its new owner speaks for the task now
+            elif self.pull is None:
+                announce = previous != "open" if self._gate is None else not self._ran_in_window
+                self._start_pull(announce=announce)
         else:
             if self.pull is not None:
                 self._stop_pull("window ended" if phase == "over" else "rescheduled")
-            if phase == "before" and previous != "before":
+            if phase == "before" and previous != "before" and self._gate is None:
                 self._emit("task_scheduled", self, StartTime=self.spec.start_time, EndTime=self.spec.end_time)
-            if phase == "over" and previous != "over":
+            if phase == "over" and previous != "over" and self._owns_events():
                 reason = "window over" if previous == "open" else "window already over"
                 self._emit("task_ended", self, Reason=reason)
+            self._ran_in_window = False
         if delay is not None:
             # A few ms late rather than early: an early wake-up would find the same phase.
             # Far edges are re-checked every _MAX_TIMER_S: loop timers run on the monotonic
@@ -204,10 +242,14 @@ class FixedTask:
         self._cancel_timer()
         if self.pull is not None:
             self._stop_pull(reason)
-        if not was_ended:
+        if not was_ended and self._owns_events():
             self._emit("task_ended", self, Reason=reason)
         if self._stopping:
             await asyncio.gather(*self._stopping, return_exceptions=True)
+
+    def _owns_events(self) -> bool:
+        """One node speaks for a task: the only one, or in a cluster the one that ran it."""
+        return self._gate is None or self._ran_in_window
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -219,6 +261,7 @@ class FixedTask:
     def _start_pull(self, *, announce: bool) -> None:
         pull = self._pull_factory(self)
         self.pull = pull
+        self._ran_in_window = True
         pending = tuple(self._stopping) + tuple(t for t in self._predecessors if not t.done())
         self._runner = asyncio.get_running_loop().create_task(
             self._run_pull(pull, pending), name=f"fixed-relay-{self.spec.task_id}"
@@ -313,7 +356,7 @@ class FixedTask:
         """The task's row: its pull's counters (or the last pull's), its own schedule fields."""
         spec = self.spec
         pull_row = self.pull.status() if self.pull is not None else self._last_pull_row
-        return RelayStatusRow(
+        row = RelayStatusRow(
             type=RelayType.FIXED,
             vhost=spec.vhost,
             app=spec.app,
@@ -337,6 +380,9 @@ class FixedTask:
             # Status is for showing: secrets masked (ListRelaySourceV4 returns the config as set).
             src_addrs=[redact_url(url) for url in spec.src_addrs],
         )
+        if self._gate is not None and self._phase == "open":
+            row = row.model_copy(update=self._gate.status_fields(spec.task_id))
+        return row
 
 
 class FixedRelayScheduler:
@@ -351,8 +397,10 @@ class FixedRelayScheduler:
         *,
         pull_factory: PullFactory | None = None,
         source_policy: SourcePolicy | None = None,
+        gate: FixedRelayGate | None = None,
     ) -> None:
         self.hub = hub
+        self.gate = gate
         self.store = store
         self.settings = settings
         self.events = events
@@ -392,7 +440,31 @@ class FixedRelayScheduler:
                     log.error("fixed relay: closing a deleted task failed", exc_info=result)
 
     def status(self) -> list[RelayStatusRow]:
-        return [task.status(viewers=self._viewers(task.spec.stream_key)) for task in self.tasks.values()]
+        return [
+            task.status(viewers=self._viewers(task.spec.stream_key))
+            for task in self.tasks.values()
+            if task.phase != "open" or task.runs_here
+        ]
+
+    # -- what the lease manager reads (cluster.leases.LeasedTasks) ----------------------
+
+    def open_tasks(self) -> dict[str, bool]:
+        """Task id -> its pull here has media, for every task whose window is open."""
+        out: dict[str, bool] = {}
+        for task in self.tasks.values():
+            if task.phase == "open":
+                pull = task.pull
+                out[task.spec.task_id] = pull is not None and pull.first_media.is_set()
+        return out
+
+    def known_tasks(self) -> frozenset[str]:
+        return frozenset(task.spec.task_id for task in self.tasks.values())
+
+    def reconsider(self) -> None:
+        """Start or stop open tasks' pulls to match the gate (ownership changed)."""
+        for task in list(self.tasks.values()):
+            if task.phase == "open" and (task.pull is not None) != task.runs_here:
+                task.schedule()
 
     # -- config changes -------------------------------------------------------------
 
@@ -416,7 +488,11 @@ class FixedRelayScheduler:
             self._remove(key)
         # A re-created stream must not start before a deleted one has released it.
         task = FixedTask(
-            spec, pull_factory=self._pull_factory, emit=self._emit, predecessors=tuple(self._closing)
+            spec,
+            pull_factory=self._pull_factory,
+            emit=self._emit,
+            predecessors=tuple(self._closing),
+            gate=self.gate,
         )
         self.tasks[key] = task
         task.schedule()
@@ -428,6 +504,8 @@ class FixedRelayScheduler:
         closer = asyncio.get_running_loop().create_task(task.close("deleted"))
         self._closing.add(closer)
         closer.add_done_callback(self._closing.discard)
+        if self.gate is not None:
+            self.gate.wake()  # its lease is released by the next round
 
     # -- the seams to the hub, the pull and the events --------------------------------
 
