@@ -12,24 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from ...cluster.types import NodeRecord
-from ...schemas.status import (
-    DESCRIBE_CLUSTER_NODES,
-    ClusterNodeItem,
-    DescribeClusterNodesResult,
-    RelayState,
-    RelayType,
-)
+from ...schemas.status import DESCRIBE_CLUSTER_NODES, ClusterNodeItem, DescribeClusterNodesResult
 from ...timefmt import utc_iso
 from ..binding import bind
 from ..context import ActionContext, Result
-
-# A fixed relay in these states is not running on the node (window closed or not open yet).
-_NOT_RUNNING = frozenset({RelayState.SCHEDULED, RelayState.ENDED})
-
-
-def fixed_relays_running(record: NodeRecord) -> int:
-    """The fixed relays (V4) a node runs: its fixed rows whose window is open."""
-    return sum(1 for row in record.status if row.type == RelayType.FIXED and row.state not in _NOT_RUNNING)
+from .status import running_fixed
 
 
 def node_item(record: NodeRecord) -> ClusterNodeItem:
@@ -44,7 +31,7 @@ def node_item(record: NodeRecord) -> ClusterNodeItem:
         "Draining": record.draining,
         "Streams": len(record.streams),
         "Viewers": sum(held.viewers for held in record.streams),
-        "FixedRelays": fixed_relays_running(record),
+        "FixedRelays": sum(1 for row in record.status if running_fixed(row)),
         "StreamList": [
             {"Vhost": h.vhost, "App": h.app, "Stream": h.stream, "Source": h.source, "Viewers": h.viewers}
             for h in record.streams
