@@ -43,7 +43,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 from ..config import RelaySettings
 from ..hub import Publication, SourceKind, Stream, StreamKey
 from ..netaddr import ORIGIN_SCHEMES, V3_PROTOCOL_SCHEMES, with_default_port
-from ..schemas.status import RelayStatusRow
+from ..schemas.status import RelayState, RelayStatusRow
 from ..sources import PullFunction
 from ..sources import open_source as default_open_source
 from ..sources.base import relay_chain
@@ -272,10 +272,19 @@ class OnDemandRelays:
         return first + [url for url in then if url not in first]
 
     def _candidates(self, entry: _PlayPull) -> list[str]:
-        """A running pull's candidate list now (RelayPull re-reads it at every attempt)."""
+        """A running pull's candidate list now (RelayPull re-reads it at every attempt).
+
+        A pull up on a configured origin keeps it and is given no peers (fail-back would
+        move it to one): two nodes up on the origin would otherwise each switch to the
+        other at once and feed each other nothing. It gets peers again once it lost its
+        origin."""
+        origin_urls = self._origin_urls(entry.key, entry.query)
+        pull = entry.pull
+        if pull.state is RelayState.UP and pull.source_url not in entry.peer_urls:
+            return origin_urls
         peer_urls = self._peer_urls(entry.key, entry.query)
         entry.peer_urls.update(peer_urls)
-        return self._merge(peer_urls, self._origin_urls(entry.key, entry.query))
+        return self._merge(peer_urls, origin_urls)
 
     def from_peer(self, key: StreamKey) -> bool:
         """True when the play pull of `key` has a cluster peer as its source now."""
