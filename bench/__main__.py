@@ -1,4 +1,4 @@
-"""python -m bench fanout|hlsfanout|ttff|failover|relay|hlspull|cluster|republish|all
+"""python -m bench fanout|hlsfanout|ttff|failover|relay|hlspull|cluster|takeover|republish|all
                    [--quick] [--viewers 100,500] [--repeat 3] [--window 20]
 
 Every server, publisher and profiler this starts is stopped on the way out,
@@ -30,6 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "hlspull",
             "republish",
             "cluster",
+            "takeover",
             "all",
         ],
     )
@@ -110,6 +111,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         from . import cluster
 
         results["cluster"] = await cluster.run(changes=50 if quick else 200, writes=100 if quick else 400)
+    if args.what in ("takeover", "all"):
+        from . import takeover
+
+        results["takeover"] = await takeover.run(_ints(args.relays, [10] if quick else [30, 100]))
     print(summary(results))
     return results
 
@@ -204,6 +209,17 @@ def summary(results: dict[str, Any]) -> str:
                 f"p99 {fmt(p['p99_ms'])} ms",
                 f"writes/s SQLite {fmt(cl['sqlite_writes_per_s'])}"
                 f" vs PostgreSQL {fmt(cl['postgresql_writes_per_s'])}",
+            ]
+        )
+    for count, t in (results.get("takeover") or {}).items():
+        if "failed" in t or not isinstance(t, dict):
+            continue
+        rows.append(
+            [
+                f"takeover after kill -9: {count} relays over 3 nodes ({t['moved']} moved)",
+                f"p50 {fmt(t['p50_s'], 2)} s",
+                f"p99 {fmt(t['p99_s'], 2)} s",
+                f"max {fmt(t['max_s'], 2)} s",
             ]
         )
     return "\nsummary (medians)\n" + table(["what", "", "", ""], rows) if rows else ""

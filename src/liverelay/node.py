@@ -118,15 +118,15 @@ class Node:
         tls = _tls_context(s.api.tls_cert, s.api.tls_key)
         snapshots = NodeSnapshotSource(hub, relays, relays.ondemand)
         directory = LocalDirectory(s.cluster.node_id or relays.ondemand.loop_guard.node_id, snapshots)
-        cluster: NodeDirectory = directory
+        nodes: NodeDirectory = directory
         if self.membership is not None:  # a cluster: the heartbeat says what this node holds
             self.membership.snapshots = snapshots
-            cluster = self.membership
+            nodes = self.membership
             if s.cluster.peer_pulls:
                 relays.ondemand.peers = PeerSources(
                     self.membership, store.domain_table, wait_s=s.cluster.peer_wait_s
                 )
-        api_app = create_api_app(s, store, relays, control, cluster)
+        api_app = create_api_app(s, store, relays, control, self.leases, nodes)
         port = await self._serve_app(api_app, host, port, _api_limits(s), ssl_context=tls)
         scheme = "https" if tls is not None else "http"
         self.listeners.append(Listener("api", host, port, f"{scheme}://{format_host(host)}:{port}/"))
@@ -164,9 +164,9 @@ class Node:
         metrics = ClusterMetrics(self.metrics)
         if self.store is not None and self.store.feed is not None and self.metrics is not None:
             self.metrics.register(FeedCollector(self.store.feed))
-        # Statements well under the lease TTL: a stalled database is a failed round, not a hung one.
+        # Statements under the lease TTL: a stalled database is a failed round, not a hung one.
         self.cluster_db = db = ClusterDb(
-            url, timeout_s=min(s.database_timeout_s, max(0.5, c.lease_ttl_s / 3))
+            url, timeout_s=min(s.database_timeout_s, max(1.0, c.lease_ttl_s / 2))
         )
         # The snapshot (streams held, status rows: cluster/snapshot.py) is set once the relays exist.
         self.membership = membership = Membership(db, load_node_id(c, s.data_dir), c, metrics=metrics)

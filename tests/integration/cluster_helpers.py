@@ -173,3 +173,45 @@ def wait_members(nodes: list[NodeProcess], timeout: float = 10) -> None:
         f"{len(nodes)} nodes to see each other",
         interval=0.2,
     )
+
+
+class FlvWatcher:
+    """One HTTP-FLV viewer in a thread: bytes received, and whether (and why) it ended."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.bytes = 0
+        self.status: int | None = None
+        self.ended: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> FlvWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        try:
+            with httpx.stream("GET", self.url, timeout=httpx.Timeout(10.0, read=5.0)) as resp:
+                self.status = resp.status_code
+                for chunk in resp.iter_bytes():
+                    self.bytes += len(chunk)
+                    if self._stop.is_set():
+                        return
+            self.ended = "eof"
+        except httpx.HTTPError as exc:
+            self.ended = f"{type(exc).__name__}: {exc}"
+
+    def grows(self, within: float = 5.0) -> bool:
+        """More bytes arrive within `within` seconds (and the viewer is still connected)."""
+        before = self.bytes
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline and self.ended is None:
+            if self.bytes > before:
+                return True
+            time.sleep(0.05)
+        return False

@@ -14,21 +14,27 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.conftest import NodeProcess
+from tests.conftest import TEST_AK, TEST_SK, NodeProcess, run_liverelay
 from tests.integration.cluster_helpers import (
     CLUSTER_CONFIG,
+    FUTURE,
+    PULL_DOMAIN,
+    FlvWatcher,
     NodeFactory,
     OriginWatch,
+    fixed_rows,
     fixed_up,
+    metric,
     publish_streams,
     start_cluster,
     v4_body,
     wait_members,
     wait_until,
 )
-from tests.integration.relay_helpers import api, register_vhost
+from tests.integration.relay_helpers import api, register_vhost, rtmp_server, set_v3
 from tests.pgserver import PostgresServer
 
+from liverelay.api.testing import SignedClient
 from liverelay.media.flv import FlvDecoder
 from liverelay.media.frame import Frame, FrameKind
 
@@ -158,3 +164,177 @@ def test_ten_fixed_relays_spread_then_kill_9_moves_them_within_5s(
         assert max(survivor_counts) - min(survivor_counts) <= 1, final
     assert watch.samples > 50 and not watch.errors, watch.errors[:3]
     assert all(n <= 1 for n in watch.max.values()), f"two pulls of one relay at the origin: {watch.max}"
+
+
+def test_drain_moves_every_fixed_relay_make_before_break(
+    node_factory: NodeFactory, pg_url: str, ffmpeg: str, sample_flv: Path
+) -> None:
+    origin = node_factory("origin", config=CLUSTER_CONFIG)
+    names = [f"d{i}" for i in range(6)]
+    nodes = start_cluster(node_factory, pg_url)
+    wait_members(nodes)
+    register_vhost(nodes[0])
+    with publish_streams(ffmpeg, sample_flv, origin, names), OriginWatch(origin) as watch:
+        wait_until(lambda: set(names) <= set(watch.max), 20, "the origin to have every stream", interval=0.2)
+        with api(nodes[2]) as svc:
+            for name in names:
+                body = v4_body(name, 0, src=origin.rtmp_url("live", name))
+                del body["StartTime"], body["EndTime"]  # permanent
+                svc.create_relay_source_v4(body)
+        wait_until(
+            lambda: set(fixed_up(nodes)) == set(names) and all(len(v) == 1 for v in fixed_up(nodes).values()),
+            30,
+            "every relay up on exactly one node",
+            interval=0.2,
+        )
+        counts = _spread(fixed_up(nodes), 3)
+        drained = counts.index(max(counts))
+        moving = sorted(s for s, held in fixed_up(nodes).items() if held == [drained])
+        env = {"ACCESS_KEY_ID": TEST_AK, "ACCESS_KEY_SECRET": TEST_SK}
+        started = time.monotonic()
+        done = run_liverelay(
+            [
+                "node",
+                "drain",
+                "--endpoint",
+                nodes[drained].api_host,
+                "--drain-timeout",
+                "30",
+                "--interval",
+                "0.2",
+            ],
+            env=env,
+        )
+        took = time.monotonic() - started
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "safe to stop" in done.stdout and "fixed relay(s) left" in done.stdout, done.stdout
+        print(f"\ndrain of {len(moving)} fixed relays took {took:.2f}s")
+        assert drained not in {i for held in fixed_up(nodes).values() for i in held}
+        wait_until(
+            lambda: set(fixed_up(nodes)) == set(names) and all(len(v) == 1 for v in fixed_up(nodes).values()),
+            10,
+            "every relay up on exactly one of the other nodes",
+            interval=0.2,
+        )
+        others = [n for i, n in enumerate(nodes) if i != drained]
+        rest = _spread(fixed_up(others), 2)
+        assert max(rest) - min(rest) <= 1, rest
+        # A draining node takes nothing: a new relay goes to the others.
+        with api(nodes[0]) as svc:
+            body = v4_body("late", 0, src=origin.rtmp_url("live", names[0]))
+            del body["StartTime"], body["EndTime"]
+            svc.create_relay_source_v4(body)
+        wait_until(lambda: "late" in fixed_up(nodes), 15, "the late relay up", interval=0.2)
+        assert fixed_up(nodes)["late"] != [drained]
+        assert metric(nodes[drained], 'liverelay_cluster_handoffs_total{direction="out"}') >= len(moving)
+    assert not watch.errors, watch.errors[:3]
+    # Make-before-break, seen at the origin: a moved relay never had zero pulls once up.
+    assert all(watch.min_after_up[s] >= 1 for s in moving), {s: watch.min_after_up[s] for s in moving}
+
+
+def _lease_owners(server: PostgresServer, url: str) -> dict[str, str]:
+    database = url.rsplit("/", 1)[1]
+    out = server.psql("SELECT task_id, coalesce(owner, '') FROM leases", database)
+    return dict(line.split("|") for line in out.splitlines() if line)
+
+
+def _lease_state(server: PostgresServer, url: str, task_id: str) -> tuple[str, bool]:
+    """(owner, unexpired on the database clock) of one lease."""
+    database = url.rsplit("/", 1)[1]
+    out = server.psql(
+        "SELECT coalesce(owner, ''), expires_at > (extract(epoch from clock_timestamp()) * 1000)::bigint"
+        f" FROM leases WHERE task_id = '{task_id}'",
+        database,
+    ).strip()
+    if not out:
+        return ("", False)
+    owner, fresh = out.split("|")
+    return (owner, fresh == "t")
+
+
+def test_database_outage_keeps_viewers_and_settles_one_owner(
+    node_factory: NodeFactory, pg_url: str, ffmpeg: str, sample_flv: Path, request: pytest.FixtureRequest
+) -> None:
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    origin = node_factory("origin", config=CLUSTER_CONFIG)
+    nodes = start_cluster(node_factory, pg_url)
+    a, b, c = nodes
+    wait_members(nodes)
+    register_vhost(a)
+    set_v3(a, [rtmp_server(origin)], app="live")
+    with publish_streams(ffmpeg, sample_flv, origin, ["f", "p"]), OriginWatch(origin) as watch:
+        wait_until(lambda: {"f", "p"} <= set(watch.max), 20, "the origin to have both streams", interval=0.2)
+        acknowledged = []
+        with api(b) as svc:
+            body = v4_body("f", 0, src=origin.rtmp_url("live", "f"))
+            del body["StartTime"], body["EndTime"]
+            acknowledged.append(svc.create_relay_source_v4(body)["Result"]["TaskId"])
+            for i in range(3):
+                acknowledged.append(
+                    svc.create_relay_source_v4(v4_body(f"later{i}", FUTURE))["Result"]["TaskId"]
+                )
+        wait_until(lambda: list(fixed_up(nodes).get("f", [])) != [], 20, "the fixed relay up", interval=0.2)
+        [owner] = fixed_up(nodes)["f"]
+        player = nodes[(owner + 1) % 3]  # a play-triggered relay on another node
+        with (
+            FlvWatcher(nodes[owner].flv_url("live", "f")) as fixed_viewer,
+            FlvWatcher(player.flv_url("live", "p")) as play_viewer,
+        ):
+            assert fixed_viewer.grows(10) and play_viewer.grows(10), (fixed_viewer.ended, play_viewer.ended)
+            server.stop()
+            stopped = time.monotonic()
+            try:
+                with SignedClient(a.api_host, TEST_AK, TEST_SK) as client:
+                    resp = client.post("CreateRelaySourceV4", v4_body("during", FUTURE))
+                assert resp.status_code == 503, resp.text
+                assert resp.json()["ResponseMetadata"]["Error"]["Code"] == "ServiceUnavailable"
+                # The owner shows its lease as unconfirmed (/metrics: the API itself needs the
+                # database for its signature check), so a duplicate pull would be visible.
+                wait_until(
+                    lambda: metric(nodes[owner], "liverelay_cluster_leases_unconfirmed") == 1,
+                    10,
+                    "the unconfirmed lease in /metrics",
+                )
+                assert metric(nodes[owner], "liverelay_cluster_leases_unconfirmed_since_seconds") > 0
+                while time.monotonic() - stopped < 10:
+                    assert fixed_viewer.grows(5) and play_viewer.grows(5), (
+                        fixed_viewer.ended,
+                        play_viewer.ended,
+                    )
+            finally:
+                server.start()
+            back = time.monotonic()
+            owner_id = (nodes[owner].data_dir / "node_id").read_text().strip()
+            # The owner re-confirms its lease (renewed on the database clock) within a round of
+            # the database being back; nobody else took it meanwhile.
+            wait_until(
+                lambda: _lease_state(server, pg_url, acknowledged[0]) == (owner_id, True), 15, "renewal"
+            )
+            settled = time.monotonic() - back
+            print(f"\nPostgreSQL down 10 s: the owner's lease renewed {settled:.2f}s after the restart")
+            assert settled < 6.0  # one TTL (3 s) and a round, with room for this machine's noise
+            with SignedClient(a.api_host, TEST_AK, TEST_SK) as client:
+                wait_until(
+                    lambda: client.post("CreateRelaySourceV4", v4_body("after", FUTURE)).status_code == 200,
+                    30,
+                    "a write on A once PostgreSQL is back",
+                    interval=0.5,
+                )
+            wait_until(lambda: "after" in fixed_rows(c), 10, "the write after the outage on C")
+            # One owner, the same as before, confirmed within a TTL (plus a round) of reconnecting.
+            assert "LeaseUnconfirmedSince" not in fixed_rows(nodes[owner])["f"]
+            assert metric(nodes[owner], "liverelay_cluster_leases_unconfirmed") == 0
+            assert fixed_up(nodes)["f"] == [owner]
+            owners = _lease_owners(server, pg_url)
+            assert owners == {acknowledged[0]: owners[acknowledged[0]]} and owners[acknowledged[0]], owners
+            assert fixed_viewer.grows(5) and play_viewer.grows(5)
+            assert fixed_viewer.ended is None and play_viewer.ended is None
+        with api(c) as svc:
+            listed = {
+                item["TaskId"]
+                for item in svc.list_relay_source_v4({"Domain": PULL_DOMAIN, "Page": 1, "Size": 100})[
+                    "Result"
+                ]["List"]
+            }
+        assert set(acknowledged) <= listed
+    assert all(n <= 1 for n in watch.max.values()), watch.max

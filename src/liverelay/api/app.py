@@ -26,7 +26,7 @@ from .console import add_console_routes
 from .context import ActionContext, Result
 from .envelope import error_body, metadata, new_request_id, success_body
 from .errors import ApiError
-from .protocols import RelayStatusSource
+from .protocols import ClusterControl, RelayStatusSource
 from .throttle import LogGate, RateLimiter
 
 log = logging.getLogger("liverelay.api")
@@ -122,12 +122,14 @@ class ApiHandler:
         store: Store,
         relays: RelayStatusSource | None = None,
         stream_control: StreamControl | None = None,
-        cluster: NodeDirectory | None = None,
+        cluster: ClusterControl | None = None,
+        directory: NodeDirectory | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.relays = relays
         self.cluster = cluster
+        self.directory = directory
         self.limiter = RateLimiter(settings.api.rate_limit_per_s, settings.api.rate_burst)
         # The node's stream control; an API served without media (tests) lists no streams.
         self.stream_control = stream_control or StreamControl(EmptyHub())
@@ -228,7 +230,9 @@ class ApiHandler:
         if handler is None or version != API_VERSION or request.path != "/":
             raise errors.invalid_action_or_version(action, version)
         payload = query_parameters(request) if request.method == "GET" else parse_json_object(body)
-        context = ActionContext(self.settings, self.store, self.relays, self.stream_control, self.cluster)
+        context = ActionContext(
+            self.settings, self.store, self.relays, self.stream_control, self.cluster, self.directory
+        )
         return await handler(context, payload)
 
 
@@ -237,7 +241,8 @@ def create_api_app(
     store: Store,
     relays: RelayStatusSource | None = None,
     stream_control: StreamControl | None = None,
-    cluster: NodeDirectory | None = None,
+    cluster: ClusterControl | None = None,
+    directory: NodeDirectory | None = None,
 ) -> web.Application:
     """The admin API over `store` (and the console); without `relays` DescribeRelayStatus
     lists nothing, without `stream_control` the stream actions list no streams."""
@@ -245,7 +250,7 @@ def create_api_app(
     # aiohttp's own cap only guards request.read(); we stream with our own cap, but keep
     # it consistent in case a middleware reads the body.
     app = web.Application(client_max_size=max(limit + 1, 1024))
-    handler = ApiHandler(settings, store, relays, stream_control, cluster)
+    handler = ApiHandler(settings, store, relays, stream_control, cluster, directory)
     app[API_HANDLER_KEY] = handler
     add_console_routes(app, settings)
     app.router.add_route("*", "/{tail:.*}", handler.handle)

@@ -10,7 +10,7 @@ from ..cluster.types import NodeDirectory
 from ..config import Settings
 from ..store import Store
 from ..streamctl import StreamControl
-from .protocols import RelayStatusSource
+from .protocols import ClusterControl, RelayStatusSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,8 +20,9 @@ class ActionContext:
     # None: a node without relays (the API alone, in tests): DescribeRelayStatus lists nothing.
     relays: RelayStatusSource | None = None
     streams: StreamControl | None = None  # the stream actions' view of the hub (None: they answer 503)
+    cluster: ClusterControl | None = None  # DrainNode (None: SQLite, not in a cluster)
     # The cluster's nodes (cluster/; one node: a LocalDirectory). None: this node's rows only, no NodeId.
-    cluster: NodeDirectory | None = None
+    directory: NodeDirectory | None = None
 
 
 # An action's result object (a TypedDict of liverelay.schemas), or None for "no Result".

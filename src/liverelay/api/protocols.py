@@ -15,6 +15,22 @@ class RelayEventLog(Protocol):
     def recent(self) -> deque[dict[str, Any]]: ...
 
 
+class DrainState(Protocol):
+    """What DrainNode reports (cluster.leases.DrainStatus)."""
+
+    node_id: str
+    draining: bool
+    owned: int
+    handing_off: int
+    targets: int
+
+
+class ClusterControl(Protocol):
+    """The cluster side of a node as DrainNode sees it (cluster.leases.LeaseManager)."""
+
+    async def drain(self, draining: bool = True) -> DrainState: ...
+
+
 class RelayStatusSource(Protocol):
     """The relays as DescribeRelayStatus and DescribeRelayEvents see them (relay.manager.RelayManager)."""
 

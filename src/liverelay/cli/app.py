@@ -18,6 +18,7 @@ LAZY_COMMANDS: dict[str, tuple[str, ...]] = {
     "db": ("db",),
     "domain": ("domain",),
     "keys": ("keys",),
+    "node": ("node",),
     "relay": ("relay", "status"),
     "serve": ("serve",),
     "status": ("relay", "status"),

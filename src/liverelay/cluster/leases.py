@@ -397,7 +397,9 @@ class LeaseManager:
         me = self.directory.node_id
         now = self._db_now()
         for lease in self._rows.values():
-            if lease.handoff_to == me and lease.owner != me:
+            if lease.handoff_to is not None and me in (lease.handoff_to, lease.owner):
+                # A hand-off in flight: the target takes the lease as soon as its pull is up,
+                # and the old owner stops as soon as it sees that (the overlap stays short).
                 delay = min(delay, _HANDOFF_POLL_S)
             elif lease.owner not in (None, me) and lease.expires_at >= now:
                 # A lease that will lapse before the next round (its owner stopped renewing):
@@ -515,13 +517,15 @@ class LeaseManager:
                 set_={"owner": me, "expires_at": expiry, "epoch": leases.c.epoch + 1, "handoff_to": None},
                 where=(leases.c.owner.is_(None)) | (leases.c.expires_at < DB_NOW_MS) | (leases.c.owner == me),
             )
-            if (await conn.execute(stmt.returning(leases.c.epoch))).first() is not None and self.metrics:
+            if (await conn.execute(stmt.returning(leases.c.epoch))).first() is None:
+                continue  # another node's claim came first
+            lost_by = previous.owner if previous is not None and previous.owner != me else None
+            if lost_by is not None:
+                log.warning("cluster: took over fixed relay %s from %s (its lease expired)", task, lost_by)
+            if self.metrics is not None:
                 self.metrics.lease_claims.inc()
-                if previous is not None and previous.owner not in (None, me):
+                if lost_by is not None:
                     self.metrics.lease_takeovers.inc()
-                    log.warning(
-                        "cluster: took over fixed relay %s from %s (its lease expired)", task, previous.owner
-                    )
         for task in decided.accept:
             result = await conn.execute(
                 update(leases)
@@ -589,6 +593,7 @@ class LeaseManager:
             self._unconfirmed_since = time.time()
             if self.metrics is not None:
                 self.metrics.leases_unconfirmed.set(len(self.owned))
+                self.metrics.leases_unconfirmed_since.set(self._unconfirmed_since)
             log.warning(
                 "cluster: leases cannot be renewed (database unreachable: %s); keeping %d fixed relay(s) "
                 "running unconfirmed",
@@ -608,6 +613,7 @@ class LeaseManager:
         self._claim_expired_after = time.monotonic() + self.settings.lease_ttl_s
         if self.metrics is not None:
             self.metrics.leases_unconfirmed.set(0)
+            self.metrics.leases_unconfirmed_since.set(0)
 
 
 def _is_free(lease: Lease | None, me: str, now: int) -> bool:

@@ -169,12 +169,17 @@ class Membership:
 
     # ---- lifecycle ----
     async def start(self, me: NodeAddress) -> None:
-        """Write this node's row and read every row (raises when the database is unreachable:
-        the store was opened a moment ago, so the node does not start half-registered)."""
+        """Write this node's row, read every row, and heartbeat from then on. A database
+        that does not answer now (the store was opened a moment ago, so this is a blip or
+        a loaded machine) does not stop the node: the heartbeat rounds register it."""
         self.me = me
-        await self.db.run(self._register)
-        await self.db.run(self._round)
-        self.connected = True
+        try:
+            await self.db.run(self._register)
+            await self.db.run(self._round)
+        except ClusterDbUnavailable as exc:
+            self._failed(exc)
+        else:
+            self.connected = True
         self._task = asyncio.create_task(self._loop(), name="liverelay-membership")
         log.info(
             "cluster: node %s registered (api %s, rtmp %s); %d node(s) known, %d alive",
@@ -212,6 +217,8 @@ class Membership:
                     await self._wake.wait()
             self._wake.clear()
             try:
+                if not self._started_at:  # not registered yet (the database failed at start)
+                    await self.db.run(self._register)
                 await self.db.run(self._round)
             except ClusterDbUnavailable as exc:
                 self._failed(exc)

@@ -35,6 +35,11 @@ class ClusterMetrics:
             "Leases this node holds but could not renew (database unreachable): a duplicate pull is possible",
             registry=registry,
         )
+        self.leases_unconfirmed_since = Gauge(
+            "liverelay_cluster_leases_unconfirmed_since_seconds",
+            "Unix time of the first renewal that could not reach the database (0 = leases confirmed)",
+            registry=registry,
+        )
         self.lease_renewals = Counter(
             "liverelay_cluster_lease_renewals", "Lease renewals that reached the database", registry=registry
         )

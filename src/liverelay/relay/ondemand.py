@@ -327,12 +327,13 @@ class OnDemandRelays:
                 return False
             await asyncio.sleep(min(FIXED_WAIT_POLL_S, max(0.0, deadline - loop.time())))
 
-    def _start(self, key: StreamKey, query: str, urls: list[str], peer_urls: list[str]) -> _PlayPull:
+    def _start(self, key: StreamKey, query: str, urls: list[str], peer_urls: Iterable[str] = ()) -> _PlayPull:
         hub = self.hub
         holder: list[_PlayPull] = []
         peers = self.peers
         # A pull that starts from peers keeps its viewers through a holder's death for
         # peers.wait_s (a fixed relay's new owner needs lease TTL + start to come up).
+        peer_urls = list(peer_urls)
         hold_s = None
         if peers is not None and peer_urls:
             hold_s = max(self.settings.start_timeout_s, peers.wait_s)

@@ -26,6 +26,7 @@ from ..schemas.domains import (
     UpdateDomainVhostRequest,
 )
 from ..schemas.envelope import NoResult, Response
+from ..schemas.node_drain import DrainNodeRequest, DrainNodeResult
 from ..schemas.relay_sources import (
     CreateRelaySourceV4Request,
     CreateRelaySourceV4Result,
@@ -177,6 +178,7 @@ class ActionMethods:
         "DescribeRelayEvents"
     )
     describe_node_status = Action[DescribeNodeStatusRequest, DescribeNodeStatusResult]("DescribeNodeStatus")
+    drain_node = Action[DrainNodeRequest, DrainNodeResult]("DrainNode")
     describe_cluster_nodes = Action[DescribeClusterNodesRequest, DescribeClusterNodesResult](
         "DescribeClusterNodes"
     )

@@ -41,7 +41,7 @@ def node_item(record: NodeRecord) -> ClusterNodeItem:
 
 async def describe_cluster_nodes(ctx: ActionContext, body: dict[str, Any]) -> Result:
     bind(DESCRIBE_CLUSTER_NODES, body)
-    cluster = ctx.cluster
+    cluster = ctx.directory
     if cluster is None:
         result: DescribeClusterNodesResult = {"NodeId": "", "NodeList": []}
         return result

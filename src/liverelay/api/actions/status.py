@@ -53,7 +53,7 @@ async def describe_relay_status(ctx: ActionContext, body: dict[str, Any]) -> Res
         return {"RelayStatusList": []}
     report = relays.status()
     rows = report.rows
-    cluster = ctx.cluster
+    cluster = ctx.directory
     if cluster is not None:
         own = cluster.node_id
         rows = [row.with_node(own) for row in rows]
