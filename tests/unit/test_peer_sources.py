@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from liverelay.cluster.peers import PeerSources
 from liverelay.cluster.types import HeldSource, HeldStream, NodeRecord
 from liverelay.hub import StreamKey
@@ -61,7 +63,7 @@ def test_only_live_primary_holders_other_than_this_node() -> None:
         record("origin", "origin"),
     ]
     peers = PeerSources(Directory("me", records), None, wait_s=9.0)
-    assert sorted(r.node_id for r, _ in peers.holders(KEY)) == ["fixed", "origin"]
+    assert sorted(r.node_id for r in peers.holders(KEY)) == ["fixed", "origin"]
     assert peers.holders(StreamKey("vh", "live", "missing")) == []
     assert peers.wait_s == 9.0
 
@@ -84,3 +86,16 @@ def test_order_is_stable_and_urls_carry_the_vhost_domain_and_query() -> None:
     assert url == "rtmp://10.0.0.2:192/live?vhost=pull.example/s?token=a%2Bb"
     [plain] = PeerSources(Directory("me", records[:1]), Domains([]), wait_s=1.0).urls(KEY, "")
     assert plain == "rtmp://10.0.0.2:192/live/s"
+
+
+def test_a_new_heartbeat_round_is_read() -> None:
+    directory = Directory("me", [record("a", "fixed")])
+    peers = PeerSources(directory, None, wait_s=1.0)
+    assert [r.node_id for r in peers.holders(KEY)] == ["a"]
+    gone = record("a", None)
+    directory.records = [_with_heartbeat(gone, 1000), _with_heartbeat(record("b", "origin"), 1000)]
+    assert [r.node_id for r in peers.holders(KEY)] == ["b"]
+
+
+def _with_heartbeat(r: NodeRecord, at: int) -> NodeRecord:
+    return dataclasses.replace(r, heartbeat_at=at)

@@ -28,7 +28,7 @@ from urllib.parse import quote
 from ..hub import StreamKey
 from ..store.domains import STATUS_NORMAL
 from ..store.models import DomainRecord
-from .types import HeldStream, NodeDirectory, NodeRecord
+from .types import NodeDirectory, NodeRecord
 
 
 class VhostDomains(Protocol):
@@ -43,6 +43,8 @@ class PeerSources:
     def __init__(self, directory: NodeDirectory, domains: VhostDomains | None, *, wait_s: float) -> None:
         self.directory = directory
         self.domains = domains
+        self._index: dict[tuple[str, str, str], set[str]] = {}
+        self._stamp: tuple[tuple[str, int], ...] = ()
         # How long a pull that started from peers holds its viewers without media.
         self._wait_s = wait_s
 
@@ -50,26 +52,41 @@ class PeerSources:
     def wait_s(self) -> float:
         return self._wait_s
 
-    def holders(self, key: StreamKey) -> list[tuple[NodeRecord, HeldStream]]:
+    def holders(self, key: StreamKey) -> list[NodeRecord]:
         """The live, non-draining other nodes holding `key` from a primary source, best first."""
+        records = self.directory.nodes()
+        index = self._index_of(records)
+        holding = index.get((key.vhost, key.app, key.name))
+        if not holding:
+            return []
         own = self.directory.node_id
-        found: list[tuple[NodeRecord, HeldStream]] = []
-        for record in self.directory.nodes():
-            if record.node_id == own or not record.alive or record.draining or not record.rtmp_url:
-                continue
-            for held in record.streams:
-                if held.primary and (held.vhost, held.app, held.stream) == key:
-                    found.append((record, held))
-                    break
-        found.sort(key=lambda pair: _rank(own, pair[0].node_id, key))
+        found = [
+            r
+            for r in records
+            if r.node_id in holding and r.node_id != own and r.alive and not r.draining and r.rtmp_url
+        ]
+        found.sort(key=lambda r: _rank(own, r.node_id, key))
         return found
+
+    def _index_of(self, records: list[NodeRecord]) -> dict[tuple[str, str, str], set[str]]:
+        """Stream -> ids of the nodes holding it from a primary source; rebuilt only when a
+        heartbeat round brought new rows (every running pull reads this once a second)."""
+        stamp = tuple((r.node_id, r.heartbeat_at) for r in records)
+        if stamp != self._stamp:
+            index: dict[tuple[str, str, str], set[str]] = {}
+            for record in records:
+                for held in record.streams:
+                    if held.primary:
+                        index.setdefault((held.vhost, held.app, held.stream), set()).add(record.node_id)
+            self._index, self._stamp = index, stamp
+        return self._index
 
     def urls(self, key: StreamKey, query: str) -> list[str]:
         holders = self.holders(key)
         if not holders:
             return []
         domain = self.domain_of(key.vhost)
-        return [peer_url(record.rtmp_url, key, query, domain) for record, _held in holders]
+        return [peer_url(record.rtmp_url, key, query, domain) for record in holders]
 
     def domain_of(self, vhost: str) -> str | None:
         """A domain the peers resolve to `vhost` (None: the default vhost, no domain)."""
