@@ -26,6 +26,7 @@ from tests.integration.cluster_helpers import (
     NodeFactory,
     start_cluster,
     v4_body,
+    wait_members,
     wait_until,
 )
 from tests.integration.relay_helpers import FlvViewer, api, register_vhost, rtmp_server, set_v3
@@ -153,6 +154,7 @@ def test_fixed_relay_pulled_once_per_cluster_and_taken_over(
     nodes; kill -9 of the owner: the viewers keep their connections across the takeover."""
     origin = node_factory("origin", config=CLUSTER_CONFIG)
     nodes = start_cluster(node_factory, pg_url)
+    wait_members(nodes)  # all three alive first: the lease is claimed once, not rebalanced later
     register_vhost(nodes[0])
     ids = [node_id(n) for n in nodes]
     with ffmpeg_publish(ffmpeg, sample_flv, origin.rtmp_url("live", "ext")):
