@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -81,6 +82,13 @@ def _check_webhook_url(value: str) -> str:
     return value
 
 
+def _check_node_id(value: str) -> str:
+    # The rule of relay/loops.py's node ids: they travel in URLs and log lines.
+    if value and not re.fullmatch(r"[0-9A-Za-z_-]{1,32}", value):
+        raise ValueError("must be 1-32 letters, digits, '_' or '-' (or empty: generated)")
+    return value
+
+
 def _check_log_level(value: str) -> str:
     level = value.upper()
     if not isinstance(logging.getLevelName(level), int):
@@ -95,6 +103,7 @@ Positive = Annotated[int, Field(gt=0)]
 ChunkSize = Annotated[int, Field(ge=128, le=65536)]  # what RTMP peers accept in practice
 WebhookUrl = Annotated[str, AfterValidator(_check_webhook_url)]
 LogLevel = Annotated[str, AfterValidator(_check_log_level)]
+NodeId = Annotated[str, AfterValidator(_check_node_id)]
 
 
 class _Section(BaseModel):
@@ -236,7 +245,7 @@ class WebhookSettings(_Section):
 class ClusterSettings(_Section):
     """Membership and fixed-relay leases; read only when database_url is PostgreSQL (docs/cluster.md)."""
 
-    node_id: str = ""  # this node's id in the cluster; "" = generated once, kept in data_dir/node_id
+    node_id: NodeId = ""  # this node's id in the cluster; "" = generated once, kept in data_dir/node_id
     advertise_host: str = ""  # host other nodes and `cluster status` use; "" = each listener's host
     heartbeat_s: Seconds = 1.0  # the node's row is written (and every row read) this often
     node_timeout_s: Seconds = 3.0  # a node whose heartbeat is older than this (database clock) is dead

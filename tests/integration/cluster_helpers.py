@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from tests.conftest import NodeProcess, stop_process
+from tests.conftest import TEST_AK, TEST_SK, NodeProcess, stop_process
 from tests.integration.relay_helpers import EDGE_CONFIG, api
 
+from liverelay.api.testing import SignedClient
 from liverelay.sdk import LiveService
 
 NodeFactory = Callable[..., NodeProcess]
@@ -66,6 +67,18 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interva
             return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def wait_write_accepted(node: NodeProcess, body: dict[str, Any], timeout: float = 30) -> None:
+    """CreateRelaySourceV4 `body` on `node`, again and again until it is accepted (the
+    database back after an outage: the API answers 503 until then)."""
+    with SignedClient(node.api_host, TEST_AK, TEST_SK) as client:
+        wait_until(
+            lambda: client.post("CreateRelaySourceV4", body).status_code == 200,
+            timeout,
+            f"a write on {node.api_host} once PostgreSQL is back",
+            interval=0.5,
+        )
 
 
 def v4_body(stream: str, start: int, *, src: str = "rtmp://127.0.0.1:1/live/x") -> dict[str, Any]:

@@ -30,11 +30,12 @@ from tests.integration.cluster_helpers import (
     v4_body,
     wait_members,
     wait_until,
+    wait_write_accepted,
 )
 from tests.integration.relay_helpers import api, register_vhost, rtmp_server, set_v3
 from tests.pgserver import PostgresServer
 
-from liverelay.api.testing import SignedClient
+from liverelay.api.testing import BackgroundApi, SignedClient, api_settings
 from liverelay.media.flv import FlvDecoder
 from liverelay.media.frame import Frame, FrameKind
 
@@ -303,13 +304,7 @@ def test_database_outage_keeps_viewers_and_settles_one_owner(
             settled = time.monotonic() - back
             print(f"\nPostgreSQL down 10 s: the owner's lease renewed {settled:.2f}s after the restart")
             assert settled < 6.0  # one TTL (3 s) and a round, with room for this machine's noise
-            with SignedClient(a.api_host, TEST_AK, TEST_SK) as client:
-                wait_until(
-                    lambda: client.post("CreateRelaySourceV4", v4_body("after", FUTURE)).status_code == 200,
-                    30,
-                    "a write on A once PostgreSQL is back",
-                    interval=0.5,
-                )
+            wait_write_accepted(a, v4_body("after", FUTURE))
             wait_until(lambda: "after" in fixed_rows(c), 10, "the write after the outage on C")
             # One owner, the same as before, confirmed within a TTL (plus a round) of reconnecting.
             assert "LeaseUnconfirmedSince" not in fixed_rows(nodes[owner])["f"]
@@ -328,3 +323,20 @@ def test_database_outage_keeps_viewers_and_settles_one_owner(
             }
         assert set(acknowledged) <= listed
     assert all(n <= 1 for n in watch.max.values()), watch.max
+
+
+def test_drain_node_outside_a_cluster_is_unsupported(tmp_path: Path) -> None:
+    """SQLite: one node, nothing to drain to; the CLI shows the API's error and exits 1."""
+    with BackgroundApi(api_settings(tmp_path), keys=[(TEST_AK, TEST_SK)]) as server:
+        with SignedClient(server.host, TEST_AK, TEST_SK) as client:
+            for body in ({}, {"Cancel": True}):
+                resp = client.post("DrainNode", body)
+                assert resp.status_code == 400, resp.text
+                assert resp.json()["ResponseMetadata"]["Error"]["Code"] == "UnsupportedOperation"
+            bad = client.post("DrainNode", {"Cancel": "soon"})
+            assert (
+                bad.status_code == 400 and "InvalidParam" in bad.json()["ResponseMetadata"]["Error"]["Code"]
+            )
+        env = {"ACCESS_KEY_ID": TEST_AK, "ACCESS_KEY_SECRET": TEST_SK}
+        done = run_liverelay(["node", "drain", "--endpoint", server.host], env=env)
+        assert done.returncode == 1 and "UnsupportedOperation" in done.stderr, done

@@ -29,6 +29,7 @@ from tests.integration.cluster_helpers import (
     start_cluster,
     v4_body,
     wait_until,
+    wait_write_accepted,
 )
 from tests.integration.relay_helpers import (
     EDGE_VHOST,
@@ -258,13 +259,7 @@ def test_database_outage_503_then_resync(
         assert httpx.get(f"http://127.0.0.1:{c.http_port}/healthz", timeout=5).status_code == 200
     finally:
         server.start()
-    with SignedClient(a.api_host, TEST_AK, TEST_SK) as client:
-        wait_until(
-            lambda: client.post("CreateRelaySourceV4", v4_body("after", FUTURE)).status_code == 200,
-            30,
-            "a write on A once PostgreSQL is back",
-            interval=0.5,
-        )
+    wait_write_accepted(a, v4_body("after", FUTURE))
     wait_until(lambda: {"before", "after"} <= set(fixed_rows(c)), 10, "the write after the outage on C")
     with api(c) as svc:
         assert set(listed_v4(svc)) == {"before", "after"}

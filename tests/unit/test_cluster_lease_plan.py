@@ -8,6 +8,7 @@ take-over, hand-off and drain can be checked over many rounds without a database
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 from liverelay.cluster.leases import Lease, Member, Plan, View, plan
 
@@ -98,6 +99,22 @@ class Cluster:
 TASKS = [f"t{i:02d}" for i in range(10)]
 
 
+def one_view(
+    me: str, now: int, tasks: list[str], rows: dict[str, Lease], alive: dict[str, bool], **kw: object
+) -> View:
+    """A View of `me` at `now` with `tasks` open (and known) and the members' liveness."""
+    return View(
+        me=me,
+        now=now,
+        open_tasks=frozenset(tasks),
+        known_tasks=frozenset(tasks),
+        up=frozenset(),
+        leases=rows,
+        members=[Member(n, ok, False) for n, ok in alive.items()],
+        **kw,  # type: ignore[arg-type]
+    )
+
+
 def test_ten_tasks_spread_over_three_nodes_in_one_round_whatever_the_order() -> None:
     for order in itertools.permutations(["a", "b", "c"]):
         cluster = Cluster(["a", "b", "c"], TASKS)
@@ -134,50 +151,21 @@ def test_dead_owner_tasks_taken_after_expiry_and_spread_over_survivors() -> None
 
 def test_lapsed_owner_is_not_given_tasks_while_its_heartbeat_looks_alive() -> None:
     rows = {"t1": Lease("t1", "x", 900, 1), "t2": Lease("t2", "x", 900, 1)}
-    view = View(
-        me="a",
-        now=1000,
-        open_tasks=frozenset(["t1", "t2"]),
-        known_tasks=frozenset(["t1", "t2"]),
-        up=frozenset(),
-        leases=rows,
-        members=[Member("a", True, False), Member("b", True, False), Member("x", True, False)],
-    )
+    view = one_view("a", 1000, ["t1", "t2"], rows, {"a": True, "b": True, "x": True})
     decided = plan(view)
-    claimed_by_b = plan(_as(view, "b")).claim
+    claimed_by_b = plan(replace(view, me="b")).claim
     assert sorted(decided.claim + claimed_by_b) == ["t1", "t2"]  # x gets none: it stopped renewing
     assert decided.claim and claimed_by_b
 
 
-def _as(view: View, me: str) -> View:
-    return View(
-        me=me,
-        now=view.now,
-        open_tasks=view.open_tasks,
-        known_tasks=view.known_tasks,
-        up=view.up,
-        leases=view.leases,
-        members=view.members,
-    )
-
-
 def test_after_reconnect_expired_leases_wait_for_their_owner() -> None:
     rows = {"t1": Lease("t1", "b", 900, 4)}
-    view = View(
-        me="a",
-        now=5000,
-        open_tasks=frozenset(["t1", "t2"]),
-        known_tasks=frozenset(["t1", "t2"]),
-        up=frozenset(),
-        leases=rows,
-        members=[Member("a", True, False), Member("b", True, False)],
-        claim_expired=False,
-    )
+    view = one_view("a", 5000, ["t1", "t2"], rows, {"a": True, "b": True}, claim_expired=False)
     decided = plan(view)
     assert "t1" not in decided.claim  # b re-confirms first
     assert "t2" in decided.claim  # never owned: free for anyone
     # b, the owner, keeps running t1 and renews it (its renewal needs no expiry check).
-    assert "t1" in plan(_as(view, "b")).run
+    assert "t1" in plan(replace(view, me="b")).run
 
 
 def test_new_node_gets_its_share_by_make_before_break_handoffs() -> None:
@@ -202,37 +190,20 @@ def test_new_node_gets_its_share_by_make_before_break_handoffs() -> None:
 
 def test_handoff_target_waits_for_media_then_takes_over() -> None:
     rows = {"t1": Lease("t1", "a", 5000, 2, handoff_to="b")}
-    base = View(
-        me="b",
-        now=1000,
-        open_tasks=frozenset(["t1"]),
-        known_tasks=frozenset(["t1"]),
-        up=frozenset(),
-        leases=rows,
-        members=[Member("a", True, False), Member("b", True, False)],
-        target_since={"t1": 1000},
-    )
+    base = one_view("b", 1000, ["t1"], rows, {"a": True, "b": True}, target_since={"t1": 1000})
     waiting = plan(base)
     assert waiting.run == {"t1"} and not waiting.accept  # pull started, lease not taken yet
-    up = plan(View(**{f: getattr(base, f) for f in base.__dataclass_fields__} | {"up": frozenset(["t1"])}))
+    up = plan(replace(base, up=frozenset(["t1"])))
     assert up.accept == ["t1"]
-    late = plan(View(**{f: getattr(base, f) for f in base.__dataclass_fields__} | {"now": 1000 + 15000}))
+    late = plan(replace(base, now=1000 + 15000))
     assert late.accept == ["t1"]  # no media for handoff_timeout: nothing flows to break
     # The old owner keeps running it until its renewal finds the lease gone.
-    assert plan(_as(base, "a")).run == {"t1"}
+    assert plan(replace(base, me="a")).run == {"t1"}
 
 
 def test_offer_to_a_dead_target_is_withdrawn() -> None:
     rows = {"t1": Lease("t1", "a", 5000, 2, handoff_to="b")}
-    view = View(
-        me="a",
-        now=1000,
-        open_tasks=frozenset(["t1"]),
-        known_tasks=frozenset(["t1"]),
-        up=frozenset(["t1"]),
-        leases=rows,
-        members=[Member("a", True, False), Member("b", False, False)],
-    )
+    view = replace(one_view("a", 1000, ["t1"], rows, {"a": True, "b": False}), up=frozenset(["t1"]))
     assert plan(view).cancel == ["t1"]
 
 
@@ -264,16 +235,29 @@ def test_release_closed_windows_and_gc_unknown_rows() -> None:
         "ghost": Lease("ghost", "x", 1000 - TTL - 1, 1),
         "young_ghost": Lease("young_ghost", "x", 900, 1),
     }
-    view = View(
-        me="a",
-        now=1000,
-        open_tasks=frozenset(),
-        known_tasks=frozenset(["mine_closed"]),
-        up=frozenset(),
-        leases=rows,
-        members=[Member("a", True, False)],
-    )
+    view = replace(one_view("a", 1000, [], rows, {"a": True}), known_tasks=frozenset(["mine_closed"]))
     decided = plan(view)
     assert decided.release == ["mine_closed"]
     assert decided.gc == ["ghost"]  # a row just created elsewhere (not yet known here) is kept
     assert decided.run == frozenset()
+
+
+def test_a_draining_node_takes_no_handoff_and_rebalancing_waits_for_handoffs_in_flight() -> None:
+    # a drains: it offered its tasks to b and c; c, which has not yet seen a draining,
+    # would rebalance towards a (now holding none) - it waits while hand-offs are in flight.
+    rows = {
+        "t1": Lease("t1", "a", 5000, 1, handoff_to="b"),
+        "t2": Lease("t2", "b", 5000, 1),
+        "t3": Lease("t3", "c", 5000, 1),
+        "t4": Lease("t4", "c", 5000, 1),
+        "t5": Lease("t5", "c", 5000, 1),
+    }
+    tasks = ["t1", "t2", "t3", "t4", "t5"]
+    alive = {"a": True, "b": True, "c": True}
+    assert plan(one_view("c", 1000, tasks, rows, alive)).offer == []
+    settled = {**rows, "t1": Lease("t1", "b", 5000, 2)}
+    assert plan(one_view("c", 1000, tasks, settled, alive)).offer == [("t5", "a")]
+    # ... and a, draining, neither starts nor takes that offer.
+    offered = {**settled, "t5": Lease("t5", "c", 5000, 1, handoff_to="a")}
+    drained = plan(replace(one_view("a", 1000, tasks, offered, alive), draining=True, up=frozenset(["t5"])))
+    assert drained.accept == [] and drained.run == frozenset()

@@ -37,8 +37,6 @@ pulling, unconfirmed) until it reconnects and finds its leases taken.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -55,6 +53,7 @@ from ..store.schema import leases
 from ..timefmt import utc_iso
 from .db import DB_NOW_MS, ClusterDb, ClusterDbUnavailable
 from .metrics import ClusterMetrics
+from .rounds import Rounds
 from .types import NodeDirectory
 
 log = logging.getLogger("liverelay.cluster.leases")
@@ -179,10 +178,11 @@ def plan(view: View) -> Plan:
             if task not in result.claim:
                 result.claim.append(task)
 
-    # Hand-offs to me: take the lease once my pull has media (or waited long enough).
+    # Hand-offs to me: take the lease once my pull has media (or waited long enough). A
+    # draining node takes none (an owner that has not yet seen it draining offered it).
     targets: set[str] = set()
     for task, lease in rows.items():
-        if lease.handoff_to != me or lease.owner == me or task not in view.open_tasks:
+        if lease.handoff_to != me or lease.owner == me or task not in view.open_tasks or view.draining:
             continue
         targets.add(task)
         first_seen = view.target_since.get(task, now)
@@ -217,7 +217,9 @@ def plan(view: View) -> Plan:
             result.offer.append((task, target))
             counts[target] += 1
             slots -= 1
-    elif not free and me in counts:
+    elif not free and me in counts and not any(lease.handoff_to for lease in rows.values()):
+        # Rebalancing waits until no hand-off is in flight anywhere: counts are settling
+        # (a drain, another node's rebalancing), and acting on them now would churn.
         for task in reversed(offerable):
             if slots <= 0:
                 break
@@ -300,11 +302,9 @@ class LeaseManager:
         self._ttl_ms = int(settings.lease_ttl_s * 1000)
         self._claim_expired_after = float("inf")  # monotonic; set when the loop starts
         self._unconfirmed_since: float | None = None  # wall clock of the first failed renewal
-        self._outage_logged = False
         self._target_since: dict[str, int] = {}
         self._free_since: dict[str, int] = {}
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._rounds = Rounds("liverelay-leases", self._step, self._next_delay, min_gap_s=_MIN_ROUND_GAP_S)
 
     # ---- the scheduler's gate ----
     def attach(self, tasks: LeasedTasks) -> None:
@@ -315,7 +315,7 @@ class LeaseManager:
 
     def wake(self) -> None:
         """A window opened or closed, a task came or went: decide now rather than next round."""
-        self._wake.set()
+        self._rounds.wake()
 
     def status_fields(self, task_id: str) -> dict[str, object]:
         """Extra DescribeRelayStatus fields of a task running here (wire names)."""
@@ -360,15 +360,11 @@ class LeaseManager:
     async def start(self) -> None:
         # Right after (re)connecting, owners re-confirm first: expired leases wait one TTL.
         self._claim_expired_after = time.monotonic() + self.settings.lease_ttl_s
-        self._task = asyncio.create_task(self._loop(), name="liverelay-leases")
+        self._rounds.start()
 
     async def close(self) -> None:
         """Stop the rounds (the pulls are stopped by the scheduler's own close)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._rounds.close()
 
     async def release_all(self) -> None:
         """At a clean stop, after the pulls stopped: free this node's leases so the others take
@@ -407,17 +403,11 @@ class LeaseManager:
                 delay = min(delay, (lease.expires_at - now) / 1000 + _MIN_ROUND_GAP_S)
         return max(_MIN_ROUND_GAP_S, delay)
 
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self._round()
-            except Exception:
-                log.exception("cluster: lease round failed")
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._next_delay()):
-                    await self._wake.wait()
-            await asyncio.sleep(_MIN_ROUND_GAP_S)
+    async def _step(self) -> None:
+        try:
+            await self._round()
+        except Exception:
+            log.exception("cluster: lease round failed")
 
     def _view(self, rows: dict[str, Lease], now: int) -> View:
         tasks = self.tasks
@@ -490,13 +480,18 @@ class LeaseManager:
         decided = plan(self._view(rows, now))
         if decided.writes:
             try:
-                decided = await self.db.run(self._decide)
+                rows, now = await self.db.run(self._decide)
             except ClusterDbUnavailable as exc:
-                self._unreachable(exc)
+                self._unreachable(exc)  # nothing of it committed: the picture read above stands
+            else:
+                # Only what committed becomes this node's picture.
+                self._absorb(rows, now)
+                decided = plan(self._view(rows, now))
         self._apply(decided)
 
-    async def _decide(self, conn: AsyncConnection) -> Plan:
-        """Under the decision lock: read again, plan again, run the plan's statements."""
+    async def _decide(self, conn: AsyncConnection) -> tuple[dict[str, Lease], int]:
+        """Under the decision lock: read again, plan again, run the plan's statements; the
+        rows as they are then."""
         me = self.directory.node_id
         ttl = self._ttl_ms
         await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _DECIDE_LOCK})
@@ -552,9 +547,7 @@ class LeaseManager:
             await conn.execute(
                 update(leases).where(leases.c.task_id == task, leases.c.owner == me).values(handoff_to=None)
             )
-        rows, now = await _read(conn)
-        self._absorb(rows, now)
-        return plan(self._view(rows, now))
+        return await _read(conn)
 
     def _absorb(self, rows: dict[str, Lease], now: int) -> None:
         """Take a fresh read as this node's picture; stop what it lost at once."""

@@ -17,8 +17,6 @@ and the next round tries again.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import json
 import logging
@@ -38,6 +36,7 @@ from ..schemas.status import RelayStatusRow
 from ..store.schema import nodes
 from .db import DB_NOW_MS, ClusterDb, ClusterDbUnavailable
 from .metrics import ClusterMetrics
+from .rounds import Rounds
 from .types import HeldStream, NodeRecord, NodeSnapshot, SnapshotSource
 
 log = logging.getLogger("liverelay.cluster.membership")
@@ -140,9 +139,8 @@ class Membership:
         # The database clock at the last successful read and the local monotonic time then.
         self._db_ms = 0
         self._mono = time.monotonic()
-        self._task: asyncio.Task[None] | None = None
+        self._rounds = Rounds("liverelay-membership", self._heartbeat, lambda: settings.heartbeat_s)
         self._outage_since: float | None = None
-        self._wake = asyncio.Event()
         self._id_clash_logged = False
         self._closed = False
 
@@ -180,7 +178,7 @@ class Membership:
             self._failed(exc)
         else:
             self.connected = True
-        self._task = asyncio.create_task(self._loop(), name="liverelay-membership")
+        self._rounds.start(wait_first=True)
         log.info(
             "cluster: node %s registered (api %s, rtmp %s); %d node(s) known, %d alive",
             self.node_id,
@@ -193,15 +191,11 @@ class Membership:
     def set_draining(self, draining: bool) -> None:
         """Mark the row draining (or not) now, without waiting for the next heartbeat."""
         self.draining = draining
-        self._wake.set()
+        self._rounds.wake()
 
     async def close(self) -> None:
         """Stop heartbeating and mark this node gone (best effort: the database may be down)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._rounds.close()
         self._closed = True
         try:
             await self.db.run(self._mark_gone)
@@ -209,31 +203,25 @@ class Membership:
             log.warning("cluster: could not mark node %s gone (database unreachable: %s)", self.node_id, exc)
 
     # ---- the rounds ----
-    async def _loop(self) -> None:
-        interval = self.settings.heartbeat_s
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await self._wake.wait()
-            self._wake.clear()
-            try:
-                if not self._started_at:  # not registered yet (the database failed at start)
-                    await self.db.run(self._register)
-                await self.db.run(self._round)
-            except ClusterDbUnavailable as exc:
-                self._failed(exc)
-            except Exception:
-                # A bug here must not end the heartbeat for good (the node would look dead).
-                log.exception("cluster: heartbeat round failed")
-                self._failed(None)
-            else:
-                if self._outage_since is not None:
-                    log.warning(
-                        "cluster: heartbeat reaches the database again (after %.1fs)",
-                        time.monotonic() - self._outage_since,
-                    )
-                    self._outage_since = None
-                self.connected = True
+    async def _heartbeat(self) -> None:
+        try:
+            if not self._started_at:  # not registered yet (the database failed at start)
+                await self.db.run(self._register)
+            await self.db.run(self._round)
+        except ClusterDbUnavailable as exc:
+            self._failed(exc)
+        except Exception:
+            # A bug here must not end the heartbeat for good (the node would look dead).
+            log.exception("cluster: heartbeat round failed")
+            self._failed(None)
+        else:
+            if self._outage_since is not None:
+                log.warning(
+                    "cluster: heartbeat reaches the database again (after %.1fs)",
+                    time.monotonic() - self._outage_since,
+                )
+                self._outage_since = None
+            self.connected = True
 
     def _failed(self, exc: ClusterDbUnavailable | None) -> None:
         self.connected = False
