@@ -253,6 +253,10 @@ class ClusterSettings(_Section):
     handoff_timeout_s: Seconds = 15.0  # a hand-off target without media by then takes the lease anyway
     max_handoffs: Positive = 8  # hand-offs this node has in flight at once (drain and rebalancing)
     prune_after_s: Seconds = 86400.0  # rows of nodes silent this long are deleted
+    peer_pulls: bool = True  # a play-triggered pull tries live peers holding the stream before the origins
+    peer_wait_s: Seconds = (
+        15.0  # a pull from peers holds its viewers this long without media (> lease_ttl_s + start)
+    )
 
 
 class Settings(BaseSettings):

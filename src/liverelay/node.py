@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # the parts are imported in start(): `liverelay --help` stays
     from .cluster.db import ClusterDb
     from .cluster.leases import LeaseManager
     from .cluster.membership import Membership
+    from .cluster.types import NodeDirectory
     from .hub import Hub
     from .relay.manager import RelayManager
     from .servers.rtmp import RtmpServer
@@ -73,6 +74,8 @@ class Node:
         from prometheus_client import CollectorRegistry
 
         from .api.app import create_api_app
+        from .cluster.peers import PeerSources
+        from .cluster.snapshot import LocalDirectory, NodeSnapshotSource
         from .hub import Hub
         from .relay.manager import RelayManager
         from .servers.http import create_http_app
@@ -113,7 +116,17 @@ class Node:
 
         host, port = parse_hostport(s.api.listen)
         tls = _tls_context(s.api.tls_cert, s.api.tls_key)
-        api_app = create_api_app(s, store, relays, control, self.leases)
+        snapshots = NodeSnapshotSource(hub, relays, relays.ondemand)
+        directory = LocalDirectory(s.cluster.node_id or relays.ondemand.loop_guard.node_id, snapshots)
+        nodes: NodeDirectory = directory
+        if self.membership is not None:  # a cluster: the heartbeat says what this node holds
+            self.membership.snapshots = snapshots
+            nodes = self.membership
+            if s.cluster.peer_pulls:
+                relays.ondemand.peers = PeerSources(
+                    self.membership, store.domain_table, wait_s=s.cluster.peer_wait_s
+                )
+        api_app = create_api_app(s, store, relays, control, self.leases, nodes)
         port = await self._serve_app(api_app, host, port, _api_limits(s), ssl_context=tls)
         scheme = "https" if tls is not None else "http"
         self.listeners.append(Listener("api", host, port, f"{scheme}://{format_host(host)}:{port}/"))
@@ -131,6 +144,9 @@ class Node:
             Listener("rtmp", host, port, f"rtmp://{format_host(host)}:{port}/{{app}}/{{stream}}")
         )
         control.listeners.update({lst.name: lst.url for lst in self.listeners})
+        directory.api_url = self._advertised("api", "{scheme}://{host}")
+        directory.rtmp_url = self._advertised("rtmp", "rtmp://{host}")
+        directory.http_url = self._advertised("http", "http://{host}")
         if self.membership is not None:
             await self._join_cluster(self.membership)
 
@@ -152,8 +168,7 @@ class Node:
         self.cluster_db = db = ClusterDb(
             url, timeout_s=min(s.database_timeout_s, max(1.0, c.lease_ttl_s / 2))
         )
-        # The snapshot (streams held, status rows) comes from cluster/snapshot.py once it is
-        # wired; until then the row carries the addresses, heartbeat and lease counts.
+        # The snapshot (streams held, status rows: cluster/snapshot.py) is set once the relays exist.
         self.membership = membership = Membership(db, load_node_id(c, s.data_dir), c, metrics=metrics)
         self.leases = leases = LeaseManager(
             db, membership, c, metrics=metrics, set_draining=membership.set_draining

@@ -38,13 +38,26 @@ def start_cluster(
 
 
 def fixed_rows(node: NodeProcess, svc: LiveService | None = None) -> dict[str, dict[str, Any]]:
-    """The node's fixed-relay status rows by stream (what its scheduler runs)."""
+    """The node's own fixed-relay status rows by stream (what its scheduler runs; in a
+    cluster DescribeRelayStatus also lists the other nodes' rows, each with its NodeId)."""
     if svc is None:
         with api(node) as own:
             return fixed_rows(node, own)
     result = svc.describe_relay_status({"Type": "fixed"})
     rows = result.get("Result", result).get("RelayStatusList", [])
-    return {r["Stream"]: r for r in rows}
+    own_id = answering_node_id(node, svc)
+    return {r["Stream"]: r for r in rows if r.get("NodeId", own_id) == own_id}
+
+
+_NODE_IDS: dict[Path, str] = {}
+
+
+def answering_node_id(node: NodeProcess, svc: LiveService) -> str:
+    """The node's NodeId (DescribeClusterNodes, asked once per node)."""
+    if node.data_dir not in _NODE_IDS:
+        result = svc.describe_cluster_nodes({})
+        _NODE_IDS[node.data_dir] = str(result.get("Result", result)["NodeId"])
+    return _NODE_IDS[node.data_dir]
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:

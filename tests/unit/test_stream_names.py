@@ -49,3 +49,14 @@ def test_split_name_rules() -> None:
     assert split_name("100%") == ("100%", "")  # not an escape: kept
     assert split_name("x%ff") == ("x%ff", "")  # escapes that are not UTF-8: kept as sent
     assert split_name("%2541") == ("%41", "")  # decoded once, not twice
+
+
+def test_rtmp_url_with_the_apps_vhost_query() -> None:
+    # SRS's form (cluster peer pulls): the vhost goes to the connect's app and tcUrl.
+    target = parse_rtmp_url("rtmp://10.0.0.1:1936/live?vhost=pull.example.com/a%20b?token=x/y")
+    assert (target.app, target.tc_url) == (
+        "live?vhost=pull.example.com",
+        "rtmp://10.0.0.1:1936/live?vhost=pull.example.com",
+    )
+    assert split_name(target.stream) == ("a b", "token=x/y")
+    assert parse_rtmp_url("rtmp://h/live/s?k=a/b").stream == "s?k=a/b"  # two segments: unchanged

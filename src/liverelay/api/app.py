@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..cluster.types import NodeDirectory
 from ..config import Settings
 from ..store import Store, StoreUnavailable
 from ..streamctl import EmptyHub, StreamControl
@@ -131,11 +132,13 @@ class ApiHandler:
         relays: RelayStatusSource | None = None,
         stream_control: StreamControl | None = None,
         cluster: ClusterControl | None = None,
+        directory: NodeDirectory | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.relays = relays
         self.cluster = cluster
+        self.directory = directory
         self.limiter = RateLimiter(settings.api.rate_limit_per_s, settings.api.rate_burst)
         # The node's stream control; an API served without media (tests) lists no streams.
         self.stream_control = stream_control or StreamControl(EmptyHub())
@@ -144,7 +147,7 @@ class ApiHandler:
         # so keys cannot be guessed at line rate; other addresses are not affected.
         self.unauth_limiter = RateLimiter(settings.api.unauth_rate_per_ip, settings.api.unauth_burst_per_ip)
         self.error_log_gate = LogGate(_ERROR_LOG_RATE_PER_S, _ERROR_LOG_BURST)
-        self.context = ActionContext(settings, store, relays, self.stream_control, cluster)
+        self.context = ActionContext(settings, store, relays, self.stream_control, cluster, directory)
 
     async def handle(self, request: web.Request) -> web.Response:
         api = self.settings.api
@@ -246,6 +249,7 @@ def create_api_app(
     relays: RelayStatusSource | None = None,
     stream_control: StreamControl | None = None,
     cluster: ClusterControl | None = None,
+    directory: NodeDirectory | None = None,
 ) -> web.Application:
     """The admin API over `store` (and the console); without `relays` DescribeRelayStatus
     lists nothing, without `stream_control` the stream actions list no streams."""
@@ -253,7 +257,7 @@ def create_api_app(
     # aiohttp's own cap only guards request.read(); we stream with our own cap, but keep
     # it consistent in case a middleware reads the body.
     app = web.Application(client_max_size=max(limit + 1, 1024))
-    handler = ApiHandler(settings, store, relays, stream_control, cluster)
+    handler = ApiHandler(settings, store, relays, stream_control, cluster, directory)
     app[API_HANDLER_KEY] = handler
     add_console_routes(app, settings)
     app.router.add_route("*", "/{tail:.*}", handler.handle)

@@ -13,6 +13,7 @@ from .. import __version__
 # need (about 4 MB of a node's resident memory).
 LAZY_COMMANDS: dict[str, tuple[str, ...]] = {
     "auth": ("auth",),
+    "cluster": ("cluster",),
     "config": ("settings",),
     "db": ("db",),
     "domain": ("domain",),

@@ -59,6 +59,9 @@ def status_table(rows: list[RelayStatusRow], error: str | None = None) -> Table:
     title = f"relays ({len(rows)}) at {datetime.now(UTC).strftime('%H:%M:%S')} UTC"
     if error:
         title += f" - partial: {error}"
+    if any(row.node_id for row in rows):  # rows of a cluster's nodes: say which node runs each
+        cells = [[row.node_id or "", *status_cells(row)] for row in rows]
+        return table(title, ["Node", *STATUS_COLUMNS], cells)
     return table(title, list(STATUS_COLUMNS), [status_cells(row) for row in rows])
 
 

@@ -23,6 +23,12 @@
   never refused.
 - Loops: every pull carries the relay chain (node ids); a marked request that would
   pull again here is refused at once (relay/loops.py).
+- Cluster peers (set by the node when it has a cluster directory, cluster/peers.py): the
+  live peers holding the stream from a primary source come first in the candidate list,
+  then the configured origins; a stream a peer holds is played here without a V3 config.
+  A pull with peers re-reads its candidates at every attempt (a peer that dies or a new
+  holder after a fixed relay's takeover) and holds its viewers for `peers.wait_s` without
+  media before giving up.
 """
 
 from __future__ import annotations
@@ -31,13 +37,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote, urlencode
 
 from ..config import RelaySettings
 from ..hub import Publication, SourceKind, Stream, StreamKey
 from ..netaddr import ORIGIN_SCHEMES, V3_PROTOCOL_SCHEMES, with_default_port
-from ..schemas.status import RelayStatusRow
+from ..schemas.status import RelayState, RelayStatusRow
 from ..sources import PullFunction
 from ..sources import open_source as default_open_source
 from ..sources.base import relay_chain
@@ -56,6 +62,17 @@ log = logging.getLogger("liverelay.relay.ondemand")
 FIXED_WAIT_POLL_S = 0.05
 # A flood of refused plays (many missing names at once) logs one line per interval.
 REFUSAL_LOG_INTERVAL_S = 10.0
+
+
+class PeerCandidates(Protocol):
+    """The cluster's holders of a stream (cluster.peers.PeerSources)."""
+
+    @property
+    def wait_s(self) -> float: ...
+
+    def urls(self, key: StreamKey, query: str) -> list[str]:
+        """Pull URLs of the live peers holding `key` from a primary source, best first."""
+        ...
 
 
 def merge_query(viewer_query: str, params: dict[str, str]) -> str:
@@ -110,6 +127,8 @@ class _PlayPull:
         self.stream: Stream | None = None
         self._remove_listener: Callable[[], None] | None = None
         self._linger: asyncio.TimerHandle | None = None
+        # Every peer URL this pull was given (to tell a peer source from an origin).
+        self.peer_urls: set[str] = set()
 
     def attach(self, stream: Stream) -> None:
         """The pull got its hub Publication: follow the stream's viewer count."""
@@ -168,6 +187,8 @@ class OnDemandRelays:
         self._background: set[asyncio.Task[Any]] = set()
         # Set by RelayManager: the fixed (V4) task that owns `key` right now, or None.
         self.fixed_owner: Callable[[StreamKey], object | None] = lambda _key: None
+        # Set by the node in a cluster with peer pulls on: who else holds a stream.
+        self.peers: PeerCandidates | None = None
         # Pulls started but without media yet, per vhost (the starting caps count these).
         self._starting: dict[str, set[_PlayPull]] = {}
         self._refused_since_log = 0
@@ -195,8 +216,7 @@ class OnDemandRelays:
         for key, entry in list(self.pulls.items()):
             if key.vhost != vhost or (app and key.app != app):
                 continue
-            config = self.config_for(key)
-            urls = build_origin_urls(config, key.app, key.name, entry.query) if config else []
+            urls = self._candidates(entry)
             if not urls:
                 log.info("relay %s: its config is gone, stopping", key)
                 self._spawn(entry.pull.stop("config deleted"))
@@ -210,24 +230,66 @@ class OnDemandRelays:
             return await self._wait_fixed(key)
         entry = self.pulls.get(key)
         if entry is None or entry.pull.ended.is_set():
-            config = self.config_for(key)
-            if config is None:
+            plain = strip_mark(query)
+            peer_urls = self._peer_urls(key, plain)
+            if self.config_for(key) is None and not peer_urls:
                 return False
             if self._loop_refused(key, query, starting=True):
                 return False
             via = self.loop_guard.chain(query)  # the pullers send it on (relay/loops.py)
-            query = strip_mark(query)
-            urls = build_origin_urls(config, key.app, key.name, query)
+            query = plain
+            urls = self._merge(peer_urls, self._origin_urls(key, query))
             if not urls:
                 return False
             if not self._may_start(key):
                 return False
             with relay_chain(via):  # the pull's tasks, created in _start, inherit it
-                entry = self._start(key, query, urls)
+                entry = self._start(key, query, urls, peer_urls)
         elif self._loop_refused(key, query, starting=False):
             return False
         entry.cancel_linger()
         return await self._wait_ready(entry.pull)
+
+    # ---- candidates: cluster peers first, then the configured origins ---------------
+
+    def _peer_urls(self, key: StreamKey, query: str) -> list[str]:
+        peers = self.peers
+        if peers is None:
+            return []
+        try:
+            return peers.urls(key, query)
+        except Exception:
+            # No peers this time (the origins still work); the fault is seen.
+            log.exception("relay %s: reading the cluster's holders failed", key)
+            return []
+
+    def _origin_urls(self, key: StreamKey, query: str) -> list[str]:
+        config = self.config_for(key)
+        return build_origin_urls(config, key.app, key.name, query) if config is not None else []
+
+    @staticmethod
+    def _merge(first: list[str], then: list[str]) -> list[str]:
+        return first + [url for url in then if url not in first]
+
+    def _candidates(self, entry: _PlayPull) -> list[str]:
+        """A running pull's candidate list now (RelayPull re-reads it at every attempt).
+
+        A pull up on a configured origin keeps it and is given no peers (fail-back would
+        move it to one): two nodes up on the origin would otherwise each switch to the
+        other at once and feed each other nothing. It gets peers again once it lost its
+        origin."""
+        origin_urls = self._origin_urls(entry.key, entry.query)
+        pull = entry.pull
+        if pull.state is RelayState.UP and pull.source_url not in entry.peer_urls:
+            return origin_urls
+        peer_urls = self._peer_urls(entry.key, entry.query)
+        entry.peer_urls.update(peer_urls)
+        return self._merge(peer_urls, origin_urls)
+
+    def from_peer(self, key: StreamKey) -> bool:
+        """True when the play pull of `key` has a cluster peer as its source now."""
+        entry = self.pulls.get(key)
+        return entry is not None and entry.pull.source_url in entry.peer_urls
 
     def _loop_refused(self, key: StreamKey, query: str, *, starting: bool) -> bool:
         """True (logged, rate-limited) when a relay-marked request must not be answered by a pull."""
@@ -265,9 +327,16 @@ class OnDemandRelays:
                 return False
             await asyncio.sleep(min(FIXED_WAIT_POLL_S, max(0.0, deadline - loop.time())))
 
-    def _start(self, key: StreamKey, query: str, urls: list[str]) -> _PlayPull:
+    def _start(self, key: StreamKey, query: str, urls: list[str], peer_urls: Iterable[str] = ()) -> _PlayPull:
         hub = self.hub
         holder: list[_PlayPull] = []
+        peers = self.peers
+        # A pull that starts from peers keeps its viewers through a holder's death for
+        # peers.wait_s (a fixed relay's new owner needs lease TTL + start to come up).
+        peer_urls = list(peer_urls)
+        hold_s = None
+        if peers is not None and peer_urls:
+            hold_s = max(self.settings.start_timeout_s, peers.wait_s)
 
         def publication_factory() -> Publication:
             pub = hub.publish(key, kind=SourceKind.RELAY_PLAY, owner="relay-v3")
@@ -284,8 +353,11 @@ class OnDemandRelays:
             source_policy=self.source_policy,
             viewers=lambda: holder[0].viewers(),
             open_source=self.open_source,
+            candidates=(lambda: self._candidates(holder[0])) if peers is not None else None,
+            hold_timeout_s=hold_s,
         )
         entry = _PlayPull(self, key, query, pull)
+        entry.peer_urls.update(peer_urls)
         holder.append(entry)
         self.pulls[key] = entry
         self._starting.setdefault(key.vhost, set()).add(entry)

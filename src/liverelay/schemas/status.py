@@ -9,14 +9,23 @@ Wire shape (PascalCase, the DescribeRelayStatus `RelayStatusList` items) - a pla
 and a fixed (V4) row adds Domain, StartTime, EndTime, NextStart and SrcAddrS.
 `wire()` dumps only the fields the builder set (`exclude_unset`), so each kind keeps
 its own key set; builders in relay/ always set every field of their kind.
+DescribeRelayStatus adds `NodeId` (the node running the relay) to every row it returns
+(`with_node`), on one node as in a cluster.
+
+Also here: DescribeClusterNodes (our extension), the cluster's nodes as `cluster status`
+shows them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict
+
+from .fields import request_adapter
 
 
 class RelayType(StrEnum):
@@ -60,6 +69,7 @@ WIRE_NAMES: dict[str, str] = {
     "end_time": "EndTime",
     "next_start": "NextStart",
     "src_addrs": "SrcAddrS",
+    "node_id": "NodeId",
 }
 
 
@@ -91,10 +101,15 @@ class RelayStatusRow(BaseModel):
     end_time: int | None = None
     next_start: int | None = None
     src_addrs: list[str] | None = None
+    node_id: str | None = None  # the node running the relay (set by DescribeRelayStatus)
 
     def wire(self) -> dict[str, Any]:
         """The row as the API sends it: PascalCase keys, the fields its builder set (enums are str)."""
         return self.model_dump(by_alias=True, exclude_unset=True)
+
+    def with_node(self, node_id: str) -> RelayStatusRow:
+        """A copy naming the node that runs the relay (`NodeId` on the wire)."""
+        return self.model_copy(update={"node_id": node_id})  # marks it set: wire() shows it
 
 
 class RelayStatusReport(BaseModel):
@@ -113,3 +128,33 @@ class RelayStatusReport(BaseModel):
         if self.error is not None:
             result["Error"] = self.error
         return result
+
+
+# ---- DescribeClusterNodes (our extension) --------------------------------------------
+
+
+class DescribeClusterNodesRequest(TypedDict, total=False):
+    pass
+
+
+class ClusterNodeItem(TypedDict):
+    NodeId: str
+    ApiUrl: str
+    RtmpUrl: str
+    HttpUrl: str
+    StartedAt: str  # RFC 3339 UTC
+    HeartbeatAt: str  # RFC 3339 UTC (the node's last heartbeat, on the database's clock)
+    Alive: bool
+    Draining: bool
+    Streams: int  # streams the node holds (with a source)
+    Viewers: int
+    FixedRelays: int  # fixed relays (V4) the node runs
+    StreamList: list[Mapping[str, object]]  # {"Vhost", "App", "Stream", "Source", "Viewers"}
+
+
+class DescribeClusterNodesResult(TypedDict):
+    NodeId: str  # the node that answered
+    NodeList: list[ClusterNodeItem]
+
+
+DESCRIBE_CLUSTER_NODES = request_adapter(DescribeClusterNodesRequest)

@@ -43,6 +43,7 @@ from ..schemas.relay_sources import (
     UpdateRelaySourceV3Request,
     UpdateRelaySourceV4Request,
 )
+from ..schemas.status import DescribeClusterNodesRequest, DescribeClusterNodesResult
 from ..schemas.streams import (
     DescribeClosedStreamInfoByPageRequest,
     DescribeClosedStreamInfoByPageResult,
@@ -178,6 +179,9 @@ class ActionMethods:
     )
     describe_node_status = Action[DescribeNodeStatusRequest, DescribeNodeStatusResult]("DescribeNodeStatus")
     drain_node = Action[DrainNodeRequest, DrainNodeResult]("DrainNode")
+    describe_cluster_nodes = Action[DescribeClusterNodesRequest, DescribeClusterNodesResult](
+        "DescribeClusterNodes"
+    )
 
 
 # Method name -> Action, derived from the table above.

@@ -47,7 +47,8 @@ class RtmpUrl:
 
 
 def parse_rtmp_url(url: str) -> RtmpUrl:
-    """rtmp://host[:port]/app[/inst]/stream[?query]: the app is everything but the last segment."""
+    """rtmp://host[:port]/app[/inst]/stream[?query]: the app is everything but the last segment
+    (also rtmp://host/app?vhost=DOMAIN/stream[?query]: the app is `app?vhost=DOMAIN`)."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -60,10 +61,17 @@ def parse_rtmp_url(url: str) -> RtmpUrl:
     if port is None:
         port = ORIGIN_SCHEMES[scheme] or 1935
     segments = [s for s in parts.path.split("/") if s]
-    if len(segments) < 2:
+    query = parts.query
+    if len(segments) == 1 and "/" in query:
+        # SRS's form rtmp://host/app?vhost=DOMAIN/stream: the app's query (a vhost for the
+        # server's connect) sits between the app and the stream (cluster peer pulls use it).
+        app_query, _, rest = query.partition("/")
+        stream_name, _, query = rest.partition("?")
+        segments = [f"{segments[0]}?{app_query}", stream_name]
+    if len(segments) < 2 or not segments[-1]:
         raise SourceError("unsupported", f"RTMP URL {url!r} needs /app/stream")
     app = "/".join(segments[:-1])
-    stream = segments[-1] + (f"?{parts.query}" if parts.query else "")
+    stream = segments[-1] + (f"?{query}" if query else "")
     host = parts.hostname
     tc_url = f"{scheme}://{format_hostport(host, port)}/{app}"
     return RtmpUrl(host, port, app, stream, tc_url, tls)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...schemas.streams import GET_ACTIONS
 from ..context import ActionHandler
-from . import cluster, domains, relay_v3, relay_v4, status, streams, urlauth
+from . import cluster, cluster_nodes, domains, relay_v3, relay_v4, status, streams, urlauth
 
 API_VERSION = "2023-01-01"
 
@@ -39,6 +39,7 @@ ACTIONS: dict[str, ActionHandler] = {
     "GeneratePushURL": urlauth.generate_push_url,
     "GeneratePlayURL": urlauth.generate_play_url,
     "DrainNode": cluster.drain_node,
+    "DescribeClusterNodes": cluster_nodes.describe_cluster_nodes,
 }
 
 __all__ = ["ACTIONS", "API_VERSION", "GET_ACTIONS"]

@@ -1,8 +1,11 @@
-"""DescribeRelayStatus (our extension): the live state of relays on this node.
+"""DescribeRelayStatus (our extension): the live state of the relays of every node.
 
 Result: `{"RelayStatusList": [row, ...]}` with rows as schemas.status.RelayStatusRow on
-the wire, plus `"Error": "<text>"` when part of the relays could not report (the other
-rows are still listed: a partial answer, never a silent one).
+the wire, each with the `NodeId` of the node running it, plus `"Error": "<text>"` when
+part of the relays could not report (the other rows are still listed: a partial answer,
+never a silent one). This node's rows are live; in a cluster, every other live node's
+rows are those of its last heartbeat (at most one heartbeat interval old); a fixed relay
+whose window is not open is listed by this node only (every node keeps every schedule).
 """
 
 from __future__ import annotations
@@ -11,10 +14,23 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...schemas.relay_sources import DESCRIBE_RELAY_EVENTS, DESCRIBE_RELAY_STATUS
-from ...schemas.status import RelayStatusReport, RelayStatusRow
+from ...schemas.status import RelayState, RelayStatusReport, RelayStatusRow, RelayType
 from ..binding import bind
 from ..context import ActionContext, Result
 from ..protocols import RelayStatusSource
+
+# A fixed relay in these states runs nowhere (window not open, or over).
+_NOT_RUNNING = frozenset({RelayState.SCHEDULED, RelayState.ENDED})
+
+
+def running_fixed(row: RelayStatusRow) -> bool:
+    return row.type == RelayType.FIXED and row.state not in _NOT_RUNNING
+
+
+def _peer_row(row: RelayStatusRow) -> bool:
+    """Another node's row worth listing: every node keeps every fixed relay's schedule, so
+    a fixed relay that runs nowhere is listed once, by this node, not once per node."""
+    return row.type != RelayType.FIXED or running_fixed(row)
 
 
 def _selected(
@@ -36,7 +52,15 @@ async def describe_relay_status(ctx: ActionContext, body: dict[str, Any]) -> Res
     if relays is None:
         return {"RelayStatusList": []}
     report = relays.status()
-    rows = [row for row in report.rows if _selected(row, vhost, app, stream, relay_type)]
+    rows = report.rows
+    cluster = ctx.directory
+    if cluster is not None:
+        own = cluster.node_id
+        rows = [row.with_node(own) for row in rows]
+        for record in cluster.nodes():
+            if record.node_id != own and record.alive:
+                rows.extend(row.with_node(record.node_id) for row in record.status if _peer_row(row))
+    rows = [row for row in rows if _selected(row, vhost, app, stream, relay_type)]
     return RelayStatusReport(rows=rows, error=report.error).wire()
 
 

@@ -99,6 +99,8 @@ class RelayPull:
         viewers: Callable[[], int] | None = None,
         task_id: str | None = None,
         open_source: Callable[[str], PullFunction] = default_open_source,
+        candidates: Callable[[], list[str]] | None = None,
+        hold_timeout_s: float | None = None,
     ) -> None:
         if kind not in ("play", "fixed"):
             raise ValueError(f"kind must be 'play' or 'fixed', not {kind!r}")
@@ -114,6 +116,12 @@ class RelayPull:
         self.viewers = viewers
         self.task_id = task_id
         self.open_source = open_source
+        # Re-read before every attempt and at every supervisor tick (a play pull from cluster
+        # peers: who holds the stream changes); an empty answer keeps the current list.
+        self.candidates = candidates
+        # How long viewers are held without media once the pull was up (default
+        # start_timeout_s; longer for a peer pull waiting out a fixed relay's takeover).
+        self.hold_timeout_s = settings.start_timeout_s if hold_timeout_s is None else hold_timeout_s
 
         self.policy = FailoverPolicy(
             len(self.urls),
@@ -239,6 +247,7 @@ class RelayPull:
         while True:
             self._wake.clear()
             self._check_stop()
+            self._refresh_candidates()
             now = time.monotonic()
             self._check_hold(now)
             if self.policy.not_before > now:
@@ -248,6 +257,17 @@ class RelayPull:
             attempt = self.start_attempt(self.policy.index, staging=False)
             self._active = attempt
             await self._supervise(attempt)
+
+    def _refresh_candidates(self) -> None:
+        if self.candidates is None:
+            return
+        try:
+            urls = self.candidates()
+        except Exception:
+            # The list stays as it was; the fault is seen (a bug, not a network error).
+            log.exception("relay %s: re-reading the source candidates failed", self.key)
+            return
+        self.update_urls(urls)
 
     def _check_stop(self) -> None:
         if self._preempted:
@@ -260,7 +280,7 @@ class RelayPull:
         if not self._ever_up and self.kind == RelayType.PLAY:
             return self._run_started + self.settings.start_timeout_s
         if self._down_since is not None and self._publication is not None:
-            return self._down_since + self.settings.start_timeout_s
+            return self._down_since + self.hold_timeout_s
         return float("inf")
 
     def _check_hold(self, now: float) -> None:
@@ -288,8 +308,11 @@ class RelayPull:
         while True:
             self._wake.clear()
             self._check_stop()
+            self._refresh_candidates()
             active = self._active
-            assert active is not None
+            if active is None:
+                return  # the candidates changed and dropped the source in use: next attempt now
+
             now = time.monotonic()
             self._sample_bitrate(now)
             if active.task is not None and active.task.done():
