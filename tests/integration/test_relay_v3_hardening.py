@@ -230,10 +230,13 @@ async def test_relay_manager_reports_open_v4_tasks_as_owners(hub: Hub) -> None:
 
     manager = RelayManager(Settings(), hub, None, CollectorRegistry())  # type: ignore[arg-type]  # no store: never started
     assert manager.ondemand.fixed_owner(KEY) is None  # no scheduler yet
-    task = SimpleNamespace(phase="open")
+    task = SimpleNamespace(phase="open", runs_here=True)
     manager.scheduler = SimpleNamespace(tasks={(KEY.vhost, KEY.app, KEY.name): task})
     assert manager.ondemand.fixed_owner(KEY) is task
     assert manager.ondemand.fixed_owner(StreamKey("vh", "live", "other")) is None
+    task.runs_here = False  # in a cluster, a task another node holds the lease of is not ours
+    assert manager.ondemand.fixed_owner(KEY) is None
+    task.runs_here = True
     task.phase = "before"  # a window not open yet does not own the stream
     assert manager.ondemand.fixed_owner(KEY) is None
 
