@@ -62,7 +62,10 @@ def forged(url: str) -> str:
     return re.sub(r"([?&]s=)[^&]*", rf"\g<1>{FORGED}", url)
 
 
-def test_hls_segments_need_the_signed_playlists_session(published: NodeProcess, ffprobe: str) -> None:
+def test_hls_segments_need_the_signed_playlists_session(
+    published: NodeProcess,  # noqa: F811 - the fixture of test_url_auth
+    ffprobe: str,
+) -> None:
     node = published
     set_keys(node, "pull", "pullkey1")
     result = ok(official(node).generate_play_url({"Domain": "127.0.0.1", "App": "live", "Stream": "s1"}))

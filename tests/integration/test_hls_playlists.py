@@ -68,6 +68,7 @@ async def _raw_http_checks(port: int, media_url: str) -> None:
         b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" + get_ + b"Connection: close\r\n\r\n",
     )
     assert out.count(b"HTTP/1.1 200") == 2 and b"#EXTM3U" in out, out[:400]
+    assert out.count(b"\r\nServer: ") == 2  # both answered by aiohttp (the fast path sends none)
 
 
 def _pdt_lag(playlist: m3u8.M3U8) -> float:
