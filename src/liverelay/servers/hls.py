@@ -435,6 +435,10 @@ class HlsService:
         session.requests = 1
         sub.set_waker(session.discard)
         session.discard()  # the join burst is already queued
+        stream = self.hub.get(key)
+        if stream is not None:
+            # It counts as a viewer; the frames it would be handed are the muxer's business.
+            stream.count_only(sub)
         self.sessions[token] = session
         self.sessions_started += 1
         muxer = await self.muxer(key, remote)
