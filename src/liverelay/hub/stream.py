@@ -412,7 +412,7 @@ class Stream:
         prefix, waiting = self._join_prefix()
         sub.start(prefix, waiting)
         self._subscribers[sub] = None
-        self._fanout_to = self._fanout_to + (sub,)
+        self._fanout_to = (*self._fanout_to, sub)
         if not counted:
             self._internal.add(sub)
             return sub

@@ -27,8 +27,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from email.utils import formatdate
 from typing import cast
@@ -43,6 +45,11 @@ from .vhost import resolve_vhost
 
 log = logging.getLogger("liverelay.http")
 
+# Bodies this large (segments, LL-HLS parts) go out with sendfile(2) from an in-memory
+# file written once per body: the kernel then sends the pages without a copy per viewer
+# (what nginx does from its page cache), instead of copying the bytes on every write.
+SENDFILE_MIN_BYTES = 128 * 1024  # segments (LL-HLS parts, smaller and many, are plain writes)
+SENDFILE_CACHE = 16  # bodies with a file (LRU; each keeps its bytes alive): the live edges
 MAX_HEAD_BYTES = 16 * 1024  # larger heads go to aiohttp (which answers 431/400 as it does)
 PAUSE_BUFFER_BYTES = 64 * 1024  # stop reading while this much waits behind a held request
 _VIA = RELAY_VIA_HEADER.lower()
@@ -71,6 +78,45 @@ class HlsFastPath:
         self.handed_over = 0  # connections given to aiohttp
         self._date_second = -1
         self._date_line = b""
+        self._files: OrderedDict[int, tuple[bytes, int]] = OrderedDict()  # id(body) -> (body, fd)
+        self._no_memfd = not hasattr(os, "memfd_create")
+
+    def body_file(self, body: bytes) -> int | None:
+        """An in-memory file holding `body` (made on its first request), or None."""
+        key = id(body)
+        found = self._files.get(key)
+        if found is not None and found[0] is body:
+            self._files.move_to_end(key)
+            return found[1]
+        if self._no_memfd:
+            return None
+        try:
+            fd = os.memfd_create("hls", os.MFD_CLOEXEC)
+        except OSError as exc:  # no memfd (old kernel, seccomp): plain writes from now on
+            log.warning("hls: memfd_create failed (%s): segments are sent with plain writes", exc)
+            self._no_memfd = True
+            return None
+        try:
+            view = memoryview(body)
+            written = 0
+            while written < len(body):
+                written += os.write(fd, view[written:])
+        except OSError as exc:
+            os.close(fd)
+            log.warning("hls: writing a segment to memory failed (%s): sent with a plain write", exc)
+            return None
+        if found is not None:
+            os.close(found[1])
+        self._files[key] = (body, fd)
+        while len(self._files) > SENDFILE_CACHE:
+            _, (_, old) = self._files.popitem(last=False)
+            os.close(old)
+        return fd
+
+    def close(self) -> None:
+        for _, fd in self._files.values():
+            os.close(fd)
+        self._files.clear()
 
     def wrap(self, guard: HttpGuard) -> Callable[[], asyncio.Protocol]:
         return lambda: HlsConnection(self, guard)
@@ -111,6 +157,7 @@ class HlsConnection(asyncio.Protocol):
         self.task: asyncio.Task[HlsReply] | None = None
         self.pending: tuple[HlsRequest, bool, bool] | None = None
         self.writing_paused = False
+        self.sock_fd = -1  # for sendfile(2); -1: plain writes only
         self.requests = 0
         self.last_active = 0.0
         self._timer: asyncio.TimerHandle | None = None
@@ -131,6 +178,7 @@ class HlsConnection(asyncio.Protocol):
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self.sock_fd = sock.fileno()
         self.last_active = time.monotonic()
         self._arm(self.guard.limits.header_timeout_s)
 
@@ -261,11 +309,40 @@ class HlsConnection(asyncio.Protocol):
             parts.append(b"Content-Length: %d\r\n" % len(body))
         parts.append(b"Connection: keep-alive\r\n\r\n" if keep_alive else b"Connection: close\r\n\r\n")
         if body and not head_only and status not in _NO_BODY:
-            parts.append(body)  # one writev with the head: the body is not copied
+            if status == 200 and len(body) >= SENDFILE_MIN_BYTES and self._sendfile(parts, body):
+                self.last_active = time.monotonic()
+                if not keep_alive:
+                    transport.close()
+                return
+            parts.append(body)  # one writev with the head
         transport.writelines(parts)
         self.last_active = time.monotonic()
         if not keep_alive:
             transport.close()
+
+    def _sendfile(self, head: list[bytes], body: bytes) -> bool:
+        """The head through the transport, then the body with sendfile(2) as far as the
+        socket takes it at once, the rest through the transport; False: not done (write it)."""
+        transport = self.transport
+        if transport is None or self.sock_fd < 0 or transport.get_write_buffer_size():
+            return False
+        fd = self.fast.body_file(body)
+        if fd is None:
+            return False
+        transport.writelines(head)
+        if transport.get_write_buffer_size():
+            transport.write(body)  # the head is still queued: keep the order
+            return True
+        sent = 0
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            while sent < len(body):
+                n = os.sendfile(self.sock_fd, fd, sent, len(body) - sent)
+                if n <= 0:
+                    break
+                sent += n
+        if sent < len(body):
+            transport.write(memoryview(body)[sent:])
+        return True
 
     def _parse(self, head: bytes) -> tuple[HlsRequest, bool, bool] | None:
         """(request, keep-alive, HEAD) for an HLS request this path answers, else None."""

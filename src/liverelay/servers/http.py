@@ -69,7 +69,13 @@ def create_http_app(deps: ListenerDeps) -> web.Application:
         add_hls_routes(app, http, HttpHooks(_stream_key, _play_query, _remote))
         # HLS requests skip aiohttp on the node's listener (servers/hlsfast.py); the routes
         # above serve the connections it hands over.
-        app[PROTOCOL_WRAPPER_KEY] = HlsFastPath(http, deps).wrap
+        fast = HlsFastPath(http, deps)
+        app[PROTOCOL_WRAPPER_KEY] = fast.wrap
+
+        async def close_fast_path(_: web.Application) -> None:
+            fast.close()
+
+        app.on_cleanup.append(close_fast_path)
         if deps.metrics is not None:
             deps.metrics.register(HlsCollector(hls))
     return app
