@@ -305,6 +305,7 @@ class HlsSession:
     requests: int = 0
     bytes_out: int = 0
     busy: int = 0  # requests of this session in progress (a held request keeps it alive)
+    started: bool = False  # its first media playlist was sent (that one carries EXT-X-START)
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
@@ -518,13 +519,19 @@ class HlsService:
                     return variant
                 raise HlsError(404, "no segment yet")
 
-    def media_playlist(self, muxer: HlsMuxer, variant: Variant, token: str, skip: bool) -> str:
+    def media_playlist(self, muxer: HlsMuxer, variant: Variant, session: HlsSession, skip: bool) -> str:
         cached = variant.rendered.get(skip)
         if cached is None or cached[0] != variant.version or muxer.ended:
             names = ResourceNames(query=f"?v={muxer.generation}&s={TOKEN_MARK}")
             cached = (variant.version, render_playlist(variant.segmenter, names=names, skip=skip))
             variant.rendered[skip] = cached
-        return cached[1].replace(TOKEN_MARK, token)
+        text = cached[1].replace(TOKEN_MARK, session.token)
+        if not session.started:
+            session.started = True
+            start = _start_tag(variant.segmenter, time.time())
+            if start is not None:
+                text = text.replace("\n#EXT-X-MEDIA-SEQUENCE:", f"\n{start}\n#EXT-X-MEDIA-SEQUENCE:", 1)
+        return text
 
     async def blocking_reload(
         self, muxer: HlsMuxer, variant: Variant, msn: int | None, part: int | None
@@ -852,7 +859,7 @@ class HlsHttp:
             return None  # `handle` opens one, or refuses it
         svc.requests += 1
         variant.last_fetch = muxer.last_fetch = time.monotonic()
-        text = svc.media_playlist(muxer, variant, session.token, skip and container is Container.FMP4)
+        text = svc.media_playlist(muxer, variant, session, skip and container is Container.FMP4)
         return self.playlist_reply(req, text)
 
     @contextlib.asynccontextmanager
@@ -901,13 +908,11 @@ class HlsHttp:
                 return self._refuse(req, refusal if signed else _token_reason(token))
         try:
             async with self._viewer(req, container, token) as (session, muxer, variant):
-                if container is Container.TS and (msn is not None or part is not None):
-                    raise HlsError(400, "blocking reload is for the LL-HLS playlist")
                 if msn is not None or part is not None:
                     variant = await svc.blocking_reload(muxer, variant, msn, part)
         except HlsError as exc:
             return self.error(req, exc.status, exc.text)
-        text = svc.media_playlist(muxer, variant, session.token, skip and container is Container.FMP4)
+        text = svc.media_playlist(muxer, variant, session, skip and container is Container.FMP4)
         return self.playlist_reply(req, text)
 
     def _resource(self, req: HlsRequest, name: str) -> tuple[HlsMuxer, Variant, Resource, str] | HlsReply:
@@ -1008,6 +1013,32 @@ def _http_date(wall_clock: float) -> str:
             _DATES.clear()
         text = _DATES[second] = formatdate(second, usegmt=True)
     return text
+
+
+START_MARGIN_S = 0.5  # a new classic player starts one target duration + this behind (at least)
+
+
+def _start_tag(seg: HlsSegmenter, now: float) -> str | None:
+    """EXT-X-START for a viewer's first classic playlist: where to start so that it plays a
+    target duration plus a margin behind the wall clock, whatever the time since the last
+    cut. Players default to three target durations back from the end of the playlist
+    (hls.js: `liveSyncDurationCount` 3), i.e. 6-8 s behind with 2 s segments; with blocking
+    reload (CAN-BLOCK-RELOAD, which hls.js uses) a segment reaches the player as it is cut,
+    so one segment of buffer and the margin are enough. The offset is taken from the end
+    of the playlist, which is as old as the last cut: hence computed per viewer.
+    (rfc8216bis says a live TIME-OFFSET SHOULD NOT be within three target durations of the
+    end: this node deviates on purpose, for the latency; docs/hls.md.)"""
+    listed = seg.listed
+    if seg.parts_enabled or seg.ended or not listed:
+        return None  # LL-HLS: PART-HOLD-BACK says where to start
+    last = listed[-1]
+    cur = seg.current
+    edge = cur.wall_clock if cur is not None else last.wall_clock + last.duration_ms / 1000
+    target = float(seg.target_duration_s)
+    behind = target + max(START_MARGIN_S, target / 4)
+    total = sum(s.duration_ms for s in listed) / 1000
+    offset = min(max(behind - max(now - edge, 0.0), START_MARGIN_S), total)
+    return f"#EXT-X-START:TIME-OFFSET=-{offset:.3f}"
 
 
 def _ready(seg: HlsSegmenter, min_segments: int) -> bool:
