@@ -37,6 +37,28 @@ def live(node_factory: object, ffmpeg: str, sample_flv: Path) -> object:
         yield node
 
 
+async def _classic_start_and_blocking_reload(client: aiohttp.ClientSession, url: str, first: str) -> None:
+    """A viewer's first classic playlist says where to start (EXT-X-START, within two
+    target durations of the end), later ones do not; the playlist offers blocking reload
+    and `_HLS_msn` of the next segment is answered once that segment is listed."""
+    start = re.search(r"^#EXT-X-START:TIME-OFFSET=-([\d.]+)$", first, re.M)
+    assert start is not None, first
+    playlist = m3u8.loads(first)
+    assert 0 < float(start.group(1)) <= 2 * playlist.target_duration
+    assert "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES" in first
+    status, body, _ = await get(client, url)
+    assert status == 200 and "#EXT-X-START" not in body.decode()
+    playlist = m3u8.loads(body.decode())
+    wanted = playlist.media_sequence + len(playlist.segments)  # the segment being built
+    asked = time.monotonic()
+    status, body, answered = await get(client, f"{url}&_HLS_msn={wanted}")
+    assert status == 200, body
+    held = m3u8.loads(body.decode())
+    assert held.media_sequence + len(held.segments) - 1 >= wanted, body
+    assert answered - asked <= 3 * playlist.target_duration + 2  # held until the cut, bounded
+    assert not validate(body.decode()), validate(body.decode())
+
+
 async def _raw(port: int, data: bytes) -> bytes:
     """Send `data` on one connection and read until the node closes it (bounded)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -189,6 +211,7 @@ async def test_http_details_and_bad_requests(live: NodeProcess) -> None:
                 assert resp.headers.get("Content-Encoding") == "gzip"
         async with client.get(classic, headers={"If-None-Match": etag}) as resp:
             assert resp.status in (200, 304)  # 304 unless a segment was added meanwhile
+        await _classic_start_and_blocking_reload(client, classic, text)
         seg_uri = [s.uri for s in m3u8.loads(text).segments][-1]
         seg_url = urljoin(classic, seg_uri)
         async with client.get(seg_url) as resp:

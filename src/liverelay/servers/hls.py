@@ -662,11 +662,14 @@ def add_hls_routes(app: web.Application, http: HlsHttp, hooks: HttpHooks) -> Non
         if isinstance(key, web.Response):
             return key
         headers = request.headers
+        query: dict[str, str] = {}
+        for name, value in request.query.items():
+            query.setdefault(name, value)  # the first of a repeated parameter, as .get() gave
         req = HlsRequest(
             method=request.method,
             key=key,
             name=info.get("name"),
-            query={k: v for k, v in request.query.items()},
+            query=query,
             raw_query=request.rel_url.raw_query_string,
             remote=hooks.remote(request),
             play_query=hooks.play_query(request),

@@ -185,7 +185,7 @@ class HlsConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buf = self.buf + data if self.buf else data
         if self.task is None:
-            self._serve()
+            self._serve_guarded()
         elif len(self.buf) > PAUSE_BUFFER_BYTES and self.transport is not None:
             self.transport.pause_reading()
 
@@ -199,7 +199,7 @@ class HlsConnection(asyncio.Protocol):
         self.writing_paused = False
         if self.transport is not None and self.task is None:
             self.transport.resume_reading()
-            self._serve()
+            self._serve_guarded()
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._timer is not None:
@@ -221,9 +221,12 @@ class HlsConnection(asyncio.Protocol):
     def _expire(self) -> None:
         """The head deadline before the first request, the keep-alive idle timeout after."""
         self._timer = None
-        if self.transport is None or self.task is not None:
-            return  # a request in progress: its end re-arms
+        if self.transport is None:
+            return
         limits = self.guard.limits
+        if self.task is not None:  # a held request is not idleness: look again later
+            self._arm(limits.idle_timeout_s)
+            return
         if not self.requests:
             self.guard.warn.warning(
                 f"head:{limits.name}",
@@ -241,6 +244,14 @@ class HlsConnection(asyncio.Protocol):
             self._arm(limits.idle_timeout_s - idle)
 
     # -- requests ------------------------------------------------------------------
+
+    def _serve_guarded(self) -> None:
+        try:
+            self._serve()
+        except Exception:  # a bug must cost this connection only, with a trace in the log
+            log.exception("hls request from %s failed", self.peer)
+            if self.transport is not None:
+                self.transport.abort()
 
     def _serve(self) -> None:
         """Answer every complete request head buffered, in order; stop at one that must wait."""
@@ -277,22 +288,23 @@ class HlsConnection(asyncio.Protocol):
         return
 
     def _answered(self, task: asyncio.Task[HlsReply]) -> None:
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            log.error("hls request from %s failed", self.peer, exc_info=exc)
         if task is not self.task:
             return  # cancelled by connection_lost
         self.task = None
         pending, self.pending = self.pending, None
         if task.cancelled() or self.transport is None or pending is None:
             return
-        exc = task.exception()
         if exc is not None:
-            log.error("hls request from %s failed", self.peer, exc_info=exc)
             self.transport.abort()
             return
         _, keep_alive, head_only = pending
         self._send(task.result(), keep_alive, head_only)
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
-            self._serve()
+            self._serve_guarded()
 
     def _send(self, reply: HlsReply, keep_alive: bool, head_only: bool) -> None:
         transport = self.transport
