@@ -342,6 +342,7 @@ class HlsService:
         self.sessions_started = 0
         self.refused = 0
         self.auth_refused = 0
+        self.on_sweep: list[Callable[[float], None]] = []  # more to tidy once a second (monotonic now)
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -362,7 +363,10 @@ class HlsService:
         while True:
             await asyncio.sleep(JANITOR_INTERVAL_S)
             try:
-                self.sweep(time.monotonic())
+                now = time.monotonic()
+                self.sweep(now)
+                for tidy in self.on_sweep:
+                    tidy(now)
             except Exception:
                 log.exception("hls janitor failed")
 

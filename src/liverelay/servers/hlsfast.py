@@ -50,6 +50,7 @@ log = logging.getLogger("liverelay.http")
 # (what nginx does from its page cache), instead of copying the bytes on every write.
 SENDFILE_MIN_BYTES = 128 * 1024  # segments (LL-HLS parts, smaller and many, are plain writes)
 SENDFILE_CACHE = 16  # bodies with a file (LRU; each keeps its bytes alive): the live edges
+SENDFILE_IDLE_S = 10.0  # a file not sent for this long is closed (no longer a live edge)
 MAX_HEAD_BYTES = 16 * 1024  # larger heads go to aiohttp (which answers 431/400 as it does)
 PAUSE_BUFFER_BYTES = 64 * 1024  # stop reading while this much waits behind a held request
 _VIA = RELAY_VIA_HEADER.lower()
@@ -78,15 +79,18 @@ class HlsFastPath:
         self.handed_over = 0  # connections given to aiohttp
         self._date_second = -1
         self._date_line = b""
-        self._files: OrderedDict[int, tuple[bytes, int]] = OrderedDict()  # id(body) -> (body, fd)
+        # id(body) -> (body, fd, last sent), least recently sent first
+        self._files: OrderedDict[int, tuple[bytes, int, float]] = OrderedDict()
         self._no_memfd = not hasattr(os, "memfd_create")
 
     def body_file(self, body: bytes) -> int | None:
         """An in-memory file holding `body` (made on its first request), or None."""
         key = id(body)
         found = self._files.get(key)
+        now = time.monotonic()
         if found is not None and found[0] is body:
             self._files.move_to_end(key)
+            self._files[key] = (body, found[1], now)
             return found[1]
         if self._no_memfd:
             return None
@@ -107,14 +111,25 @@ class HlsFastPath:
             return None
         if found is not None:
             os.close(found[1])
-        self._files[key] = (body, fd)
+        self._files[key] = (body, fd, now)
         while len(self._files) > SENDFILE_CACHE:
-            _, (_, old) = self._files.popitem(last=False)
+            _, (_, old, _) = self._files.popitem(last=False)
             os.close(old)
         return fd
 
+    def drop_idle(self, now: float) -> None:
+        """Close the files of bodies not sent for SENDFILE_IDLE_S (the HLS janitor calls it),
+        so a node whose viewers left holds none."""
+        files = self._files
+        while files:
+            key, (_, fd, used) = next(iter(files.items()))
+            if now - used < SENDFILE_IDLE_S:
+                return
+            del files[key]
+            os.close(fd)
+
     def close(self) -> None:
-        for _, fd in self._files.values():
+        for _, fd, _ in self._files.values():
             os.close(fd)
         self._files.clear()
 

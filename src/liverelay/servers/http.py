@@ -71,6 +71,7 @@ def create_http_app(deps: ListenerDeps) -> web.Application:
         # above serve the connections it hands over.
         fast = HlsFastPath(http, deps)
         app[PROTOCOL_WRAPPER_KEY] = fast.wrap
+        hls.on_sweep.append(fast.drop_idle)
 
         async def close_fast_path(_: web.Application) -> None:
             fast.close()
