@@ -824,8 +824,10 @@ class HlsHttp:
         container = MEDIA_PLAYLISTS.get(name)
         if container is not None:
             return self._playlist_now(req, container)
-        self.service.requests += 1
-        return self._segment(req, name)
+        reply = self._segment(req, name)
+        if reply is not None:
+            self.service.requests += 1
+        return reply
 
     async def handle(self, req: HlsRequest) -> HlsReply:
         reply = self.immediate(req)
@@ -963,8 +965,7 @@ class HlsHttp:
         if res.kind == "part":
             data = seg.part_data(res.msn, res.part or 0)
             if data is None:
-                self.service.requests -= 1  # `handle` counts it
-                return None
+                return None  # not there yet: `handle` waits for it
             found_seg = seg.find(res.msn)
             return self.media_reply(req, data, ext, etag, found_seg.wall_clock if found_seg else None)
         data = seg.segment_data(res.msn)
