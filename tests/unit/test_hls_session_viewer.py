@@ -26,7 +26,9 @@ def test_a_count_only_viewer_counts_and_gets_no_frames() -> None:
     assert len([f for f in other.take() if not f.config]) == 10  # the others get everything
     assert stream.viewer_count == 2
     assert hub.viewers_by_protocol().get("hls") == 1
-    pub.close("done")
-    assert session.ended and session.end_reason == "eof"  # it still learns of the end
     session.close()
     assert stream.viewer_count == 1
+    later = stream.subscribe(protocol="hls", remote="r3", query="")
+    stream.count_only(later)
+    pub.close("done")
+    assert later.ended and later.end_reason == "eof"  # it still learns of the end
