@@ -29,6 +29,7 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -81,7 +82,7 @@ class HlsFastPath:
         self._date_line = b""
         # id(body) -> (body, fd, last sent), least recently sent first
         self._files: OrderedDict[int, tuple[bytes, int, float]] = OrderedDict()
-        self._no_memfd = not hasattr(os, "memfd_create")
+        self._no_memfd = sys.platform != "linux"  # memfd_create(2) is Linux-only
 
     def body_file(self, body: bytes) -> int | None:
         """An in-memory file holding `body` (made on its first request), or None."""
