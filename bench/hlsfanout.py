@@ -279,6 +279,7 @@ async def run_one(label: str, n: int, *, window_s: float, warmup_s: float) -> di
         cpu = server_cpu.stop()
         ccpu = client_cpu.stop()
         rss = procstat.rss_bytes(server.pid)
+        rps = (counters.requests - req0) / cpu.wall_s
         return {
             "target": label,
             "viewers": n,
@@ -286,8 +287,11 @@ async def run_one(label: str, n: int, *, window_s: float, warmup_s: float) -> di
             "idle_cpu_pct": idle_cpu.percent,
             "cpu_pct": cpu.percent,
             "cpu_per_viewer_pct": (cpu.percent - idle_cpu.percent) / n,
+            # Per request served: comparable when the one client process cannot keep every
+            # player at its rate (then the targets serve different request rates at one N).
+            "cpu_per_kreq_pct": (cpu.percent - idle_cpu.percent) * 1000 / max(rps, 1e-9),
             "rss_mb": rss / 1e6,
-            "requests_per_s": (counters.requests - req0) / cpu.wall_s,
+            "requests_per_s": rps,
             "mbit_per_s": (counters.bytes - bytes0) * 8 / cpu.wall_s / 1e6,
             "errors": counters.errors - err0,
             "last_error": counters.last_error,
@@ -315,6 +319,7 @@ def _ms(seconds: float | None) -> float | None:
 METRICS = (
     ("cpu_pct", "CPU %"),
     ("cpu_per_viewer_pct", "CPU %/viewer"),
+    ("cpu_per_kreq_pct", "CPU % per 1000 req/s"),
     ("rss_mb", "RSS MB"),
     ("requests_per_s", "req/s"),
     ("mbit_per_s", "Mbit/s"),
@@ -370,7 +375,7 @@ def render(summary: dict[str, Any], viewers: list[int], targets: list[str]) -> s
     for n in viewers:
         for label in targets:
             m = summary[f"{label}@{n}"]
-            digits = {"cpu_per_viewer_pct": 4}
+            digits = {"cpu_per_viewer_pct": 4, "cpu_per_kreq_pct": 2}
             rows.append(
                 [str(n), label, *[fmt(m[k], digits.get(k, 1)) for k, _ in METRICS], str(m["runs_ok"])]
             )
@@ -379,6 +384,7 @@ def render(summary: dict[str, Any], viewers: list[int], targets: list[str]) -> s
             rows.append(
                 [str(n), "ours-hls/nginx", fmt(ratio(a["cpu_pct"], b["cpu_pct"]), 2)]
                 + [fmt(ratio(a["cpu_per_viewer_pct"], b["cpu_per_viewer_pct"]), 2)]
-                + [""] * (len(METRICS) - 1)
+                + [fmt(ratio(a["cpu_per_kreq_pct"], b["cpu_per_kreq_pct"]), 2)]
+                + [""] * (len(METRICS) - 2)
             )
     return "HLS fan-out (medians of repeats)\n" + table(headers, rows)

@@ -20,22 +20,15 @@ from typing import Any
 import pytest
 from aiohttp import web
 from tests.conftest import REPO, in_ci
+from tests.integration.chromium import CHROMIUM
 
 HLSJS_VERSION = "1.6.19"
 HLSJS_INTEGRITY = (
     "sha512-A//aZeaAgM5rgUCbTURD4gkfyw5Uag2/4Jky7CfDOukL/DN+P5DjbgK2BYteyP3/KnCkPfkGVkbLxQG2T0AbUQ=="
 )
 CACHE = REPO / ".cache" / "npm"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--autoplay-policy=no-user-gesture-required",
-]
+# Media plays without a user gesture (the page starts hls.js itself).
+AUTOPLAY_FLAG = "--autoplay-policy=no-user-gesture-required"
 
 PAGE = """<!doctype html><html><body><video id="v" muted playsinline></video>
 <script src="/hls.min.js"></script>

@@ -27,20 +27,12 @@ from typing import Any
 
 import pytest
 from tests.conftest import REPO, TEST_AK, TEST_SK, NodeProcess, ffmpeg_publish, start_node, stop_process
+from tests.integration.chromium import CHROMIUM, chromium_launch_options
 
 from liverelay.sdk import LiveService
 
 pytestmark = pytest.mark.timeout(240)
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = REPO / "test-artifacts" / "console"
 VHOST = "__defaultVhost__"
 PAGES = ["overview", "streams", "domains", "v3", "v4", "status"]
@@ -161,7 +153,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str, sample_flv: Path
             for origin in (origin1, origin2):
                 stack.enter_context(ffmpeg_publish(ffmpeg, sample_flv, origin.rtmp_url("live", "cam")))
             pw = stack.enter_context(sync_api.sync_playwright())
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+            browser = pw.chromium.launch(**chromium_launch_options())
             stack.callback(browser.close)
             context = browser.new_context(viewport={"width": 1280, "height": 900})
             page = context.new_page()

@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, async_playwright
 from tests.conftest import NodeProcess, ffmpeg_publish, free_port
+from tests.integration.chromium import chromium_launch_options
 from tests.integration.hls_helpers import with_hls
 from tests.integration.hlsjs import (
-    CHROMIUM_FLAGS,
+    AUTOPLAY_FLAG,
     hlsjs_path,
     require_chromium,
     serve_page,
@@ -45,13 +46,13 @@ CLASSIC_CONFIG = {"lowLatencyMode": False}
 
 @contextlib.asynccontextmanager
 async def player(url: str, config: dict[str, Any]) -> AsyncIterator[Page]:
-    chromium = require_chromium()
+    require_chromium()
     hlsjs = hlsjs_path()
     port = free_port()
     runner = await serve_page(port, hlsjs, url, config)
     try:
         async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS, headless=True)
+            browser = await pw.chromium.launch(**chromium_launch_options(AUTOPLAY_FLAG))
             try:
                 page = await browser.new_page()
                 await page.goto(f"http://127.0.0.1:{port}/")

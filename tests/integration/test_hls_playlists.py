@@ -37,6 +37,62 @@ def live(node_factory: object, ffmpeg: str, sample_flv: Path) -> object:
         yield node
 
 
+async def _classic_start_and_blocking_reload(client: aiohttp.ClientSession, url: str, first: str) -> None:
+    """A viewer's first classic playlist says where to start (EXT-X-START, within two
+    target durations of the end), later ones do not; the playlist offers blocking reload
+    and `_HLS_msn` of the next segment is answered once that segment is listed."""
+    start = re.search(r"^#EXT-X-START:TIME-OFFSET=-([\d.]+)$", first, re.M)
+    assert start is not None, first
+    playlist = m3u8.loads(first)
+    assert 0 < float(start.group(1)) <= 2 * playlist.target_duration
+    assert "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES" in first
+    status, body, _ = await get(client, url)
+    assert status == 200 and "#EXT-X-START" not in body.decode()
+    playlist = m3u8.loads(body.decode())
+    wanted = playlist.media_sequence + len(playlist.segments)  # the segment being built
+    asked = time.monotonic()
+    status, body, answered = await get(client, f"{url}&_HLS_msn={wanted}")
+    assert status == 200, body
+    held = m3u8.loads(body.decode())
+    assert held.media_sequence + len(held.segments) - 1 >= wanted, body
+    assert answered - asked <= 3 * playlist.target_duration + 2  # held until the cut, bounded
+    assert not validate(body.decode()), validate(body.decode())
+
+
+async def _raw(port: int, data: bytes) -> bytes:
+    """Send `data` on one connection and read until the node closes it (bounded)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        async with asyncio.timeout(20):
+            return await reader.read(-1)
+    finally:
+        writer.close()
+
+
+async def _raw_http_checks(port: int, media_url: str) -> None:
+    """The listener's HLS fast path at the byte level: pipelined requests answered in order,
+    HTTP/1.0 closing, HEAD without a body, and a connection that asked for something else
+    first (handed to aiohttp) still served the HLS routes."""
+    target = media_url.split(f":{port}", 1)[1].encode()
+    get_ = b"GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % (target, port)
+    out = await _raw(
+        port, get_ + b"\r\n" + b"HEAD" + get_[3:] + b"\r\n" + get_ + b"Connection: close\r\n\r\n"
+    )
+    heads = re.findall(rb"HTTP/1\.1 (\d+) [^\r]*\r\n((?:[^\r]+\r\n)*)\r\n", out)
+    assert [h[0] for h in heads] == [b"200"] * 3, out[:400]
+    assert out.count(b"#EXTM3U") == 2  # the HEAD answer has no body
+    assert b"Connection: close" in heads[2][1]
+    out = await _raw(port, b"GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" % target)
+    assert out.startswith(b"HTTP/1.1 200") and b"Connection: close" in out and b"#EXTM3U" in out
+    out = await _raw(
+        port,
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" + get_ + b"Connection: close\r\n\r\n",
+    )
+    assert out.count(b"HTTP/1.1 200") == 2 and b"#EXTM3U" in out, out[:400]
+    assert out.count(b"\r\nServer: ") == 2  # both answered by aiohttp (the fast path sends none)
+
+
 def _pdt_lag(playlist: m3u8.M3U8) -> float:
     """Wall clock minus the end of the newest complete segment per its PROGRAM-DATE-TIME."""
     last = [s for s in playlist.segments if s.uri][-1]
@@ -155,6 +211,7 @@ async def test_http_details_and_bad_requests(live: NodeProcess) -> None:
                 assert resp.headers.get("Content-Encoding") == "gzip"
         async with client.get(classic, headers={"If-None-Match": etag}) as resp:
             assert resp.status in (200, 304)  # 304 unless a segment was added meanwhile
+        await _classic_start_and_blocking_reload(client, classic, text)
         seg_uri = [s.uri for s in m3u8.loads(text).segments][-1]
         seg_url = urljoin(classic, seg_uri)
         async with client.get(seg_url) as resp:
@@ -203,6 +260,8 @@ async def test_http_details_and_bad_requests(live: NodeProcess) -> None:
         assert status == 404
         status, _, _ = await get(client, urljoin(ll, "nothing.bin"))
         assert status == 404
+
+        await _raw_http_checks(port, classic)
 
         status, metrics, _ = await get(client, f"http://127.0.0.1:{port}/metrics")
         text = metrics.decode()

@@ -101,6 +101,7 @@ class Stream:
         # Internal readers (the HLS muxer): fanned out to like viewers, but not viewers,
         # so viewer counts (API, metrics, the V3 linger) leave them out.
         self._internal: set[Subscriber] = set()
+        self._count_only: set[Subscriber] = set()  # viewers that get no frames (HLS sessions)
         self._fanout_to: tuple[Subscriber, ...] = ()
         self._listeners: list[Callable[[int], Any]] = []
         self._timeline = Timeline()
@@ -411,13 +412,20 @@ class Stream:
         prefix, waiting = self._join_prefix()
         sub.start(prefix, waiting)
         self._subscribers[sub] = None
-        self._fanout_to = tuple(self._subscribers)
+        self._fanout_to = (*self._fanout_to, sub)
         if not counted:
             self._internal.add(sub)
             return sub
         self._owner.viewer_joined(sub)
         self._notify_viewers()
         return sub
+
+    def count_only(self, sub: Subscriber) -> None:
+        """`sub` stays a viewer (counted, ended with the stream) but gets no more frames:
+        an HLS session, whose media the stream's one HLS muxer reads instead."""
+        if sub in self._subscribers:
+            self._count_only.add(sub)
+            self._fanout_to = tuple(s for s in self._fanout_to if s is not sub)
 
     def _join_prefix(self) -> tuple[list[Frame], bool]:
         """What a new viewer gets at once, and whether it must then wait for a keyframe."""
@@ -468,7 +476,8 @@ class Stream:
         if sub not in self._subscribers:
             return False
         del self._subscribers[sub]
-        self._fanout_to = tuple(self._subscribers)
+        self._count_only.discard(sub)
+        self._fanout_to = tuple(s for s in self._subscribers if s not in self._count_only)
         self._left_bytes_out += sub.bytes_out
         self._left_skips += sub.skips
         if sub in self._internal:

@@ -338,34 +338,50 @@ class TsDemuxer:
         buf = self._carry + data if self._carry else data
         n = len(buf)
         usable = n - n % PACKET_SIZE
+        count = usable // PACKET_SIZE
         out: list[Frame] = []
         mv = memoryview(buf)
+        # Header bytes of every packet at once (strided slices are C loops): the sync
+        # bytes are checked in one comparison, and runs of packets continuing one PES are
+        # found and copied without a Python step per packet (the native HLS puller's CPU).
+        if buf[0:usable:PACKET_SIZE].count(SYNC) != count:
+            for pos in range(0, usable, PACKET_SIZE):
+                if buf[pos] != SYNC:
+                    raise TsError(f"lost sync at byte {pos} (0x{buf[pos]:02x} instead of 0x47)")
+        b1s = buf[1:usable:PACKET_SIZE]
+        b2s = buf[2:usable:PACKET_SIZE]
+        b3s = buf[3:usable:PACKET_SIZE]
         pes_by_pid = self._pes
-        for pos in range(0, usable, PACKET_SIZE):
-            if buf[pos] != SYNC:
-                raise TsError(f"lost sync at byte {pos} (0x{buf[pos]:02x} instead of 0x47)")
-            self.packets += 1
-            # Fast path (most packets; the native HLS puller's CPU is mostly here): the next
-            # in-order, payload-only piece of a PES that it does not complete.
-            b1, b3 = buf[pos + 1], buf[pos + 3]
+        self.packets += count
+        i = 0
+        while i < count:
+            b1, b3 = b1s[i], b3s[i]
             if not b1 & 0xC0 and b3 & 0x30 == 0x10:
-                pid = ((b1 & 0x1F) << 8) | buf[pos + 2]
+                # A payload-only piece of a PES, no start: maybe a run continuing one.
+                pid = ((b1 & 0x1F) << 8) | b2s[i]
                 pes = pes_by_pid.get(pid)
                 if (
                     pes is not None
                     and pes.started
                     and pes.cc >= 0
                     and b3 & 0x0F == (pes.cc + 1) & 0x0F
-                    and (not pes.expected or len(pes.buf) + PACKET_SIZE - 4 < pes.expected)
                     and pid != PID_PAT
                     and pid != self._pmt_pid
                 ):
-                    pes.buf += mv[pos + 4 : pos + PACKET_SIZE]
-                    pes.cc = b3 & 0x0F
-                    if len(pes.buf) > self._max_pes:
-                        raise TsError(f"PES on PID {pid} exceeds {self._max_pes} bytes")
-                    continue
+                    run = _run_length(b1s, b2s, b3s, i, count)
+                    if pes.expected:  # the packet that completes a bounded PES takes the slow path
+                        run = min(run, (pes.expected - len(pes.buf) - 1) // (PACKET_SIZE - 4))
+                    if run > 0:
+                        end = i + run
+                        pes.buf += _payloads(buf, i * PACKET_SIZE, end * PACKET_SIZE)
+                        pes.cc = b3s[end - 1] & 0x0F
+                        if len(pes.buf) > self._max_pes:
+                            raise TsError(f"PES on PID {pid} exceeds {self._max_pes} bytes")
+                        i = end
+                        continue
+            pos = i * PACKET_SIZE
             out.extend(self._packet(mv[pos : pos + PACKET_SIZE]))
+            i += 1
         self._carry = bytes(buf[usable:])
         out.sort(key=_frame_order)
         return out
@@ -592,6 +608,35 @@ class TsDemuxer:
             i += 1
         self.frames += len(out)
         return out
+
+
+# Header byte 3 of consecutive packets of one PID: payload only, continuity counter + 1 each.
+_CC_RUN = bytes(0x10 | (k & 0x0F) for k in range(16 + 4096))
+
+
+def _run_length(b1s: bytes, b2s: bytes, b3s: bytes, i: int, count: int) -> int:
+    """How many packets from `i` continue packet i's PES in order: same header bytes 1-2
+    (PID, no start, no error), byte 3 payload-only with the continuity counter counting up.
+    Compared as big integers: the first differing byte is found without a Python loop."""
+    n = min(count - i, 4096)
+    cc = b3s[i] & 0x0F
+    diff = (
+        (int.from_bytes(b1s[i : i + n], "big") ^ int.from_bytes(bytes((b1s[i],)) * n, "big"))
+        | (int.from_bytes(b2s[i : i + n], "big") ^ int.from_bytes(bytes((b2s[i],)) * n, "big"))
+        | (int.from_bytes(b3s[i : i + n], "big") ^ int.from_bytes(_CC_RUN[cc : cc + n], "big"))
+    )
+    if not diff:
+        return n
+    return n - 1 - (diff.bit_length() - 1) // 8  # bytes before the first (most significant) difference
+
+
+def _payloads(buf: bytes, start: int, end: int) -> bytearray:
+    """The payloads of the payload-only packets in buf[start:end] (their 4-byte headers cut
+    out by four strided deletions, each a C loop)."""
+    out = bytearray(buf[start:end])
+    for size in (PACKET_SIZE, PACKET_SIZE - 1, PACKET_SIZE - 2, PACKET_SIZE - 3):
+        del out[::size]
+    return out
 
 
 def _read_ts(b: bytes) -> int:

@@ -292,6 +292,10 @@ class HttpGuard:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# An app may put a protocol factory in front of the guard's (it hands unknown requests to it).
+PROTOCOL_WRAPPER_KEY: web.AppKey[Callable[[HttpGuard], Callable[[], asyncio.Protocol]]] = web.AppKey(
+    "liverelay_protocol_wrapper"
+)
 
 
 @web.middleware
@@ -316,7 +320,13 @@ async def serve_guarded(
     app.middlewares.insert(0, mark_request_middleware)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
+    guard = HttpGuard(runner, limits)
+    wrap = app.get(PROTOCOL_WRAPPER_KEY)  # the HLS fast path of the media listener
     server = await asyncio.get_running_loop().create_server(
-        HttpGuard(runner, limits), host, port, reuse_address=True, ssl=ssl_context
+        wrap(guard) if wrap is not None and ssl_context is None else guard,
+        host,
+        port,
+        reuse_address=True,
+        ssl=ssl_context,
     )
     return runner, server

@@ -34,11 +34,11 @@ import re
 import secrets
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import TYPE_CHECKING
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -50,6 +50,7 @@ from ..media.elementary import BitstreamError, aac_payload, parse_asc, parse_vid
 from ..media.frame import Frame, FrameKind
 from ..media.hls.playlist import (
     Reload,
+    Resource,
     ResourceNames,
     parse_resource,
     part_decision,
@@ -57,6 +58,8 @@ from ..media.hls.playlist import (
     render_playlist,
 )
 from ..media.hls.segmenter import Container, HlsSegmenter, Published, SegmenterConfig
+from ..sources.base import RELAY_VIA_PARAM
+from ..urlauth import TIME_PARAM, UrlAuthVerifier
 from .admission import RateLimitedLog
 from .peertext import clip
 from .protocols import MediaHub
@@ -302,6 +305,7 @@ class HlsSession:
     requests: int = 0
     bytes_out: int = 0
     busy: int = 0  # requests of this session in progress (a held request keeps it alive)
+    started: bool = False  # its first media playlist was sent (that one carries EXT-X-START)
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
@@ -337,6 +341,8 @@ class HlsService:
         self.muxers_started = 0
         self.sessions_started = 0
         self.refused = 0
+        self.auth_refused = 0
+        self.on_sweep: list[Callable[[float], None]] = []  # more to tidy once a second (monotonic now)
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -357,7 +363,10 @@ class HlsService:
         while True:
             await asyncio.sleep(JANITOR_INTERVAL_S)
             try:
-                self.sweep(time.monotonic())
+                now = time.monotonic()
+                self.sweep(now)
+                for tidy in self.on_sweep:
+                    tidy(now)
             except Exception:
                 log.exception("hls janitor failed")
 
@@ -411,16 +420,12 @@ class HlsService:
     async def session(self, key: StreamKey, token: str | None, remote: str, query: str) -> HlsSession:
         """The viewer's session (created, with its hub subscriber, when new or expired)."""
         if token is not None:
-            found = self.sessions.get(token)
-            muxer = self.muxers.get(key)
-            ended_here = muxer is not None and muxer.ended and not self._has_source(key)
-            if found is not None and found.key == key and (not found.sub.ended or ended_here):
-                # A viewer of an ended stream keeps its session: it gets the final playlist.
-                found.last_seen = time.monotonic()
-                found.requests += 1
-                return found
+            found = self.find_session(key, token)
             if found is not None:
-                self._end_session(found, "stream changed" if found.key != key else "stream ended")
+                return found
+            stale = self.sessions.get(token)
+            if stale is not None:
+                self._end_session(stale, "stream changed" if stale.key != key else "stream ended")
         if len(self.sessions) >= self.settings.hls_max_sessions:
             self.refused += 1
             raise HlsError(503, "too many HLS sessions")
@@ -435,15 +440,40 @@ class HlsService:
         session.requests = 1
         sub.set_waker(session.discard)
         session.discard()  # the join burst is already queued
+        stream = self.hub.get(key)
+        if stream is not None:
+            # It counts as a viewer; the frames it would be handed are the muxer's business.
+            stream.count_only(sub)
         self.sessions[token] = session
         self.sessions_started += 1
         muxer = await self.muxer(key, remote)
         muxer.sessions[token] = session
         return session
 
-    async def muxer(self, key: StreamKey, remote: str) -> HlsMuxer:
+    def find_session(self, key: StreamKey, token: str) -> HlsSession | None:
+        """The live session `token` names for `key` (this fetch counted), else None."""
+        found = self.sessions.get(token)
+        if found is None or found.key != key:
+            return None
+        if found.sub.ended:
+            # A viewer of an ended stream keeps its session: it gets the final playlist.
+            muxer = self.muxers.get(key)
+            if muxer is None or not muxer.ended or self._has_source(key):
+                return None
+        found.last_seen = time.monotonic()
+        found.requests += 1
+        return found
+
+    def live_muxer(self, key: StreamKey) -> HlsMuxer | None:
+        """The running muxer of `key` when no wait is needed to get it (else `muxer()`)."""
         muxer = self.muxers.get(key)
         if muxer is not None and (not muxer.ended or not self._has_source(key)):
+            return muxer
+        return None
+
+    async def muxer(self, key: StreamKey, remote: str) -> HlsMuxer:
+        muxer = self.live_muxer(key)
+        if muxer is not None:
             return muxer  # an ended muxer serves its final playlist until a source returns
         starting = self._starting.get(key)
         if starting is not None:
@@ -493,13 +523,19 @@ class HlsService:
                     return variant
                 raise HlsError(404, "no segment yet")
 
-    def media_playlist(self, muxer: HlsMuxer, variant: Variant, token: str, skip: bool) -> str:
+    def media_playlist(self, muxer: HlsMuxer, variant: Variant, session: HlsSession, skip: bool) -> str:
         cached = variant.rendered.get(skip)
         if cached is None or cached[0] != variant.version or muxer.ended:
             names = ResourceNames(query=f"?v={muxer.generation}&s={TOKEN_MARK}")
             cached = (variant.version, render_playlist(variant.segmenter, names=names, skip=skip))
             variant.rendered[skip] = cached
-        return cached[1].replace(TOKEN_MARK, token)
+        text = cached[1].replace(TOKEN_MARK, session.token)
+        if not session.started:
+            session.started = True
+            start = _start_tag(variant.segmenter, time.time())
+            if start is not None:
+                text = text.replace("\n#EXT-X-MEDIA-SEQUENCE:", f"\n{start}\n#EXT-X-MEDIA-SEQUENCE:", 1)
+        return text
 
     async def blocking_reload(
         self, muxer: HlsMuxer, variant: Variant, msn: int | None, part: int | None
@@ -568,6 +604,9 @@ class HlsCollector(Collector):
         yield CounterMetricFamily("liverelay_hls_requests", "HLS requests answered", value=svc.requests)
         yield CounterMetricFamily("liverelay_hls_bytes_out", "HLS response body bytes", value=svc.bytes_out)
         yield CounterMetricFamily("liverelay_hls_refused", "HLS requests refused by a cap", value=svc.refused)
+        yield CounterMetricFamily(
+            "liverelay_hls_auth_refused", "HLS requests refused by URL authentication", value=svc.auth_refused
+        )
 
 
 # ------------------------------------------------------------------ HTTP
@@ -577,6 +616,8 @@ HLS_SERVICE_KEY: web.AppKey[HlsService] = web.AppKey("liverelay_hls", HlsService
 
 PlayQuery = Callable[[web.Request], str]
 Remote = Callable[[web.Request], str]
+MASTER_NAMES = ("index.m3u8",)  # besides `{stream}.m3u8` (name None): where a viewer enters
+MEDIA_PLAYLISTS = {"ts.m3u8": Container.TS, "ll.m3u8": Container.FMP4}
 
 
 @dataclass(frozen=True, slots=True)
@@ -588,13 +629,67 @@ class HttpHooks:
     remote: Remote
 
 
-def add_hls_routes(app: web.Application, service: HlsService, hooks: HttpHooks) -> None:
-    handlers = _Handlers(service, hooks)
+@dataclass(slots=True)
+class HlsRequest:
+    """One HLS request, whichever HTTP server parsed it (aiohttp's routes or the fast path)."""
+
+    method: str  # GET, HEAD or OPTIONS
+    key: StreamKey
+    name: str | None  # the file under /{app}/{stream}/; None for /{app}/{stream}.m3u8
+    query: Mapping[str, str]  # decoded, first value of each name
+    raw_query: str  # undecoded (a signature is checked on it)
+    remote: str
+    play_query: str  # what the hub's play trigger gets (raw query + a relay's loop marker)
+    if_none_match: str | None = None
+    range: str | None = None
+    accept_encoding: str = ""
+    origin: str | None = None
+    request_headers: str | None = None  # Access-Control-Request-Headers
+
+
+@dataclass(slots=True)
+class HlsReply:
+    status: int
+    headers: dict[str, str]
+    body: bytes = b""
+
+
+def add_hls_routes(app: web.Application, http: HlsHttp, hooks: HttpHooks) -> None:
+    """The HLS routes on aiohttp (the fast path, servers/hlsfast.py, answers the same URLs
+    on the node's listener without them; these serve what it hands over)."""
+    service = http.service
     app[HLS_SERVICE_KEY] = service
-    app.router.add_get("/{app}/{stream}.m3u8", handlers.classic_master)
-    app.router.add_get("/{app}/{stream}/{name}", handlers.resource)
-    app.router.add_route("OPTIONS", "/{app}/{stream}.m3u8", handlers.preflight)
-    app.router.add_route("OPTIONS", "/{app}/{stream}/{name}", handlers.preflight)
+
+    async def route(request: web.Request) -> web.StreamResponse:
+        info = request.match_info
+        key = hooks.resolve(request, info["app"], info["stream"])
+        if isinstance(key, web.Response):
+            return key
+        headers = request.headers
+        query: dict[str, str] = {}
+        for name, value in request.query.items():
+            query.setdefault(name, value)  # the first of a repeated parameter, as .get() gave
+        req = HlsRequest(
+            method=request.method,
+            key=key,
+            name=info.get("name"),
+            query=query,
+            raw_query=request.rel_url.raw_query_string,
+            remote=hooks.remote(request),
+            play_query=hooks.play_query(request),
+            if_none_match=headers.get("If-None-Match"),
+            range=headers.get("Range"),
+            accept_encoding=headers.get("Accept-Encoding", ""),
+            origin=headers.get("Origin"),
+            request_headers=headers.get("Access-Control-Request-Headers"),
+        )
+        reply = await http.handle(req)
+        return web.Response(status=reply.status, body=reply.body or None, headers=reply.headers)
+
+    app.router.add_get("/{app}/{stream}.m3u8", route)
+    app.router.add_get("/{app}/{stream}/{name}", route)
+    app.router.add_route("OPTIONS", "/{app}/{stream}.m3u8", route)
+    app.router.add_route("OPTIONS", "/{app}/{stream}/{name}", route)
 
     async def on_startup(_: web.Application) -> None:
         service.start()
@@ -606,17 +701,28 @@ def add_hls_routes(app: web.Application, service: HlsService, hooks: HttpHooks) 
     app.on_cleanup.append(on_cleanup)
 
 
-class _Handlers:
-    def __init__(self, service: HlsService, hooks: HttpHooks) -> None:
+class HlsHttp:
+    """The HTTP side of HLS, independent of the server that parsed the request:
+    `immediate(req)` answers what needs no wait (segments, parts that exist, a known
+    viewer's playlist), `handle(req)` everything (blocking reloads, new sessions).
+
+    URL authentication (docs/auth.md): where a pull key applies to the stream's vhost/app,
+    a master playlist needs a valid signature, and everything under it (media playlists,
+    segments, parts, init segments) the session token of a viewer admitted that way (or,
+    for a media playlist, a signature of its own); else 403 and a log line naming why."""
+
+    def __init__(self, service: HlsService, verifier: UrlAuthVerifier | None = None) -> None:
         self.service = service
-        self.hooks = hooks
+        self.verifier = verifier
         origins = service.settings.hls_cors_origins
         self.any_origin = "*" in origins
         self.origins = frozenset(origins)
+        s = service.settings
+        self._segment_cache_control = f"public, max-age={s.hls_segment_max_age_s}, immutable"
 
     # -- helpers ----------------------------------------------------------------
 
-    def _cors(self, request: web.Request) -> dict[str, str]:
+    def cors(self, origin: str | None) -> dict[str, str]:
         headers = {
             "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
             "Access-Control-Expose-Headers": "Content-Length, Content-Range, ETag, Last-Modified",
@@ -624,183 +730,323 @@ class _Handlers:
         if self.any_origin:
             headers["Access-Control-Allow-Origin"] = "*"
         else:
-            origin = request.headers.get("Origin")
             headers["Vary"] = "Origin"
             if origin is not None and origin in self.origins:
                 headers["Access-Control-Allow-Origin"] = origin
         return headers
 
-    def _error(self, request: web.Request, status: int, text: str) -> web.Response:
-        return web.Response(status=status, text=text + "\n", headers=self._cors(request))
+    def error(self, req: HlsRequest, status: int, text: str) -> HlsReply:
+        headers = self.cors(req.origin)
+        headers["Content-Type"] = "text/plain; charset=utf-8"
+        return HlsReply(status, headers, (text + "\n").encode())
 
-    async def preflight(self, request: web.Request) -> web.Response:
-        headers = self._cors(request)
-        headers["Access-Control-Allow-Headers"] = request.headers.get("Access-Control-Request-Headers", "*")
+    def preflight(self, req: HlsRequest) -> HlsReply:
+        headers = self.cors(req.origin)
+        headers["Access-Control-Allow-Headers"] = req.request_headers or "*"
         headers["Access-Control-Max-Age"] = "86400"
-        return web.Response(status=204, headers=headers)
+        return HlsReply(204, headers)
 
-    def _playlist_response(self, request: web.Request, text: str) -> web.Response:
+    def playlist_reply(self, req: HlsRequest, text: str) -> HlsReply:
         body = text.encode()
         etag = f'"{zlib.crc32(body):08x}{len(body):x}"'
-        headers = self._cors(request)
+        headers = self.cors(req.origin)
         headers["Content-Type"] = PLAYLIST_TYPE
         headers["Cache-Control"] = "no-cache"
         headers["ETag"] = etag
-        if request.headers.get("If-None-Match") == etag:
-            return web.Response(status=304, headers=headers)
-        if (
-            self.service.settings.hls_gzip
-            and len(body) >= GZIP_MIN_BYTES
-            and "gzip" in request.headers.get("Accept-Encoding", "")
-        ):
+        if req.if_none_match == etag:
+            return HlsReply(304, headers)
+        if self.service.settings.hls_gzip and len(body) >= GZIP_MIN_BYTES and "gzip" in req.accept_encoding:
             body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
-            headers["Vary"] = (
-                headers.get("Vary", "") + (", " if "Vary" in headers else "") + "Accept-Encoding"
-            )
+            vary = headers.get("Vary")
+            headers["Vary"] = f"{vary}, Accept-Encoding" if vary else "Accept-Encoding"
         self.service.bytes_out += len(body)
-        return web.Response(body=body, headers=headers)
+        return HlsReply(200, headers, body)
 
-    def _media_response(
-        self, request: web.Request, data: bytes, ext: str, etag: str, wall_clock: float | None
-    ) -> web.Response:
-        s = self.service.settings
-        headers = self._cors(request)
+    def media_reply(
+        self, req: HlsRequest, data: bytes, ext: str, etag: str, wall_clock: float | None
+    ) -> HlsReply:
+        headers = self.cors(req.origin)
         headers["Content-Type"] = CONTENT_TYPES[ext]
-        headers["Cache-Control"] = f"public, max-age={s.hls_segment_max_age_s}, immutable"
+        headers["Cache-Control"] = self._segment_cache_control
         headers["ETag"] = etag
         headers["Accept-Ranges"] = "bytes"
         if wall_clock is not None:
-            headers["Last-Modified"] = formatdate(wall_clock, usegmt=True)
-        if request.headers.get("If-None-Match") == etag:
-            return web.Response(status=304, headers=headers)
-        rng = request.headers.get("Range")
-        if rng is not None:
-            span = _byte_range(rng, len(data))
+            headers["Last-Modified"] = _http_date(wall_clock)
+        if req.if_none_match == etag:
+            return HlsReply(304, headers)
+        if req.range is not None:
+            span = _byte_range(req.range, len(data))
             if span is None:
                 headers["Content-Range"] = f"bytes */{len(data)}"
-                return web.Response(status=416, headers=headers)
+                return HlsReply(416, headers)
             if span != (0, len(data)):
                 start, end = span
                 headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
                 self.service.bytes_out += end - start
-                return web.Response(status=206, body=data[start:end], headers=headers)
+                return HlsReply(206, headers, data[start:end])
         self.service.bytes_out += len(data)
-        return web.Response(body=data, headers=headers)
+        return HlsReply(200, headers, data)
 
-    async def _key(self, request: web.Request) -> StreamKey | web.Response:
-        return self.hooks.resolve(request, request.match_info["app"], request.match_info["stream"])
+    def _refuse(self, req: HlsRequest, reason: str) -> HlsReply:
+        self.service.auth_refused += 1
+        _LOG.warning(
+            f"auth-hls-{reason}-{req.remote.rpartition(':')[0]}",
+            "hls play %s/%s from %s refused: %s",
+            clip(req.key),
+            clip(req.name or "(master)"),
+            req.remote,
+            reason,
+        )
+        return self.error(req, 403, "forbidden")
 
-    # -- routes -----------------------------------------------------------------
+    def _auth_applies(self, key: StreamKey) -> bool:
+        v = self.verifier
+        return v is not None and v.config_for(key.vhost, key.app, "pull") is not None
 
-    async def classic_master(self, request: web.Request) -> web.StreamResponse:
-        return await self._master(request, Container.TS)
+    def _signature_refusal(self, req: HlsRequest) -> str | None:
+        """None when the request's own query is validly signed (or no key applies)."""
+        v = self.verifier
+        if v is None:
+            return None
+        refusal = v.check_play(req.key.vhost, req.key.app, req.key.name, req.raw_query)
+        return None if refusal is None else refusal.reason
 
-    async def resource(self, request: web.Request) -> web.StreamResponse:
-        name = request.match_info["name"]
-        if name == "index.m3u8":
-            return await self._master(request, Container.FMP4)
-        if name == "ts.m3u8":
-            return await self._media_playlist(request, Container.TS)
-        if name == "ll.m3u8":
-            return await self._media_playlist(request, Container.FMP4)
-        return await self._segment(request, name)
+    # -- requests ---------------------------------------------------------------
 
-    async def _master(self, request: web.Request, container: Container) -> web.StreamResponse:
-        """A master playlist naming this viewer's media playlist (its session token in the URI)."""
+    def immediate(self, req: HlsRequest) -> HlsReply | None:
+        """The answer when it needs no wait, else None (then `handle`)."""
+        if req.method == "OPTIONS":
+            return self.preflight(req)
+        name = req.name
+        if name is None or name in MASTER_NAMES:
+            return None  # a new viewer: a session (and maybe a pull) to start
+        container = MEDIA_PLAYLISTS.get(name)
+        if container is not None:
+            return self._playlist_now(req, container)
+        reply = self._segment(req, name)
+        if reply is not None:
+            self.service.requests += 1
+        return reply
+
+    async def handle(self, req: HlsRequest) -> HlsReply:
+        reply = self.immediate(req)
+        if reply is not None:
+            return reply
         svc = self.service
         svc.requests += 1
-        key = await self._key(request)
-        if isinstance(key, web.Response):
-            return key
-        deadline = time.monotonic() + svc.start_timeout_s
+        name = req.name
+        if name is None or name in MASTER_NAMES:
+            return await self._master(req, Container.TS if name is None else Container.FMP4)
+        if name in MEDIA_PLAYLISTS:
+            return await self._media_playlist(req, MEDIA_PLAYLISTS[name])
+        return await self._part(req, name)
+
+    def _playlist_params(self, req: HlsRequest) -> tuple[int | None, int | None, bool]:
+        q = req.query
+        skip = q.get("_HLS_skip", "").upper() in ("YES", "V2")
+        return _int_param(q.get("_HLS_msn")), _int_param(q.get("_HLS_part")), skip
+
+    def _playlist_now(self, req: HlsRequest, container: Container) -> HlsReply | None:
+        """A known viewer's playlist without a blocking reload: answered at once."""
+        svc = self.service
+        token = _token(req.query)
+        if token is None:
+            return None
         try:
-            session = await svc.session(
-                key, _token(request), self.hooks.remote(request), self.hooks.play_query(request)
-            )
-            with session.held():
-                muxer = await svc.muxer(key, session.remote)
-                variant = await svc.ready_variant(muxer, container, deadline)
+            msn, part, skip = self._playlist_params(req)
+        except ValueError:
+            return None  # `handle` answers the 400
+        if msn is not None or part is not None:
+            return None
+        muxer = svc.live_muxer(req.key)
+        variant = muxer.variants.get(container) if muxer is not None else None
+        if muxer is None or variant is None or not (_ready(variant.segmenter, 1) or muxer.ended):
+            return None
+        session = svc.find_session(req.key, token)
+        if session is None:
+            return None  # `handle` opens one, or refuses it
+        svc.requests += 1
+        variant.last_fetch = muxer.last_fetch = time.monotonic()
+        text = svc.media_playlist(muxer, variant, session, skip and container is Container.FMP4)
+        return self.playlist_reply(req, text)
+
+    @contextlib.asynccontextmanager
+    async def _viewer(
+        self, req: HlsRequest, container: Container, token: str | None
+    ) -> AsyncIterator[tuple[HlsSession, HlsMuxer, Variant]]:
+        """The viewer's session, the stream's muxer and the variant once it has a playlist:
+        what every playlist request starts with; the session counts as busy inside."""
+        svc = self.service
+        deadline = time.monotonic() + svc.start_timeout_s
+        session = await svc.session(req.key, token, req.remote, req.play_query)
+        with session.held():
+            muxer = await svc.muxer(req.key, session.remote)
+            variant = await svc.ready_variant(muxer, container, deadline)
+            yield session, muxer, variant
+
+    async def _master(self, req: HlsRequest, container: Container) -> HlsReply:
+        """A master playlist naming this viewer's media playlist (its session token in the URI)."""
+        refusal = self._signature_refusal(req)
+        if refusal is not None:
+            return self._refuse(req, refusal)
+        svc = self.service
+        key = req.key
+        try:
+            async with self._viewer(req, container, _token(req.query)) as (session, _, variant):
+                pass
         except HlsError as exc:
-            return self._error(request, exc.status, exc.text)
+            return self.error(req, exc.status, exc.text)
         name = "ts.m3u8" if container is Container.TS else "ll.m3u8"
         uri = f"{quote(key.name)}/{name}" if container is Container.TS else name
         text = _master_text(svc.hub, key, variant, f"{uri}?s={session.token}")
-        return self._playlist_response(request, text)
+        return self.playlist_reply(req, text)
 
-    async def _media_playlist(self, request: web.Request, container: Container) -> web.StreamResponse:
+    async def _media_playlist(self, req: HlsRequest, container: Container) -> HlsReply:
         svc = self.service
-        svc.requests += 1
-        key = await self._key(request)
-        if isinstance(key, web.Response):
-            return key
-        q = request.query
         try:
-            msn = _int_param(q.get("_HLS_msn"))
-            part = _int_param(q.get("_HLS_part"))
+            msn, part, skip = self._playlist_params(req)
         except ValueError:
-            return self._error(request, 400, "bad _HLS_msn/_HLS_part")
-        skip = q.get("_HLS_skip", "").upper() in ("YES", "V2")
-        deadline = time.monotonic() + svc.start_timeout_s
+            return self.error(req, 400, "bad _HLS_msn/_HLS_part")
+        token = _token(req.query)
+        if self._auth_applies(req.key) and (token is None or svc.find_session(req.key, token) is None):
+            # Not an admitted viewer: only a signature of its own may open a session.
+            refusal = self._signature_refusal(req)
+            if refusal is not None:
+                signed = TIME_PARAM in req.query
+                return self._refuse(req, refusal if signed else _token_reason(token))
         try:
-            session = await svc.session(
-                key, _token(request), self.hooks.remote(request), self.hooks.play_query(request)
-            )
-            with session.held():
-                muxer = await svc.muxer(key, session.remote)
-                variant = await svc.ready_variant(muxer, container, deadline)
-                if container is Container.TS and (msn is not None or part is not None):
-                    raise HlsError(400, "blocking reload is for the LL-HLS playlist")
+            async with self._viewer(req, container, token) as (session, muxer, variant):
                 if msn is not None or part is not None:
                     variant = await svc.blocking_reload(muxer, variant, msn, part)
         except HlsError as exc:
-            return self._error(request, exc.status, exc.text)
-        text = svc.media_playlist(muxer, variant, session.token, skip and container is Container.FMP4)
-        return self._playlist_response(request, text)
+            return self.error(req, exc.status, exc.text)
+        text = svc.media_playlist(muxer, variant, session, skip and container is Container.FMP4)
+        return self.playlist_reply(req, text)
 
-    async def _segment(self, request: web.Request, name: str) -> web.StreamResponse:
+    def _resource(self, req: HlsRequest, name: str) -> tuple[HlsMuxer, Variant, Resource, str] | HlsReply:
+        """What a segment, part or init URI names, after the session check."""
         svc = self.service
-        svc.requests += 1
         res = parse_resource(name)
         if res is None:
-            return self._error(request, 404, "not found")
-        key = await self._key(request)
-        if isinstance(key, web.Response):
-            return key
-        muxer = svc.muxers.get(key)
-        if muxer is None or request.query.get("v", muxer.generation) != muxer.generation:
-            return self._error(request, 404, "segment gone")
-        token = _token(request)
-        if token is not None:
-            session = svc.sessions.get(token)
-            if session is not None and session.key == key:
-                session.last_seen = time.monotonic()
-                session.requests += 1
+            return self.error(req, 404, "not found")
+        token = _token(req.query)
+        session = svc.sessions.get(token) if token is not None else None
+        if session is not None and session.key != req.key:
+            session = None
+        if session is None and self._auth_applies(req.key):
+            return self._refuse(req, _token_reason(token))
+        muxer = svc.muxers.get(req.key)
+        if muxer is None or req.query.get("v", muxer.generation) != muxer.generation:
+            return self.error(req, 404, "segment gone")
+        if session is not None:
+            session.last_seen = time.monotonic()
+            session.requests += 1
         ext = name.rsplit(".", 1)[1]
-        container = Container.TS if ext == "ts" else Container.FMP4
-        variant = muxer.variants.get(container)
+        variant = muxer.variants.get(Container.TS if ext == "ts" else Container.FMP4)
         if variant is None:
-            return self._error(request, 404, "not found")
+            return self.error(req, 404, "not found")
         variant.last_fetch = muxer.last_fetch = time.monotonic()
+        return muxer, variant, res, ext
+
+    def _segment(self, req: HlsRequest, name: str) -> HlsReply | None:
+        """A segment or init segment; a part that exists now; None for a part to wait for."""
+        found = self._resource(req, name)
+        if isinstance(found, HlsReply):
+            return found
+        muxer, variant, res, ext = found
         seg = variant.segmenter
         etag = f'"{muxer.generation}-{name}"'
+        if res.kind == "init":
+            data = seg.init_data(res.msn)
+            if data is None:
+                return self.error(req, 404, "no such init segment")
+            return self.media_reply(req, data, ext, etag, None)
+        if res.kind == "part":
+            data = seg.part_data(res.msn, res.part or 0)
+            if data is None:
+                return None  # not there yet: `handle` waits for it
+            found_seg = seg.find(res.msn)
+            return self.media_reply(req, data, ext, etag, found_seg.wall_clock if found_seg else None)
+        data = seg.segment_data(res.msn)
+        found_seg = seg.find(res.msn)
+        if data is None or found_seg is None:
+            return self.error(req, 404, "no such segment")
+        return self.media_reply(req, data, ext, etag, found_seg.wall_clock)
+
+    async def _part(self, req: HlsRequest, name: str) -> HlsReply:
+        """A part that does not exist yet (the preload hint): held until it does (bounded)."""
+        found = self._resource(req, name)
+        if isinstance(found, HlsReply):
+            return found
+        muxer, variant, res, ext = found
         try:
-            if res.kind == "init":
-                data = seg.init_data(res.msn)
-                if data is None:
-                    raise HlsError(404, "no such init segment")
-                return self._media_response(request, data, ext, etag, None)
-            if res.kind == "part":
-                data = await svc.part(muxer, variant, res.msn, res.part or 0)
-                found = seg.find(res.msn)
-                return self._media_response(request, data, ext, etag, found.wall_clock if found else None)
-            data = seg.segment_data(res.msn)
-            found = seg.find(res.msn)
-            if data is None or found is None:
-                raise HlsError(404, "no such segment")
-            return self._media_response(request, data, ext, etag, found.wall_clock)
+            data = await self.service.part(muxer, variant, res.msn, res.part or 0)
         except HlsError as exc:
-            return self._error(request, exc.status, exc.text)
+            return self.error(req, exc.status, exc.text)
+        found_seg = variant.segmenter.find(res.msn)
+        etag = f'"{muxer.generation}-{name}"'
+        return self.media_reply(req, data, ext, etag, found_seg.wall_clock if found_seg else None)
+
+
+def with_via_marker(raw_query: str, via: str | None) -> str:
+    """The query for the hub's play trigger: undecoded (it may carry signatures), plus a
+    relay's loop marker (the RELAY_VIA_HEADER value) when the request had one."""
+    if via is None:
+        return raw_query
+    mark = urlencode({RELAY_VIA_PARAM: via}, quote_via=quote)
+    return f"{raw_query}&{mark}" if raw_query else mark
+
+
+def _token_reason(token: str | None) -> str:
+    if token is None:
+        return "missing session token (open the signed playlist URL first)"
+    return "unknown or expired session token"
+
+
+def _token(query: Mapping[str, str]) -> str | None:
+    token = query.get("s")
+    return token if token is not None and _TOKEN_RE.match(token) else None
+
+
+_DATES: dict[int, str] = {}
+
+
+def _http_date(wall_clock: float) -> str:
+    """RFC 9110 IMF-fixdate, memoised per second (every viewer asks for the same segments)."""
+    second = int(wall_clock)
+    text = _DATES.get(second)
+    if text is None:
+        if len(_DATES) > 256:
+            _DATES.clear()
+        text = _DATES[second] = formatdate(second, usegmt=True)
+    return text
+
+
+START_MARGIN_S = 0.5  # a new classic player starts one target duration + this behind (at least)
+
+
+def _start_tag(seg: HlsSegmenter, now: float) -> str | None:
+    """EXT-X-START for a viewer's first classic playlist: where to start so that it plays a
+    target duration plus a margin behind the wall clock, whatever the time since the last
+    cut. Players default to three target durations back from the end of the playlist
+    (hls.js: `liveSyncDurationCount` 3), i.e. 6-8 s behind with 2 s segments; with blocking
+    reload (CAN-BLOCK-RELOAD, which hls.js uses) a segment reaches the player as it is cut,
+    so one segment of buffer and the margin are enough. The offset is taken from the end
+    of the playlist, which is as old as the last cut: hence computed per viewer.
+    (rfc8216bis says a live TIME-OFFSET SHOULD NOT be within three target durations of the
+    end: this node deviates on purpose, for the latency; docs/hls.md.)"""
+    listed = seg.listed
+    if seg.parts_enabled or seg.ended or not listed:
+        return None  # LL-HLS: PART-HOLD-BACK says where to start
+    last = listed[-1]
+    cur = seg.current
+    edge = cur.wall_clock if cur is not None else last.wall_clock + last.duration_ms / 1000
+    target = float(seg.target_duration_s)
+    behind = target + max(START_MARGIN_S, target / 4)
+    total = sum(s.duration_ms for s in listed) / 1000
+    offset = min(max(behind - max(now - edge, 0.0), START_MARGIN_S), total)
+    return f"#EXT-X-START:TIME-OFFSET=-{offset:.3f}"
 
 
 def _ready(seg: HlsSegmenter, min_segments: int) -> bool:
@@ -812,11 +1058,6 @@ def _ready(seg: HlsSegmenter, min_segments: int) -> bool:
     if len(seg.segments) < max(min_segments, 1):
         return False
     return not seg.parts_enabled or (seg.current is not None and bool(seg.current.parts))
-
-
-def _token(request: web.Request) -> str | None:
-    token = request.query.get("s")
-    return token if token is not None and _TOKEN_RE.match(token) else None
 
 
 def _int_param(value: str | None) -> int | None:

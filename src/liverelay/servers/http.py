@@ -16,16 +16,16 @@ import contextlib
 import logging
 import socket
 import time
-from urllib.parse import quote, urlencode
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..hub import StreamKey
 from ..media.flv import flv_header, flv_tag
-from ..sources.base import RELAY_VIA_HEADER, RELAY_VIA_PARAM
-from .admission import RateLimitedLog
-from .hls import HlsCollector, HlsService, HttpHooks, add_hls_routes
+from ..sources.base import RELAY_VIA_HEADER
+from .admission import PROTOCOL_WRAPPER_KEY, RateLimitedLog
+from .hls import HlsCollector, HlsHttp, HlsService, HttpHooks, add_hls_routes, with_via_marker
+from .hlsfast import HlsFastPath
 from .peertext import clip
 from .playauth import play_auth_middleware
 from .protocols import ListenerDeps, MediaHub
@@ -65,7 +65,18 @@ def create_http_app(deps: ListenerDeps) -> web.Application:
     app.router.add_route("OPTIONS", "/{app}/{stream}.flv", _preflight)
     if deps.settings.media.hls_enabled:
         hls = HlsService(deps.hub, deps.settings.media, deps.settings.relay.start_timeout_s)
-        add_hls_routes(app, hls, HttpHooks(_stream_key, _play_query, _remote))
+        http = HlsHttp(hls, deps.urlauth)
+        add_hls_routes(app, http, HttpHooks(_stream_key, _play_query, _remote))
+        # HLS requests skip aiohttp on the node's listener (servers/hlsfast.py); the routes
+        # above serve the connections it hands over.
+        fast = HlsFastPath(http, deps)
+        app[PROTOCOL_WRAPPER_KEY] = fast.wrap
+        hls.on_sweep.append(fast.drop_idle)
+
+        async def close_fast_path(_: web.Application) -> None:
+            fast.close()
+
+        app.on_cleanup.append(close_fast_path)
         if deps.metrics is not None:
             deps.metrics.register(HlsCollector(hls))
     return app
@@ -109,12 +120,7 @@ def _not_found(text: str) -> web.Response:
 
 def _play_query(request: web.Request) -> str:
     """The query for the hub: undecoded (it may carry signatures), plus a relay's loop marker."""
-    query = request.rel_url.raw_query_string
-    via = request.headers.get(RELAY_VIA_HEADER)
-    if via is None:
-        return query
-    mark = urlencode({RELAY_VIA_PARAM: via}, quote_via=quote)
-    return f"{query}&{mark}" if query else mark
+    return with_via_marker(request.rel_url.raw_query_string, request.headers.get(RELAY_VIA_HEADER))
 
 
 async def _play_flv(request: web.Request) -> web.StreamResponse:

@@ -1,10 +1,10 @@
 """URL authentication at the HTTP media listener's request admission (HTTP-FLV, HLS).
 
 One aiohttp middleware in front of every route whose path names an `{app}` and a
-`{stream}` and ends in .flv or .m3u8 (the entry points a player opens with the signed
-URL): the node's UrlAuthVerifier decides, a refusal is a 403 and one (rate-limited) log
-line naming the reason. HLS segments are fetched with the playlist's own URIs and are
-not checked here (see docs/auth.md).
+`{stream}` and ends in .flv (the URL a player opens with the signature): the node's
+UrlAuthVerifier decides, a refusal is a 403 and one (rate-limited) log line naming the
+reason. HLS checks its own URLs (servers/hls.py `HlsHttp`: the signed playlist opens a
+session whose token its segments must carry; see docs/auth.md).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from .vhost import resolve_vhost
 log = logging.getLogger("liverelay.http")
 _warn = RateLimitedLog(log)
 
-PLAY_SUFFIXES = (".flv", ".m3u8")
+PLAY_SUFFIXES = (".flv",)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 

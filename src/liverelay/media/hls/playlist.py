@@ -115,6 +115,11 @@ def render_playlist(seg: HlsSegmenter, *, names: ResourceNames | None = None, sk
         control += f",CAN-SKIP-UNTIL={_f(float(SKIP_FACTOR * seg.target_duration_s))}"
         lines.append(f"#EXT-X-SERVER-CONTROL:{control}")
         lines.append(f"#EXT-X-PART-INF:PART-TARGET={_f(seg.part_target_s)}")
+    else:
+        # Blocking reload for `_HLS_msn` (rfc8216bis 6.2.5.2; it needs no parts): a player
+        # that uses it (hls.js does) gets each segment the moment it is cut, instead of on
+        # its next reload timer, so it can play closer to the live edge.
+        lines.append("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES")
     lines.append(f"#EXT-X-MEDIA-SEQUENCE:{seg.media_sequence}")
     lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{seg.discontinuity_sequence}")
     shown: list[Segment] = list(listed)
