@@ -10,6 +10,13 @@ to the relay's DescribeRelayStatus row showing State "up".
 The origin is nginx-rtmp (no GOP cache: create -> playable includes the wait for its
 next keyframe) or a second node of ours (`origin="ours"`, GOP cache: create -> playable
 is the config-to-data-plane latency itself).
+
+`python -m bench.relay --edge [--viewers 10] [--repeat 5] [--window 15]`: one relayed
+stream side by side with nginx-rtmp. An nginx-rtmp origin gets the 2 Mbps sample; two edges
+run at the same time and pull it, an nginx-rtmp edge (`pull rtmp://ORIGIN/live;`) and our
+node (V3, play-triggered, one origin), each with the same number of RTMP viewers from the
+same client. Measured per window, over the same seconds for both: each edge's CPU (% of
+one core, user and system apart) and the ratio ours / nginx-rtmp; medians over the windows.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from pathlib import Path
 from typing import Any
 
 from liverelay.sdk import AsyncLiveService
@@ -24,11 +32,13 @@ from liverelay.sdk import AsyncLiveService
 from . import procstat
 from .fanout import sample_rss_max
 from .loadclient import make_viewer
-from .ourapi import create_bench_domain, create_v4, node_config, service
+from .ourapi import configure_v3, create_bench_domain, create_v4, node_config, service
 from .peers import LiverelayNode, NginxRtmp
 from .report import fmt, median, progress, save, span, table
 from .sample import ensure_sample, start_publisher
 from .ttff import GOP_S, start_probe, wait_phase
+
+FULL_RATE_BPS = 273_000  # the sample's average byte rate (as bench.compare)
 
 APP, STREAM = "live", "bench"
 
@@ -264,3 +274,139 @@ def render(results: list[dict[str, Any]]) -> str:
         ],
         rows,
     )
+
+
+async def run_edge(
+    viewers: int = 10, *, repeat: int = 5, window_s: float = 15.0, profile: bool = False
+) -> dict[str, Any]:
+    """One stream relayed by an nginx-rtmp edge and by our edge, side by side (module doc)."""
+    sample = ensure_sample()
+    origin = NginxRtmp(name="origin").start()
+    pub = start_publisher(sample, origin.rtmp_url(APP, STREAM))
+    nginx_edge = NginxRtmp(pulls=[f"rtmp://127.0.0.1:{origin.rtmp_port}/{APP}"], name="nginx-edge").start()
+    ours = LiverelayNode(config=node_config(), name="ours-edge").start()
+    api = service(ours)
+    watchers = []
+    windows: list[dict[str, Any]] = []
+    try:
+        await create_bench_domain(api)
+        await configure_v3(api, [f"127.0.0.1:{origin.rtmp_port}"])
+        probe = await start_probe(origin.rtmp_url(APP, STREAM))  # the origin plays
+        probe.close()
+        idle = {}
+        for name, pid in (("nginx-rtmp", nginx_edge.pid), ("ours", ours.pid)):
+            w = procstat.CpuWindow(pid)
+            w.start()
+            await asyncio.sleep(2.0)
+            idle[name] = w.stop().percent
+        for name, edge in (("nginx-rtmp", nginx_edge), ("ours", ours)):
+            url = edge.rtmp_url(APP, STREAM)
+            group = [make_viewer(i, url, i == 0) for i in range(viewers)]
+            for v in group:
+                await v.connect()
+            watchers.append((name, edge, group))
+        await asyncio.sleep(4.0)  # both pulls up, viewers past their join burst
+        if profile:  # py-spy over our edge for one window first (not a measured window)
+            from .profile import start_pyspy
+
+            out = Path(__file__).resolve().parent / "results" / "pyspy-edge.txt"
+            profiler = start_pyspy(ours.pid, window_s, out)
+            if profiler is not None:
+                await asyncio.sleep(window_s)
+                profiler.stop()
+                progress(f"  profile: {out.with_suffix('.top.txt')}")
+        for n in range(repeat):
+            cpu = {name: procstat.CpuWindow(edge.pid) for name, edge, _ in watchers}
+            for w in cpu.values():
+                w.start()
+            t0 = time.monotonic()
+            for _, _, group in watchers:
+                for v in group:
+                    v.stats.mark(t0)
+            load = Path("/proc/loadavg").read_text().split()[0]
+            await asyncio.sleep(window_s)
+            now = time.monotonic()
+            row: dict[str, Any] = {"window": n, "load1": float(load)}
+            for name, _, group in watchers:
+                usage = cpu[name].stop()
+                rates = [v.stats.byte_rate_since_mark(now) for v in group]
+                row[name] = {
+                    "cpu_pct": usage.percent,
+                    "user_pct": usage.user_percent,
+                    "sys_pct": usage.sys_percent,
+                    "rate_median_bps": median(rates),
+                    "full_rate": sum(r >= 0.9 * FULL_RATE_BPS for r in rates),
+                    "errors": sum(v.stats.error is not None for v in group),
+                }
+            row["ratio"] = row["ours"]["cpu_pct"] / max(row["nginx-rtmp"]["cpu_pct"], 0.05)
+            windows.append(row)
+            progress(
+                f"  edge window {n + 1}/{repeat} (load {load}): nginx-rtmp "
+                f"{fmt(row['nginx-rtmp']['cpu_pct'])} %, ours {fmt(row['ours']['cpu_pct'])} % "
+                f"(ratio {fmt(row['ratio'])}), full rate {row['nginx-rtmp']['full_rate']}/{viewers} "
+                f"and {row['ours']['full_rate']}/{viewers}"
+            )
+    finally:
+        for _, _, group in watchers:
+            for v in group:
+                v.close()
+        await api.aclose()
+        ours.stop()
+        nginx_edge.stop()
+        pub.stop()
+        origin.stop()
+    out = {
+        "viewers": viewers,
+        "window_s": window_s,
+        "idle_cpu_pct": idle,
+        "windows": windows,
+        "median": {
+            name: {k: median([w[name][k] for w in windows]) for k in ("cpu_pct", "user_pct", "sys_pct")}
+            for name in ("nginx-rtmp", "ours")
+        },
+        "ratio_median": median([w["ratio"] for w in windows]),
+        "load1_median": median([w["load1"] for w in windows]),
+    }
+    med = out["median"]
+    print(
+        table(
+            ["edge", "CPU %", "user %", "sys %", "idle before viewers %"],
+            [
+                [
+                    name,
+                    fmt(med[name]["cpu_pct"]),
+                    fmt(med[name]["user_pct"]),
+                    fmt(med[name]["sys_pct"]),
+                    fmt(idle[name]),
+                ]
+                for name in ("nginx-rtmp", "ours")
+            ],
+        )
+    )
+    progress(
+        f"edge: ours / nginx-rtmp = {fmt(out['ratio_median'])} (median of {len(windows)} windows, "
+        f"load1 median {fmt(out['load1_median'])})"
+    )
+    path = save("edge", {"params": {"viewers": viewers, "repeat": repeat, "window_s": window_s}, **out})
+    progress(f"edge results saved to {path}")
+    return out
+
+
+if __name__ == "__main__":
+    import argparse
+
+    from .peers import kill_all
+
+    parser = argparse.ArgumentParser(prog="python -m bench.relay")
+    parser.add_argument("--edge", action="store_true", help="one relayed stream, ours vs nginx-rtmp")
+    parser.add_argument("--viewers", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--window", type=float, default=15.0)
+    parser.add_argument("--profile", action="store_true", help="py-spy our edge for one window first")
+    args = parser.parse_args()
+    if not args.edge:
+        parser.error("use `python -m bench relay` for the fixed-relay runs; --edge here")
+    try:
+        asyncio.run(run_edge(args.viewers, repeat=args.repeat, window_s=args.window, profile=args.profile))
+    finally:
+        kill_all()

@@ -256,3 +256,46 @@ async def test_pull_over_rtmps_through_a_tls_terminator(
     finally:
         tls.close()
         await node.close()
+
+
+class _WaitingSink(RecordingSink):
+    """Keeps the connection when the origin's publisher leaves (as a one-origin relay does)."""
+
+    def on_unpublished(self) -> bool:
+        return True
+
+
+async def test_pull_deadline_runs_from_the_last_read_and_fires_when_media_stops(sample_flv: Path) -> None:
+    # One timer per connection (sources/rtmp.py _PullReader): reads keep pushing it back,
+    # so media flowing for several deadlines never times out; once the origin's publisher
+    # leaves and nothing comes (the republish is later than the deadline), it fires about
+    # one deadline after the last read.
+    from tests.adversarial.fake_origin import (
+        MEDIA_BEFORE_FAULT_S,
+        REPUBLISH_AFTER_S,
+        FakeOrigin,
+        sample_frames,
+    )
+
+    settings = fast_settings().relay.model_copy(
+        update={"no_media_timeout_s": 0.3, "first_frame_timeout_s": 0.3}
+    )
+    frames = sample_frames(str(sample_flv))
+    with FakeOrigin("republish", frames) as origin:  # its publisher is away 0.5 s > 0.3 s
+        sink = _WaitingSink()
+        started = time.monotonic()
+        task = asyncio.create_task(pull(f"rtmp://127.0.0.1:{origin.port}/live/s", sink, settings=settings))
+        done, _ = await asyncio.wait({task}, timeout=10)
+        elapsed = time.monotonic() - started
+        assert done, "the deadline never fired"
+        exc = task.exception()
+        assert isinstance(exc, SourceError) and exc.reason == "timeout" and "no media" in str(exc), exc
+        # Media flowed for MEDIA_BEFORE_FAULT_S (5 deadlines) without a timeout ...
+        assert len(sink.frames) > 20
+        assert elapsed >= MEDIA_BEFORE_FAULT_S, elapsed
+        # ... and the silence after it ended the pull before the republish came.
+        # (the republished media would start its timestamps again from 0)
+        video = [f.timestamp for f in sink.frames if f.kind == FrameKind.VIDEO and not f.config]
+        assert video == sorted(video)
+        assert elapsed < MEDIA_BEFORE_FAULT_S + REPUBLISH_AFTER_S + 2.0, elapsed
+        assert not origin.connections or len(origin.connections) == 1

@@ -731,3 +731,118 @@ async def test_headers_of_an_origin_that_never_reached_a_keyframe_are_not_used()
     frames = drain(sub)
     assert [f.payload[-1:] for f in frames if f.config] == [b"C", b"A"]  # A's audio header is still valid
     assert frames[-1].keyframe
+
+
+class _StepWriter:
+    """A sink in push mode with a batch writer whose socket can back up (paused)."""
+
+    def __init__(self, sub: Subscriber) -> None:
+        self.sub = sub
+        self.got: list[Frame] = []
+        self.batches: list[list[Frame]] = []
+        self.paused = False
+        sub.set_waker(self.wake, self.deliver)
+
+    def wake(self) -> None:
+        if not self.paused:
+            self.got += self.sub.take()
+
+    def deliver(self, batch: list[Frame]) -> bool:
+        if self.paused:
+            return False
+        self.batches.append(batch)
+        self.got += batch
+        return True
+
+
+_step_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("key"), st.integers(0, 2)),
+        st.tuples(st.just("inter"), st.integers(0, 2)),
+        st.tuples(st.just("audio"), st.integers(0, 2)),
+        st.tuples(st.just("pause"), st.integers(0, 2)),
+        st.tuples(st.just("resume"), st.integers(0, 2)),
+        st.tuples(st.just("idle"), st.integers(0, 2)),
+    ),
+    max_size=120,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_step_ops)
+def test_property_viewers_in_step_get_every_frame_once_in_order(ops: list[tuple[str, int]]) -> None:
+    hub = new_hub(viewer_queue_bytes=1 << 30)
+    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER)
+    for f in (vcfg(), acfg(), key(0)):
+        pub.write(f)
+    stream = hub.get(KEY)
+    assert stream is not None
+    reference = stream.subscribe(protocol="rtmp", remote="ref", query="")  # pull mode: own queue
+    writers = [_StepWriter(stream.subscribe(protocol="rtmp", remote=f"v{i}", query="")) for i in range(3)]
+    for w in writers:
+        w.wake()  # the join burst, as PushWriter.run does first
+    expected = reference.take()
+    ts = 0
+    for op, i in ops:
+        ts += 15
+        if op == "key":
+            pub.write(key(ts))
+        elif op == "inter":
+            pub.write(inter(ts))
+        elif op == "audio":
+            pub.write(aac(ts))
+        elif op == "pause":
+            writers[i].paused = True
+        elif op == "resume":
+            writers[i].paused = False
+            writers[i].wake()
+        elif op == "idle":
+            stream._flush_all()  # what the idle timer does when the source pauses
+        expected += reference.take()
+    for w in writers:
+        w.paused = False
+    pub.close("done")
+    expected += reference.take()
+    for w in writers:
+        w.wake()  # woken at the end: what is left in its own queue
+        # (the join burst's headers are restamped copies per viewer: compare by value)
+        assert [(f.kind, f.timestamp, f.payload) for f in w.got] == [
+            (f.kind, f.timestamp, f.payload) for f in expected
+        ]
+        assert w.sub.ended
+    # Viewers that stayed in step were handed the very same batch lists.
+    shared = [b for b in writers[0].batches if any(b is c for c in writers[1].batches)]
+    if not any(op in ("pause",) for op, _ in ops) and len(writers[0].batches) > 1:
+        assert shared
+
+
+async def test_viewers_in_step_cost_nothing_per_frame_and_share_one_batch() -> None:
+    hub = new_hub()
+    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER)
+    for f in (vcfg(), acfg(), key(0)):
+        pub.write(f)
+    stream = hub.get(KEY)
+    assert stream is not None
+    writers = [_StepWriter(stream.subscribe(protocol="http-flv", remote=f"v{i}", query="")) for i in range(2)]
+    for w in writers:
+        w.wake()
+    for ts in (33, 66, 99, 132):  # the first flush puts the caught-up viewers in step
+        pub.write(inter(ts))
+    assert stream._step_to and not stream._individual
+    pub.write(key(140))  # a keyframe flushes at once: the next window starts here
+    before = [len(w.batches) for w in writers]
+    for ts in (150, 170):
+        pub.write(inter(ts))
+    assert [len(w.batches) for w in writers] == before  # held: within the flush window (50 ms)
+    pub.write(key(264))  # a keyframe flushes at once
+    assert writers[0].batches[-1] is writers[1].batches[-1]
+    assert [f.timestamp for f in writers[0].batches[-1]][-1] == 264
+    # A backed-up viewer leaves the step and gets its own bounded queue.
+    writers[1].paused = True
+    pub.write(key(300))
+    assert writers[1].sub.queued_frames == 1 and len(stream._step_to) == 1
+    writers[1].paused = False
+    writers[1].wake()
+    pub.write(key(333))  # the next flush lets it back in step
+    assert len(stream._step_to) == 2
+    assert [f.timestamp for f in writers[1].got] == [f.timestamp for f in writers[0].got]

@@ -50,3 +50,6 @@ class SubscriberHost(Protocol):
 
     def remove_subscriber(self, sub: Subscriber) -> None:
         """The subscriber's sink is done: stop fanning out to it."""
+
+    def leave_step(self, sub: Subscriber) -> None:
+        """The subscriber's sink left push mode: fan out to its own queue again."""

@@ -21,12 +21,15 @@ from ..media.frame import Frame, FrameKind
 from .gop import GopCache
 from .keys import SourceKind, StreamKey
 from .protocols import StreamOwner
-from .subscriber import FRAME_OVERHEAD, Subscriber
+from .subscriber import FRAME_OVERHEAD, MAX_HELD_FRAMES, Deliver, Subscriber
 from .timeline import SpliceGate, Timeline
 
 log = logging.getLogger("liverelay.hub")
 
 BITRATE_WINDOW_S = 5
+# Quiet frames (audio between video frames) held in the shared batch before it is
+# flushed anyway: bounds the batch when a stream's video stops and its audio goes on.
+MAX_BATCH_FRAMES = 64
 
 _VIDEO = FrameKind.VIDEO
 _AUDIO = FrameKind.AUDIO
@@ -103,6 +106,17 @@ class Stream:
         self._internal: set[Subscriber] = set()
         self._count_only: set[Subscriber] = set()  # viewers that get no frames (HLS sessions)
         self._fanout_to: tuple[Subscriber, ...] = ()
+        # Fan-out in two groups. Viewers "in step" (push mode with a batch writer, all
+        # caught up) share one batch: per frame one append here, per flush one call per
+        # viewer with the same list (see _flush_batch). The others (joining, behind,
+        # skipping, pull mode, internal readers) get each frame in their own queue.
+        self._individual: tuple[Subscriber, ...] = ()
+        self._step: dict[Subscriber, Deliver] = {}
+        self._step_to: tuple[tuple[Subscriber, Deliver], ...] = ()
+        self._batch: list[Frame] = []
+        self._batch_held = 0
+        self._batch_flush_at = 0
+        self._batch_key = False  # the batch holds a video keyframe
         self._listeners: list[Callable[[int], Any]] = []
         self._timeline = Timeline()
         self._splice = SpliceGate()
@@ -237,6 +251,7 @@ class Stream:
             return
         self.source = None
         log.info("stream %s: source %s ended (%s)", self.key, pub.owner, reason)
+        self._flush_batch()  # what the viewers in step have not been sent yet goes first
         for sub in list(self._subscribers):
             sub.end("eof")
             self._forget(sub)
@@ -357,20 +372,82 @@ class Stream:
     # -- viewer side ------------------------------------------------------------
 
     def _fanout(self, frame: Frame) -> None:
-        subscribers = self._fanout_to
-        if subscribers:
-            # What Subscriber.push would work out per viewer, once per frame.
-            kind = frame.kind
-            config = frame.config
+        if not self._fanout_to:
+            return
+        # What Subscriber.push would work out per viewer, once per frame.
+        kind = frame.kind
+        config = frame.config
+        quiet = kind is _AUDIO and self.has_video and not config and self._flush_ms > 0
+        urgent = config or frame.keyframe
+        video_key = frame.keyframe and kind is _VIDEO
+        individual = self._individual
+        if individual:
             cost = len(frame.payload) + FRAME_OVERHEAD
-            quiet = kind is _AUDIO and self.has_video and not config and self._flush_ms > 0
-            urgent = config or frame.keyframe
-            video_key = frame.keyframe and kind is _VIDEO
-            for sub in subscribers:
+            for sub in individual:
                 sub.offer(frame, cost, quiet, urgent, video_key)
-            self._last_fanout = time.monotonic()
-            if self._idle_flush is None and self._flush_ms:
-                self._arm_idle_flush(self._idle_flush_s)
+        # The shared batch, flushed by the rule Subscriber._append applies to one queue.
+        batch = self._batch
+        batch.append(frame)
+        if video_key:
+            self._batch_key = True
+        if quiet:
+            if len(batch) >= MAX_BATCH_FRAMES:
+                self._flush_batch()
+        else:
+            held = self._batch_held + 1
+            self._batch_held = held
+            if urgent or held >= MAX_HELD_FRAMES or frame.timestamp >= self._batch_flush_at:
+                self._flush_batch()
+        self._last_fanout = time.monotonic()
+        if self._idle_flush is None and self._flush_ms:
+            self._arm_idle_flush(self._idle_flush_s)
+
+    def _flush_batch(self) -> None:
+        """Send the shared batch to every viewer in step (the same list to each: their
+        writers reuse one serialisation of it), then let caught-up viewers join the step."""
+        batch = self._batch
+        if batch:
+            self._batch = []
+            self._batch_held = 0
+            self._batch_flush_at = batch[-1].timestamp + self._flush_ms
+            keyed = self._batch_key or not self.has_video
+            self._batch_key = False
+            left: list[Subscriber] = []
+            for sub, deliver in self._step_to:
+                if not deliver(batch):
+                    left.append(sub)
+                elif keyed:
+                    sub.step_keyframe()
+            for sub in left:
+                self._unstep(sub, batch)
+        individual = self._individual
+        if individual:
+            joined = [sub for sub in individual if sub.can_step()]
+            if joined:
+                for sub in joined:
+                    writer = sub.batch_writer
+                    if writer is not None and sub in self._subscribers:
+                        self._step[sub] = writer
+                self._regroup()
+
+    def _unstep(self, sub: Subscriber, pending: list[Frame]) -> None:
+        """`sub` leaves the step; `pending` (what it was not sent) starts its own queue."""
+        if self._step.pop(sub, None) is not None:
+            self._regroup()
+            sub.step_left(pending)
+
+    def leave_step(self, sub: Subscriber) -> None:
+        """The sink of `sub` left push mode: it gets its own queue again, starting with
+        the part of the shared batch not flushed yet."""
+        self._unstep(sub, list(self._batch))
+
+    def _regroup(self) -> None:
+        count_only = self._count_only  # HLS sessions: counted, never fanned out to
+        subs = tuple(s for s in self._subscribers if s not in count_only)
+        step = self._step
+        self._fanout_to = subs
+        self._individual = tuple(s for s in subs if s not in step) if step else self._fanout_to
+        self._step_to = tuple(step.items())
 
     # Subscribers hold frames until viewer_flush_ms of media has accumulated; when the
     # source pauses (or a test writes one frame), this flushes what is held.
@@ -391,8 +468,9 @@ class Stream:
             self._arm_idle_flush(self._idle_flush_s - idle)
 
     def _flush_all(self) -> None:
-        for sub in self._fanout_to:
+        for sub in self._individual:
             sub.flush()
+        self._flush_batch()
 
     def subscribe(self, *, protocol: str, remote: str, query: str, counted: bool = True) -> Subscriber:
         """A new reader of the stream. `counted=False`: an internal reader (the HLS muxer)
@@ -412,7 +490,7 @@ class Stream:
         prefix, waiting = self._join_prefix()
         sub.start(prefix, waiting)
         self._subscribers[sub] = None
-        self._fanout_to = (*self._fanout_to, sub)
+        self._regroup()
         if not counted:
             self._internal.add(sub)
             return sub
@@ -425,7 +503,8 @@ class Stream:
         an HLS session, whose media the stream's one HLS muxer reads instead."""
         if sub in self._subscribers:
             self._count_only.add(sub)
-            self._fanout_to = tuple(s for s in self._fanout_to if s is not sub)
+            self._step.pop(sub, None)
+            self._regroup()
 
     def _join_prefix(self) -> tuple[list[Frame], bool]:
         """What a new viewer gets at once, and whether it must then wait for a keyframe."""
@@ -477,7 +556,8 @@ class Stream:
             return False
         del self._subscribers[sub]
         self._count_only.discard(sub)
-        self._fanout_to = tuple(s for s in self._subscribers if s not in self._count_only)
+        self._step.pop(sub, None)
+        self._regroup()
         self._left_bytes_out += sub.bytes_out
         self._left_skips += sub.skips
         if sub in self._internal:
@@ -501,6 +581,7 @@ class Stream:
             self._idle_flush = None
         if self.source is not None:
             self.source.close(reason)
+        self._flush_batch()
         for sub in list(self._subscribers):
             sub.end("eof")
             self._forget(sub)

@@ -1,8 +1,12 @@
-"""The reading side of a stream: one bounded queue per viewer.
+"""The reading side of a stream: one bounded queue per viewer, used only while it is needed.
 
-The per-frame, per-viewer work is one deque append and a few comparisons; the
-writer is woken at most every MediaSettings.viewer_flush_ms of media, and read() hands it everything
-queued so it sends it with one socket write.
+A viewer whose sink gives a `deliver` callable (set_waker) and keeps up is *in step*: the
+stream collects one batch for all such viewers and hands each the same list at each flush
+(Stream._flush_batch), so it costs nothing per frame and one call per flush. Any other
+viewer (joining with its burst, behind its socket, skipping to a keyframe, in pull mode)
+has its own queue: per frame one list append and a few comparisons (offer); its writer
+is woken at most every MediaSettings.viewer_flush_ms of media, and read()/take() hand it
+everything queued so it sends it with one socket write.
 """
 
 from __future__ import annotations
@@ -10,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 
 from ..media.frame import Frame, FrameKind
@@ -30,9 +33,45 @@ MAX_HELD_FRAMES = 4
 _VIDEO = FrameKind.VIDEO
 _AUDIO = FrameKind.AUDIO
 
+# A sink's batch writer (push mode, in step): True when the batch was written (or the
+# client is gone and the sink will close the subscriber), False when the sink cannot take
+# it now (its socket is backed up): the subscriber then queues it and leaves the step.
+Deliver = Callable[[list[Frame]], bool]
+
 
 class Subscriber:
     """A viewer of one stream. Created by Hub.play(); the sink calls read() in a loop."""
+
+    # One per viewer: slots keep thousands of viewers cheap (no per-instance dict).
+    __slots__ = (
+        "_allowance",
+        "_caught_up",
+        "_deliver",
+        "_flush_at",
+        "_flush_ms",
+        "_held",
+        "_limit",
+        "_max_skips",
+        "_queue",
+        "_queued_bytes",
+        "_ready",
+        "_signalled",
+        "_skips_in_row",
+        "_started_mono",
+        "_waiting_keyframe",
+        "_waker",
+        "bytes_out",
+        "end_reason",
+        "ended",
+        "key",
+        "on_drop",
+        "protocol",
+        "query",
+        "remote",
+        "skips",
+        "started_at",
+        "stream",
+    )
 
     def __init__(
         self,
@@ -54,13 +93,16 @@ class Subscriber:
         self.query = query
         self.started_at = time.time()
         self._started_mono = time.monotonic()
-        self._queue: deque[Frame] = deque()
+        # A list, not a deque: take() hands the whole list over and starts a new one.
+        self._queue: list[Frame] = []
         self._queued_bytes = 0
         self._limit = queue_bytes
         # The join burst (GOP cache) may exceed the steady-state bound once.
         self._allowance = queue_bytes
         self._max_skips = max_skips
-        self._ready = asyncio.Event()
+        # Made on the first read(): a push-mode viewer never waits on it.
+        self._ready: asyncio.Event | None = None
+        self._signalled = False  # what the Event would hold while it is not made yet
         self._flush_ms = flush_ms
         self._flush_at = 0  # media time at which a queued frame wakes the writer
         self._held = 0  # frames queued since the writer was last woken
@@ -76,6 +118,7 @@ class Subscriber:
         # can abort a socket write that may be blocked on a reader that stopped.
         self.on_drop: Callable[[], None] | None = None
         self._waker: Callable[[], None] | None = None
+        self._deliver: Deliver | None = None
 
     # -- hub side ---------------------------------------------------------------
 
@@ -86,7 +129,7 @@ class Subscriber:
             self._queue.extend(prefix)
             self._queued_bytes = sum(len(f.payload) + FRAME_OVERHEAD for f in prefix)
             self._allowance = self._limit + self._queued_bytes
-            self._ready.set()
+            self._set_ready()
 
     def push(self, frame: Frame) -> None:
         """Queue one outgoing frame (hot path: called for every frame and every viewer)."""
@@ -147,10 +190,17 @@ class Subscriber:
         ):
             self._wake()
 
+    def _set_ready(self) -> None:
+        ready = self._ready
+        if ready is not None:
+            ready.set()
+        else:
+            self._signalled = True
+
     def _wake(self) -> None:
         waker = self._waker
         if waker is None:
-            self._ready.set()
+            self._set_ready()
             return
         try:
             waker()
@@ -162,8 +212,43 @@ class Subscriber:
         if self._queue:
             self._wake()
 
+    # -- in step with the stream (Stream._flush_batch) ------------------------------
+
+    def can_step(self) -> bool:
+        """Called by the stream at a flush: may this viewer join the shared batch? It
+        must be a push-mode viewer with a batch writer, not skipping and not ended,
+        and must have written everything queued (it is woken here to do so)."""
+        if self._deliver is None or self._waiting_keyframe or self.ended:
+            return False
+        if self._queue:
+            self._wake()  # the writer takes and writes it, unless its socket is backed up
+            if self._queue or self.ended:
+                return False
+        return True
+
+    @property
+    def batch_writer(self) -> Deliver | None:
+        """The sink's batch writer while in push mode (the stream calls it directly)."""
+        return self._deliver
+
+    def step_left(self, batch: list[Frame]) -> None:
+        """Out of step (the writer could not take `batch`, or the sink left push mode):
+        `batch` starts the viewer's own queue again, under the usual bound."""
+        if not batch:
+            return
+        self._queue.extend(batch)
+        self._queued_bytes += sum(len(f.payload) for f in batch) + FRAME_OVERHEAD * len(batch)
+        self._held = 0
+        self._flush_at = batch[-1].timestamp + self._flush_ms
+        if self._queued_bytes > self._allowance:
+            self._overflow()
+
+    def step_keyframe(self) -> None:
+        """The viewer in step was sent a batch with a keyframe: it kept up for a GOP."""
+        self._skips_in_row = 0
+
     def _overflow(self) -> None:
-        self._queue.clear()
+        self._queue = []
         self._queued_bytes = 0
         self._allowance = self._limit
         self._caught_up = False
@@ -194,9 +279,9 @@ class Subscriber:
         self.ended = True
         self.end_reason = reason
         if reason == "slow":
-            self._queue.clear()
+            self._queue = []
             self._queued_bytes = 0
-        self._ready.set()
+        self._set_ready()
         if self._waker is not None:
             self._wake()
 
@@ -204,11 +289,14 @@ class Subscriber:
 
     async def read(self) -> list[Frame]:
         """Everything queued (waits while empty); [] at the end of the stream."""
-        queue = self._queue
         ready = self._ready
-        while not (queue and ready.is_set()):
+        if ready is None:
+            ready = self._ready = asyncio.Event()
+            if self._signalled:
+                ready.set()
+        while not (self._queue and ready.is_set()):
             if self.ended:
-                if queue:
+                if self._queue:
                     break
                 return []
             ready.clear()
@@ -217,13 +305,15 @@ class Subscriber:
 
     def take(self) -> list[Frame]:
         """Everything queued now, without waiting ([] when nothing is)."""
-        queue = self._queue
+        batch = self._queue
         if self._waker is None:  # only read() waits on it; push mode skips the call
-            self._ready.clear()
-        if not queue:
+            if self._ready is not None:
+                self._ready.clear()
+            else:
+                self._signalled = False
+        if not batch:
             return []
-        batch = list(queue)
-        queue.clear()
+        self._queue = []
         self._held = 0
         self._flush_at = batch[-1].timestamp + self._flush_ms
         self._queued_bytes = 0
@@ -235,11 +325,17 @@ class Subscriber:
             self._skips_in_row = 0
         return batch
 
-    def set_waker(self, waker: Callable[[], None] | None) -> None:
+    def set_waker(self, waker: Callable[[], None] | None, deliver: Deliver | None = None) -> None:
         """Push mode: the hub calls waker() (synchronously, from the fan-out) where it would
         wake read(): when frames are worth sending and at the end. The sink then take()s
-        and writes without a task switch per viewer. waker must not raise or block."""
+        and writes without a task switch per viewer. waker must not raise or block.
+        With `deliver` too, the viewer may go in step (see the module doc): the stream
+        then calls deliver(batch) at each flush instead of queueing frame by frame.
+        set_waker(None) goes back to pull mode (and out of step)."""
         self._waker = waker
+        if deliver is None and self._deliver is not None:
+            self.stream.leave_step(self)
+        self._deliver = deliver if waker is not None else None
 
     def add_bytes_out(self, n: int) -> None:
         """Sinks report what they wrote, for stats and /metrics (the stream sums its viewers'

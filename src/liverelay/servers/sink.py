@@ -10,6 +10,10 @@ for the transfer framing. Everything else is here, written once:
   mode); the batch is `take()`n and handed to `transport.writelines` at once, with no
   task switch per viewer and batch (uvloop keeps references to unsent bytes, so a
   viewer costs no copy per frame);
+- the batch writer: once the viewer has caught up, the stream hands every viewer in
+  step the same batch at each flush (`deliver()`; hub/stream.py `_flush_batch`): the
+  first viewer serialises it, the others reuse its pieces (one `writelines`, i.e. one
+  writev, per viewer per flush, and no Python work per viewer per frame);
 - the backlog check: past `backlog_bytes` in the transport buffer the writer stops
   taking frames and the viewer's task waits for the transport to drain; meanwhile
   frames pile up in the subscriber's bounded queue, which skips the viewer to a
@@ -145,6 +149,39 @@ class PushWriter:
         self.bytes_out += size
         self.sub.bytes_out += size  # Subscriber.add_bytes_out, inlined: once per batch
 
+    def deliver(self, frames: list[Frame]) -> bool:
+        """The batch writer given to the hub (hot path: one call per viewer in step per
+        flush). False when the transport is backed up: the subscriber then queues the
+        batch itself and leaves the step. Never raises."""
+        if self.paused:
+            return False
+        if self.gone:
+            return True  # the task ends and closes the subscriber
+        transport = self.transport
+        try:
+            if transport.is_closing():
+                self._stop_gone()
+                return True
+            if transport.get_write_buffer_size() > self.backlog_bytes:
+                self.paused = True
+                self._attention()
+                return False
+            last = _last_batch.get(self.cache_key)
+            if last is not None and last[0] is frames and last[1] is self.wrap and not self.prefix:
+                transport.writelines(last[2])
+                size = last[3]
+                self.bytes_out += size
+                self.sub.bytes_out += size
+            else:
+                self._send(frames)
+        except (ConnectionError, OSError):
+            self._stop_gone()
+        except Exception as exc:  # the writer runs inside the hub's fan-out: never raise
+            log.exception("write to viewer %s of %s failed", self.remote, self.sub.key)
+            self.error = exc
+            self._stop_gone()
+        return True
+
     def wake(self) -> None:
         """The waker given to the hub: take and write what is queued. Never raises."""
         if self.paused or self.gone:
@@ -180,7 +217,7 @@ class PushWriter:
         went away. The subscriber is left in push mode only while this runs."""
         sub = self.sub
         loop = asyncio.get_running_loop()
-        sub.set_waker(self.wake)
+        sub.set_waker(self.wake, self.deliver)
         try:
             self.wake()  # the join burst (metadata, headers, GOP) is already queued
             while True:

@@ -14,6 +14,7 @@ import logging
 import socket
 import ssl
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import urlsplit
 
 from ..config import RelaySettings
@@ -32,8 +33,6 @@ from .base import RELAY_VIA_PARAM, FrameSink, SourceError, current_relay_via
 from .policy import pinned_addresses
 
 log = logging.getLogger("liverelay.sources.rtmp")
-
-READ_SIZE = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -89,21 +88,22 @@ async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
     """Play `url` and hand every frame to `sink`; return when the origin ends the stream."""
     target = parse_rtmp_url(url)
     session = RtmpClientSession(app=target.app, tc_url=target.tc_url, play=marked_play_name(target.stream))
-    writer: asyncio.StreamWriter | None = None
+    loop = asyncio.get_running_loop()
+    reader = _PullReader(session, sink, url, loop)
+    transport: asyncio.Transport | None = None
     try:
         try:
             async with asyncio.timeout(settings.connect_timeout_s):
                 addresses = await pinned_addresses(target.host, settings)
-                reader, writer = await _open_pinned(target, addresses)
-                sock = writer.get_extra_info("socket")
+                transport = await _open_pinned(target, addresses, reader)
+                sock = transport.get_extra_info("socket")
                 if sock is not None:
                     with contextlib.suppress(OSError):
                         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 session.initiate()
-                writer.write(session.data_to_send())
+                transport.write(session.data_to_send())
                 # Handshake + connect must finish within the connect timeout too.
-                while not session.connected:
-                    await _exchange(reader, writer, session, sink, media_started=False)
+                await reader.connected
         except TimeoutError:
             raise SourceError(
                 "timeout",
@@ -111,46 +111,191 @@ async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
             ) from None
         except OSError as exc:
             raise SourceError("connect", f"cannot connect to {target.host}:{target.port}: {exc}") from None
-        media_started = False
-        while True:
-            limit = settings.no_media_timeout_s if media_started else settings.first_frame_timeout_s
-            try:
-                async with asyncio.timeout(limit):
-                    got_media = await _exchange(reader, writer, session, sink, media_started=media_started)
-            except TimeoutError:
-                what = "media" if media_started else "first frame"
-                raise SourceError("timeout", f"no {what} from {url} within {limit}s") from None
-            except OSError as exc:
-                if media_started:
-                    log.info("rtmp pull %s: connection lost after media: %s", url, exc)
-                    return
-                raise SourceError("eof", f"{url}: connection lost before any media: {exc}") from None
-            if got_media is None:
-                return  # clean end of stream
-            media_started = media_started or got_media
+        reader.watch(settings.first_frame_timeout_s, settings.no_media_timeout_s)
+        await reader.finished
     except RtmpError as exc:
         raise SourceError("protocol", f"{url}: {exc.reason}") from None
     finally:
+        reader.stop()
         session.close()
-        if writer is not None:
-            writer.transport.abort()
+        if transport is not None:
+            transport.abort()
 
 
-async def _open_pinned(
-    target: RtmpUrl, addresses: tuple[str, ...]
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+class _PullReader(asyncio.Protocol):
+    """The pull connection's reader: each read is parsed and its frames handed to the sink
+    inside data_received, with no task switch and no timer per read (a relay reads some
+    60 times a second per stream). The outcome is `finished`: None at a clean end of the
+    stream, or the exception that ends the pull. `connected` resolves once the session
+    has connected (handshake, connect, createStream; play is then under way).
+
+    The read deadline (first frame, then no media) is one timer per connection that is
+    pushed back only when it fires early: data_received just notes the time."""
+
+    def __init__(
+        self, session: RtmpClientSession, sink: FrameSink, url: str, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.session = session
+        self.sink = sink
+        self.url = url
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.connected: asyncio.Future[None] = loop.create_future()
+        self.finished: asyncio.Future[None] = loop.create_future()
+        self.media_started = False
+        self.last_read = loop.time()
+        self._limits = (0.0, 0.0)  # (before the first frame, after it); 0 = not watching yet
+        self._timer: asyncio.TimerHandle | None = None
+
+    # -- asyncio.Protocol ----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # (uvloop's transports are not asyncio.Transport subclasses, only alike)
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.finished.done():
+            return  # ended: the owner aborts the transport
+        self.last_read = self.loop.time()
+        try:
+            self._handle(data)
+        except Exception as exc:  # handed to the pull task, which raises it (as a read did)
+            self._end(exc)
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too: connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.finished.done():
+            return
+        if exc is None:  # the origin closed the connection
+            if self.media_started:
+                self._end(None)
+            else:
+                self._end(SourceError("eof", "origin closed the connection before any media"))
+        elif not self.connected.done():
+            self._end(exc)  # pull() reports it as a connect failure
+        elif self.media_started:
+            log.info("rtmp pull %s: connection lost after media: %s", self.url, exc)
+            self._end(None)
+        else:
+            self._end(SourceError("eof", f"{self.url}: connection lost before any media: {exc}"))
+
+    # -- the pull's life -------------------------------------------------------------
+
+    def watch(self, first_frame_s: float, no_media_s: float) -> None:
+        """Start the read deadline: `first_frame_s` until media flows, then `no_media_s`."""
+        self._limits = (first_frame_s, no_media_s)
+        self.last_read = self.loop.time()
+        self._arm(self._limit())
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for fut in (self.connected, self.finished):
+            if not fut.done():
+                fut.cancel()
+            elif not fut.cancelled():
+                fut.exception()  # retrieved: an outcome that lost the race is not logged
+
+    def _limit(self) -> float:
+        return self._limits[1] if self.media_started else self._limits[0]
+
+    def _arm(self, delay: float) -> None:
+        self._timer = self.loop.call_at(self.last_read + delay, self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        self._timer = None
+        if self.finished.done():
+            return
+        limit = self._limit()
+        if self.loop.time() - self.last_read < limit:
+            self._arm(limit)  # read since it was armed: wait from the last read
+            return
+        what = "media" if self.media_started else "first frame"
+        self._end(SourceError("timeout", f"no {what} from {self.url} within {limit}s"))
+
+    def _end(self, outcome: BaseException | None) -> None:
+        """Resolve the pull (first outcome wins) and whatever still waits to connect."""
+        if not self.connected.done():
+            if outcome is None:
+                self.connected.set_result(None)
+            else:
+                self.connected.set_exception(outcome)
+                self.finished.cancel()
+                return
+        if not self.finished.done():
+            if outcome is None:
+                self.finished.set_result(None)
+            else:
+                self.finished.set_exception(outcome)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _handle(self, data: bytes) -> None:
+        """One read: feed the session, send its replies, deliver frames, act on statuses."""
+        session = self.session
+        events = session.receive_data(data)
+        out = session.data_to_send()
+        if out and self.transport is not None:
+            self.transport.write(out)
+        sink = self.sink
+        had_media = self.media_started
+        got_media = False
+        ended = False
+        for event in events:
+            if type(event) is MediaReceived:
+                sink.on_frame(event.frame)
+                got_media = True
+            elif isinstance(event, StatusEvent):
+                if event.code == m.PLAY_STREAM_NOT_FOUND:
+                    raise SourceError("protocol", f"stream not found at origin ({event.description})")
+                if event.code == m.PLAY_UNPUBLISH_NOTIFY:
+                    # nginx-rtmp (`publish_notify on`) and SRS keep the player and send
+                    # PublishNotify and fresh media when the publisher returns.
+                    ended = ended or not _wait_for_republish(sink, had_media or got_media)
+                elif event.code == m.PLAY_STOP:
+                    ended = True
+                elif event.code == m.PLAY_PUBLISH_NOTIFY:
+                    log.debug("rtmp pull: the origin's publisher is back")
+                elif event.level == "error":
+                    raise SourceError("protocol", f"origin refused: {event.code} {event.description}")
+            elif isinstance(event, StreamEof) and event.stream_id == session.stream_id:
+                # nginx-rtmp sends StreamEOF when its publisher leaves, keeps the player and
+                # resumes with StreamBegin and fresh media when the publisher returns.
+                ended = ended or not _wait_for_republish(sink, had_media or got_media)
+            elif isinstance(event, ConnectFailed):
+                desc = event.info.get("description") or event.info.get("code") or "connect rejected"
+                raise SourceError("protocol", f"origin rejected connect: {desc}")
+            elif isinstance(event, CommandFailed):
+                raise SourceError("protocol", f"origin refused {event.command}: {event.info!r}")
+        if got_media and not had_media:
+            self.media_started = True
+        if ended:
+            if not (had_media or got_media):
+                raise SourceError("eof", "origin ended the stream before any media")
+            self._end(None)
+        elif session.connected and not self.connected.done():
+            self.connected.set_result(None)
+
+
+async def _open_pinned(target: RtmpUrl, addresses: tuple[str, ...], reader: _PullReader) -> asyncio.Transport:
     """Connect to the first of the policy-checked addresses that answers (never to a fresh
     lookup of the name); TLS still verifies and sends SNI for the URL's host name."""
+    loop = asyncio.get_running_loop()
     last: OSError | None = None
     for address in addresses:
         try:
-            return await asyncio.open_connection(
+            transport, _ = await loop.create_connection(
+                lambda: reader,
                 address,
                 target.port,
                 ssl=ssl.create_default_context() if target.tls else None,
                 server_hostname=target.host if target.tls else None,
-                limit=READ_SIZE,
             )
+            return transport
         except OSError as exc:
             last = exc
     raise last or OSError(f"no address for {target.host}")
@@ -160,61 +305,3 @@ def _wait_for_republish(sink: FrameSink, had_media: bool) -> bool:
     """The origin's publisher left: True when the sink keeps this connection for its return
     (the decision is made in order, before any frame that follows in the same read)."""
     return had_media and sink.on_unpublished()
-
-
-async def _exchange(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    session: RtmpClientSession,
-    sink: FrameSink,
-    *,
-    media_started: bool,
-) -> bool | None:
-    """One read: feed the session, deliver frames, send replies.
-
-    Returns True when media arrived, False when not, None at a clean end of stream.
-    """
-    data = await reader.read(READ_SIZE)
-    if not data:
-        if media_started:
-            return None
-        raise SourceError("eof", "origin closed the connection before any media")
-    events = session.receive_data(data)
-    out = session.data_to_send()
-    if out:
-        writer.write(out)
-    got_media = False
-    ended = False
-    for event in events:
-        if type(event) is MediaReceived:
-            sink.on_frame(event.frame)
-            got_media = True
-        elif isinstance(event, StatusEvent):
-            if event.code == m.PLAY_STREAM_NOT_FOUND:
-                raise SourceError("protocol", f"stream not found at origin ({event.description})")
-            if event.code == m.PLAY_UNPUBLISH_NOTIFY:
-                # nginx-rtmp (`publish_notify on`) and SRS keep the player and send
-                # PublishNotify and fresh media when the publisher returns.
-                ended = ended or not _wait_for_republish(sink, media_started or got_media)
-            elif event.code == m.PLAY_STOP:
-                ended = True
-            elif event.code == m.PLAY_PUBLISH_NOTIFY:
-                log.debug("rtmp pull: the origin's publisher is back")
-            elif event.level == "error":
-                raise SourceError("protocol", f"origin refused: {event.code} {event.description}")
-        elif isinstance(event, StreamEof) and event.stream_id == session.stream_id:
-            # nginx-rtmp sends StreamEOF when its publisher leaves, keeps the player and
-            # resumes with StreamBegin and fresh media when the publisher returns.
-            ended = ended or not _wait_for_republish(sink, media_started or got_media)
-        elif isinstance(event, ConnectFailed):
-            desc = event.info.get("description") or event.info.get("code") or "connect rejected"
-            raise SourceError("protocol", f"origin rejected connect: {desc}")
-        elif isinstance(event, CommandFailed):
-            raise SourceError("protocol", f"origin refused {event.command}: {event.info!r}")
-    if ended:
-        if media_started or got_media:
-            return None
-        raise SourceError("eof", "origin ended the stream before any media")
-    if out:
-        await writer.drain()
-    return got_media
