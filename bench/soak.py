@@ -31,7 +31,6 @@ import random
 import shutil
 import signal
 import statistics
-import subprocess
 import tempfile
 import time
 import urllib.request
@@ -48,7 +47,7 @@ from .ourapi import BENCH_PULL_DOMAIN, BENCH_VHOST, configure_v3, create_bench_d
 from .peers import LiverelayNode, ManagedProcess, NginxRtmp, free_port, kill_all
 from .report import progress, save
 from .rtmpviewer import RtmpViewer
-from .sample import RESULTS_DIR, ffmpeg_bin
+from .sample import SampleSpec, encode_sample, loop_sample
 
 FIXED_APP, PUB_APP, V3_APP = "fixed", "pub", "live"
 
@@ -98,37 +97,9 @@ class Counters:
     helper_restarts: int = 0
 
 
-def soak_sample(directory: Path = RESULTS_DIR) -> Path:
-    """426x240@25 H.264 (2 s GOP, ~300 kbit/s) + AAC, 20 s, looped by publishers: the soak is
-    about connections and lifetimes, so the media is kept cheap for a shared 2-core machine."""
-    directory.mkdir(parents=True, exist_ok=True)
-    out = directory / "sample-soak-240p.flv"
-    if out.exists() and out.stat().st_size > 0:
-        return out
-    tmp = out.with_suffix(".tmp.flv")
-    args = [ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-y"]
-    args += ["-f", "lavfi", "-i", "testsrc2=size=426x240:rate=25"]
-    args += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", "20"]
-    args += ["-c:v", "libx264", "-preset", "veryfast", "-g", "50", "-keyint_min", "50", "-sc_threshold", "0"]
-    args += ["-bf", "0", "-b:v", "300k", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", "-f", "flv"]
-    subprocess.run([*args, str(tmp)], check=True, timeout=300)
-    tmp.rename(out)
-    return out
-
-
-def _ffmpeg_loop(sample: Path, out: list[str], name: str, log: Path) -> ManagedProcess:
-    args = [
-        ffmpeg_bin(),
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-re",
-        "-stream_loop",
-        "-1",
-        "-i",
-        str(sample),
-    ]
-    return ManagedProcess.spawn(name, [*args, "-c", "copy", *out], log_path=log)
+# 426x240@25 H.264 (2 s GOP, ~300 kbit/s) + AAC, 20 s, looped by publishers: the soak is
+# about connections and lifetimes, so the media is kept cheap for a shared 2-core machine.
+SOAK_SAMPLE = SampleSpec("sample-soak-240p.flv", "426x240", 25, 50, "300k", "64k")
 
 
 @dataclass
@@ -212,7 +183,7 @@ class Soak:
         self.p = p
         self.c = Counters()
         self.workdir = Path(tempfile.mkdtemp(prefix="soak-"))
-        self.sample = soak_sample()
+        self.sample = encode_sample(SOAK_SAMPLE)
         self.viewers: dict[str, list[AnyViewer]] = {"main": [], "v3": []}
         self.faults: list[tuple[float, float]] = []  # (kill at, restarted at + grace)
         self.helpers: list[Helper] = []
@@ -228,7 +199,7 @@ class Soak:
     # ---- set-up ---------------------------------------------------------------------
 
     def start_helper(self, h: Helper) -> None:
-        h.process = _ffmpeg_loop(self.sample, h.out, h.name, self.workdir / f"{h.name}.log")
+        h.process = loop_sample(self.sample, h.out, name=h.name, log_path=self.workdir / f"{h.name}.log")
 
     async def supervise_helpers(self) -> None:
         while not self.stop.is_set():

@@ -6,15 +6,13 @@ ffprobe and an HTTP-FLV reader as viewers, everything on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import NodeProcess, ffmpeg_publish, start_node
+from tests.conftest import NodeProcess
 from tests.integration.relay_helpers import (
     EDGE_CONFIG,
     EDGE_VHOST,
@@ -25,6 +23,7 @@ from tests.integration.relay_helpers import (
     rtmp_server,
     wait_status,
 )
+from tests.integration.relay_nodes import relay_nodes, wait_stream_served
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -35,37 +34,18 @@ assert _VHOST_LINE in EDGE_CONFIG
 IP_EDGE_CONFIG = EDGE_CONFIG.replace(_VHOST_LINE, "")
 
 
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str, sample_flv: Path) -> Iterator[NodeProcess]:
+    """An origin publishing live/s, shared by the tests here (they only read from it)."""
+    with relay_nodes(tmp_path_factory.mktemp("origin")) as nodes:
+        yield nodes.origin(ffmpeg, sample_flv)
+
+
 @pytest.fixture
-def origin_and_edge(
-    tmp_path: Path, ffmpeg: str, sample_flv: Path
-) -> Iterator[tuple[NodeProcess, NodeProcess]]:
-    """An origin publishing live/s and an edge with no domain registered; stopped at teardown."""
-    nodes: list[NodeProcess] = []
-    with contextlib.ExitStack() as stack:
-        try:
-            origin = start_node(tmp_path / "origin")
-            nodes.append(origin)
-            stack.enter_context(ffmpeg_publish(ffmpeg, sample_flv, origin.rtmp_url("live", "s")))
-            edge = start_node(tmp_path / "edge", config=IP_EDGE_CONFIG)
-            nodes.append(edge)
-            yield origin, edge
-        finally:
-            for n in nodes:
-                n.kill(signal.SIGTERM)
-
-
-async def _wait_origin(origin: NodeProcess, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        viewer = await FlvViewer(origin.flv_url("live", "s")).start()
-        try:
-            with contextlib.suppress(AssertionError):
-                await viewer.wait_video(1, timeout=2)
-                return
-        finally:
-            await viewer.close()
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"origin {origin.rtmp_port} never served live/s")
+def origin_and_edge(origin: NodeProcess, tmp_path: Path) -> Iterator[tuple[NodeProcess, NodeProcess]]:
+    """The origin and a fresh edge with no domain registered; the edge is stopped at teardown."""
+    with relay_nodes(tmp_path) as nodes:
+        yield origin, nodes.edge(IP_EDGE_CONFIG, vhost=False)
 
 
 def _wait_fixed_up(edge: NodeProcess, timeout: float = 20.0) -> None:
@@ -91,7 +71,7 @@ async def test_play_by_ip_triggers_v3_on_the_default_vhost(
         svc.update_relay_source_v3({"Vhost": DEFAULT_VHOST, "App": "live", "GroupDetails": [group]})
         configs = svc.describe_relay_source_v3({"Vhost": DEFAULT_VHOST})["Result"]["RelaySourceConfigList"]
         assert [(c["Vhost"], c["App"]) for c in configs] == [(DEFAULT_VHOST, "live")]
-    await _wait_origin(origin)
+    await wait_stream_served(origin, timeout=15.0)
 
     # http://127.0.0.1:port/live/s.flv: the Host is an IP address, so the default vhost.
     info = await asyncio.to_thread(ffprobe_video, ffprobe, edge.flv_url("live", "s"))
@@ -129,7 +109,7 @@ async def test_fixed_relay_on_the_default_vhost_plays_by_ip(
         task = svc.create_relay_source_v4(body)["Result"]["TaskId"]
         listed = svc.list_relay_source_v4({"Vhost": DEFAULT_VHOST})["Result"]["List"]
         assert [(r["Vhost"], r["Stream"], r["TaskId"]) for r in listed] == [(DEFAULT_VHOST, "fixed", task)]
-    await _wait_origin(origin)
+    await wait_stream_served(origin, timeout=15.0)
     await asyncio.to_thread(_wait_fixed_up, edge)
     viewer = await FlvViewer(edge.flv_url("live", "fixed")).start()
     try:

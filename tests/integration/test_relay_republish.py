@@ -15,22 +15,21 @@ Expected behaviour:
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from tests.adversarial.fake_origin import MEDIA_BEFORE_FAULT_S, REPUBLISH_AFTER_S, FakeOrigin, sample_frames
-from tests.conftest import NodeProcess, start_node
+from tests.conftest import NodeProcess
 from tests.integration.relay_helpers import (
     EDGE_CONFIG,
     FlvViewer,
-    register_vhost,
     relay_status,
     rtmp_server,
     set_v3,
 )
+from tests.integration.relay_nodes import relay_nodes
 
 from liverelay.media.frame import Frame
 
@@ -41,12 +40,8 @@ SLACK_S = 3.0
 
 @pytest.fixture
 def edge(tmp_path: Path) -> Iterator[NodeProcess]:
-    node = start_node(tmp_path / "edge", config=EDGE_CONFIG)
-    try:
-        register_vhost(node)
-        yield node
-    finally:
-        node.kill(signal.SIGTERM)
+    with relay_nodes(tmp_path) as nodes:
+        yield nodes.edge(EDGE_CONFIG)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ signed API calls with our SDK. Everything on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import subprocess
 import time
@@ -16,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from tests.conftest import NodeProcess, ffmpeg_publish, free_port, start_node
+from tests.conftest import NodeProcess, free_port
 from tests.integration.relay_helpers import (
     EDGE_CONFIG,
     FlvViewer,
@@ -24,89 +23,54 @@ from tests.integration.relay_helpers import (
     delete_v3,
     ffprobe_video,
     flv_server,
-    register_vhost,
     relay_status,
     rtmp_server,
     set_v3,
     wait_status,
 )
+from tests.integration.relay_nodes import RelayNodes, relay_nodes, wait_stream_served
 
 pytestmark = pytest.mark.timeout(90)
 
 
 @pytest.fixture
-def nodes(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """Factory for nodes and publishers; everything is stopped at teardown."""
-    started: list[NodeProcess] = []
-    publishers: list[contextlib.ExitStack] = []
-
-    def node(name: str, config: str | None = None, ports: tuple[int, int, int] | None = None) -> NodeProcess:
-        n = start_node(tmp_path / name, config=config, ports=ports)
-        started.append(n)
-        return n
-
-    def publish(ffmpeg: str, sample: Path, url: str) -> subprocess.Popen[bytes]:
-        stack = contextlib.ExitStack()
-        proc = stack.enter_context(ffmpeg_publish(ffmpeg, sample, url))
-        publishers.append(stack)
-        return proc
-
-    def edge() -> NodeProcess:
-        e = node("edge", config=EDGE_CONFIG)
-        register_vhost(e)
-        return e
-
-    yield {"node": node, "publish": publish, "edge": edge}
-    for stack in publishers:
-        stack.close()
-    for n in started:
-        n.kill(signal.SIGTERM)
+def nodes(tmp_path: Path) -> Iterator[RelayNodes]:
+    """Nodes and publishers for the test; everything is stopped at teardown."""
+    with relay_nodes(tmp_path) as n:
+        yield n
 
 
-def origin_with_stream(nodes: dict[str, Any], ffmpeg: str, sample: Path, name: str) -> NodeProcess:
-    origin = nodes["node"](name)
-    nodes["publish"](ffmpeg, sample, origin.rtmp_url("live", "s"))
-    return origin
-
-
-async def wait_origin_stream(origin: NodeProcess, timeout: float = 10.0) -> None:
-    """Until the origin serves live/s (the publisher is up)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        viewer = await FlvViewer(origin.flv_url("live", "s")).start()
-        try:
-            with contextlib.suppress(AssertionError):
-                await viewer.wait_video(1, timeout=2)
-                return
-        finally:
-            await viewer.close()
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"origin {origin.rtmp_port} never served live/s")
+@pytest.fixture(scope="module")
+def live_origin(
+    tmp_path_factory: pytest.TempPathFactory, ffmpeg: str, sample_flv: Path
+) -> Iterator[NodeProcess]:
+    """One origin publishing live/s for the tests that only read from it (none kills it or
+    counts its viewers): a node start and a publisher less per test."""
+    with relay_nodes(tmp_path_factory.mktemp("live-origin")) as nodes:
+        yield nodes.origin(ffmpeg, sample_flv)
 
 
 async def edge_relaying_origin(
-    nodes: dict[str, Any],
-    ffmpeg: str,
-    sample: Path,
+    nodes: RelayNodes,
+    origin: NodeProcess,
     *,
     before: tuple[dict[str, Any], ...] = (),
     server: Callable[[NodeProcess], dict[str, Any]] = rtmp_server,
-) -> tuple[NodeProcess, NodeProcess]:
-    """An origin publishing live/s and an edge whose V3 group lists `before`, then that origin;
-    returns (origin, edge) once the origin serves the stream."""
-    origin = origin_with_stream(nodes, ffmpeg, sample, "origin")
-    edge = nodes["edge"]()
+) -> NodeProcess:
+    """An edge whose V3 group lists `before`, then `origin` (publishing live/s); returned
+    once the origin serves the stream."""
+    edge = nodes.edge()
     set_v3(edge, [*before, server(origin)])
-    await wait_origin_stream(origin)
-    return origin, edge
+    await wait_stream_served(origin)
+    return edge
 
 
 @pytest.mark.parametrize("protocol", ["rtmp", "flv"])
 async def test_edge_serves_the_origin_stream_over_rtmp_and_flv(
-    nodes: dict[str, Any], ffmpeg: str, ffprobe: str, sample_flv: Path, protocol: str
+    nodes: RelayNodes, live_origin: NodeProcess, ffprobe: str, protocol: str
 ) -> None:
     server = rtmp_server if protocol == "rtmp" else flv_server
-    _origin, edge = await edge_relaying_origin(nodes, ffmpeg, sample_flv, server=server)
+    edge = await edge_relaying_origin(nodes, live_origin, server=server)
 
     for url in (edge.rtmp_url("live", "s"), edge.flv_url("live", "s")):
         info = await asyncio.to_thread(ffprobe_video, ffprobe, url)
@@ -120,9 +84,10 @@ async def test_edge_serves_the_origin_stream_over_rtmp_and_flv(
     assert row["Bytes"] > 0 and row["Frames"] > 0 and row["UpSince"]
 
 
-async def test_first_origin_dead_second_serves(nodes: dict[str, Any], ffmpeg: str, sample_flv: Path) -> None:
+async def test_first_origin_dead_second_serves(nodes: RelayNodes, live_origin: NodeProcess) -> None:
     dead = free_port()  # nothing listens there: connection refused
-    origin, edge = await edge_relaying_origin(nodes, ffmpeg, sample_flv, before=(rtmp_server(dead),))
+    origin = live_origin
+    edge = await edge_relaying_origin(nodes, origin, before=(rtmp_server(dead),))
 
     viewer = await FlvViewer(edge.flv_url("live", "s")).start()
     try:
@@ -150,9 +115,9 @@ async def test_first_origin_dead_second_serves(nodes: dict[str, Any], ffmpeg: st
 
 
 async def test_every_origin_down_viewer_gets_its_error_within_the_start_timeout(
-    nodes: dict[str, Any], ffprobe: str
+    nodes: RelayNodes, ffprobe: str
 ) -> None:
-    edge = nodes["edge"]()
+    edge = nodes.edge()
     set_v3(edge, [rtmp_server(free_port()), flv_server(free_port())])
     started = time.monotonic()
     viewer = await FlvViewer(edge.flv_url("live", "s")).start()
@@ -177,14 +142,14 @@ async def test_every_origin_down_viewer_gets_its_error_within_the_start_timeout(
 
 
 async def test_midstream_failover_and_failback_without_reconnecting(
-    nodes: dict[str, Any], ffmpeg: str, sample_flv: Path
+    nodes: RelayNodes, ffmpeg: str, sample_flv: Path
 ) -> None:
-    first = origin_with_stream(nodes, ffmpeg, sample_flv, "first")
-    second = origin_with_stream(nodes, ffmpeg, sample_flv, "second")
-    edge = nodes["edge"]()
+    first = nodes.origin(ffmpeg, sample_flv, "first")
+    second = nodes.origin(ffmpeg, sample_flv, "second")
+    edge = nodes.edge()
     set_v3(edge, [rtmp_server(first), rtmp_server(second)])
-    await wait_origin_stream(first)
-    await wait_origin_stream(second)
+    await wait_stream_served(first)
+    await wait_stream_served(second)
 
     viewer = await FlvViewer(edge.flv_url("live", "s")).start()
     try:
@@ -202,8 +167,8 @@ async def test_midstream_failover_and_failback_without_reconnecting(
         assert gap < 6.0
 
         # The first origin comes back on its old address: fail-back at a keyframe.
-        revived = nodes["node"]("first-again", ports=first_ports)
-        nodes["publish"](ffmpeg, sample_flv, revived.rtmp_url("live", "s"))
+        revived = nodes.node("first-again", ports=first_ports)
+        nodes.publish(ffmpeg, sample_flv, revived.rtmp_url("live", "s"))
         rows = await await_status(
             edge, lambda r: r and r[0]["SourceIndex"] == 0 and r[0]["State"] == "up", 20, "fail-back"
         )
@@ -217,9 +182,10 @@ async def test_midstream_failover_and_failback_without_reconnecting(
 
 
 async def test_simultaneous_viewers_one_pull_and_linger(
-    nodes: dict[str, Any], ffmpeg: str, sample_flv: Path
+    nodes: RelayNodes, ffmpeg: str, sample_flv: Path
 ) -> None:
-    origin, edge = await edge_relaying_origin(nodes, ffmpeg, sample_flv)
+    origin = nodes.origin(ffmpeg, sample_flv)  # its own: the test counts the origin's viewers
+    edge = await edge_relaying_origin(nodes, origin)
 
     viewers = [FlvViewer(edge.flv_url("live", "s")) for _ in range(2)]
     await asyncio.gather(*(v.start() for v in viewers))
@@ -243,7 +209,7 @@ async def test_simultaneous_viewers_one_pull_and_linger(
     assert time.monotonic() - left >= 1.5
 
 
-async def test_relay_source_params_reach_the_origin(nodes: dict[str, Any], sample_flv: Path) -> None:
+async def test_relay_source_params_reach_the_origin(nodes: RelayNodes, sample_flv: Path) -> None:
     """An aiohttp HTTP-FLV origin records what the edge asked for and serves the sample."""
     seen: list[tuple[str, dict[str, str]]] = []
     data = sample_flv.read_bytes()
@@ -264,7 +230,7 @@ async def test_relay_source_params_reach_the_origin(nodes: dict[str, Any], sampl
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        edge = nodes["edge"]()
+        edge = nodes.edge()
         set_v3(edge, [flv_server(port, {"domain": "live.push.net", "k": "a b&c"})])
         viewer = await FlvViewer(edge.flv_url("live", "s") + "?token=xyz").start()
         await viewer.wait_video(5, timeout=8)
@@ -278,14 +244,14 @@ async def test_relay_source_params_reach_the_origin(nodes: dict[str, Any], sampl
 
 
 async def test_config_update_moves_the_pull_and_delete_stops_it(
-    nodes: dict[str, Any], ffmpeg: str, sample_flv: Path
+    nodes: RelayNodes, ffmpeg: str, sample_flv: Path
 ) -> None:
-    first = origin_with_stream(nodes, ffmpeg, sample_flv, "first")
-    second = origin_with_stream(nodes, ffmpeg, sample_flv, "second")
-    edge = nodes["edge"]()
+    first = nodes.origin(ffmpeg, sample_flv, "first")
+    second = nodes.origin(ffmpeg, sample_flv, "second")
+    edge = nodes.edge()
     set_v3(edge, [rtmp_server(first)])
-    await wait_origin_stream(first)
-    await wait_origin_stream(second)
+    await wait_stream_served(first)
+    await wait_stream_served(second)
 
     viewer = await FlvViewer(edge.flv_url("live", "s")).start()
     try:
@@ -323,9 +289,7 @@ async def scrape(url: str) -> str:
         return await resp.text()
 
 
-async def test_webhooks_and_metrics_report_the_pull(
-    nodes: dict[str, Any], ffmpeg: str, sample_flv: Path
-) -> None:
+async def test_webhooks_and_metrics_report_the_pull(nodes: RelayNodes, live_origin: NodeProcess) -> None:
     events: list[dict[str, Any]] = []
 
     async def hook(request: web.Request) -> web.Response:
@@ -339,12 +303,11 @@ async def test_webhooks_and_metrics_report_the_pull(
     hook_port = free_port()
     await web.TCPSite(runner, "127.0.0.1", hook_port).start()
     try:
-        origin = origin_with_stream(nodes, ffmpeg, sample_flv, "origin")
+        origin = live_origin
         config = EDGE_CONFIG + f'\n[webhook]\nurl = "http://127.0.0.1:{hook_port}/hook"\ntimeout_s = 2.0\n'
-        edge = nodes["node"]("edge", config=config)
-        register_vhost(edge)
+        edge = nodes.edge(config)
         set_v3(edge, [rtmp_server(free_port()), rtmp_server(origin)])
-        await wait_origin_stream(origin)
+        await wait_stream_served(origin)
 
         viewer = await FlvViewer(edge.flv_url("live", "s")).start()
         await viewer.wait_video(30, timeout=8)
@@ -375,23 +338,23 @@ async def test_webhooks_and_metrics_report_the_pull(
 
 
 async def test_a_local_publisher_takes_over_a_relayed_stream(
-    nodes: dict[str, Any], ffmpeg: str, sample_flv: Path
+    nodes: RelayNodes, live_origin: NodeProcess, ffmpeg: str, sample_flv: Path
 ) -> None:
-    _origin, edge = await edge_relaying_origin(nodes, ffmpeg, sample_flv)
+    edge = await edge_relaying_origin(nodes, live_origin)
 
     viewer = await FlvViewer(edge.flv_url("live", "s")).start()
     try:
         await viewer.wait_video(10, timeout=8)
         assert len(relay_status(edge)) == 1
-        nodes["publish"](ffmpeg, sample_flv, edge.rtmp_url("live", "s"))  # a publisher pushes to the edge
+        nodes.publish(ffmpeg, sample_flv, edge.rtmp_url("live", "s"))  # a publisher pushes to the edge
         await await_status(edge, lambda r: r == [], 8, "the relay gave way")
-        await wait_origin_stream(edge)  # the edge now serves the publisher's stream
+        await wait_stream_served(edge)  # the edge now serves the publisher's stream
     finally:
         await viewer.close()
 
 
 async def test_origin_that_accepts_but_never_answers_is_skipped_after_the_connect_timeout(
-    nodes: dict[str, Any], ffmpeg: str, sample_flv: Path
+    nodes: RelayNodes, live_origin: NodeProcess
 ) -> None:
     """nginx-rtmp `pull` hangs its viewers for 60 s on such an origin (anchors-measured.md)."""
     accepted: list[asyncio.StreamWriter] = []
@@ -402,9 +365,7 @@ async def test_origin_that_accepts_but_never_answers_is_skipped_after_the_connec
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     silent_port = server.sockets[0].getsockname()[1]
     try:
-        _origin, edge = await edge_relaying_origin(
-            nodes, ffmpeg, sample_flv, before=(rtmp_server(silent_port),)
-        )
+        edge = await edge_relaying_origin(nodes, live_origin, before=(rtmp_server(silent_port),))
         viewer = await FlvViewer(edge.flv_url("live", "s")).start()
         try:
             await viewer.wait_video(10, timeout=8)

@@ -17,15 +17,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import NodeProcess, ffmpeg_publish, start_node
+from tests.conftest import NodeProcess, ffmpeg_publish
 from tests.integration.relay_helpers import (
     EDGE_CONFIG,
     FlvViewer,
-    register_vhost,
     relay_status,
     rtmp_server,
     set_v3,
 )
+from tests.integration.relay_nodes import relay_nodes
 from tests.interop.test_nginx_origin import nginx_origin  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.timeout(90)
@@ -37,12 +37,8 @@ GAP_S = 0.5  # no frame for this long on the edge viewer = the publisher is gone
 
 @pytest.fixture
 def edge(tmp_path: Path) -> Iterator[NodeProcess]:
-    node = start_node(tmp_path / "edge", config=REPUBLISH_CONFIG)
-    try:
-        register_vhost(node)
-        yield node
-    finally:
-        node.kill(signal.SIGTERM)
+    with relay_nodes(tmp_path) as nodes:
+        yield nodes.edge(REPUBLISH_CONFIG)
 
 
 async def wait_quiet(viewer: FlvViewer, quiet_s: float, timeout: float) -> None:
