@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -28,10 +29,55 @@ BENCH_SK = "YmVuY2hzZWNyZXRhY2Nlc3NrZXkwMDAwMDAwMDAwMDA="
 _live: list[ManagedProcess] = []
 
 
+# Listening ports for the servers the benches and tests start come from below the kernel's
+# ephemeral range (net.ipv4.ip_local_port_range, 32768-60999 by default): a port found by
+# bind(0) lies inside it, and any outgoing connection of the machine (a viewer, a pull, an
+# attack socket) may take it as its local port before the server binds it ("address
+# already in use"); a port below the range is never handed out that way. Each pytest-xdist
+# worker walks a slice of its own, so workers never pick the same port, and a process walks
+# its slice in order from a random start, so a port just released is not picked again soon.
+_PORT_FLOOR = 10000
+_port_cursor: int | None = None
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _port_slice() -> range:
+    ceiling = _ephemeral_low()
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or "1"), index + 1)
+    size = (ceiling - _PORT_FLOOR) // count
+    if size < 100:  # an unusual port range: fall back to the kernel's choice
+        return range(0)
+    start = _PORT_FLOOR + index * size
+    return range(start, start + size)
+
+
 def free_port() -> int:
+    """A loopback TCP port nothing is bound to now (see above for where it comes from)."""
+    global _port_cursor
+    ports = _port_slice()
+    if ports:
+        if _port_cursor is None:
+            _port_cursor = random.randrange(len(ports))
+        for _ in range(len(ports)):
+            port = ports[_port_cursor % len(ports)]
+            _port_cursor += 1
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def wait_port(port: int, timeout: float = 10.0, proc: subprocess.Popen[bytes] | None = None) -> None:

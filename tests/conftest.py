@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from bench.peers import NGINX_RTMP_MODULE
+from bench.peers import free_port as bench_free_port
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_AK = "AKLTtestaccesskeyid00000000"
@@ -30,9 +31,9 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port for a server a test starts: below the ephemeral range, from
+    this xdist worker's own slice (bench.peers.free_port says why)."""
+    return bench_free_port()
 
 
 def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
