@@ -44,6 +44,13 @@ log = logging.getLogger("liverelay.rtmp")
 
 # The most one read hands data_received (uvloop's and asyncio's read buffer).
 READ_SIZE = 256 * 1024
+# Bytes of one read parsed per loop turn. A read can be READ_SIZE; at chunk size 1 that is
+# 128 Ki chunk headers, a fifth of a second of parsing in one callback, and everything else
+# on the node waits that long per turn (an API request needs several turns). A larger read
+# is parsed a slice per turn with reading paused, so one connection's framing, hostile or
+# not, costs the others at most a slice's parsing per turn. Coalesced reads (at most
+# COALESCE_MAX_BYTES plus what arrived meanwhile) are rarely split.
+FEED_SLICE_BYTES = 64 * 1024
 # Past this many unsent bytes a viewer's writer waits for the socket (backpressure).
 WRITE_BACKLOG_BYTES = 256 * 1024
 # Read coalescing for a publisher nobody watches (no viewer, no relay pulling, no HLS):
@@ -130,6 +137,7 @@ class _Connection(asyncio.Protocol):
         self._publish_at = 0.0  # loop time and bytes_in when publishing began (its rate)
         self._publish_bytes = 0
         self._reads = 0
+        self._backlog: bytearray | None = None  # a large read being parsed slice by slice
         self._tick: asyncio.TimerHandle | None = None
         self._cleaned = False
         self._finished = False
@@ -157,6 +165,37 @@ class _Connection(asyncio.Protocol):
             return
         self.bytes_in += len(data)
         self._reads += 1
+        if self._backlog is not None:  # a read that was under way when reading paused
+            self._backlog += data
+            return
+        if len(data) > FEED_SLICE_BYTES:
+            self._backlog = bytearray(data)
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.pause_reading()
+            self._feed_backlog()
+            return
+        self._feed_guarded(data)
+
+    def _feed_backlog(self) -> None:
+        """Parse one slice of the backlog; the rest on the next loop turn, reading paused."""
+        backlog = self._backlog
+        if backlog is None or self._cleaned:
+            self._backlog = None
+            return
+        piece = bytes(backlog[:FEED_SLICE_BYTES])
+        del backlog[:FEED_SLICE_BYTES]
+        self._feed_guarded(piece)
+        if self._cleaned:
+            self._backlog = None
+        elif backlog:
+            self.loop.call_soon(self._feed_backlog)
+        else:
+            self._backlog = None
+            transport = self.transport
+            if not self._write_paused and transport is not None and not transport.is_closing():
+                transport.resume_reading()
+
+    def _feed_guarded(self, data: bytes) -> None:
         try:
             self._feed(data)
         except _ConnectionEnd as exc:
@@ -170,6 +209,9 @@ class _Connection(asyncio.Protocol):
             self._end(f"internal error: {exc!r}")
 
     def eof_received(self) -> bool:
+        # What the peer sent before closing is parsed now (at most one read's worth).
+        while self._backlog and not self._cleaned:
+            self._feed_backlog()
         self.set_reason("closed by peer")
         return False  # the transport closes itself; connection_lost cleans up
 
@@ -190,8 +232,8 @@ class _Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
+        if self._backlog is None and self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()  # (with a backlog, its last slice resumes reading)
         self._wake_drainers()
 
     # ------------------------------------------------------------ I/O
