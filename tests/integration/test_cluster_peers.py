@@ -22,7 +22,6 @@ from tests.conftest import TEST_AK, TEST_SK, NodeProcess, ffmpeg_publish, run_li
 from tests.integration.cluster_helpers import (
     CLUSTER_CONFIG,
     FUTURE,
-    PULL_DOMAIN,
     NodeFactory,
     start_cluster,
     v4_body,
@@ -145,6 +144,31 @@ def test_stream_published_on_a_is_pulled_once_by_each_peer(
         asyncio.run(scenario())
 
 
+def fixed_relay_on_one_node(
+    nodes: list[NodeProcess], origin: NodeProcess, stream: str
+) -> tuple[NodeProcess, str, list[NodeProcess]]:
+    """Create an open fixed relay of `stream` from `origin` and wait until one node owns it
+    and every node has read that in the owner's heartbeat: (owner, its id, the others)."""
+    with api(nodes[1]) as svc:
+        svc.create_relay_source_v4(
+            v4_body(stream, int(time.time()) - 60, src=origin.rtmp_url("live", stream))
+        )
+    wait_until(
+        lambda: all([s for s, _v in held(n, stream).values()] == ["fixed"] for n in nodes),
+        20,
+        "one fixed owner, seen by every node",
+    )
+    [owner_id] = held(nodes[0], stream)
+    owner = next(n for n in nodes if node_id(n) == owner_id)
+    return owner, owner_id, [n for n in nodes if n is not owner]
+
+
+def longest_gap_across(viewers: list[FlvViewer], event: float) -> float:
+    """The longest wait for video of any viewer from its last frame before `event` on."""
+    before = [max(t for t, _ in v.video() if t <= event) for v in viewers]
+    return max(v.max_video_gap(t) for v, t in zip(viewers, before, strict=True))
+
+
 def test_fixed_relay_pulled_once_per_cluster_and_taken_over(
     node_factory: NodeFactory, pg_url: str, ffmpeg: str, sample_flv: Path
 ) -> None:
@@ -162,27 +186,7 @@ def test_fixed_relay_pulled_once_per_cluster_and_taken_over(
             lambda: bool(cluster_nodes(origin)["NodeList"][0]["StreamList"]), 20, "the origin's stream"
         )
         with OriginCount(origin, "ext").running() as count:
-            now = int(time.time())
-            with api(nodes[1]) as svc:
-                svc.create_relay_source_v4(
-                    {
-                        "Domain": PULL_DOMAIN,
-                        "App": "live",
-                        "Stream": "ext",
-                        "SrcAddrS": [origin.rtmp_url("live", "ext")],
-                        "StartTime": now - 60,
-                        "EndTime": now + 3600,
-                    }
-                )
-            # Every node has read the owner's heartbeat (each reads all rows once a round).
-            wait_until(
-                lambda: all([s for s, _v in held(n, "ext").values()] == ["fixed"] for n in nodes),
-                20,
-                "one fixed owner, seen by every node",
-            )
-            [owner_id] = held(nodes[0], "ext")
-            owner = nodes[ids.index(owner_id)]
-            others = [n for n in nodes if n is not owner]
+            owner, owner_id, others = fixed_relay_on_one_node(nodes, origin, "ext")
 
             async def scenario() -> None:
                 viewers = await watch([n.flv_url("live", "ext") for n in others])
@@ -195,8 +199,7 @@ def test_fixed_relay_pulled_once_per_cluster_and_taken_over(
                     took = held(others[0], "ext")
                     assert sorted(s for s, _ in took.values()) == ["fixed", "peer"], took
                     # The last frame before the kill is included: the gap spans the takeover.
-                    before = [max(t for t, _ in v.video() if t <= killed) for v in viewers]
-                    gap = max(v.max_video_gap(t) for v, t in zip(viewers, before, strict=True))
+                    gap = longest_gap_across(viewers, killed)
                     print(f"\nthe viewers' longest video gap across the takeover: {gap:.1f}s")
                 finally:
                     for viewer in viewers:
@@ -311,31 +314,11 @@ def test_drain_of_the_owner_leaves_peer_viewers_without_a_gap(
     nodes = start_cluster(node_factory, pg_url)
     wait_members(nodes)
     register_vhost(nodes[0])
-    ids = [node_id(n) for n in nodes]
     with ffmpeg_publish(ffmpeg, sample_flv, origin.rtmp_url("live", "dr")):
         wait_until(
             lambda: bool(cluster_nodes(origin)["NodeList"][0]["StreamList"]), 20, "the origin's stream"
         )
-        now = int(time.time())
-        with api(nodes[0]) as svc:
-            svc.create_relay_source_v4(
-                {
-                    "Domain": PULL_DOMAIN,
-                    "App": "live",
-                    "Stream": "dr",
-                    "SrcAddrS": [origin.rtmp_url("live", "dr")],
-                    "StartTime": now - 60,
-                    "EndTime": now + 3600,
-                }
-            )
-        wait_until(
-            lambda: all([s for s, _v in held(n, "dr").values()] == ["fixed"] for n in nodes),
-            20,
-            "one fixed owner, seen by every node",
-        )
-        [owner_id] = held(nodes[0], "dr")
-        owner = nodes[ids.index(owner_id)]
-        others = [n for n in nodes if n is not owner]
+        owner, owner_id, others = fixed_relay_on_one_node(nodes, origin, "dr")
 
         async def scenario() -> None:
             viewers = await watch([n.flv_url("live", "dr") for n in others])
@@ -351,8 +334,7 @@ def test_drain_of_the_owner_leaves_peer_viewers_without_a_gap(
 
                 await asyncio.to_thread(wait_until, moved, 30, "the relay to move off the drained node", 0.2)
                 await still_watching(viewers, time.monotonic(), 20)
-                before = [max(t for t, _ in v.video() if t <= drained) for v in viewers]
-                gap = max(v.max_video_gap(t) for v, t in zip(viewers, before, strict=True))
+                gap = longest_gap_across(viewers, drained)
                 print(f"\nthe viewers' longest video gap across the drain: {gap:.2f}s")
                 # Measured 0.3-0.9 s here (frames come in 50 ms flushes; the switch splices at
                 # the new owner's GOP, which it has cached). A takeover's gap is ~4 s (the lease
