@@ -126,17 +126,9 @@ def _play_query(request: web.Request) -> str:
 async def _play_flv(request: web.Request) -> web.StreamResponse:
     deps = request.app[DEPS_KEY]
     hub: MediaHub = deps.hub
-    try:
-        host = request.url.host  # yarl parses the Host header here
-    except ValueError as exc:  # a port out of range, a malformed host
-        _BAD_REQUEST_LOG.warning(
-            "bad-host", "http %s: bad Host header %r: %s", _remote(request), clip(request.host), exc
-        )
-        return web.Response(status=400, text="bad Host header\n", headers=CORS_HEADERS)
-    vhost = resolve_vhost(deps, host)
-    if vhost is None:
-        return _not_found("unknown domain")
-    key = StreamKey(vhost, request.match_info["app"], request.match_info["stream"])
+    key = _stream_key(request, request.match_info["app"], request.match_info["stream"])
+    if isinstance(key, web.Response):
+        return key
     if request.method == "HEAD":  # no body may follow: answer without becoming a viewer
         found = hub.get(key)
         if found is None or not found.has_source:
