@@ -846,3 +846,75 @@ async def test_viewers_in_step_cost_nothing_per_frame_and_share_one_batch() -> N
     pub.write(key(333))  # the next flush lets it back in step
     assert len(stream._step_to) == 2
     assert [f.timestamp for f in writers[1].got] == [f.timestamp for f in writers[0].got]
+
+
+async def _in_step(hub: Hub) -> tuple[Publication, list[_StepWriter]]:
+    """A publisher past its headers and keyframe, and two viewers in step."""
+    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER, owner="enc")
+    for f in (vcfg(), acfg(), key(0)):
+        pub.write(f)
+    stream = hub.get(KEY)
+    assert stream is not None
+    writers = [_StepWriter(stream.subscribe(protocol="rtmp", remote=f"v{i}", query="")) for i in range(2)]
+    for w in writers:
+        w.wake()
+    pub.write(inter(66))  # past the flush window: the flush puts the caught-up viewers in step
+    assert len(stream._step_to) == 2 and not stream._individual
+    return pub, writers
+
+
+async def test_a_flowing_stream_arms_no_idle_flush_timer_between_flushes() -> None:
+    # The idle flush is for a source that pauses. Armed by the first frame held after a
+    # flush and cancelled by the next flush, it never fires (never wakes the loop) while
+    # media flows; before, it was re-armed after every frame and fired every ~50 ms.
+    hub = new_hub()
+    pub, writers = await _in_step(hub)
+    stream = hub.get(KEY)
+    assert stream is not None
+    assert stream._idle_flush is None  # that frame was flushed: nothing is held
+    pub.write(aac(70))  # audio waits for the next video frame ...
+    timer = stream._idle_flush
+    assert timer is not None  # ... so the idle flush is armed
+    pub.write(inter(99))  # held too (under the 50 ms window): the same timer stays
+    assert stream._idle_flush is timer
+    pub.write(inter(132))  # the window is full: flushed, and the timer is gone with it
+    assert stream._idle_flush is None and timer.cancelled()
+    assert [f.timestamp for f in writers[0].batches[-1]] == [70, 99, 132]
+
+
+async def test_held_frames_of_viewers_in_step_are_flushed_when_the_source_pauses() -> None:
+    hub = new_hub()
+    pub, writers = await _in_step(hub)
+    before = len(writers[0].batches)
+    pub.write(aac(70))  # held for the next video frame, which does not come
+    for _ in range(200):  # the idle flush (2 x 50 ms) sends it; bounded wait on the event
+        if len(writers[0].batches) > before:
+            break
+        await asyncio.sleep(0.01)
+    assert [f.timestamp for f in writers[0].batches[-1]] == [70]
+    assert writers[1].batches[-1] is writers[0].batches[-1]
+
+
+async def test_a_run_of_frames_is_counted_once_and_restamped_in_place() -> None:
+    # Publication.write_run (a relay pull: the frames of one read) hands the frames over:
+    # they reach viewers as the same objects, restamped onto the stream's timeline,
+    # unless one was serialised already (then it is copied, the cached bytes stay true).
+    hub = new_hub()
+    pub = hub.publish(KEY, kind=SourceKind.RELAY_PLAY, owner="pull")
+    headers = [vcfg(5000), acfg(5000)]
+    pub.write_run(headers)
+    stream = hub.get(KEY)
+    assert stream is not None
+    run = [key(5000), aac(5010), inter(5033), aac(5033)]
+    shared = run[3]
+    shared.cache["flv"] = b"serialised at 5033"
+    pub.write_run(run)
+    assert stream.frames_in == 6
+    assert stream.bytes_in == sum(len(f.payload) for f in headers + run)
+    assert [f.timestamp for f in run[:3]] == [0, 10, 33]  # restamped in place
+    assert shared.timestamp == 5033  # serialised: left as it was ...
+    sub = stream.subscribe(protocol="rtmp", remote="v", query="")
+    joined = drain(sub)
+    assert [f for f in joined if f.kind == FrameKind.VIDEO and not f.config][0] is run[0]
+    assert [f.timestamp for f in joined if f.kind == FrameKind.AUDIO and not f.config] == [10, 33]
+    assert not any(f is shared for f in joined)  # ... and a restamped copy went out instead

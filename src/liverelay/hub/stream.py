@@ -429,7 +429,7 @@ class Stream:
             self._batch_held = held
             if urgent or held >= MAX_HELD_FRAMES or frame.timestamp >= self._batch_flush_at:
                 self._flush_batch()
-        if self._idle_flush is None and self._flush_ms and (self._batch or individual):
+        if self._idle_flush is None and self._flush_ms and (self._batch or self._individual):
             self._arm_idle_flush(self._idle_flush_s)
 
     def _flush_batch(self) -> None:
@@ -450,11 +450,6 @@ class Stream:
                     sub.step_keyframe()
             for sub in left:
                 self._unstep(sub, batch)
-            timer = self._idle_flush
-            if timer is not None and not self._individual:
-                # Nothing is held any more (viewers with a queue of their own keep it).
-                timer.cancel()
-                self._idle_flush = None
         individual = self._individual
         if individual:
             joined = [sub for sub in individual if sub.can_step()]
@@ -464,6 +459,11 @@ class Stream:
                     if writer is not None and sub in self._subscribers:
                         self._step[sub] = writer
                 self._regroup()
+        timer = self._idle_flush
+        if timer is not None and not self._individual:
+            # Nothing is held any more (a viewer with a queue of its own may hold frames).
+            timer.cancel()
+            self._idle_flush = None
 
     def _unstep(self, sub: Subscriber, pending: list[Frame]) -> None:
         """`sub` leaves the step; `pending` (what it was not sent) starts its own queue."""
