@@ -915,6 +915,6 @@ async def test_a_run_of_frames_is_counted_once_and_restamped_in_place() -> None:
     assert shared.timestamp == 5033  # serialised: left as it was ...
     sub = stream.subscribe(protocol="rtmp", remote="v", query="")
     joined = drain(sub)
-    assert [f for f in joined if f.kind == FrameKind.VIDEO and not f.config][0] is run[0]
+    assert next(f for f in joined if f.kind == FrameKind.VIDEO and not f.config) is run[0]
     assert [f.timestamp for f in joined if f.kind == FrameKind.AUDIO and not f.config] == [10, 33]
     assert not any(f is shared for f in joined)  # ... and a restamped copy went out instead
