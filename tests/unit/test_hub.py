@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from liverelay.config import MediaSettings
 from liverelay.hub import Hub, Publication, SourceKind, StreamBusy, StreamKey, Subscriber
+from liverelay.hub.stream import Stream
 from liverelay.media.codecs import make_frame
 from liverelay.media.frame import Frame, FrameKind
 
@@ -816,18 +817,26 @@ def test_property_viewers_in_step_get_every_frame_once_in_order(ops: list[tuple[
         assert shared
 
 
-async def test_viewers_in_step_cost_nothing_per_frame_and_share_one_batch() -> None:
-    hub = new_hub()
+def _in_step(
+    hub: Hub, *, protocol: str = "rtmp", frames: tuple[int, ...] = (66,)
+) -> tuple[Publication, Stream, list[_StepWriter]]:
+    """A publisher past its headers and keyframe, and two viewers that have caught up;
+    then inter frames at `frames`: the first flush puts the viewers in step."""
     pub = hub.publish(KEY, kind=SourceKind.PUBLISHER)
     for f in (vcfg(), acfg(), key(0)):
         pub.write(f)
     stream = hub.get(KEY)
     assert stream is not None
-    writers = [_StepWriter(stream.subscribe(protocol="http-flv", remote=f"v{i}", query="")) for i in range(2)]
+    writers = [_StepWriter(stream.subscribe(protocol=protocol, remote=f"v{i}", query="")) for i in range(2)]
     for w in writers:
         w.wake()
-    for ts in (33, 66, 99, 132):  # the first flush puts the caught-up viewers in step
+    for ts in frames:
         pub.write(inter(ts))
+    return pub, stream, writers
+
+
+async def test_viewers_in_step_cost_nothing_per_frame_and_share_one_batch() -> None:
+    pub, stream, writers = _in_step(new_hub(), protocol="http-flv", frames=(33, 66, 99, 132))
     assert stream._step_to and not stream._individual
     pub.write(key(140))  # a keyframe flushes at once: the next window starts here
     before = [len(w.batches) for w in writers]
@@ -848,29 +857,12 @@ async def test_viewers_in_step_cost_nothing_per_frame_and_share_one_batch() -> N
     assert [f.timestamp for f in writers[1].got] == [f.timestamp for f in writers[0].got]
 
 
-async def _in_step(hub: Hub) -> tuple[Publication, list[_StepWriter]]:
-    """A publisher past its headers and keyframe, and two viewers in step."""
-    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER, owner="enc")
-    for f in (vcfg(), acfg(), key(0)):
-        pub.write(f)
-    stream = hub.get(KEY)
-    assert stream is not None
-    writers = [_StepWriter(stream.subscribe(protocol="rtmp", remote=f"v{i}", query="")) for i in range(2)]
-    for w in writers:
-        w.wake()
-    pub.write(inter(66))  # past the flush window: the flush puts the caught-up viewers in step
-    assert len(stream._step_to) == 2 and not stream._individual
-    return pub, writers
-
-
 async def test_a_flowing_stream_arms_no_idle_flush_timer_between_flushes() -> None:
     # The idle flush is for a source that pauses. Armed by the first frame held after a
     # flush and cancelled by the next flush, it never fires (never wakes the loop) while
     # media flows; before, it was re-armed after every frame and fired every ~50 ms.
-    hub = new_hub()
-    pub, writers = await _in_step(hub)
-    stream = hub.get(KEY)
-    assert stream is not None
+    pub, stream, writers = _in_step(new_hub())  # 66 is past the flush window: flushed
+    assert len(stream._step_to) == 2 and not stream._individual
     assert stream._idle_flush is None  # that frame was flushed: nothing is held
     pub.write(aac(70))  # audio waits for the next video frame ...
     timer = stream._idle_flush
@@ -883,8 +875,8 @@ async def test_a_flowing_stream_arms_no_idle_flush_timer_between_flushes() -> No
 
 
 async def test_held_frames_of_viewers_in_step_are_flushed_when_the_source_pauses() -> None:
-    hub = new_hub()
-    pub, writers = await _in_step(hub)
+    pub, stream, writers = _in_step(new_hub())
+    assert len(stream._step_to) == 2
     before = len(writers[0].batches)
     pub.write(aac(70))  # held for the next video frame, which does not come
     for _ in range(200):  # the idle flush (2 x 50 ms) sends it; bounded wait on the event
