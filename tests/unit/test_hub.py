@@ -910,3 +910,22 @@ async def test_a_run_of_frames_is_counted_once_and_restamped_in_place() -> None:
     assert next(f for f in joined if f.kind == FrameKind.VIDEO and not f.config) is run[0]
     assert [f.timestamp for f in joined if f.kind == FrameKind.AUDIO and not f.config] == [10, 33]
     assert not any(f is shared for f in joined)  # ... and a restamped copy went out instead
+
+
+async def test_with_a_reader_of_its_own_a_flowing_stream_gets_no_extra_flush() -> None:
+    # A pull-mode reader (the HLS muxer) keeps the idle timer armed across flushes; when it
+    # fires shortly after a flush, the stream is flowing: it waits for the rest of its
+    # interval instead of flushing the batch early (an extra write to every viewer).
+    hub = new_hub()
+    pub, stream, writers = _in_step(hub)
+    reader = stream.subscribe(protocol="hls", remote="muxer", query="", counted=False)
+    pub.write(inter(132))  # flushed: the batch is empty, the reader holds its own queue
+    pub.write(aac(140))  # held in the batch
+    before = len(writers[0].batches)
+    stream._on_idle_flush()  # what the timer does, a moment after the last flush
+    assert len(writers[0].batches) == before  # not flushed early ...
+    assert stream._idle_flush is not None  # ... but still watched
+    stream._last_flush -= 1.0  # no flush for a second: the source paused
+    stream._on_idle_flush()
+    assert [f.timestamp for f in writers[0].batches[-1]] == [140]
+    assert [f.timestamp for f in reader.take()][-2:] == [132, 140]

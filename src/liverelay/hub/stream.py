@@ -142,6 +142,7 @@ class Stream:
         # Longer than the flush cadence (flush_ms plus one video frame interval), so the
         # timer fires only when the source really pauses, not between two regular flushes.
         self._idle_flush_s = IDLE_FLUSH_FACTOR * self._flush_ms / 1000
+        self._last_flush = 0.0  # monotonic time of the last flush of the shared batch
         # Stats. Viewers count their own bytes and skips; what left is kept here.
         self.bytes_in = 0
         self.frames_in = 0
@@ -437,6 +438,7 @@ class Stream:
         writers reuse one serialisation of it), then let caught-up viewers join the step."""
         batch = self._batch
         if batch:
+            self._last_flush = time.monotonic()
             self._batch = []
             self._batch_held = 0
             self._batch_flush_at = batch[-1].timestamp + self._flush_ms
@@ -489,6 +491,9 @@ class Stream:
     # armed by the first frame held after a flush and cancelled by the next flush: a
     # flowing stream flushes every ~viewer_flush_ms and the timer never fires (no loop
     # wake-up per stream per flush interval); it fires only when nothing flushed in time.
+    # While a viewer has a queue of its own (joining, behind, pull mode: the HLS muxer)
+    # the timer is not cancelled; it then flushes only once the stream has not flushed
+    # for its interval, and otherwise waits for the rest of it.
     def _arm_idle_flush(self, delay: float) -> None:
         try:
             loop = asyncio.get_running_loop()
@@ -499,6 +504,10 @@ class Stream:
 
     def _on_idle_flush(self) -> None:
         self._idle_flush = None
+        idle = time.monotonic() - self._last_flush
+        if idle < self._idle_flush_s * 0.9 and self._individual:
+            self._arm_idle_flush(self._idle_flush_s - idle)  # flowing: flushed lately
+            return
         self._flush_all()
 
     def _flush_all(self) -> None:
