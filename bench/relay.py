@@ -11,18 +11,22 @@ The origin is nginx-rtmp (no GOP cache: create -> playable includes the wait for
 next keyframe) or a second node of ours (`origin="ours"`, GOP cache: create -> playable
 is the config-to-data-plane latency itself).
 
-`python -m bench.relay --edge [--viewers 10] [--repeat 5] [--window 15]`: one relayed
-stream side by side with nginx-rtmp. An nginx-rtmp origin gets the 2 Mbps sample; two edges
-run at the same time and pull it, an nginx-rtmp edge (`pull rtmp://ORIGIN/live;`) and our
+`python -m bench.relay --edge [--viewers 10] [--repeat 5] [--window 15] [--base SRC]`: one
+relayed stream side by side with nginx-rtmp. An nginx-rtmp origin gets the 2 Mbps sample; two
+edges run at the same time and pull it, an nginx-rtmp edge (`pull rtmp://ORIGIN/live;`) and our
 node (V3, play-triggered, one origin), each with the same number of RTMP viewers from the
 same client. Measured per window, over the same seconds for both: each edge's CPU (% of
 one core, user and system apart) and the ratio ours / nginx-rtmp; medians over the windows.
+`--base SRC` adds a third edge: our node run from another source tree (e.g. `git archive
+main src | tar -x -C /tmp/edge-base` and `--base /tmp/edge-base/src`), pulling the same
+origin with the same viewers, so before and after are measured in the same windows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -276,8 +280,28 @@ def render(results: list[dict[str, Any]]) -> str:
     )
 
 
+def start_node_from(src: str | None, name: str) -> LiverelayNode:
+    """Our node, from this tree or (src) from another tree's `src` directory."""
+    if src is None:
+        return LiverelayNode(config=node_config(), name=name).start()
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = src  # LiverelayNode passes our environment on
+    try:
+        return LiverelayNode(config=node_config(), name=name).start()
+    finally:
+        if saved is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = saved
+
+
 async def run_edge(
-    viewers: int = 10, *, repeat: int = 5, window_s: float = 15.0, profile: bool = False
+    viewers: int = 10,
+    *,
+    repeat: int = 5,
+    window_s: float = 15.0,
+    profile: bool = False,
+    base_src: str | None = None,
 ) -> dict[str, Any]:
     """One stream relayed by an nginx-rtmp edge and by our edge, side by side (module doc)."""
     sample = ensure_sample()
@@ -285,21 +309,26 @@ async def run_edge(
     pub = start_publisher(sample, origin.rtmp_url(APP, STREAM))
     nginx_edge = NginxRtmp(pulls=[f"rtmp://127.0.0.1:{origin.rtmp_port}/{APP}"], name="nginx-edge").start()
     ours = LiverelayNode(config=node_config(), name="ours-edge").start()
-    api = service(ours)
+    base = start_node_from(base_src, "base-edge") if base_src else None
+    nodes = [("ours", ours)] + ([("base", base)] if base is not None else [])
+    edges: list[tuple[str, NginxRtmp | LiverelayNode]] = [("nginx-rtmp", nginx_edge), *nodes]
+    names = [name for name, _ in edges]
+    apis = [service(node) for _, node in nodes]
     watchers = []
     windows: list[dict[str, Any]] = []
     try:
-        await create_bench_domain(api)
-        await configure_v3(api, [f"127.0.0.1:{origin.rtmp_port}"])
+        for each in apis:
+            await create_bench_domain(each)
+            await configure_v3(each, [f"127.0.0.1:{origin.rtmp_port}"])
         probe = await start_probe(origin.rtmp_url(APP, STREAM))  # the origin plays
         probe.close()
         idle = {}
-        for name, pid in (("nginx-rtmp", nginx_edge.pid), ("ours", ours.pid)):
-            w = procstat.CpuWindow(pid)
+        for name, edge in edges:
+            w = procstat.CpuWindow(edge.pid)
             w.start()
             await asyncio.sleep(2.0)
             idle[name] = w.stop().percent
-        for name, edge in (("nginx-rtmp", nginx_edge), ("ours", ours)):
+        for name, edge in edges:
             url = edge.rtmp_url(APP, STREAM)
             group = [make_viewer(i, url, i == 0) for i in range(viewers)]
             for v in group:
@@ -309,12 +338,12 @@ async def run_edge(
         if profile:  # py-spy over our edge for one window first (not a measured window)
             from .profile import start_pyspy
 
-            out = Path(__file__).resolve().parent / "results" / "pyspy-edge.txt"
-            profiler = start_pyspy(ours.pid, window_s, out)
+            spy_out = Path(__file__).resolve().parent / "results" / "pyspy-edge.txt"
+            profiler = start_pyspy(ours.pid, window_s, spy_out)
             if profiler is not None:
                 await asyncio.sleep(window_s)
                 profiler.stop()
-                progress(f"  profile: {out.with_suffix('.top.txt')}")
+                progress(f"  profile: {spy_out.with_suffix('.top.txt')}")
         for n in range(repeat):
             cpu = {name: procstat.CpuWindow(edge.pid) for name, edge, _ in watchers}
             for w in cpu.values():
@@ -338,35 +367,45 @@ async def run_edge(
                     "full_rate": sum(r >= 0.9 * FULL_RATE_BPS for r in rates),
                     "errors": sum(v.stats.error is not None for v in group),
                 }
-            row["ratio"] = row["ours"]["cpu_pct"] / max(row["nginx-rtmp"]["cpu_pct"], 0.05)
+            nginx_cpu = max(row["nginx-rtmp"]["cpu_pct"], 0.05)
+            row["ratio"] = row["ours"]["cpu_pct"] / nginx_cpu
+            extra = ""
+            if base is not None:
+                row["ratio_base"] = row["base"]["cpu_pct"] / nginx_cpu
+                extra = f", base {fmt(row['base']['cpu_pct'])} % (ratio {fmt(row['ratio_base'])})"
             windows.append(row)
             progress(
                 f"  edge window {n + 1}/{repeat} (load {load}): nginx-rtmp "
                 f"{fmt(row['nginx-rtmp']['cpu_pct'])} %, ours {fmt(row['ours']['cpu_pct'])} % "
-                f"(ratio {fmt(row['ratio'])}), full rate {row['nginx-rtmp']['full_rate']}/{viewers} "
-                f"and {row['ours']['full_rate']}/{viewers}"
+                f"(ratio {fmt(row['ratio'])}){extra}, full rate "
+                + " and ".join(f"{row[name]['full_rate']}/{viewers}" for name in names)
             )
     finally:
         for _, _, group in watchers:
             for v in group:
                 v.close()
-        await api.aclose()
-        ours.stop()
+        for each in apis:
+            await each.aclose()
+        for _, node in nodes:
+            node.stop()
         nginx_edge.stop()
         pub.stop()
         origin.stop()
-    out = {
+    out: dict[str, Any] = {
         "viewers": viewers,
         "window_s": window_s,
+        "base_src": base_src,
         "idle_cpu_pct": idle,
         "windows": windows,
         "median": {
             name: {k: median([w[name][k] for w in windows]) for k in ("cpu_pct", "user_pct", "sys_pct")}
-            for name in ("nginx-rtmp", "ours")
+            for name in names
         },
         "ratio_median": median([w["ratio"] for w in windows]),
         "load1_median": median([w["load1"] for w in windows]),
     }
+    if base is not None:
+        out["ratio_base_median"] = median([w["ratio_base"] for w in windows])
     med = out["median"]
     print(
         table(
@@ -379,15 +418,17 @@ async def run_edge(
                     fmt(med[name]["sys_pct"]),
                     fmt(idle[name]),
                 ]
-                for name in ("nginx-rtmp", "ours")
+                for name in names
             ],
         )
     )
+    base_note = f", base / nginx-rtmp = {fmt(out['ratio_base_median'])}" if base is not None else ""
     progress(
-        f"edge: ours / nginx-rtmp = {fmt(out['ratio_median'])} (median of {len(windows)} windows, "
-        f"load1 median {fmt(out['load1_median'])})"
+        f"edge: ours / nginx-rtmp = {fmt(out['ratio_median'])}{base_note} (median of {len(windows)} "
+        f"windows, load1 median {fmt(out['load1_median'])})"
     )
-    path = save("edge", {"params": {"viewers": viewers, "repeat": repeat, "window_s": window_s}, **out})
+    params = {"viewers": viewers, "repeat": repeat, "window_s": window_s, "base_src": base_src}
+    path = save("edge", {"params": params, **out})
     progress(f"edge results saved to {path}")
     return out
 
@@ -403,10 +444,19 @@ if __name__ == "__main__":
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--window", type=float, default=15.0)
     parser.add_argument("--profile", action="store_true", help="py-spy our edge for one window first")
+    parser.add_argument("--base", metavar="SRC", help="also run our node from this src dir (before/after)")
     args = parser.parse_args()
     if not args.edge:
         parser.error("use `python -m bench relay` for the fixed-relay runs; --edge here")
     try:
-        asyncio.run(run_edge(args.viewers, repeat=args.repeat, window_s=args.window, profile=args.profile))
+        asyncio.run(
+            run_edge(
+                args.viewers,
+                repeat=args.repeat,
+                window_s=args.window,
+                profile=args.profile,
+                base_src=args.base,
+            )
+        )
     finally:
         kill_all()

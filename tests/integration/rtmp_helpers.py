@@ -105,6 +105,10 @@ class RecordingSink:
             self.first_video_at = now
         self.frames.append(frame)
 
+    def on_frames(self, frames: list[Frame]) -> None:
+        for frame in frames:
+            self.on_frame(frame)
+
     def on_unpublished(self) -> bool:
         return False  # end the pull, as every pull did before the republish wait existed
 

@@ -29,6 +29,9 @@ class Sink:
     def on_frame(self, frame: Frame) -> None:
         self.frames.append(frame)
 
+    def on_frames(self, frames: list[Frame]) -> None:
+        self.frames.extend(frames)
+
 
 def fast_settings() -> RelaySettings:
     return RelaySettings(connect_timeout_s=0.5, no_media_timeout_s=1.0)

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from liverelay.config import MediaSettings
 from liverelay.hub import Hub, Publication, SourceKind, StreamBusy, StreamKey, Subscriber
+from liverelay.hub.stream import Stream
 from liverelay.media.codecs import make_frame
 from liverelay.media.frame import Frame, FrameKind
 
@@ -816,18 +817,26 @@ def test_property_viewers_in_step_get_every_frame_once_in_order(ops: list[tuple[
         assert shared
 
 
-async def test_viewers_in_step_cost_nothing_per_frame_and_share_one_batch() -> None:
-    hub = new_hub()
+def _in_step(
+    hub: Hub, *, protocol: str = "rtmp", frames: tuple[int, ...] = (66,)
+) -> tuple[Publication, Stream, list[_StepWriter]]:
+    """A publisher past its headers and keyframe, and two viewers that have caught up;
+    then inter frames at `frames`: the first flush puts the viewers in step."""
     pub = hub.publish(KEY, kind=SourceKind.PUBLISHER)
     for f in (vcfg(), acfg(), key(0)):
         pub.write(f)
     stream = hub.get(KEY)
     assert stream is not None
-    writers = [_StepWriter(stream.subscribe(protocol="http-flv", remote=f"v{i}", query="")) for i in range(2)]
+    writers = [_StepWriter(stream.subscribe(protocol=protocol, remote=f"v{i}", query="")) for i in range(2)]
     for w in writers:
         w.wake()
-    for ts in (33, 66, 99, 132):  # the first flush puts the caught-up viewers in step
+    for ts in frames:
         pub.write(inter(ts))
+    return pub, stream, writers
+
+
+async def test_viewers_in_step_cost_nothing_per_frame_and_share_one_batch() -> None:
+    pub, stream, writers = _in_step(new_hub(), protocol="http-flv", frames=(33, 66, 99, 132))
     assert stream._step_to and not stream._individual
     pub.write(key(140))  # a keyframe flushes at once: the next window starts here
     before = [len(w.batches) for w in writers]
@@ -846,3 +855,77 @@ async def test_viewers_in_step_cost_nothing_per_frame_and_share_one_batch() -> N
     pub.write(key(333))  # the next flush lets it back in step
     assert len(stream._step_to) == 2
     assert [f.timestamp for f in writers[1].got] == [f.timestamp for f in writers[0].got]
+
+
+async def test_a_flowing_stream_arms_no_idle_flush_timer_between_flushes() -> None:
+    # The idle flush is for a source that pauses. Armed by the first frame held after a
+    # flush and cancelled by the next flush, it never fires (never wakes the loop) while
+    # media flows; before, it was re-armed after every frame and fired every ~50 ms.
+    pub, stream, writers = _in_step(new_hub())  # 66 is past the flush window: flushed
+    assert len(stream._step_to) == 2 and not stream._individual
+    assert stream._idle_flush is None  # that frame was flushed: nothing is held
+    pub.write(aac(70))  # audio waits for the next video frame ...
+    timer = stream._idle_flush
+    assert timer is not None  # ... so the idle flush is armed
+    pub.write(inter(99))  # held too (under the 50 ms window): the same timer stays
+    assert stream._idle_flush is timer
+    pub.write(inter(132))  # the window is full: flushed, and the timer is gone with it
+    assert stream._idle_flush is None and timer.cancelled()
+    assert [f.timestamp for f in writers[0].batches[-1]] == [70, 99, 132]
+
+
+async def test_held_frames_of_viewers_in_step_are_flushed_when_the_source_pauses() -> None:
+    pub, stream, writers = _in_step(new_hub())
+    assert len(stream._step_to) == 2
+    before = len(writers[0].batches)
+    pub.write(aac(70))  # held for the next video frame, which does not come
+    for _ in range(200):  # the idle flush (2 x 50 ms) sends it; bounded wait on the event
+        if len(writers[0].batches) > before:
+            break
+        await asyncio.sleep(0.01)
+    assert [f.timestamp for f in writers[0].batches[-1]] == [70]
+    assert writers[1].batches[-1] is writers[0].batches[-1]
+
+
+async def test_a_run_of_frames_is_counted_once_and_restamped_in_place() -> None:
+    # Publication.write_run (a relay pull: the frames of one read) hands the frames over:
+    # they reach viewers as the same objects, restamped onto the stream's timeline,
+    # unless one was serialised already (then it is copied, the cached bytes stay true).
+    hub = new_hub()
+    pub = hub.publish(KEY, kind=SourceKind.RELAY_PLAY, owner="pull")
+    headers = [vcfg(5000), acfg(5000)]
+    pub.write_run(headers)
+    stream = hub.get(KEY)
+    assert stream is not None
+    run = [key(5000), aac(5010), inter(5033), aac(5033)]
+    shared = run[3]
+    shared.cache["flv"] = b"serialised at 5033"
+    pub.write_run(run)
+    assert stream.frames_in == 6
+    assert stream.bytes_in == sum(len(f.payload) for f in headers + run)
+    assert [f.timestamp for f in run[:3]] == [0, 10, 33]  # restamped in place
+    assert shared.timestamp == 5033  # serialised: left as it was ...
+    sub = stream.subscribe(protocol="rtmp", remote="v", query="")
+    joined = drain(sub)
+    assert next(f for f in joined if f.kind == FrameKind.VIDEO and not f.config) is run[0]
+    assert [f.timestamp for f in joined if f.kind == FrameKind.AUDIO and not f.config] == [10, 33]
+    assert not any(f is shared for f in joined)  # ... and a restamped copy went out instead
+
+
+async def test_with_a_reader_of_its_own_a_flowing_stream_gets_no_extra_flush() -> None:
+    # A pull-mode reader (the HLS muxer) keeps the idle timer armed across flushes; when it
+    # fires shortly after a flush, the stream is flowing: it waits for the rest of its
+    # interval instead of flushing the batch early (an extra write to every viewer).
+    hub = new_hub()
+    pub, stream, writers = _in_step(hub)
+    reader = stream.subscribe(protocol="hls", remote="muxer", query="", counted=False)
+    pub.write(inter(132))  # flushed: the batch is empty, the reader holds its own queue
+    pub.write(aac(140))  # held in the batch
+    before = len(writers[0].batches)
+    stream._on_idle_flush()  # what the timer does, a moment after the last flush
+    assert len(writers[0].batches) == before  # not flushed early ...
+    assert stream._idle_flush is not None  # ... but still watched
+    stream._last_flush -= 1.0  # no flush for a second: the source paused
+    stream._on_idle_flush()
+    assert [f.timestamp for f in writers[0].batches[-1]] == [140]
+    assert [f.timestamp for f in reader.take()][-2:] == [132, 140]

@@ -30,6 +30,9 @@ BITRATE_WINDOW_S = 5
 # Quiet frames (audio between video frames) held in the shared batch before it is
 # flushed anyway: bounds the batch when a stream's video stops and its audio goes on.
 MAX_BATCH_FRAMES = 64
+# Frames held for the viewers go out at the latest this many viewer_flush_ms after the
+# first of them was held (the source paused, or its video stopped and audio goes on).
+IDLE_FLUSH_FACTOR = 2
 
 _VIDEO = FrameKind.VIDEO
 _AUDIO = FrameKind.AUDIO
@@ -60,6 +63,13 @@ class Publication:
         """Hand one frame to the hub (never blocks; ignored once closed or preempted)."""
         if self._active:
             self.stream.ingest(frame)
+
+    def write_run(self, frames: list[Frame]) -> None:
+        """Hand the frames of one network read to the hub in one call (a relay pull). The
+        frames are handed over: made for this call and kept by no one else, so the hub
+        may restamp them in place instead of copying each onto the stream's timeline."""
+        if self._active:
+            self.stream.ingest_run(frames)
 
     def set_metadata(self, payload: bytes) -> None:
         """Set the onMetaData body (AMF0, '@setDataFrame' already stripped)."""
@@ -125,10 +135,14 @@ class Stream:
         self._pending_audio_header: Frame | None = None
         self._pending_metadata: Frame | None = None
         self._resume_cache: tuple[Frame, list[Frame]] | None = None
+        # Flushes what is held when the source pauses: armed when a frame is held after a
+        # flush, cancelled by the next flush, so a flowing stream never wakes the loop for it.
         self._idle_flush: asyncio.TimerHandle | None = None
         self._flush_ms = max(0, settings.viewer_flush_ms)
-        self._idle_flush_s = max(self._flush_ms, 1) / 1000
-        self._last_fanout = 0.0
+        # Longer than the flush cadence (flush_ms plus one video frame interval), so the
+        # timer fires only when the source really pauses, not between two regular flushes.
+        self._idle_flush_s = IDLE_FLUSH_FACTOR * self._flush_ms / 1000
+        self._last_flush = 0.0  # monotonic time of the last flush of the shared batch
         # Stats. Viewers count their own bytes and skips; what left is kept here.
         self.bytes_in = 0
         self.frames_in = 0
@@ -270,13 +284,30 @@ class Stream:
 
     def ingest(self, frame: Frame) -> None:
         """Rebase one incoming frame onto the stream timeline and fan it out."""
-        self.frames_in += 1
-        size = len(frame.payload)
+        self._count_in(1, len(frame.payload))
+        self._accept(frame, False)
+
+    def ingest_run(self, frames: list[Frame]) -> None:
+        """`ingest` for the frames of one read, handed over (Publication.write_run): the
+        counters are kept once per run and each frame is restamped in place."""
+        size = 0
+        for frame in frames:
+            size += len(frame.payload)
+        self._count_in(len(frames), size)
+        accept = self._accept
+        for frame in frames:
+            accept(frame, True)
+
+    def _count_in(self, frames: int, size: int) -> None:
+        self.frames_in += frames
         self.bytes_in += size
         now = int(time.monotonic())
         if now != self._rate_second:
             self._roll_rate(now)
         self._rate_bytes += size
+
+    def _accept(self, frame: Frame, owned: bool) -> None:
+        """One counted frame: headers, splice, GOP, fan-out. `owned`: it may be restamped in place."""
         kind = frame.kind
         if kind is _DATA:
             self.ingest_data(frame)
@@ -293,7 +324,7 @@ class Stream:
                 else:
                     self._pending_audio_header = frame
                 return
-            out = self._stamp(frame)
+            out = self._stamp(frame, owned)
             if kind is _VIDEO:
                 self._video_header = out
             else:
@@ -316,7 +347,7 @@ class Stream:
             elif not self._video_started:
                 self.frames_dropped += 1  # undecodable without the keyframe before it
                 return
-        out = self._stamp(frame)
+        out = self._stamp(frame, owned)
         self.gop.add(out, self.has_video)
         self._fanout(out)
 
@@ -361,12 +392,13 @@ class Stream:
         self.gop.add(out, self.has_video)
         self._fanout(out)
 
-    def _stamp(self, frame: Frame) -> Frame:
+    def _stamp(self, frame: Frame, owned: bool = False) -> Frame:
         timeline = self._timeline
         rebases = timeline.rebases
-        out = timeline.stamp(frame)
+        ts = frame.timestamp  # (an owned frame is restamped in place)
+        out = timeline.stamp(frame, owned)
         if timeline.rebases != rebases:
-            log.info("stream %s: timestamp jump at %d ms, rebased", self.key, frame.timestamp)
+            log.info("stream %s: timestamp jump at %d ms, rebased", self.key, ts)
         return out
 
     # -- viewer side ------------------------------------------------------------
@@ -398,8 +430,7 @@ class Stream:
             self._batch_held = held
             if urgent or held >= MAX_HELD_FRAMES or frame.timestamp >= self._batch_flush_at:
                 self._flush_batch()
-        self._last_fanout = time.monotonic()
-        if self._idle_flush is None and self._flush_ms:
+        if self._idle_flush is None and self._flush_ms and (self._batch or self._individual):
             self._arm_idle_flush(self._idle_flush_s)
 
     def _flush_batch(self) -> None:
@@ -407,6 +438,7 @@ class Stream:
         writers reuse one serialisation of it), then let caught-up viewers join the step."""
         batch = self._batch
         if batch:
+            self._last_flush = time.monotonic()
             self._batch = []
             self._batch_held = 0
             self._batch_flush_at = batch[-1].timestamp + self._flush_ms
@@ -429,6 +461,11 @@ class Stream:
                     if writer is not None and sub in self._subscribers:
                         self._step[sub] = writer
                 self._regroup()
+        timer = self._idle_flush
+        if timer is not None and not self._individual:
+            # Nothing is held any more (a viewer with a queue of its own may hold frames).
+            timer.cancel()
+            self._idle_flush = None
 
     def _unstep(self, sub: Subscriber, pending: list[Frame]) -> None:
         """`sub` leaves the step; `pending` (what it was not sent) starts its own queue."""
@@ -450,7 +487,13 @@ class Stream:
         self._step_to = tuple(step.items())
 
     # Subscribers hold frames until viewer_flush_ms of media has accumulated; when the
-    # source pauses (or a test writes one frame), this flushes what is held.
+    # source pauses (or a test writes one frame), this flushes what is held. The timer is
+    # armed by the first frame held after a flush and cancelled by the next flush: a
+    # flowing stream flushes every ~viewer_flush_ms and the timer never fires (no loop
+    # wake-up per stream per flush interval); it fires only when nothing flushed in time.
+    # While a viewer has a queue of its own (joining, behind, pull mode: the HLS muxer)
+    # the timer is not cancelled; it then flushes only once the stream has not flushed
+    # for its interval, and otherwise waits for the rest of it.
     def _arm_idle_flush(self, delay: float) -> None:
         try:
             loop = asyncio.get_running_loop()
@@ -461,11 +504,11 @@ class Stream:
 
     def _on_idle_flush(self) -> None:
         self._idle_flush = None
-        idle = time.monotonic() - self._last_fanout
-        if idle >= self._idle_flush_s * 0.9:
-            self._flush_all()
-        elif self._fanout_to:
-            self._arm_idle_flush(self._idle_flush_s - idle)
+        idle = time.monotonic() - self._last_flush
+        if idle < self._idle_flush_s * 0.9 and self._individual:
+            self._arm_idle_flush(self._idle_flush_s - idle)  # flowing: flushed lately
+            return
+        self._flush_all()
 
     def _flush_all(self) -> None:
         for sub in self._individual:

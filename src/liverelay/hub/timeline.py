@@ -63,8 +63,10 @@ class Timeline:
         self._offset = None
         self._last_in_video = None
 
-    def stamp(self, frame: Frame) -> Frame:
-        """The frame with its outgoing timestamp (the same object when it does not move)."""
+    def stamp(self, frame: Frame, owned: bool = False) -> Frame:
+        """The frame with its outgoing timestamp (the same object when it does not move).
+        `owned`: the caller handed the frame over (no one else holds it), so it is restamped
+        in place rather than copied (a relay pull's frames: no allocation per frame)."""
         ts = frame.timestamp
         kind = frame.kind
         last = self._last_out
@@ -80,7 +82,7 @@ class Timeline:
             if frame.config:
                 out = last
                 self._raise_kind(kind, out)
-                return frame.with_timestamp(out)
+                return _moved(frame, out, owned)
             self.rebases += 1
             self._offset = last + self._frame_ms - ts
             out = last + self._frame_ms
@@ -94,7 +96,7 @@ class Timeline:
             self._last_out = out
         if out == ts and not frame.cache:
             return frame
-        return frame.with_timestamp(out)
+        return _moved(frame, out, owned)
 
     def place_header(self, frame: Frame, ts: int) -> Frame:
         """A codec header re-sent at `ts` (a splice): its kind's timeline moves up to ts."""
@@ -108,6 +110,14 @@ class Timeline:
 
     def _raise_kind(self, kind: FrameKind, ts: int) -> None:
         self._last_kind_out[kind] = max(ts, self._last_kind_out.get(kind, ts))
+
+
+def _moved(frame: Frame, ts: int, owned: bool) -> Frame:
+    """`frame` at `ts`: restamped in place when owned and not serialised yet, else a copy."""
+    if owned and not frame.cache:
+        frame.timestamp = ts
+        return frame
+    return frame.with_timestamp(ts)
 
 
 class SpliceGate:

@@ -43,7 +43,8 @@ class Frame:
         keyframe: bool = False,
         config: bool = False,
     ) -> None:
-        self.kind = FrameKind(kind)
+        # (a FrameKind as is: the enum call costs a Python call per frame on the hot path)
+        self.kind = kind if type(kind) is FrameKind else FrameKind(kind)
         self.timestamp = timestamp
         self.payload = payload
         self.keyframe = keyframe

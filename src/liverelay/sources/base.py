@@ -25,6 +25,11 @@ SOURCE_ERROR_REASONS = (
 class FrameSink(Protocol):
     def on_frame(self, frame: Frame) -> None: ...
 
+    def on_frames(self, frames: list[Frame]) -> None:
+        """The frames of one read, in order (the RTMP pull): like on_frame for each, and
+        handed over: the list and its frames are the sink's (kept by the source no more)."""
+        ...
+
     def on_unpublished(self) -> bool:
         """The origin says its publisher left but keeps the connection open (RTMP
         UnpublishNotify). True: keep the connection and wait for the republish (the frames

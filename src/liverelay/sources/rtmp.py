@@ -18,6 +18,7 @@ from typing import cast
 from urllib.parse import urlsplit
 
 from ..config import RelaySettings
+from ..media.frame import Frame
 from ..media.rtmp import (
     CommandFailed,
     ConnectFailed,
@@ -245,11 +246,18 @@ class _PullReader(asyncio.Protocol):
         had_media = self.media_started
         got_media = False
         ended = False
+        # Consecutive frames go to the sink as one run (one call per read, not per frame);
+        # a status between them hands over the run before it first, so order is kept.
+        run: list[Frame] = []
         for event in events:
             if type(event) is MediaReceived:
-                sink.on_frame(event.frame)
+                run.append(event.frame)
+                continue
+            if run:
+                sink.on_frames(run)
+                run = []
                 got_media = True
-            elif isinstance(event, StatusEvent):
+            if isinstance(event, StatusEvent):
                 if event.code == m.PLAY_STREAM_NOT_FOUND:
                     raise SourceError("protocol", f"stream not found at origin ({event.description})")
                 if event.code == m.PLAY_UNPUBLISH_NOTIFY:
@@ -271,6 +279,9 @@ class _PullReader(asyncio.Protocol):
                 raise SourceError("protocol", f"origin rejected connect: {desc}")
             elif isinstance(event, CommandFailed):
                 raise SourceError("protocol", f"origin refused {event.command}: {event.info!r}")
+        if run:
+            sink.on_frames(run)
+            got_media = True
         if got_media and not had_media:
             self.media_started = True
         if ended:

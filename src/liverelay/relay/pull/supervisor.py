@@ -38,6 +38,7 @@ _CLEAN_END_MIN_UP_S = 1.0
 # restarted its clock without telling): the slow-origin window restarts with it.
 _TS_JUMP_BACK_MS = 5000
 _MEDIA_KINDS = (FrameKind.AUDIO, FrameKind.VIDEO)
+_DATA = FrameKind.DATA
 
 
 class _EndPull(Exception):
@@ -74,6 +75,9 @@ class Attempt:
 
     def on_frame(self, frame: Frame) -> None:
         self.pull._on_frame(self, frame)
+
+    def on_frames(self, frames: list[Frame]) -> None:
+        self.pull._on_frames(self, frames)
 
     def on_unpublished(self) -> bool:
         return self.pull._on_unpublished(self)
@@ -161,6 +165,8 @@ class RelayPull:
         self._rate_bytes = 0
         self._rate_time = time.monotonic()
         self.bitrate = 0.0
+        # Bytes received and not yet added to the relay metrics (added once per tick).
+        self._metric_bytes = 0
 
     # ---- public API ---------------------------------------------------------------
 
@@ -454,13 +460,52 @@ class RelayPull:
 
     # ---- frames -------------------------------------------------------------------
 
+    def _on_frames(self, attempt: Attempt, frames: list[Frame]) -> None:
+        """The frames of one read (the RTMP pull): while the attempt is up and writing,
+        the bookkeeping (clock, byte counters, the highest timestamp) is done once per
+        run and the run goes to the hub in one call; anything else goes frame by frame."""
+        top = attempt.max_ts
+        publication = self._publication
+        if (
+            attempt is not self._active
+            or attempt.staging
+            or attempt.first_frame_at is None
+            or attempt.republish_pending
+            or top is None
+            or publication is None
+        ):
+            for frame in frames:
+                self._on_frame(attempt, frame)
+            return
+        now = time.monotonic()
+        attempt.last_frame_at = now
+        size = 0
+        for frame in frames:
+            size += len(frame.payload)
+            if frame.kind is not _DATA:
+                ts = frame.timestamp
+                if ts < top - _TS_JUMP_BACK_MS:
+                    top = ts
+                    attempt.rate_mark = (now, ts)
+                elif ts > top:
+                    top = ts
+        attempt.max_ts = top
+        self._rate_bytes += size
+        self._metric_bytes += size
+        self.frames += len(frames)
+        self.bytes += size
+        try:
+            publication.write_run(frames)
+        except Exception as exc:
+            self._publication_failed(exc)
+
     def _on_frame(self, attempt: Attempt, frame: Frame) -> None:
         if attempt is not self._active and attempt is not self.failback.probe:
             return  # a cancelled attempt still draining
         now = time.monotonic()
         size = len(frame.payload)
         self._rate_bytes += size
-        self.events.bytes_in(size)
+        self._metric_bytes += size
         first = attempt.first_frame_at is None
         if first:
             attempt.first_frame_at = now
@@ -576,10 +621,13 @@ class RelayPull:
         try:
             publication.write(frame)
         except Exception as exc:
-            log.warning("relay %s: publication refused a frame (%s); stopping", self.key, exc)
-            if self._stop_reason is None:
-                self._stop_reason = f"publication error: {exc}"
-            self._wake.set()
+            self._publication_failed(exc)
+
+    def _publication_failed(self, exc: Exception) -> None:
+        log.warning("relay %s: publication refused a frame (%s); stopping", self.key, exc)
+        if self._stop_reason is None:
+            self._stop_reason = f"publication error: {exc}"
+        self._wake.set()
 
     def _on_preempted(self, *_args: object) -> None:
         """A local publisher took the stream over: end quietly, the Publication is not ours."""
@@ -625,11 +673,20 @@ class RelayPull:
     # ---- bookkeeping --------------------------------------------------------------
 
     def _sample_bitrate(self, now: float) -> None:
+        self._flush_metric_bytes()
         elapsed = now - self._rate_time
         if elapsed >= 1.0:
             self.bitrate = self._rate_bytes * 8 / elapsed
             self._rate_bytes = 0
             self._rate_time = now
+
+    def _flush_metric_bytes(self) -> None:
+        """Add the bytes received since the last tick to the relay metrics (a counter with
+        a lock: once per supervisor tick, at most _MAX_TICK_S apart, not once per frame)."""
+        pending = self._metric_bytes
+        if pending:
+            self._metric_bytes = 0
+            self.events.bytes_in(pending)
 
     def _ids(self) -> dict[str, Any]:
         key = self.key
@@ -667,6 +724,7 @@ class RelayPull:
         if self.ended.is_set():
             return
         self._rate_bytes = 0
+        self._flush_metric_bytes()
         self._close_publication(reason)
         self.state = RelayState.ENDED
         self.end_reason = reason
