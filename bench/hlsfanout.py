@@ -40,7 +40,7 @@ from .fanout import wait_playable
 from .loadclient import make_viewer
 from .ourapi import node_config
 from .peers import LiverelayNode, NginxRtmp
-from .report import fmt, median, progress, ratio, save, table
+from .report import fmt, median, progress, render_sweep, save, summarize_sweep
 from .sample import ensure_sample, start_publisher
 
 APP, STREAM = "live", "bench"
@@ -348,14 +348,7 @@ async def run(
                 res["repeat"] = rep
                 runs.append(res)
                 progress("  -> " + ", ".join(f"{name}={fmt(res.get(key), 3)}" for key, name in METRICS))
-    summary: dict[str, Any] = {}
-    for n in viewers:
-        for label in targets:
-            ok = [r for r in runs if r["target"] == label and r["viewers"] == n and "failed" not in r]
-            summary[f"{label}@{n}"] = {
-                **{key: median(r.get(key) for r in ok) for key, _ in METRICS},
-                "runs_ok": len(ok),
-            }
+    summary = summarize_sweep(runs, viewers, targets, METRICS)
     path = save(
         "hlsfanout",
         {
@@ -370,21 +363,15 @@ async def run(
 
 
 def render(summary: dict[str, Any], viewers: list[int], targets: list[str]) -> str:
-    headers = ["players", "server", *[name for _, name in METRICS], "runs"]
-    rows = []
-    for n in viewers:
-        for label in targets:
-            m = summary[f"{label}@{n}"]
-            digits = {"cpu_per_viewer_pct": 4, "cpu_per_kreq_pct": 2}
-            rows.append(
-                [str(n), label, *[fmt(m[k], digits.get(k, 1)) for k, _ in METRICS], str(m["runs_ok"])]
-            )
-        if "nginx-hls" in targets and "ours-hls" in targets:
-            a, b = summary[f"ours-hls@{n}"], summary[f"nginx-hls@{n}"]
-            rows.append(
-                [str(n), "ours-hls/nginx", fmt(ratio(a["cpu_pct"], b["cpu_pct"]), 2)]
-                + [fmt(ratio(a["cpu_per_viewer_pct"], b["cpu_per_viewer_pct"]), 2)]
-                + [fmt(ratio(a["cpu_per_kreq_pct"], b["cpu_per_kreq_pct"]), 2)]
-                + [""] * (len(METRICS) - 2)
-            )
-    return "HLS fan-out (medians of repeats)\n" + table(headers, rows)
+    return render_sweep(
+        "HLS fan-out (medians of repeats)",
+        summary,
+        viewers,
+        targets,
+        METRICS,
+        count_header="players",
+        digits={"cpu_per_viewer_pct": 4, "cpu_per_kreq_pct": 2},
+        baseline="nginx-hls",
+        compared=("ours-hls",),
+        ratio_keys=("cpu_pct", "cpu_per_viewer_pct", "cpu_per_kreq_pct"),
+    )
