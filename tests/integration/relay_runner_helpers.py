@@ -120,6 +120,10 @@ class Viewer:
             await asyncio.sleep(0.05)
         assert len(self.media()) >= n, f"viewer got {len(self.media())} frames, wanted {n}"
 
+    async def more_frames(self, n: int, timeout: float = 6.0) -> None:
+        """Until n more media frames than now have arrived (the viewer plays on)."""
+        await self.frames_after(len(self.media()) + n, timeout)
+
     def assert_monotonic(self) -> None:
         ts = [f.timestamp for f in self.media()]
         assert all(b >= a for a, b in itertools.pairwise(ts)), "timestamps went backwards"

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from tests.integration.relay_helpers import webhook_receiver
 from tests.integration.relay_runner_helpers import (
     KEY,
     Origins,
@@ -113,8 +114,7 @@ async def test_midstream_failover_and_failback_keep_the_viewer(hub: Hub, sample_
 
     origins[0].alive = True  # it comes back: fail-back at a keyframe
     await wait_for(lambda: pull.status().wire()["SourceIndex"] == 0, 8, "fail-back")
-    before = len(viewer.media())
-    await viewer.frames_after(before + 30)
+    await viewer.more_frames(30)
     row = pull.status().wire()
     assert row["Switches"] == 2 and row["State"] == "up"
     assert origins[1].streaming == 0, "the lower-priority origin was not released"
@@ -182,8 +182,7 @@ async def test_update_urls_moves_the_pull_only_when_its_origin_is_removed(
     pull.update_urls([origins.urls[1]])  # removed: switch now
     await wait_for(lambda: origins[1].streaming == 1 and pull.status().wire()["State"] == "up", 4, "switch")
     await wait_for(lambda: origins[0].streaming == 0, 2, "old origin released")
-    before = len(viewer.media())
-    await viewer.frames_after(before + 30)
+    await viewer.more_frames(30)
     assert not viewer.eof.is_set()
     viewer.assert_monotonic()
     await finish(pull, task)
@@ -256,8 +255,7 @@ async def test_config_change_and_delete_apply_to_running_pulls(hub: Hub, sample_
     )
     relays.on_change(ChangeEvent("relay_v3", "updated", ("vh", "live"), only_second))
     await wait_for(lambda: origins[1].streaming == 1 and origins[0].streaming == 0, 4, "move")
-    before = len(viewer.media())
-    await viewer.frames_after(before + 20)
+    await viewer.more_frames(20)
     assert not viewer.eof.is_set()
     # Delete: the pull stops, the viewer gets EOF.
     relays.on_change(ChangeEvent("relay_v3", "deleted", ("vh", "live"), None))
@@ -278,26 +276,19 @@ async def test_webhooks_retry_and_never_block() -> None:
         received.append(await request.json())
         return web.Response(status=200)
 
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    sender = WebhookSender(WebhookSettings(url=f"http://127.0.0.1:{port}/hook", timeout_s=1.0, retries=3))
-    sender.start()
-    try:
-        events = RelayEvents(RelayMetrics(None), sender)
-        events.emit("relay_started", kind="play", vhost="vh", app="live", stream="s", SourceIndex=0)
-        events.emit("stopped", kind="play", vhost="vh", app="live", stream="s", Reason="x")
-        await wait_for(lambda: len(received) == 2, 6, "webhook delivery")
-        assert [e["Event"] for e in received] == ["relay_started", "stopped"]  # in order, after 2 retries
-        assert received[0]["Vhost"] == "vh" and received[0]["SourceIndex"] == 0
-        assert calls == 4 and sender.failed == 0
-    finally:
-        await sender.close()
-        await runner.cleanup()
+    async with webhook_receiver(hook) as url:
+        sender = WebhookSender(WebhookSettings(url=url, timeout_s=1.0, retries=3))
+        sender.start()
+        try:
+            events = RelayEvents(RelayMetrics(None), sender)
+            events.emit("relay_started", kind="play", vhost="vh", app="live", stream="s", SourceIndex=0)
+            events.emit("stopped", kind="play", vhost="vh", app="live", stream="s", Reason="x")
+            await wait_for(lambda: len(received) == 2, 6, "webhook delivery")
+            assert [e["Event"] for e in received] == ["relay_started", "stopped"]  # in order, after 2 retries
+            assert received[0]["Vhost"] == "vh" and received[0]["SourceIndex"] == 0
+            assert calls == 4 and sender.failed == 0
+        finally:
+            await sender.close()
 
     # A dead receiver: send() stays instant and memory stays bounded.
     dead = WebhookSender(WebhookSettings(url="http://127.0.0.1:9/hook", timeout_s=0.5, retries=1))
