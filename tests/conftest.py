@@ -190,8 +190,11 @@ def start_node(
     extra_env: dict[str, str] | None = None,
     config: str | None = None,
     ports: tuple[int, int, int] | None = None,
+    rtmp_host: str = "127.0.0.1",
 ) -> NodeProcess:
-    """Run `liverelay serve` as a subprocess with the test key pair ensured."""
+    """Run `liverelay serve` as a subprocess with the test key pair ensured. `rtmp_host`
+    is where the RTMP listener binds (0.0.0.0: a public listener, still reached through
+    127.0.0.1 by the URLs of NodeProcess)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     api_port, http_port, rtmp_port = ports or (free_port(), free_port(), free_port())
     args = [
@@ -206,7 +209,7 @@ def start_node(
         "--http-listen",
         f"127.0.0.1:{http_port}",
         "--rtmp-listen",
-        f"127.0.0.1:{rtmp_port}",
+        f"{rtmp_host}:{rtmp_port}",
     ]
     if config is not None:
         cfg = data_dir / "node.toml"
