@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -10,9 +11,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from bench.peers import NGINX_RTMP_MODULE
@@ -43,6 +45,36 @@ def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None
             return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    """Poll `predicate` (blocking) until it returns something true, and return that; fail
+    naming `what` once `timeout` s have passed (bounded: about timeout/interval polls)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+async def poll_until(
+    predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.02
+) -> float:
+    """The same on a test's event loop: the time.monotonic() at which `predicate` was first
+    seen true; fails naming `what` once `timeout` s have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return time.monotonic()
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
 
 
 def in_ci() -> bool:

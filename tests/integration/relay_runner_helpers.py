@@ -155,14 +155,6 @@ def make_pull(
     )
 
 
-async def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 async def finish(pull: RelayPull, task: asyncio.Task[None]) -> None:
     await pull.stop("test over")
     with contextlib.suppress(asyncio.CancelledError):

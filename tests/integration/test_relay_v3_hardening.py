@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from tests.conftest import free_port
+from tests.conftest import free_port, poll_until
 from tests.integration.relay_helpers import webhook_receiver
 from tests.integration.relay_runner_helpers import (
     KEY,
@@ -26,7 +26,6 @@ from tests.integration.relay_runner_helpers import (
     finish,
     make_pull,
     ondemand,
-    wait_for,
 )
 
 from liverelay.config import RelaySettings, WebhookSettings
@@ -134,7 +133,7 @@ async def test_cancel_while_closing_attempts_still_cancels_run(hub: Hub) -> None
         open_source=lambda _url: slow_to_close,
     )
     task = asyncio.create_task(pull.run())
-    await wait_for(lambda: pull.attempts == 1, 2, "attempt started")
+    await poll_until(lambda: pull.attempts == 1, 2, "attempt started")
     await asyncio.sleep(0.05)
     pull._stop_reason = "test"
     pull._wake.set()
@@ -216,7 +215,7 @@ async def test_play_never_starts_a_v3_pull_for_a_fixed_relay_stream(
         # Not owned any more (task deleted / window over): V3 applies again.
         await fixed.stop("deleted")
         relays.fixed_owner = lambda key: None
-        await wait_for(lambda: hub.get(KEY) is None or not hub.get(KEY).has_source, 2, "stream released")
+        await poll_until(lambda: hub.get(KEY) is None or not hub.get(KEY).has_source, 2, "stream released")
         sub = await hub.play(KEY, protocol="t", timeout=5)
         assert sub is not None and v3_origins[0].connects == 1
         sub.close()
@@ -287,7 +286,7 @@ async def test_source_secrets_stay_out_of_status_events_logs_and_webhooks(
             assert row["SourceUrl"].endswith("?token=***&passphrase=***") and row["SourceIndex"] == 1
             assert row["LastError"].startswith("connect") and "auth_key=***" in row["LastError"]
             await finish(pull, task)
-            await wait_for(lambda: any(e["Event"] == "stopped" for e in received), 5, "webhooks")
+            await poll_until(lambda: any(e["Event"] == "stopped" for e in received), 5, "webhooks")
         finally:
             await sender.close()
     events = {e["Event"] for e in received}
