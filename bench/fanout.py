@@ -20,7 +20,7 @@ from . import procstat
 from .loadclient import ViewerPool, make_viewer
 from .ourapi import node_config
 from .peers import LiverelayNode, NginxRtmp
-from .report import fmt, progress, render_sweep, save, summarize_sweep
+from .report import progress, render_sweep, save, summarize_sweep, sweep
 from .sample import ensure_sample, sample_bitrate_bps, start_publisher
 
 APP, STREAM = "live", "bench"
@@ -188,35 +188,16 @@ async def run(
     profile: bool = False,
 ) -> dict[str, Any]:
     sample = ensure_sample()
-    runs: list[dict[str, Any]] = []
-    total = len(viewers) * len(targets) * repeat
-    k = 0
-    for rep in range(repeat):
-        for n in viewers:
-            for label in targets:
-                k += 1
-                progress(f"fanout run {k}/{total}: {label} x {n} viewers (repeat {rep + 1}/{repeat})")
-                prof = None
-                if profile and rep == 0 and TARGETS[label].server == "ours":
-                    prof = Path(__file__).resolve().parent / "results" / f"pyspy-{label}-{n}.txt"
-                try:
-                    res = await run_one(
-                        TARGETS[label],
-                        n,
-                        sample=sample,
-                        window_s=window_s,
-                        warmup_s=warmup_s,
-                        profile_to=prof,
-                    )
-                except Exception as exc:  # one failed run is a result, not the end of the sweep
-                    res = {"target": label, "viewers": n, "failed": repr(exc)}
-                res["repeat"] = rep
-                runs.append(res)
-                progress(
-                    "  -> "
-                    + ", ".join(f"{name}={fmt(res.get(key), 3)}" for key, name in METRICS)
-                    + (f" FAILED {res['failed']}" if "failed" in res else "")
-                )
+
+    async def one(label: str, n: int, rep: int) -> dict[str, Any]:
+        prof = None
+        if profile and rep == 0 and TARGETS[label].server == "ours":
+            prof = Path(__file__).resolve().parent / "results" / f"pyspy-{label}-{n}.txt"
+        return await run_one(
+            TARGETS[label], n, sample=sample, window_s=window_s, warmup_s=warmup_s, profile_to=prof
+        )
+
+    runs = await sweep("fanout", viewers, targets, repeat, METRICS, one)
     summary = summarize(runs, viewers, targets)
     path = save(
         "fanout",

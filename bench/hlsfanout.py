@@ -40,7 +40,7 @@ from .fanout import wait_playable
 from .loadclient import make_viewer
 from .ourapi import node_config
 from .peers import LiverelayNode, NginxRtmp
-from .report import fmt, median, progress, render_sweep, save, summarize_sweep
+from .report import median, progress, render_sweep, save, summarize_sweep, sweep
 from .sample import ensure_sample, start_publisher
 
 APP, STREAM = "live", "bench"
@@ -333,21 +333,10 @@ METRICS = (
 async def run(
     viewers: list[int], targets: list[str], *, repeat: int, window_s: float, warmup_s: float
 ) -> dict[str, Any]:
-    runs: list[dict[str, Any]] = []
-    total = len(viewers) * len(targets) * repeat
-    k = 0
-    for rep in range(repeat):
-        for n in viewers:
-            for label in targets:
-                k += 1
-                progress(f"hls fan-out run {k}/{total}: {label} x {n} players (repeat {rep + 1}/{repeat})")
-                try:
-                    res = await run_one(label, n, window_s=window_s, warmup_s=warmup_s)
-                except Exception as exc:  # one failed run is a result, not the end of the sweep
-                    res = {"target": label, "viewers": n, "failed": repr(exc)}
-                res["repeat"] = rep
-                runs.append(res)
-                progress("  -> " + ", ".join(f"{name}={fmt(res.get(key), 3)}" for key, name in METRICS))
+    async def one(label: str, n: int, _rep: int) -> dict[str, Any]:
+        return await run_one(label, n, window_s=window_s, warmup_s=warmup_s)
+
+    runs = await sweep("hls fan-out", viewers, targets, repeat, METRICS, one, unit="players")
     summary = summarize_sweep(runs, viewers, targets, METRICS)
     path = save(
         "hlsfanout",

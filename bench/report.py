@@ -7,7 +7,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,41 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 # One column of a sweep table: (the key in a run's result, the column header).
 Metric = tuple[str, str]
+
+
+async def sweep(
+    what: str,
+    viewers: Sequence[int],
+    targets: Sequence[str],
+    repeat: int,
+    metrics: Sequence[Metric],
+    run_one: Callable[[str, int, int], Awaitable[dict[str, Any]]],
+    *,
+    unit: str = "viewers",
+) -> list[dict[str, Any]]:
+    """Every (repeat, N, target) once, in that order: `run_one(target, n, repeat)` -> its
+    result, tagged with the repeat. A run that raises is kept as {"failed": ...}: one
+    failed run is a result, not the end of the sweep."""
+    runs: list[dict[str, Any]] = []
+    total = len(viewers) * len(targets) * repeat
+    k = 0
+    for rep in range(repeat):
+        for n in viewers:
+            for label in targets:
+                k += 1
+                progress(f"{what} run {k}/{total}: {label} x {n} {unit} (repeat {rep + 1}/{repeat})")
+                try:
+                    res = await run_one(label, n, rep)
+                except Exception as exc:
+                    res = {"target": label, "viewers": n, "failed": repr(exc)}
+                res["repeat"] = rep
+                runs.append(res)
+                progress(
+                    "  -> "
+                    + ", ".join(f"{name}={fmt(res.get(key), 3)}" for key, name in metrics)
+                    + (f" FAILED {res['failed']}" if "failed" in res else "")
+                )
+    return runs
 
 
 def summarize_sweep(
