@@ -26,6 +26,6 @@ def test_a_frozen_node_fails_the_guard_and_the_measurements_are_kernel_stamped(h
     message = str(failed.value)
     assert "the viewer got no video for" in message, message
     assert f"API calls took over {MAX_API_LATENCY_S}s" in message, message
-    calls = [c for c in list(harness.monitor.calls) if c.latency is not None]
-    assert calls and all(c.stamped for c in calls), "API answers without a kernel stamp"
+    answered = [c for c in list(harness.monitor.calls) if c.ok]
+    assert answered and all(c.stamped for c in answered), "API answers without a kernel stamp"
     assert harness.monitor.viewer.unstamped_reads == 0, "viewer reads without a kernel stamp"
