@@ -130,22 +130,29 @@ async def classic_player(client: aiohttp.ClientSession, url: str, c: Counters, s
             await asyncio.wait_for(stop.wait(), target)
 
 
+def _next_part(media: str, text: str) -> tuple[int, int, str, str] | None:
+    """From an LL-HLS media playlist: the preload-hinted part (msn, part), its URL, and the
+    blocking reload that returns once it is published; None without a hint."""
+    hint = _HINT.search(text)
+    if hint is None:
+        return None
+    m = re.search(r"part(\d+)\.(\d+)\.m4s", hint.group(1))
+    assert m is not None
+    msn, part = int(m.group(1)), int(m.group(2))
+    sep = "&" if "?" in media else "?"
+    return msn, part, urljoin(media, hint.group(1)), f"{media}{sep}_HLS_msn={msn}&_HLS_part={part}"
+
+
 async def ll_player(client: aiohttp.ClientSession, url: str, c: Counters, stop: asyncio.Event) -> None:
     media = await media_url(client, url)
     await asyncio.sleep(random.uniform(0, 0.5))
     text = await _fetch(client, media, c)
     while not stop.is_set() and text is not None:
-        hint = _HINT.search(text)
-        if hint is None:
+        nxt = _next_part(media, text)
+        if nxt is None:
             return
-        m = re.search(r"part(\d+)\.(\d+)\.m4s", hint.group(1))
-        assert m is not None
-        msn, part = int(m.group(1)), int(m.group(2))
-        sep = "&" if "?" in media else "?"
-        got, text = await asyncio.gather(
-            _fetch(client, urljoin(media, hint.group(1)), c),
-            _fetch(client, f"{media}{sep}_HLS_msn={msn}&_HLS_part={part}", c),
-        )
+        _msn, _part, part_url, reload_url = nxt
+        got, text = await asyncio.gather(_fetch(client, part_url, c), _fetch(client, reload_url, c))
         if got is not None:
             c.segments += 1
         if text is None:
@@ -205,18 +212,15 @@ async def probe_ll(client: aiohttp.ClientSession, url: str, seconds: float) -> P
     text = await _fetch(client, media, c)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and text is not None:
-        hint = _HINT.search(text)
-        if hint is None:
+        nxt = _next_part(media, text)
+        if nxt is None:
             break
-        m = re.search(r"part(\d+)\.(\d+)\.m4s", hint.group(1))
-        assert m is not None
-        msn, part = int(m.group(1)), int(m.group(2))
-        if await _fetch(client, urljoin(media, hint.group(1)), c) is None:
+        msn, part, part_url, reload_url = nxt
+        if await _fetch(client, part_url, c) is None:
             text = await _fetch(client, media, c)
             continue
         available = time.time()
-        sep = "&" if "?" in media else "?"
-        text = await _fetch(client, f"{media}{sep}_HLS_msn={msn}&_HLS_part={part}", c)
+        text = await _fetch(client, reload_url, c)
         if text is None:
             break
         starts = {int(s): _epoch(p) for p, s in _PDT.findall(text)}
