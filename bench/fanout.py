@@ -20,7 +20,7 @@ from . import procstat
 from .loadclient import ViewerPool, make_viewer
 from .ourapi import node_config
 from .peers import LiverelayNode, NginxRtmp
-from .report import fmt, median, progress, ratio, save, table
+from .report import progress, render_sweep, save, summarize_sweep, sweep
 from .sample import ensure_sample, sample_bitrate_bps, start_publisher
 
 APP, STREAM = "live", "bench"
@@ -178,10 +178,6 @@ METRICS = (
 )
 
 
-def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    return {key: median(r.get(key) for r in runs) for key, _ in METRICS}
-
-
 async def run(
     viewers: list[int],
     targets: list[str],
@@ -192,35 +188,16 @@ async def run(
     profile: bool = False,
 ) -> dict[str, Any]:
     sample = ensure_sample()
-    runs: list[dict[str, Any]] = []
-    total = len(viewers) * len(targets) * repeat
-    k = 0
-    for rep in range(repeat):
-        for n in viewers:
-            for label in targets:
-                k += 1
-                progress(f"fanout run {k}/{total}: {label} x {n} viewers (repeat {rep + 1}/{repeat})")
-                prof = None
-                if profile and rep == 0 and TARGETS[label].server == "ours":
-                    prof = Path(__file__).resolve().parent / "results" / f"pyspy-{label}-{n}.txt"
-                try:
-                    res = await run_one(
-                        TARGETS[label],
-                        n,
-                        sample=sample,
-                        window_s=window_s,
-                        warmup_s=warmup_s,
-                        profile_to=prof,
-                    )
-                except Exception as exc:  # one failed run is a result, not the end of the sweep
-                    res = {"target": label, "viewers": n, "failed": repr(exc)}
-                res["repeat"] = rep
-                runs.append(res)
-                progress(
-                    "  -> "
-                    + ", ".join(f"{name}={fmt(res.get(key), 3)}" for key, name in METRICS)
-                    + (f" FAILED {res['failed']}" if "failed" in res else "")
-                )
+
+    async def one(label: str, n: int, rep: int) -> dict[str, Any]:
+        prof = None
+        if profile and rep == 0 and TARGETS[label].server == "ours":
+            prof = Path(__file__).resolve().parent / "results" / f"pyspy-{label}-{n}.txt"
+        return await run_one(
+            TARGETS[label], n, sample=sample, window_s=window_s, warmup_s=warmup_s, profile_to=prof
+        )
+
+    runs = await sweep("fanout", viewers, targets, repeat, METRICS, one)
     summary = summarize(runs, viewers, targets)
     path = save(
         "fanout",
@@ -242,11 +219,7 @@ async def run(
 
 
 def summarize(runs: list[dict[str, Any]], viewers: list[int], targets: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for n in viewers:
-        for label in targets:
-            ok = [r for r in runs if r["target"] == label and r["viewers"] == n and "failed" not in r]
-            out[f"{label}@{n}"] = {**medians(ok), "runs_ok": len(ok)}
+    out = summarize_sweep(runs, viewers, targets, METRICS)
     for label in targets:
         slope = marginal(out, label, viewers)
         if slope is not None:
@@ -255,36 +228,17 @@ def summarize(runs: list[dict[str, Any]], viewers: list[int], targets: list[str]
 
 
 def render(summary: dict[str, Any], viewers: list[int], targets: list[str]) -> str:
-    headers = ["viewers", "server", *[name for _, name in METRICS], "runs"]
-    rows = []
-    for n in viewers:
-        for label in targets:
-            m = summary[f"{label}@{n}"]
-            digits = {"cpu_per_viewer_pct": 4, "media_wall_min": 3, "media_wall_median": 3}
-            rows.append(
-                [str(n), label, *[fmt(m[key], digits.get(key, 1)) for key, _ in METRICS], str(m["runs_ok"])]
-            )
-        if "nginx-rtmp" in targets:
-            base = summary[f"nginx-rtmp@{n}"]
-            for label in targets:
-                if label == "nginx-rtmp":
-                    continue
-                m = summary[f"{label}@{n}"]
-                rows.append(
-                    [
-                        str(n),
-                        f"{label}/nginx",
-                        fmt(ratio(m["cpu_pct"], base["cpu_pct"]), 2),
-                        fmt(ratio(m["rss_mb"], base["rss_mb"]), 2),
-                        fmt(ratio(m["cpu_per_viewer_pct"], base["cpu_per_viewer_pct"]), 2),
-                        fmt(ratio(m["rss_per_viewer_kb"], base["rss_per_viewer_kb"]), 2),
-                        "",
-                        "",
-                        "",
-                        "",
-                        "",
-                    ]
-                )
+    text = render_sweep(
+        "fan-out (medians of repeats)",
+        summary,
+        viewers,
+        targets,
+        METRICS,
+        digits={"cpu_per_viewer_pct": 4, "media_wall_min": 3, "media_wall_median": 3},
+        baseline="nginx-rtmp",
+        compared=targets,
+        ratio_keys=("cpu_pct", "rss_mb", "cpu_per_viewer_pct", "rss_per_viewer_kb"),
+    )
     lines = []
     for label in targets:
         slope = marginal(summary, label, viewers)
@@ -293,9 +247,7 @@ def render(summary: dict[str, Any], viewers: list[int], targets: list[str]) -> s
                 f"{label}: marginal cost per viewer ({min(viewers)}->{max(viewers)}): "
                 f"{slope[0]:.4f} % CPU, {slope[1]:.1f} kB RSS"
             )
-    return (
-        "fan-out (medians of repeats)\n" + table(headers, rows) + ("\n" + "\n".join(lines) if lines else "")
-    )
+    return text + ("\n" + "\n".join(lines) if lines else "")
 
 
 def marginal(summary: dict[str, Any], label: str, viewers: list[int]) -> tuple[float, float] | None:

@@ -40,7 +40,7 @@ from .fanout import wait_playable
 from .loadclient import make_viewer
 from .ourapi import node_config
 from .peers import LiverelayNode, NginxRtmp
-from .report import fmt, median, progress, ratio, save, table
+from .report import median, progress, render_sweep, save, summarize_sweep, sweep
 from .sample import ensure_sample, start_publisher
 
 APP, STREAM = "live", "bench"
@@ -130,22 +130,29 @@ async def classic_player(client: aiohttp.ClientSession, url: str, c: Counters, s
             await asyncio.wait_for(stop.wait(), target)
 
 
+def _next_part(media: str, text: str) -> tuple[int, int, str, str] | None:
+    """From an LL-HLS media playlist: the preload-hinted part (msn, part), its URL, and the
+    blocking reload that returns once it is published; None without a hint."""
+    hint = _HINT.search(text)
+    if hint is None:
+        return None
+    m = re.search(r"part(\d+)\.(\d+)\.m4s", hint.group(1))
+    assert m is not None
+    msn, part = int(m.group(1)), int(m.group(2))
+    sep = "&" if "?" in media else "?"
+    return msn, part, urljoin(media, hint.group(1)), f"{media}{sep}_HLS_msn={msn}&_HLS_part={part}"
+
+
 async def ll_player(client: aiohttp.ClientSession, url: str, c: Counters, stop: asyncio.Event) -> None:
     media = await media_url(client, url)
     await asyncio.sleep(random.uniform(0, 0.5))
     text = await _fetch(client, media, c)
     while not stop.is_set() and text is not None:
-        hint = _HINT.search(text)
-        if hint is None:
+        nxt = _next_part(media, text)
+        if nxt is None:
             return
-        m = re.search(r"part(\d+)\.(\d+)\.m4s", hint.group(1))
-        assert m is not None
-        msn, part = int(m.group(1)), int(m.group(2))
-        sep = "&" if "?" in media else "?"
-        got, text = await asyncio.gather(
-            _fetch(client, urljoin(media, hint.group(1)), c),
-            _fetch(client, f"{media}{sep}_HLS_msn={msn}&_HLS_part={part}", c),
-        )
+        _msn, _part, part_url, reload_url = nxt
+        got, text = await asyncio.gather(_fetch(client, part_url, c), _fetch(client, reload_url, c))
         if got is not None:
             c.segments += 1
         if text is None:
@@ -205,18 +212,15 @@ async def probe_ll(client: aiohttp.ClientSession, url: str, seconds: float) -> P
     text = await _fetch(client, media, c)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and text is not None:
-        hint = _HINT.search(text)
-        if hint is None:
+        nxt = _next_part(media, text)
+        if nxt is None:
             break
-        m = re.search(r"part(\d+)\.(\d+)\.m4s", hint.group(1))
-        assert m is not None
-        msn, part = int(m.group(1)), int(m.group(2))
-        if await _fetch(client, urljoin(media, hint.group(1)), c) is None:
+        msn, part, part_url, reload_url = nxt
+        if await _fetch(client, part_url, c) is None:
             text = await _fetch(client, media, c)
             continue
         available = time.time()
-        sep = "&" if "?" in media else "?"
-        text = await _fetch(client, f"{media}{sep}_HLS_msn={msn}&_HLS_part={part}", c)
+        text = await _fetch(client, reload_url, c)
         if text is None:
             break
         starts = {int(s): _epoch(p) for p, s in _PDT.findall(text)}
@@ -333,29 +337,11 @@ METRICS = (
 async def run(
     viewers: list[int], targets: list[str], *, repeat: int, window_s: float, warmup_s: float
 ) -> dict[str, Any]:
-    runs: list[dict[str, Any]] = []
-    total = len(viewers) * len(targets) * repeat
-    k = 0
-    for rep in range(repeat):
-        for n in viewers:
-            for label in targets:
-                k += 1
-                progress(f"hls fan-out run {k}/{total}: {label} x {n} players (repeat {rep + 1}/{repeat})")
-                try:
-                    res = await run_one(label, n, window_s=window_s, warmup_s=warmup_s)
-                except Exception as exc:  # one failed run is a result, not the end of the sweep
-                    res = {"target": label, "viewers": n, "failed": repr(exc)}
-                res["repeat"] = rep
-                runs.append(res)
-                progress("  -> " + ", ".join(f"{name}={fmt(res.get(key), 3)}" for key, name in METRICS))
-    summary: dict[str, Any] = {}
-    for n in viewers:
-        for label in targets:
-            ok = [r for r in runs if r["target"] == label and r["viewers"] == n and "failed" not in r]
-            summary[f"{label}@{n}"] = {
-                **{key: median(r.get(key) for r in ok) for key, _ in METRICS},
-                "runs_ok": len(ok),
-            }
+    async def one(label: str, n: int, _rep: int) -> dict[str, Any]:
+        return await run_one(label, n, window_s=window_s, warmup_s=warmup_s)
+
+    runs = await sweep("hls fan-out", viewers, targets, repeat, METRICS, one, unit="players")
+    summary = summarize_sweep(runs, viewers, targets, METRICS)
     path = save(
         "hlsfanout",
         {
@@ -370,21 +356,15 @@ async def run(
 
 
 def render(summary: dict[str, Any], viewers: list[int], targets: list[str]) -> str:
-    headers = ["players", "server", *[name for _, name in METRICS], "runs"]
-    rows = []
-    for n in viewers:
-        for label in targets:
-            m = summary[f"{label}@{n}"]
-            digits = {"cpu_per_viewer_pct": 4, "cpu_per_kreq_pct": 2}
-            rows.append(
-                [str(n), label, *[fmt(m[k], digits.get(k, 1)) for k, _ in METRICS], str(m["runs_ok"])]
-            )
-        if "nginx-hls" in targets and "ours-hls" in targets:
-            a, b = summary[f"ours-hls@{n}"], summary[f"nginx-hls@{n}"]
-            rows.append(
-                [str(n), "ours-hls/nginx", fmt(ratio(a["cpu_pct"], b["cpu_pct"]), 2)]
-                + [fmt(ratio(a["cpu_per_viewer_pct"], b["cpu_per_viewer_pct"]), 2)]
-                + [fmt(ratio(a["cpu_per_kreq_pct"], b["cpu_per_kreq_pct"]), 2)]
-                + [""] * (len(METRICS) - 2)
-            )
-    return "HLS fan-out (medians of repeats)\n" + table(headers, rows)
+    return render_sweep(
+        "HLS fan-out (medians of repeats)",
+        summary,
+        viewers,
+        targets,
+        METRICS,
+        count_header="players",
+        digits={"cpu_per_viewer_pct": 4, "cpu_per_kreq_pct": 2},
+        baseline="nginx-hls",
+        compared=("ours-hls",),
+        ratio_keys=("cpu_pct", "cpu_per_viewer_pct", "cpu_per_kreq_pct"),
+    )

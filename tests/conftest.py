@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -10,9 +11,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from bench.peers import NGINX_RTMP_MODULE
@@ -43,6 +45,36 @@ def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None
             return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    """Poll `predicate` (blocking) until it returns something true, and return that; fail
+    naming `what` once `timeout` s have passed (bounded: about timeout/interval polls)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+async def poll_until(
+    predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.02
+) -> float:
+    """The same on a test's event loop: the time.monotonic() at which `predicate` was first
+    seen true; fails naming `what` once `timeout` s have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return time.monotonic()
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
 
 
 def in_ci() -> bool:
@@ -190,8 +222,11 @@ def start_node(
     extra_env: dict[str, str] | None = None,
     config: str | None = None,
     ports: tuple[int, int, int] | None = None,
+    rtmp_host: str = "127.0.0.1",
 ) -> NodeProcess:
-    """Run `liverelay serve` as a subprocess with the test key pair ensured."""
+    """Run `liverelay serve` as a subprocess with the test key pair ensured. `rtmp_host`
+    is where the RTMP listener binds (0.0.0.0: a public listener, still reached through
+    127.0.0.1 by the URLs of NodeProcess)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     api_port, http_port, rtmp_port = ports or (free_port(), free_port(), free_port())
     args = [
@@ -206,7 +241,7 @@ def start_node(
         "--http-listen",
         f"127.0.0.1:{http_port}",
         "--rtmp-listen",
-        f"127.0.0.1:{rtmp_port}",
+        f"{rtmp_host}:{rtmp_port}",
     ]
     if config is not None:
         cfg = data_dir / "node.toml"

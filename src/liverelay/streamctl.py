@@ -19,7 +19,6 @@ It needs of the hub only what `StreamHub` lists.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .hub.keys import SourceKind, StreamKey
+from .tasks import cancel_and_wait
 
 log = logging.getLogger("liverelay.streamctl")
 
@@ -123,11 +123,8 @@ class StreamControl:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="streamctl")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task, "the stream sampler", logger=log)
+        self._task = None
         self.sample()  # what ended with the node's shutdown is history too
 
     async def _run(self) -> None:

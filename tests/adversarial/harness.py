@@ -3,11 +3,15 @@
 `Harness` runs `liverelay serve` as a subprocess (tests.conftest.start_node), publishes a
 looped sample into it with ffmpeg, and starts a `Monitor` in its own thread and event loop:
 
-- a real HTTP-FLV viewer of that stream (tests.integration.relay_helpers.FlvViewer) that
-  records when each frame arrives;
+- a real HTTP-FLV viewer of that stream (tests.adversarial.stamped.StampedFlvViewer) that
+  records when each frame arrived;
 - a signed API client that calls ListRelaySourceV4 over a fresh connection every
   API_POLL_INTERVAL_S and records each call's latency and answer;
 - a sampler of the node's RSS and open file count from /proc/PID.
+
+The viewer and the API client run on threads of their own and time the node by the
+kernel's arrival stamps (tests/adversarial/stamped.py says why): what they measure is the
+node, not how long this process, sharing loaded cores with the attack, took to run.
 
 `Harness.attack_guard(...)` wraps an attack. From its start to the end of a short quiet
 period after the attack (whose connections the test closes inside the block) it checks:
@@ -36,13 +40,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-import aiohttp
+from bench.httpwire import HttpWireError
+from tests.adversarial.stamped import StampedFlvViewer, exchange, request_bytes
 from tests.conftest import TEST_AK, TEST_SK, NodeProcess, ffmpeg_publish, start_node
-from tests.integration.relay_helpers import FlvViewer
 from tests.integration.relay_helpers import api as api_service
 
 from liverelay.api.signing import sign_request
-from liverelay.media.frame import FrameKind
 from liverelay.sdk import LiveService
 
 T = TypeVar("T")
@@ -222,6 +225,7 @@ class ApiCall:
     latency: float | None = None  # None while in flight
     status: int | None = None
     error: str | None = None
+    stamped: bool = False  # the answer's arrival is the kernel's stamp (see stamped.py)
 
     @property
     def ok(self) -> bool:
@@ -236,24 +240,28 @@ class Sample:
 
 
 class Monitor:
-    """Viewer, API client and /proc sampler on an event loop of their own (a thread), so
-    that an attack run by the test, blocking or not, never delays the measurements."""
+    """Viewer and API client on threads of their own, the /proc sampler on an event loop
+    of its own (a thread), so that an attack run by the test, blocking or not, never
+    delays the measurements."""
 
-    def __init__(self, node: NodeProcess, viewer_url: str) -> None:
+    def __init__(self, node: NodeProcess, viewer_path: str) -> None:
         self.node = node
         self.pid = node.proc.pid
-        self.viewer_url = viewer_url
-        self.viewer: FlvViewer | None = None
+        self.viewer = StampedFlvViewer(node.http_port, viewer_path, ready_s=VIEWER_READY_S)
         self.calls: list[ApiCall] = []
         self.samples: list[Sample] = []
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="adv-monitor", daemon=True)
+        self._api_thread = threading.Thread(target=self._poll_api, name="adv-api", daemon=True)
         self._stop: asyncio.Event | None = None
+        self._halt = threading.Event()
         self._started = threading.Event()
 
     def start(self) -> Monitor:
         self._thread.start()
         assert self._started.wait(10), "the monitor thread did not start"
+        self.viewer.start()
+        self._api_thread.start()
         self.wait_ready()
         return self
 
@@ -264,33 +272,17 @@ class Monitor:
 
     async def _main(self) -> None:
         self._stop = asyncio.Event()
-        tasks = [asyncio.create_task(self._poll_api()), asyncio.create_task(self._sample())]
+        sampler = asyncio.create_task(self._sample())
         self._started.set()
-        await self._connect_viewer()
         await self._stop.wait()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if self.viewer is not None:
-            await self.viewer.close()
-
-    async def _connect_viewer(self) -> None:
-        """The publisher may not be up yet: retry (bounded) until a viewer gets video. From
-        then on the viewer never reconnects, so a cut-off shows as a failure."""
-        deadline = time.monotonic() + VIEWER_READY_S
-        while time.monotonic() < deadline and not self._stop_requested():
-            viewer = await FlvViewer(self.viewer_url).start()
-            self.viewer = viewer
-            with contextlib.suppress(AssertionError):
-                await viewer.wait_video(1, timeout=3)
-                return
-            await viewer.close()
-            await asyncio.sleep(0.3)
-
-    def _stop_requested(self) -> bool:
-        return self._stop is not None and self._stop.is_set()
+        sampler.cancel()
+        await asyncio.gather(sampler, return_exceptions=True)
 
     def stop(self) -> None:
+        self._halt.set()
+        self.viewer.close()
+        if self._api_thread.is_alive():
+            self._api_thread.join(timeout=API_CLIENT_TIMEOUT_S + 5)
         if self._thread.is_alive() and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
             self._thread.join(timeout=15)
@@ -299,28 +291,28 @@ class Monitor:
         """Run a coroutine on the monitor's loop (e.g. a helper server) and wait for it."""
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
-    async def _poll_api(self) -> None:
+    def _poll_api(self) -> None:
         body = json.dumps({"Domain": PULL_DOMAIN, "Page": 1, "Size": 10}).encode()
         query = action_query("ListRelaySourceV4")
-        url = f"http://127.0.0.1:{self.node.api_port}/?{urlencode(query)}"
-        timeout = aiohttp.ClientTimeout(total=API_CLIENT_TIMEOUT_S)
-        while True:
+        target = f"/?{urlencode(query)}"
+        while not self._halt.is_set():
+            # Signed before the clock starts: the client's own cost is not the node's.
+            request = request_bytes("POST", target, signed_headers(self.node, query, body), body)
             call = ApiCall(time.monotonic())
             self.calls.append(call)
             # A fresh connection per call: a node that stops accepting must show here.
-            connector = aiohttp.TCPConnector(force_close=True, limit=1)
             try:
-                async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-                    headers = signed_headers(self.node, query, body)
-                    async with session.post(url, data=body, headers=headers) as resp:
-                        answer = await resp.read()
-                        call.status = resp.status
-                        if resp.status != 200:
-                            call.error = answer[:200].decode(errors="replace")
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                answer = exchange(self.node.api_port, request, timeout=API_CLIENT_TIMEOUT_S)
+            except (OSError, HttpWireError) as exc:
                 call.error = f"{type(exc).__name__}: {exc}"
-            call.latency = time.monotonic() - call.started
-            await asyncio.sleep(API_POLL_INTERVAL_S)
+                call.latency = time.monotonic() - call.started
+            else:
+                call.started, call.stamped = answer.started, answer.stamped
+                call.status = answer.status
+                if answer.status != 200:
+                    call.error = answer.body[:200].decode(errors="replace")
+                call.latency = answer.latency
+            self._halt.wait(API_POLL_INTERVAL_S)
 
     async def _sample(self) -> None:
         while True:
@@ -337,19 +329,26 @@ class Monitor:
         viewer = self.viewer
         raise AssertionError(
             f"the harness never got going: {len(self.video_times())} video frames "
-            f"(status {viewer.status if viewer else None}, {viewer.error if viewer else None}), "
+            f"(status {viewer.status}, {viewer.error}), "
             f"API calls {[(c.status, c.error) for c in self.calls[-3:]]}\n"
             f"node log tail:\n{self.node.log()[-3000:]}"
         )
 
     def video_times(self) -> list[float]:
-        viewer = self.viewer
-        if viewer is None:
-            return []
-        return [t for t, f in list(viewer.frames) if f.kind == FrameKind.VIDEO and not f.config]
+        return self.viewer.video_times()
 
     def current_fds(self) -> int:
         return proc_fds(self.pid)
+
+    def settle_calls(self, until: float) -> None:
+        """Until every API call started by `until` has its answer (bounded by the client's
+        timeout): a call is judged by its measured latency, not by how far this process
+        got with reading an answer that had already arrived."""
+        deadline = time.monotonic() + API_CLIENT_TIMEOUT_S + 1
+        while time.monotonic() < deadline:
+            if all(c.latency is not None for c in list(self.calls) if c.started <= until):
+                return
+            time.sleep(0.02)
 
 
 # ---- the guard -----------------------------------------------------------------------------
@@ -411,7 +410,7 @@ class Harness:
         stack.callback(node.kill, signal.SIGTERM)
         register_domains(node)
         stack.enter_context(ffmpeg_publish(ffmpeg, sample, node.rtmp_url(APP, WATCH_STREAM)))
-        monitor = Monitor(node, node.flv_url(APP, WATCH_STREAM))
+        monitor = Monitor(node, f"/{APP}/{WATCH_STREAM}.flv")
         stack.callback(monitor.stop)
         monitor.start()
         return cls(node, monitor)
@@ -448,6 +447,7 @@ class Harness:
             yield guard
         except BaseException as exc:
             guard.ended = guard.attack_ended = time.monotonic()
+            self.monitor.settle_calls(guard.ended)
             problems = self.problems(guard, finished=False)
             if problems:
                 exc.add_note("the node did not hold either:\n  - " + "\n  - ".join(problems))
@@ -465,6 +465,7 @@ class Harness:
                 break
             time.sleep(0.1)
         guard.ended = time.monotonic()
+        self.monitor.settle_calls(guard.ended)
         problems = self.problems(guard)
         if problems:
             raise AssertionError(
@@ -483,7 +484,7 @@ class Harness:
         if code is not None:
             out.append(f"the node exited with status {code}")
         viewer = self.monitor.viewer
-        if viewer is not None and viewer.eof.is_set():
+        if viewer.eof.is_set():
             out.append(f"the viewer was cut off ({viewer.status}, {viewer.error})")
         gap, gap_at = _max_gap(self.monitor.video_times(), start, end)
         if gap > MAX_MEDIA_GAP_S:
@@ -545,8 +546,10 @@ class Harness:
             f"--- measurements: {guard.what} (attack {attack_s:.1f}s, window {end - start:.1f}s) ---",
             f"node pid {self.pid}, exit status {self.node.proc.poll()}",
             f"viewer: {sum(1 for t in times if start <= t <= end)} video frames in the window, "
-            f"longest wait {gap:.2f}s from +{gap_at - start:.1f}s",
-            f"API: {len(calls)} calls, {sum(1 for c in calls if not c.ok and c.latency is not None)} failed, "
+            f"longest wait {gap:.2f}s from +{gap_at - start:.1f}s, "
+            f"{self.monitor.viewer.unstamped_reads} reads without a kernel stamp",
+            f"API: {len(calls)} calls ({sum(1 for c in calls if c.stamped)} kernel-stamped), "
+            f"{sum(1 for c in calls if not c.ok and c.latency is not None)} failed, "
             + (
                 f"latency median {statistics.median(latencies):.3f}s max {max(latencies):.3f}s"
                 if latencies

@@ -19,7 +19,7 @@ import pytest
 from tests.adversarial.conftest import HarnessFactory, NodeFactory
 from tests.adversarial.fake_origin import MEDIA_BEFORE_FAULT_S, FakeOrigin, sample_frames
 from tests.adversarial.harness import ADV_CONFIG, APP, Harness, origin_server, relay_rows, set_v3_origins
-from tests.conftest import NodeProcess, ffmpeg_publish
+from tests.conftest import NodeProcess, ffmpeg_publish, poll_until
 from tests.integration.relay_helpers import FlvViewer
 
 pytestmark = [pytest.mark.adversarial, pytest.mark.timeout(150)]
@@ -59,18 +59,6 @@ def row(node: NodeProcess) -> dict:  # type: ignore[type-arg]
     rows = relay_rows(node, "play")
     assert len(rows) == 1, rows
     return rows[0]
-
-
-async def wait_for(pred, timeout: float, what: str, step: float = 0.05) -> float:  # type: ignore[no-untyped-def]
-    """Poll `pred` (cheap, local) until true; the time it became true. Bounded."""
-    deadline = time.monotonic() + timeout
-    for _ in range(int(timeout / step) + 2):
-        if pred():
-            return time.monotonic()
-        if time.monotonic() > deadline:
-            break
-        await asyncio.sleep(step)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 async def row_async(node: NodeProcess) -> dict:  # type: ignore[type-arg]
@@ -144,7 +132,7 @@ def test_origin_that_never_answers_is_skipped(
         delay = viewer.first_video_delay()
         assert delay < CONNECT_TIMEOUT_S + SLACK_S, f"first video {delay:.2f}s after the play"
         assert fake.connections, "the edge never tried the first origin"
-        await wait_for(
+        await poll_until(
             lambda: fake.connections[0].closed is not None,
             CONNECT_TIMEOUT_S + SLACK_S,
             "the edge hang-up",
@@ -178,7 +166,7 @@ def test_origin_that_breaks_mid_stream_is_dropped(
         r = await row_async(h.node)
         assert r["SourceIndex"] == 0, f"the fake origin should be the source first: {r}"
         bound = MEDIA_BEFORE_FAULT_S + (0.0 if mode == "oversize" else NO_MEDIA_TIMEOUT_S) + SLACK_S
-        await wait_for(lambda: fake.connections[0].closed is not None, bound, "the edge dropping it")
+        await poll_until(lambda: fake.connections[0].closed is not None, bound, "the edge dropping it")
         assert fake.connections[0].closed_by_peer, "the edge did not hang up on the broken origin"
         r = await wait_row(h.node, lambda r: r["SourceIndex"] == 1 and r["State"] == "up", SLACK_S, "switch")
         if mode == "oversize":
@@ -256,7 +244,9 @@ def test_flapping_single_origin_is_reconnected_without_busy_loop(
         # one flap per FLAP_S); a busy loop or two connections per flap get there sooner
         # and fail the rate bound below, measured over the time it took.
         first = len(fake.connections)
-        await wait_for(lambda: len(fake.connections) >= first + 3, duration + SLACK_S, "three reconnections")
+        await poll_until(
+            lambda: len(fake.connections) >= first + 3, duration + SLACK_S, "three reconnections"
+        )
         elapsed = time.monotonic() - t0
         cpu = (cpu_seconds(h.pid) - cpu0) / elapsed
         n = len(fake.connections)
@@ -289,7 +279,7 @@ def test_flapping_first_origin_is_held_down(
         # The event, not a fixed 20 s: the third connection to the flapping origin has ended
         # (with hold-down ~15 s in: it lives 3 s from ~12 s) and the viewer has played on
         # from the good origin after that failover; the next one is due only at ~23 s.
-        await wait_for(
+        await poll_until(
             lambda: len(fake.connections) >= 3 and fake.connections[2].closed is not None,
             duration + SLACK_S,
             "the third flap of the first origin",

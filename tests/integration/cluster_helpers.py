@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from tests.conftest import TEST_AK, TEST_SK, NodeProcess, stop_process
+from tests.conftest import TEST_AK, TEST_SK, NodeProcess, stop_process, wait_until
 from tests.integration.relay_helpers import EDGE_CONFIG, api
 
 from liverelay.api.testing import SignedClient
@@ -58,15 +58,6 @@ def answering_node_id(node: NodeProcess, svc: LiveService) -> str:
         result = svc.describe_cluster_nodes({})
         _NODE_IDS[node.data_dir] = str(result.get("Result", result)["NodeId"])
     return _NODE_IDS[node.data_dir]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def wait_write_accepted(node: NodeProcess, body: dict[str, Any], timeout: float = 30) -> None:

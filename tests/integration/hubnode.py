@@ -98,27 +98,26 @@ class HubNode:
 
     async def stop_feeds(self) -> None:
         """Kill every ffmpeg feeding the hub (like an origin dying)."""
+        await self._end_feeds(cancel=False)
+
+    async def _end_feeds(self, *, cancel: bool) -> None:
+        """Kill the ffmpeg feeds and wait for their feeder tasks (bounded), which end on the
+        feed's EOF; `cancel` does not wait for that (closing the node)."""
         for proc in self._procs:
             if proc.returncode is None:
                 proc.kill()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(proc.wait(), 5)
         for task in self._feeders:
+            if cancel:
+                task.cancel()
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(task, 5)
         self._procs.clear()
         self._feeders.clear()
 
     async def close(self) -> None:
-        for proc in self._procs:
-            if proc.returncode is None:
-                proc.kill()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(proc.wait(), 5)
-        for task in self._feeders:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+        await self._end_feeds(cancel=True)
         await self.hub.close()
         if self._runner is not None:
             await self._runner.cleanup()

@@ -1,4 +1,5 @@
-"""Helpers for the relay tests over real nodes: an HTTP-FLV viewer, API calls, status polling."""
+"""Helpers for the relay tests over real nodes: an HTTP-FLV viewer, API calls, status polling,
+and small aiohttp servers on loopback (webhook receivers, HTTP origins)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import itertools
 import json
 import subprocess
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 from tests.conftest import TEST_AK, TEST_SK, NodeProcess
 
 from liverelay.media.flv import FlvDecoder, FlvError
@@ -35,6 +38,30 @@ backoff_max_s = 1.0
 failback = true
 failback_probe_interval_s = 1.0
 """
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: web.Application) -> AsyncIterator[int]:
+    """Serve `app` on a loopback port the kernel picks (no race for a free port): yields
+    the port; the server is cleaned up on leaving."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def webhook_receiver(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[str]:
+    """A webhook receiver answering POST /hook with `handler`: yields its URL."""
+    app = web.Application()
+    app.router.add_post("/hook", handler)
+    async with serve_app(app) as port:
+        yield f"http://127.0.0.1:{port}/hook"
 
 
 def api(node: NodeProcess) -> LiveService:

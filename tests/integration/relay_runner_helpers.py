@@ -120,6 +120,10 @@ class Viewer:
             await asyncio.sleep(0.05)
         assert len(self.media()) >= n, f"viewer got {len(self.media())} frames, wanted {n}"
 
+    async def more_frames(self, n: int, timeout: float = 6.0) -> None:
+        """Until n more media frames than now have arrived (the viewer plays on)."""
+        await self.frames_after(len(self.media()) + n, timeout)
+
     def assert_monotonic(self) -> None:
         ts = [f.timestamp for f in self.media()]
         assert all(b >= a for a, b in itertools.pairwise(ts)), "timestamps went backwards"
@@ -149,14 +153,6 @@ def make_pull(
         open_source=origins.open_source,
         **kw,
     )
-
-
-async def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def finish(pull: RelayPull, task: asyncio.Task[None]) -> None:

@@ -5,14 +5,13 @@ ours: list, state, kill, forbid (the publisher is refused) / resume, ended strea
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import TEST_AK, TEST_SK, NodeProcess, ffmpeg_publish, stop_process
+from tests.conftest import TEST_AK, TEST_SK, NodeProcess, ffmpeg_publish, stop_process, wait_until
 
 from liverelay.sdk import LiveService as OurLiveService
 
@@ -25,16 +24,6 @@ def node(node_factory: Callable[..., NodeProcess]) -> NodeProcess:
     # would throttle them on a fast machine (throttling has its own tests).
     limits = {"LIVERELAY_API_RATE_LIMIT_PER_S": "1000", "LIVERELAY_API_RATE_BURST": "1000"}
     return node_factory(extra_env=limits)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def official(node: NodeProcess) -> Any:
@@ -59,7 +48,12 @@ def test_stream_actions_with_the_official_sdk(
 
     assert listed() == []
     with ffmpeg_publish(ffmpeg, sample_flv, node.rtmp_url("live", "cam1")) as publisher:
-        rows = wait_for(lambda: [r for r in listed() if r["Stream"] == "cam1" and r["VideoCodec"]], 15, "cam")
+        rows = wait_until(
+            lambda: [r for r in listed() if r["Stream"] == "cam1" and r["VideoCodec"]],
+            15,
+            "cam",
+            interval=0.2,
+        )
         row = rows[0]
         assert row["SourceType"] == "push" and row["App"] == "live" and row["Vhost"] == vhost
         assert row["VideoCodec"] == "avc" and row["AudioCodec"] == "aac"
@@ -113,7 +107,7 @@ def test_stream_actions_with_the_official_sdk(
     )
     try:
         # Live for 2 s: the history samples the hub once a second (shorter sessions may be missed).
-        wait_for(lambda: [r for r in listed() if r["UptimeS"] >= 2], 15, "cam1 again")
+        wait_until(lambda: [r for r in listed() if r["UptimeS"] >= 2], 15, "cam1 again", interval=0.2)
     finally:
         stop_process(proc)
 
@@ -122,7 +116,7 @@ def test_stream_actions_with_the_official_sdk(
         items = page["Result"]["StreamInfoList"]
         return items if items and items[0]["Reason"] == "ended" else []
 
-    ended = wait_for(last_ended, 10, "the second session in the history")
+    ended = wait_until(last_ended, 10, "the second session in the history", interval=0.2)
     assert ended[0]["Stream"] == "cam1" and ended[0]["EndTime"] >= ended[0]["StartTime"]
 
 
@@ -179,7 +173,7 @@ def test_cli_stream_commands(node: NodeProcess, sample_flv: Path, ffmpeg: str) -
 
     where = ["--vhost", "__defaultVhost__", "--app", "live", "--stream", "cli1"]
     with ffmpeg_publish(ffmpeg, sample_flv, node.rtmp_url("live", "cli1")) as publisher:
-        wait_for(lambda: "cli1" in run("list"), 15, "cli1 in `stream list`")
+        wait_until(lambda: "cli1" in run("list"), 15, "cli1 in `stream list`", interval=0.2)
         assert "online push" in run("state", *where)
         assert (
             "OutOfRange"

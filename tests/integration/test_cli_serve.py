@@ -6,25 +6,14 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from collections.abc import Callable
 from typing import Any
 
 from click.testing import CliRunner
-from tests.conftest import TEST_AK, TEST_SK, NodeProcess, free_port
+from tests.conftest import TEST_AK, TEST_SK, NodeProcess, free_port, wait_until
 from tests.integration.test_sdk_harness import SEED_DOMAINS_ADD
 
 from liverelay.cli import cli
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def cli_json(node: NodeProcess, command: str) -> Any:
@@ -40,7 +29,9 @@ def test_serve_banner_key_status_and_sigterm(node_factory: Callable[..., NodePro
     node = node_factory(
         extra_env={"LIVERELAY_RELAY_CONNECT_TIMEOUT_S": "1", "LIVERELAY_RELAY_BACKOFF_MAX_S": "1"}
     )
-    log = wait_for(lambda: node.log() if "liverelay node is up" in node.log() else "", 10, "the banner")
+    log = wait_until(
+        lambda: node.log() if "liverelay node is up" in node.log() else "", 10, "the banner", interval=0.1
+    )
     assert f"api   http://127.0.0.1:{node.api_port}/" in log
     assert f"http  http://127.0.0.1:{node.http_port}/{{app}}/{{stream}}.flv" in log
     assert f"rtmp  rtmp://127.0.0.1:{node.rtmp_port}/{{app}}/{{stream}}" in log
@@ -56,7 +47,7 @@ def test_serve_banner_key_status_and_sigterm(node_factory: Callable[..., NodePro
         row = next((r for r in rows if r.get("Stream") == "cam"), None)
         return row if row and row.get("Attempts", 0) >= 1 else None
 
-    row = wait_for(cam_row, 15, "the fixed relay to try its origin")
+    row = wait_until(cam_row, 15, "the fixed relay to try its origin", interval=0.1)
     assert row["Type"] == "fixed"
     assert row["State"] in ("starting", "retrying")
     assert row["LastError"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.conftest import TEST_AK, TEST_SK, NodeProcess, run_liverelay
+from tests.conftest import TEST_AK, TEST_SK, NodeProcess, run_liverelay, wait_until
 from tests.integration.cluster_helpers import (
     CLUSTER_CONFIG,
     FUTURE,
@@ -29,7 +29,6 @@ from tests.integration.cluster_helpers import (
     start_cluster,
     v4_body,
     wait_members,
-    wait_until,
     wait_write_accepted,
 )
 from tests.integration.relay_helpers import api, register_vhost, rtmp_server, set_v3

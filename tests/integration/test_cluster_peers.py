@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import TEST_AK, TEST_SK, NodeProcess, ffmpeg_publish, run_liverelay
+from tests.conftest import TEST_AK, TEST_SK, NodeProcess, ffmpeg_publish, run_liverelay, wait_until
 from tests.integration.cluster_helpers import (
     CLUSTER_CONFIG,
     FUTURE,
@@ -26,7 +26,6 @@ from tests.integration.cluster_helpers import (
     start_cluster,
     v4_body,
     wait_members,
-    wait_until,
 )
 from tests.integration.relay_helpers import FlvViewer, api, register_vhost, rtmp_server, set_v3
 

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from bench.cluster import percentile, propagation
-from tests.conftest import TEST_AK, TEST_SK, NodeProcess, ffmpeg_publish, free_port, run_liverelay
+from tests.conftest import TEST_AK, TEST_SK, NodeProcess, ffmpeg_publish, free_port, run_liverelay, wait_until
 from tests.integration.cluster_helpers import (
     FUTURE,
     PULL_DOMAIN,
@@ -28,7 +28,6 @@ from tests.integration.cluster_helpers import (
     listed_v4,
     start_cluster,
     v4_body,
-    wait_until,
     wait_write_accepted,
 )
 from tests.integration.relay_helpers import (

@@ -18,8 +18,7 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,7 +26,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from tests.conftest import REPO, TEST_AK, TEST_SK, NodeProcess, ffmpeg_publish, start_node, stop_process
+from tests.conftest import (
+    REPO,
+    TEST_AK,
+    TEST_SK,
+    NodeProcess,
+    ffmpeg_publish,
+    start_node,
+    stop_process,
+    wait_until,
+)
 from tests.integration.chromium import CHROMIUM, chromium_launch_options
 
 from liverelay.sdk import LiveService
@@ -58,16 +66,6 @@ try:
     from playwright import sync_api
 except ImportError:  # the test extra is not installed
     sync_api = None  # type: ignore[assignment]
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @dataclass
@@ -366,7 +364,7 @@ def test_v3_editor_reorders_groups_and_a_reload_keeps_them(site: Site) -> None:
     page.get_by_label("Vhost", exact=True).select_option(VHOST)
     page.get_by_role("button", name="Edit reorder").click()
     groups = page.locator("fieldset[data-group]")
-    wait_for(lambda: groups.count() == 2, 10, "the editor")
+    wait_until(lambda: groups.count() == 2, 10, "the editor")
     assert [groups.nth(i).get_attribute("data-group") for i in range(2)] == ["A", "B"]
     page.get_by_role("button", name="Move group B up").click()
     page.get_by_role("button", name="Save").click()
@@ -374,7 +372,7 @@ def test_v3_editor_reorders_groups_and_a_reload_keeps_them(site: Site) -> None:
     assert "app=reorder" in page.url
 
     page.reload()
-    wait_for(lambda: page.locator("fieldset[data-group]").count() == 2, 10, "the editor after a reload")
+    wait_until(lambda: page.locator("fieldset[data-group]").count() == 2, 10, "the editor after a reload")
     order = page.locator("fieldset[data-group]").evaluate_all("els => els.map(e => e.dataset.group)")
     assert order == ["B", "A"]
     with api(site.edge) as svc:
@@ -450,7 +448,9 @@ def test_failover_of_a_watched_v3_relay_shows_on_the_status_page(site: Site, ffm
         site.origin1.kill(signal.SIGKILL)  # the origin in use dies
         row.locator('[data-source-index="1"]').wait_for(timeout=30_000)
         assert str(site.origin2.rtmp_port) in row.locator('[data-col="source"]').inner_text()
-        wait_for(lambda: int(row.locator('[data-col="switches"]').inner_text()) >= 1, 10, "the switch count")
+        wait_until(
+            lambda: int(row.locator('[data-col="switches"]').inner_text()) >= 1, 10, "the switch count"
+        )
         switched = history.locator('li[data-event="switched"]')
         switched.first.wait_for(timeout=10_000)
         assert str(site.origin2.rtmp_port) in switched.first.inner_text()

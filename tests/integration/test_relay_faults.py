@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
-from tests.integration.relay_runner_helpers import KEY, Origins, fast_settings, finish, make_pull, wait_for
+from tests.conftest import poll_until
+from tests.integration.relay_runner_helpers import KEY, Origins, fast_settings, finish, make_pull
 
 from liverelay.api.actions.status import describe_relay_status
 from liverelay.api.context import ActionContext
@@ -51,7 +52,7 @@ async def test_a_failing_publication_factory_is_an_internal_error_not_busy(
     )
     caplog.set_level(logging.ERROR, logger="liverelay.relay.pull")
     task = asyncio.create_task(pull.run())
-    await wait_for(lambda: failures(registry, "internal") >= 1, 10, "an internal failure")
+    await poll_until(lambda: failures(registry, "internal") >= 1, 10, "an internal failure")
     assert failures(registry, "busy") == 0
     row = pull.status().wire()
     assert row["State"] != "up" and row["LastError"].startswith("internal: RuntimeError: hub bug")
@@ -66,7 +67,7 @@ async def test_a_busy_stream_is_still_busy(hub: Hub, sample_frames: list[Frame])
     origins = Origins(sample_frames, 1)
     pull = make_pull(hub, origins, fast_settings(), kind="fixed", events=RelayEvents(RelayMetrics(registry)))
     task = asyncio.create_task(pull.run())
-    await wait_for(lambda: failures(registry, "busy") >= 1, 10, "a busy failure")
+    await poll_until(lambda: failures(registry, "busy") >= 1, 10, "a busy failure")
     assert failures(registry, "internal") == 0
     await finish(pull, task)
     publisher.close("test over")

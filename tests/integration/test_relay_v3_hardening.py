@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from tests.conftest import free_port
+from tests.conftest import free_port, poll_until
+from tests.integration.relay_helpers import webhook_receiver
 from tests.integration.relay_runner_helpers import (
     KEY,
     Origins,
@@ -25,7 +26,6 @@ from tests.integration.relay_runner_helpers import (
     finish,
     make_pull,
     ondemand,
-    wait_for,
 )
 
 from liverelay.config import RelaySettings, WebhookSettings
@@ -133,7 +133,7 @@ async def test_cancel_while_closing_attempts_still_cancels_run(hub: Hub) -> None
         open_source=lambda _url: slow_to_close,
     )
     task = asyncio.create_task(pull.run())
-    await wait_for(lambda: pull.attempts == 1, 2, "attempt started")
+    await poll_until(lambda: pull.attempts == 1, 2, "attempt started")
     await asyncio.sleep(0.05)
     pull._stop_reason = "test"
     pull._wake.set()
@@ -171,8 +171,7 @@ async def test_fixed_relay_takes_over_a_play_pull_and_viewers_continue(
     assert fixed.state == "up" and fixed.last_error is None  # not "busy: ..."
     stream = hub.get(KEY)
     assert stream is not None and stream.source_kind is SourceKind.RELAY_FIXED
-    before = len(viewer.media())
-    await viewer.frames_after(before + 30)
+    await viewer.more_frames(30)
     assert not viewer.eof.is_set()
     viewer.assert_monotonic()
     assert stream.splices >= 1  # spliced at the fixed relay's keyframe
@@ -216,7 +215,7 @@ async def test_play_never_starts_a_v3_pull_for_a_fixed_relay_stream(
         # Not owned any more (task deleted / window over): V3 applies again.
         await fixed.stop("deleted")
         relays.fixed_owner = lambda key: None
-        await wait_for(lambda: hub.get(KEY) is None or not hub.get(KEY).has_source, 2, "stream released")
+        await poll_until(lambda: hub.get(KEY) is None or not hub.get(KEY).has_source, 2, "stream released")
         sub = await hub.play(KEY, protocol="t", timeout=5)
         assert sub is not None and v3_origins[0].connects == 1
         sub.close()
@@ -255,48 +254,41 @@ async def test_source_secrets_stay_out_of_status_events_logs_and_webhooks(
         received.append(await request.json())
         return web.Response()
 
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    sender = WebhookSender(WebhookSettings(url=f"http://127.0.0.1:{port}/hook", timeout_s=1.0, retries=0))
-    sender.start()
+    async with webhook_receiver(hook) as url:
+        sender = WebhookSender(WebhookSettings(url=url, timeout_s=1.0, retries=0))
+        sender.start()
 
-    # Origin 0: a real HTTP-FLV source against a closed port (its error quotes the URL);
-    # origin 1: the scripted origin. Both URLs carry credentials.
-    dead = f"http://viewer:Pa55w0rd@127.0.0.1:{free_port()}/live/s.flv?auth_key=SEKRIT-A&x=1"
-    alive_origins = Origins(sample_frames, 1)
-    alive = alive_origins.urls[0] + "?token=SEKRIT-B&passphrase=SEKRIT-C"
+        # Origin 0: a real HTTP-FLV source against a closed port (its error quotes the URL);
+        # origin 1: the scripted origin. Both URLs carry credentials.
+        dead = f"http://viewer:Pa55w0rd@127.0.0.1:{free_port()}/live/s.flv?auth_key=SEKRIT-A&x=1"
+        alive_origins = Origins(sample_frames, 1)
+        alive = alive_origins.urls[0] + "?token=SEKRIT-B&passphrase=SEKRIT-C"
 
-    def pick(url: str) -> Any:
-        return open_source(url) if url == dead else alive_origins.open_source(url)
+        def pick(url: str) -> Any:
+            return open_source(url) if url == dead else alive_origins.open_source(url)
 
-    pull = RelayPull(
-        key=KEY,
-        kind="fixed",
-        urls=[dead, alive],
-        publication_factory=lambda: hub.publish(KEY, kind=SourceKind.RELAY_FIXED),
-        settings=fast_settings(failback_probe_interval_s=0.3),
-        events=RelayEvents(RelayMetrics(None), sender),
-        open_source=pick,
-    )
-    caplog.set_level(logging.DEBUG)
-    task = asyncio.create_task(pull.run())
-    try:
-        await asyncio.wait_for(pull.first_media.wait(), 5)
-        await asyncio.sleep(1.0)  # a few fail-back probes of the dead origin
-        row = pull.status().wire()
-        task_names = [t.get_name() for t in asyncio.all_tasks()]  # shown in asyncio's own warnings
-        assert row["SourceUrl"].endswith("?token=***&passphrase=***") and row["SourceIndex"] == 1
-        assert row["LastError"].startswith("connect") and "auth_key=***" in row["LastError"]
-        await finish(pull, task)
-        await wait_for(lambda: any(e["Event"] == "stopped" for e in received), 5, "webhooks")
-    finally:
-        await sender.close()
-        await runner.cleanup()
+        pull = RelayPull(
+            key=KEY,
+            kind="fixed",
+            urls=[dead, alive],
+            publication_factory=lambda: hub.publish(KEY, kind=SourceKind.RELAY_FIXED),
+            settings=fast_settings(failback_probe_interval_s=0.3),
+            events=RelayEvents(RelayMetrics(None), sender),
+            open_source=pick,
+        )
+        caplog.set_level(logging.DEBUG)
+        task = asyncio.create_task(pull.run())
+        try:
+            await asyncio.wait_for(pull.first_media.wait(), 5)
+            await asyncio.sleep(1.0)  # a few fail-back probes of the dead origin
+            row = pull.status().wire()
+            task_names = [t.get_name() for t in asyncio.all_tasks()]  # shown in asyncio's own warnings
+            assert row["SourceUrl"].endswith("?token=***&passphrase=***") and row["SourceIndex"] == 1
+            assert row["LastError"].startswith("connect") and "auth_key=***" in row["LastError"]
+            await finish(pull, task)
+            await poll_until(lambda: any(e["Event"] == "stopped" for e in received), 5, "webhooks")
+        finally:
+            await sender.close()
     events = {e["Event"] for e in received}
     assert {"origin_failed", "relay_started", "stopped"} <= events
     shown = " ".join([str(row), str(received), caplog.text, *task_names])

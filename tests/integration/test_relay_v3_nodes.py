@@ -25,8 +25,10 @@ from tests.integration.relay_helpers import (
     flv_server,
     relay_status,
     rtmp_server,
+    serve_app,
     set_v3,
     wait_status,
+    webhook_receiver,
 )
 from tests.integration.relay_nodes import RelayNodes, relay_nodes, wait_stream_served
 
@@ -225,11 +227,7 @@ async def test_relay_source_params_reach_the_origin(nodes: RelayNodes, sample_fl
 
     app = web.Application()
     app.router.add_get("/{app}/{stream}", serve)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with serve_app(app) as port:
         edge = nodes.edge()
         set_v3(edge, [flv_server(port, {"domain": "live.push.net", "k": "a b&c"})])
         viewer = await FlvViewer(edge.flv_url("live", "s") + "?token=xyz").start()
@@ -239,8 +237,6 @@ async def test_relay_source_params_reach_the_origin(nodes: RelayNodes, sample_fl
         path, query = seen[0]
         assert path == "/live/s.flv"
         assert query == {"token": "xyz", "domain": "live.push.net", "k": "a b&c"}
-    finally:
-        await runner.cleanup()
 
 
 async def test_config_update_moves_the_pull_and_delete_stops_it(
@@ -296,15 +292,9 @@ async def test_webhooks_and_metrics_report_the_pull(nodes: RelayNodes, live_orig
         events.append(await request.json())
         return web.Response(status=204)
 
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    hook_port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", hook_port).start()
-    try:
+    async with webhook_receiver(hook) as hook_url:
         origin = live_origin
-        config = EDGE_CONFIG + f'\n[webhook]\nurl = "http://127.0.0.1:{hook_port}/hook"\ntimeout_s = 2.0\n'
+        config = EDGE_CONFIG + f'\n[webhook]\nurl = "{hook_url}"\ntimeout_s = 2.0\n'
         edge = nodes.edge(config)
         set_v3(edge, [rtmp_server(free_port()), rtmp_server(origin)])
         await wait_stream_served(origin)
@@ -333,8 +323,6 @@ async def test_webhooks_and_metrics_report_the_pull(nodes: RelayNodes, live_orig
             assert e["Time"].endswith("Z")
         text = await scrape(f"http://127.0.0.1:{edge.http_port}/metrics")
         assert metric(text, 'liverelay_relay_pulls{type="play"}') == 0
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_local_publisher_takes_over_a_relayed_stream(

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from tests.conftest import poll_until
+from tests.integration.relay_helpers import webhook_receiver
 from tests.integration.relay_runner_helpers import (
     KEY,
     Origins,
@@ -23,7 +25,6 @@ from tests.integration.relay_runner_helpers import (
     finish,
     make_pull,
     ondemand,
-    wait_for,
 )
 
 from liverelay.config import WebhookSettings
@@ -101,7 +102,7 @@ async def test_midstream_failover_and_failback_keep_the_viewer(hub: Hub, sample_
 
     origins[0].alive = False  # origin 0 goes away mid-stream
     before = len(viewer.media())
-    await wait_for(
+    await poll_until(
         lambda: pull.status().wire()["SourceIndex"] == 1 and pull.status().wire()["State"] == "up",
         5,
         "failover",
@@ -112,9 +113,8 @@ async def test_midstream_failover_and_failback_keep_the_viewer(hub: Hub, sample_
     print(f"\nfailover: largest gap between video frames at the viewer {failover_gap * 1000:.0f} ms")
 
     origins[0].alive = True  # it comes back: fail-back at a keyframe
-    await wait_for(lambda: pull.status().wire()["SourceIndex"] == 0, 8, "fail-back")
-    before = len(viewer.media())
-    await viewer.frames_after(before + 30)
+    await poll_until(lambda: pull.status().wire()["SourceIndex"] == 0, 8, "fail-back")
+    await viewer.more_frames(30)
     row = pull.status().wire()
     assert row["Switches"] == 2 and row["State"] == "up"
     assert origins[1].streaming == 0, "the lower-priority origin was not released"
@@ -134,7 +134,7 @@ async def test_stalled_origin_fails_over_after_no_media_timeout(hub: Hub, sample
     await asyncio.wait_for(pull.first_media.wait(), 5)
     origins[0].stalled = True  # connection kept, nothing sent
     stalled_at = time.monotonic()
-    await wait_for(
+    await poll_until(
         lambda: pull.status().wire()["SourceIndex"] == 1 and pull.status().wire()["State"] == "up",
         4,
         "failover",
@@ -180,10 +180,9 @@ async def test_update_urls_moves_the_pull_only_when_its_origin_is_removed(
     assert pull.status().wire()["SourceUrl"] == origins.urls[0]
 
     pull.update_urls([origins.urls[1]])  # removed: switch now
-    await wait_for(lambda: origins[1].streaming == 1 and pull.status().wire()["State"] == "up", 4, "switch")
-    await wait_for(lambda: origins[0].streaming == 0, 2, "old origin released")
-    before = len(viewer.media())
-    await viewer.frames_after(before + 30)
+    await poll_until(lambda: origins[1].streaming == 1 and pull.status().wire()["State"] == "up", 4, "switch")
+    await poll_until(lambda: origins[0].streaming == 0, 2, "old origin released")
+    await viewer.more_frames(30)
     assert not viewer.eof.is_set()
     viewer.assert_monotonic()
     await finish(pull, task)
@@ -220,7 +219,7 @@ async def test_simultaneous_viewers_share_one_pull_and_linger(hub: Hub, sample_f
     await asyncio.sleep(1.0)
     assert origins[0].connects == 1 and relays.status()[0].wire()["State"] == "up"
     late.close()
-    await wait_for(lambda: not relays.pulls, 3, "pull stopped after the linger")
+    await poll_until(lambda: not relays.pulls, 3, "pull stopped after the linger")
     assert origins[0].streaming == 0
     await relays.close()
 
@@ -255,14 +254,13 @@ async def test_config_change_and_delete_apply_to_running_pulls(hub: Hub, sample_
         updated=1,
     )
     relays.on_change(ChangeEvent("relay_v3", "updated", ("vh", "live"), only_second))
-    await wait_for(lambda: origins[1].streaming == 1 and origins[0].streaming == 0, 4, "move")
-    before = len(viewer.media())
-    await viewer.frames_after(before + 20)
+    await poll_until(lambda: origins[1].streaming == 1 and origins[0].streaming == 0, 4, "move")
+    await viewer.more_frames(20)
     assert not viewer.eof.is_set()
     # Delete: the pull stops, the viewer gets EOF.
     relays.on_change(ChangeEvent("relay_v3", "deleted", ("vh", "live"), None))
     await asyncio.wait_for(viewer.eof.wait(), 3)
-    await wait_for(lambda: not relays.pulls and origins[1].streaming == 0, 3, "stop")
+    await poll_until(lambda: not relays.pulls and origins[1].streaming == 0, 3, "stop")
     await relays.close()
 
 
@@ -278,26 +276,19 @@ async def test_webhooks_retry_and_never_block() -> None:
         received.append(await request.json())
         return web.Response(status=200)
 
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    sender = WebhookSender(WebhookSettings(url=f"http://127.0.0.1:{port}/hook", timeout_s=1.0, retries=3))
-    sender.start()
-    try:
-        events = RelayEvents(RelayMetrics(None), sender)
-        events.emit("relay_started", kind="play", vhost="vh", app="live", stream="s", SourceIndex=0)
-        events.emit("stopped", kind="play", vhost="vh", app="live", stream="s", Reason="x")
-        await wait_for(lambda: len(received) == 2, 6, "webhook delivery")
-        assert [e["Event"] for e in received] == ["relay_started", "stopped"]  # in order, after 2 retries
-        assert received[0]["Vhost"] == "vh" and received[0]["SourceIndex"] == 0
-        assert calls == 4 and sender.failed == 0
-    finally:
-        await sender.close()
-        await runner.cleanup()
+    async with webhook_receiver(hook) as url:
+        sender = WebhookSender(WebhookSettings(url=url, timeout_s=1.0, retries=3))
+        sender.start()
+        try:
+            events = RelayEvents(RelayMetrics(None), sender)
+            events.emit("relay_started", kind="play", vhost="vh", app="live", stream="s", SourceIndex=0)
+            events.emit("stopped", kind="play", vhost="vh", app="live", stream="s", Reason="x")
+            await poll_until(lambda: len(received) == 2, 6, "webhook delivery")
+            assert [e["Event"] for e in received] == ["relay_started", "stopped"]  # in order, after 2 retries
+            assert received[0]["Vhost"] == "vh" and received[0]["SourceIndex"] == 0
+            assert calls == 4 and sender.failed == 0
+        finally:
+            await sender.close()
 
     # A dead receiver: send() stays instant and memory stays bounded.
     dead = WebhookSender(WebhookSettings(url="http://127.0.0.1:9/hook", timeout_s=0.5, retries=1))

@@ -15,7 +15,7 @@ import socket
 import time
 from pathlib import Path
 
-from tests.conftest import ffmpeg_publish
+from tests.conftest import ffmpeg_publish, poll_until
 from tests.integration.rtmp_helpers import RecordingSink, RtmpNode, RtmpTestClient
 
 from liverelay.media.codecs import make_frame
@@ -35,27 +35,17 @@ def publisher_marks(server: RtmpServer) -> list[int]:
     return marks
 
 
-async def wait_for(predicate: object, timeout: float, what: str) -> float:
-    """Poll `predicate()` every 20 ms; the seconds it took, or fail naming `what`."""
-    t0 = time.monotonic()
-    for _ in range(int(timeout / 0.02) + 1):
-        if predicate():  # type: ignore[operator]
-            return time.monotonic() - t0
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{what}: not within {timeout}s")
-
-
 async def test_viewer_joining_an_unwatched_publisher_gets_every_frame(ffmpeg: str, sample_flv: Path) -> None:
     node = await RtmpNode().start()
     try:
         with ffmpeg_publish(ffmpeg, sample_flv, node.url()):
             await node.wait_source(node.key())
-            await wait_for(lambda: any(x > 1 for x in publisher_marks(node.server)), 10, "reads coalesced")
+            await poll_until(lambda: any(x > 1 for x in publisher_marks(node.server)), 10, "reads coalesced")
             sink = RecordingSink()
             puller = asyncio.create_task(pull(node.url(), sink, settings=node.settings.relay))
             try:
-                await wait_for(lambda: publisher_marks(node.server) == [1], 5, "mark back to 1 byte")
-                await wait_for(lambda: sink.count(FrameKind.VIDEO) >= 90, 10, "3 s of video")
+                await poll_until(lambda: publisher_marks(node.server) == [1], 5, "mark back to 1 byte")
+                await poll_until(lambda: sink.count(FrameKind.VIDEO) >= 90, 10, "3 s of video")
             finally:
                 puller.cancel()
                 await asyncio.gather(puller, return_exceptions=True)
@@ -82,12 +72,16 @@ async def test_quiet_publisher_unpublish_is_handled_within_a_tick() -> None:
             client.session.send_frame(make_frame(FrameKind.AUDIO, i * 25, payload))
             await client.send(client.session.data_to_send())
             await asyncio.sleep(max(0.0, t0 + (i + 1) * 0.025 - time.monotonic()))
-        await wait_for(lambda: any(x > 1 for x in publisher_marks(node.server)), 5, "reads coalesced")
+        await poll_until(lambda: any(x > 1 for x in publisher_marks(node.server)), 5, "reads coalesced")
         client.session.delete_stream(client.session.stream_id)
         await client.send(client.session.data_to_send())
         # The connection stays open: only the tick can read the unpublish below the mark.
-        took = await wait_for(
-            lambda: (s := node.hub.get(node.key())) is None or not s.has_source, 5, "unpublished"
+        asked = time.monotonic()
+        took = (
+            await poll_until(
+                lambda: (s := node.hub.get(node.key())) is None or not s.has_source, 5, "unpublished"
+            )
+            - asked
         )
         assert took < COALESCE_TICK_S * 2 + 0.5, f"unpublish handled after {took:.2f}s"
     finally:

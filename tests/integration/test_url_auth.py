@@ -6,9 +6,7 @@ node whose RTMP listener is not loopback-only."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,15 +16,12 @@ from typing import Any
 
 import pytest
 from tests.conftest import (
-    REPO,
     TEST_AK,
     TEST_SK,
     NodeProcess,
     ffmpeg_publish,
-    free_port,
     run_liverelay,
-    stop_process,
-    wait_port,
+    start_node,
 )
 from tests.integration.relay_helpers import ffprobe_video
 from tests.integration.rtmp_helpers import RtmpNode, RtmpTestClient
@@ -196,50 +191,13 @@ def test_rotation_with_a_backup_key(
         assert ffprobe_video(ffprobe, node.flv_url("live", "rot3"), timeout=40)["frames"] > 0
 
 
-def _serve_public(data_dir: Path, config: str) -> NodeProcess:
-    """`liverelay serve` with its RTMP listener bound to 0.0.0.0 (only ever reached via 127.0.0.1)."""
-    data_dir.mkdir(parents=True)
-    api_port, http_port, rtmp_port = free_port(), free_port(), free_port()
-    cfg = data_dir / "node.toml"
-    cfg.write_text(config)
-    args = [
-        sys.executable,
-        "-m",
-        "liverelay",
-        "serve",
-        "--data-dir",
-        str(data_dir),
-        "--api-listen",
-        f"127.0.0.1:{api_port}",
-        "--http-listen",
-        f"127.0.0.1:{http_port}",
-        "--rtmp-listen",
-        f"0.0.0.0:{rtmp_port}",
-        "--config",
-        str(cfg),
-    ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVERELAY_")}
-    env.update({"ACCESS_KEY_ID": TEST_AK, "ACCESS_KEY_SECRET": TEST_SK, "PYTHONUNBUFFERED": "1"})
-    log_path = data_dir / "node.log"
-    with log_path.open("ab") as log_file:
-        proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-    node = NodeProcess(proc, data_dir, api_port, http_port, rtmp_port, log_path)
-    try:
-        for port in (api_port, http_port, rtmp_port):
-            wait_port(port, timeout=20)
-    except TimeoutError:
-        stop_process(proc)
-        raise AssertionError(f"node did not start:\n{node.log()}") from None
-    return node
-
-
 @pytest.mark.parametrize("open_publish", [False, True])
 def test_public_rtmp_listener_refuses_unsigned_publish_by_default(
     tmp_path: Path, ffmpeg: str, sample_flv: Path, ffprobe: str, open_publish: bool
 ) -> None:
     # A wildcard listener has no address to write into generated URLs: url_host names it.
     config = '[media]\nurl_host = "127.0.0.1"\n' + ("open_publish = true\n" if open_publish else "")
-    node = _serve_public(tmp_path / "public", config)
+    node = start_node(tmp_path / "public", config=config, rtmp_host="0.0.0.0")
     try:
         if not open_publish:
             log = wait_log(node, "not loopback-only")

@@ -8,8 +8,6 @@ builds its LiveService right before use.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,22 +23,7 @@ from liverelay.api.testing import (
     SEED_UPDATE_V3,
     SEED_UPDATE_V4,
     BackgroundApi,
-    api_settings,
 )
-
-
-@pytest.fixture
-def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[BackgroundApi]:
-    # Environment credentials and ~/.volc would override the ones we pass (spec A.3).
-    monkeypatch.delenv("VOLC_ACCESSKEY", raising=False)
-    monkeypatch.delenv("VOLC_SECRETKEY", raising=False)
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    with BackgroundApi(
-        api_settings(tmp_path / "data", rate_limit_per_s=1000, rate_burst=1000), keys=[(TEST_AK, TEST_SK)]
-    ) as s:
-        yield s
 
 
 def live_service(api: BackgroundApi, ak: str = TEST_AK, sk: str = TEST_SK) -> Any:

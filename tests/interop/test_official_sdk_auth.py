@@ -4,29 +4,13 @@ describe_auth, generate_push_url, generate_play_url (request shapes as the SDK s
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from tests.conftest import TEST_AK, TEST_SK
 from tests.interop.test_official_sdk import _ok, _sdk_error, live_service
 
-from liverelay.api.testing import SEED_DOMAINS, BackgroundApi, api_settings
+from liverelay.api.testing import SEED_DOMAINS, BackgroundApi
 from liverelay.urlauth import url_signature
-
-
-@pytest.fixture
-def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[BackgroundApi]:
-    monkeypatch.delenv("VOLC_ACCESSKEY", raising=False)
-    monkeypatch.delenv("VOLC_SECRETKEY", raising=False)
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    settings = api_settings(tmp_path / "data", rate_limit_per_s=1000, rate_burst=1000)
-    with BackgroundApi(settings, keys=[(TEST_AK, TEST_SK)]) as s:
-        yield s
-
 
 PUSH_KEYS = {
     "Vhost": "push.example.com",

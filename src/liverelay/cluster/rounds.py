@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
+from ..tasks import cancel_and_wait
+
 
 class Rounds:
     def __init__(
@@ -35,11 +37,8 @@ class Rounds:
         self._wake.set()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task, f"the {self.name} rounds")
+        self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -49,6 +49,7 @@ from ..sources import open_source as default_open_source
 from ..sources.base import relay_chain
 from ..store.bus import ChangeEvent
 from ..store.models import RelayV3Config
+from ..tasks import cancel_and_wait
 from .events import RelayEvents
 from .loops import LoopGuard, new_node_id, strip_mark
 from .policy import SourcePolicy
@@ -435,9 +436,6 @@ class OnDemandRelays:
         await asyncio.gather(*(e.pull.stop("node stopping") for e in entries), return_exceptions=True)
         for entry in entries:
             if entry.task is not None and not entry.task.done():
-                entry.task.cancel()
-                # asyncio.wait: the pull's CancelledError is not raised here, but a cancel
-                # of close() itself still is (suppress(CancelledError) would eat both).
-                await asyncio.wait({entry.task})
+                await cancel_and_wait(entry.task, f"the play relay pull of {entry.key}", logger=log)
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)

@@ -34,6 +34,7 @@ from ..schemas.status import RelayState, RelayStatusRow, RelayType
 from ..sources.base import redact_url
 from ..store.bus import ChangeEvent
 from ..store.models import RelayV4Config
+from ..tasks import cancel_and_wait
 from .events import RelayEvents
 from .policy import SourcePolicy
 from .protocols import RelayConfigSource, RelayHub
@@ -330,10 +331,7 @@ class FixedTask:
         except Exception:
             log.exception("stopping fixed relay pull failed")
         if runner is not None and not runner.done():
-            runner.cancel()
-            # Not suppress(CancelledError) around `await runner`: that would also eat a
-            # cancel of this stopper; asyncio.wait raises neither the runner's outcome.
-            await asyncio.wait({runner})
+            await cancel_and_wait(runner, "the fixed relay pull runner", logger=log)
 
     # -- status ---------------------------------------------------------------------
 

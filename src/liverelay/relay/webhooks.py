@@ -19,6 +19,7 @@ import aiohttp
 
 from ..backoff import backoff_delay
 from ..config import WebhookSettings
+from ..tasks import cancel_and_wait
 
 log = logging.getLogger("liverelay.relay.webhooks")
 
@@ -64,8 +65,7 @@ class WebhookSender:
             deadline = asyncio.get_running_loop().time() + drain_timeout_s
             while self._queue and asyncio.get_running_loop().time() < deadline:
                 await asyncio.sleep(0.05)
-        self._task.cancel()
-        await asyncio.wait({self._task})  # a cancel of close() itself still propagates
+        await cancel_and_wait(self._task, "the webhook sender", logger=log)
         self._task = None
         if self._session is not None:
             await self._session.close()

@@ -29,6 +29,7 @@ from yarl import URL
 from ..config import RelaySettings
 from ..media.flv import FlvDecoder, FlvError
 from ..media.frame import Frame
+from ..tasks import cancel_and_wait
 from .base import FrameSink, SourceError, redact_url
 from .flv import pinned_connector
 
@@ -232,9 +233,7 @@ class FfmpegProcess:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             if self._stderr_task is not None and not self._stderr_task.done():
-                self._stderr_task.cancel()
-                # asyncio.wait, not suppress(CancelledError): a cancel of stop() must propagate.
-                await asyncio.wait({self._stderr_task})
+                await cancel_and_wait(self._stderr_task, "the ffmpeg stderr reader", logger=log)
 
 
 # ---- HLS playlists stay on the checked origin -----------------------------------------

@@ -32,6 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from ..backoff import backoff_delay
+from ..tasks import cancel_and_wait
 from .bus import ChangeBus, ChangeEvent, Entity
 from .models import StoreError
 from .postgres import CHANNEL, PostgresRepository, asyncpg_dsn, is_unavailable
@@ -111,11 +112,8 @@ class ChangeFeed:
 
     async def close(self) -> None:
         self._unsubscribe()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task, "the change feed follower", logger=log)
+        self._task = None
         await self._disconnect()
 
     # ---- the gate for local events (Store._publish) ----
