@@ -207,6 +207,30 @@ def is_random_access(codec: VideoCodec, t: int) -> bool:
     return t == AVC_IDR
 
 
+# What a NAL unit's first byte says about it, one table per codec (the demuxer classifies
+# every NAL unit of every frame: a table lookup instead of three calls).
+NAL_OTHER = 0
+NAL_AUD = 1
+NAL_PARAMETER_SET = 2
+NAL_RANDOM_ACCESS = 3
+
+
+def _nal_classes(codec: VideoCodec) -> bytes:
+    out = bytearray(256)
+    for first in range(256):
+        t = nal_type(codec, bytes([first]))
+        if is_aud(codec, t):
+            out[first] = NAL_AUD
+        elif is_parameter_set(codec, t):
+            out[first] = NAL_PARAMETER_SET
+        elif is_random_access(codec, t):
+            out[first] = NAL_RANDOM_ACCESS
+    return bytes(out)
+
+
+NAL_CLASSES = {codec: _nal_classes(codec) for codec in VideoCodec}
+
+
 # ---------------------------------------------------------------- bit reader
 
 
@@ -492,11 +516,16 @@ def video_config_tag(codec: VideoCodec, record: bytes) -> bytes:
 
 def video_frame_tag(codec: VideoCodec, keyframe: bool, cts_ms: int, data: bytes) -> bytes:
     """FLV video tag body carrying length-prefixed NAL units (HEVC as Enhanced RTMP hvc1)."""
+    return video_frame_header(codec, keyframe, cts_ms) + data
+
+
+def video_frame_header(codec: VideoCodec, keyframe: bool, cts_ms: int) -> bytes:
+    """The bytes of a video_frame_tag before its NAL units."""
     cts = (cts_ms & 0xFFFFFF).to_bytes(3, "big")
     ft = 1 if keyframe else 2
     if codec is VideoCodec.HEVC:
-        return bytes([0x80 | (ft << 4) | 1]) + b"hvc1" + cts + data
-    return bytes([(ft << 4) | VIDEO_CODEC_AVC, 1]) + cts + data
+        return bytes([0x80 | (ft << 4) | 1]) + b"hvc1" + cts
+    return bytes([(ft << 4) | VIDEO_CODEC_AVC, 1]) + cts
 
 
 # ---------------------------------------------------------------- AAC

@@ -23,6 +23,10 @@ from .codecs import make_frame
 from .elementary import (
     AAC_FRAME_SAMPLES,
     AAC_SAMPLE_RATES,
+    NAL_AUD,
+    NAL_CLASSES,
+    NAL_PARAMETER_SET,
+    NAL_RANDOM_ACCESS,
     AacConfig,
     BitstreamError,
     VideoCodec,
@@ -39,15 +43,13 @@ from .elementary import (
     is_aud,
     is_parameter_set,
     is_random_access,
-    length_prefixed,
     nal_type,
     parse_asc,
     parse_video_config,
     parse_video_tag,
-    split_annexb,
     split_length_prefixed,
     video_config_tag,
-    video_frame_tag,
+    video_frame_header,
 )
 from .frame import Frame, FrameKind
 
@@ -287,6 +289,7 @@ class TsDemuxer:
         self._video_sets: dict[int, bytes] = {}
         self._video_record: bytes | None = None
         self._aac: AacConfig | None = None
+        self._aac_bits = -1  # ADTS header bits (byte 2, top of byte 3) that gave self._aac
         self.packets = 0
         self.frames = 0
 
@@ -542,30 +545,50 @@ class TsDemuxer:
         cts_ms = ((pts - dts) % _WRAP) // 90
         if cts_ms > 10_000:
             cts_ms = 0  # PTS before DTS is malformed; do not invent a 26-hour offset
-        nalus = split_annexb(body)
-        frame_nalus: list[bytes] = []
+        # One pass over the Annex-B units (what split_annexb + length_prefixed do), the
+        # frame's units gathered as (length, view) pieces and joined once behind the tag
+        # header: no copy of a unit until that join.
+        classes = NAL_CLASSES[codec]
+        view = memoryview(body)
+        parts: list[bytes | memoryview] = [b""]  # [0]: the tag header, known at the end
         key = False
         sets_changed = False
-        for nal in nalus:
-            t = nal_type(codec, nal)
-            if is_aud(codec, t):
-                continue
-            if is_parameter_set(codec, t):
-                if self._video_sets.get(t) != nal:
-                    self._video_sets[t] = nal
-                    sets_changed = True
-                continue
-            if is_random_access(codec, t):
-                key = True
-            frame_nalus.append(nal)
+        find = body.find
+        n = len(body)
+        start = -1
+        i = 0
+        while True:
+            j = find(b"\x00\x00\x01", i)
+            if start >= 0:
+                end = n if j < 0 else j
+                # A 4-byte start code leaves a trailing zero on the previous unit; trailing
+                # zero bytes are never part of a NAL unit (rbsp_trailing_bits end in 1).
+                while end > start and body[end - 1] == 0:
+                    end -= 1
+                if end > start:
+                    cls = classes[body[start]]
+                    if cls == NAL_PARAMETER_SET:
+                        nal = body[start:end]
+                        t = nal_type(codec, nal)
+                        if self._video_sets.get(t) != nal:
+                            self._video_sets[t] = nal
+                            sets_changed = True
+                    elif cls != NAL_AUD:
+                        if cls == NAL_RANDOM_ACCESS:
+                            key = True
+                        parts.append((end - start).to_bytes(4, "big"))
+                        parts.append(view[start:end])
+            if j < 0:
+                break
+            start = i = j + 3
         if sets_changed:
             record = self._video_record_for(codec)
             if record is not None and record != self._video_record:
                 self._video_record = record
                 out.append(make_frame(FrameKind.VIDEO, dts_ms, video_config_tag(codec, record)))
-        if frame_nalus and self._video_record is not None:
-            payload = video_frame_tag(codec, key, cts_ms, length_prefixed(frame_nalus))
-            out.append(make_frame(FrameKind.VIDEO, dts_ms, payload))
+        if len(parts) > 1 and self._video_record is not None:
+            parts[0] = video_frame_header(codec, key, cts_ms)
+            out.append(Frame(FrameKind.VIDEO, dts_ms, b"".join(parts), keyframe=key))
         self.frames += len(out)
         return out
 
@@ -582,33 +605,39 @@ class TsDemuxer:
     def _audio(self, pts: int, body: bytes) -> list[Frame]:
         out: list[Frame] = []
         base_ms = self._unwrap_ms(pts)
+        view = memoryview(body)
+        aac = self._aac
         pos = 0
         i = 0
         n = len(body)
         while pos + 7 <= n:
-            if body[pos] != 0xFF or (body[pos + 1] & 0xF0) != 0xF0:
+            b1, b2, b3 = body[pos + 1], body[pos + 2], body[pos + 3]
+            if body[pos] != 0xFF or (b1 & 0xF0) != 0xF0:
                 raise TsError("ADTS sync word missing")
-            protection_absent = body[pos + 1] & 1
-            profile = body[pos + 2] >> 6
-            sr_index = (body[pos + 2] >> 2) & 0x0F
-            channels = ((body[pos + 2] & 1) << 2) | (body[pos + 3] >> 6)
-            length = ((body[pos + 3] & 3) << 11) | (body[pos + 4] << 3) | (body[pos + 5] >> 5)
-            head = 7 if protection_absent else 9
+            length = ((b3 & 3) << 11) | (body[pos + 4] << 3) | (body[pos + 5] >> 5)
+            head = 7 if b1 & 1 else 9  # protection_absent: no CRC
             if length < head or pos + length > n:
                 raise TsError(f"ADTS frame length {length} does not fit the PES")
-            if sr_index >= len(AAC_SAMPLE_RATES):
-                raise TsError(f"ADTS sampling index {sr_index}")
-            asc = build_asc(profile + 1, sr_index, channels)
-            if self._aac is None or self._aac.record != asc:
-                self._aac = parse_asc(asc)
-                out.append(make_frame(FrameKind.AUDIO, base_ms, aac_config_tag(asc)))
-            ts = base_ms + (i * AAC_FRAME_SAMPLES * 1000) // self._aac.sample_rate
-            out.append(make_frame(FrameKind.AUDIO, ts, aac_frame_tag(body[pos + head : pos + length])))
+            # The config bits (profile, sampling index, channels) are those of the last
+            # header in nearly every frame: compare them before building a config.
+            if aac is None or (b2 << 2 | b3 >> 6) != self._aac_bits:
+                sr_index = (b2 >> 2) & 0x0F
+                if sr_index >= len(AAC_SAMPLE_RATES):
+                    raise TsError(f"ADTS sampling index {sr_index}")
+                asc = build_asc((b2 >> 6) + 1, sr_index, ((b2 & 1) << 2) | (b3 >> 6))
+                if aac is None or aac.record != asc:
+                    aac = self._aac = parse_asc(asc)
+                    out.append(make_frame(FrameKind.AUDIO, base_ms, aac_config_tag(asc)))
+                self._aac_bits = b2 << 2 | b3 >> 6
+            ts = base_ms + (i * AAC_FRAME_SAMPLES * 1000) // aac.sample_rate
+            out.append(Frame(FrameKind.AUDIO, ts, _AAC_RAW + view[pos + head : pos + length]))
             pos += length
             i += 1
         self.frames += len(out)
         return out
 
+
+_AAC_RAW = aac_frame_tag(b"")  # the tag header of a raw AAC frame
 
 # Header byte 3 of consecutive packets of one PID: payload only, continuity counter + 1 each.
 _CC_RUN = bytes(0x10 | (k & 0x0F) for k in range(16 + 4096))
@@ -617,17 +646,24 @@ _CC_RUN = bytes(0x10 | (k & 0x0F) for k in range(16 + 4096))
 def _run_length(b1s: bytes, b2s: bytes, b3s: bytes, i: int, count: int) -> int:
     """How many packets from `i` continue packet i's PES in order: same header bytes 1-2
     (PID, no start, no error), byte 3 payload-only with the continuity counter counting up.
-    Compared as big integers: the first differing byte is found without a Python loop."""
-    n = min(count - i, 4096)
+    Compared as big integers (the first differing byte is found without a Python loop) over
+    a window that grows fourfold while the run fills it, so a whole segment's buffer costs
+    in proportion to the run, not to the packets after it."""
+    limit = min(count - i, 4096)
     cc = b3s[i] & 0x0F
-    diff = (
-        (int.from_bytes(b1s[i : i + n], "big") ^ int.from_bytes(bytes((b1s[i],)) * n, "big"))
-        | (int.from_bytes(b2s[i : i + n], "big") ^ int.from_bytes(bytes((b2s[i],)) * n, "big"))
-        | (int.from_bytes(b3s[i : i + n], "big") ^ int.from_bytes(_CC_RUN[cc : cc + n], "big"))
-    )
-    if not diff:
-        return n
-    return n - 1 - (diff.bit_length() - 1) // 8  # bytes before the first (most significant) difference
+    h1, h2 = bytes((b1s[i],)), bytes((b2s[i],))
+    n = min(limit, 64)
+    while True:
+        diff = (
+            (int.from_bytes(b1s[i : i + n], "big") ^ int.from_bytes(h1 * n, "big"))
+            | (int.from_bytes(b2s[i : i + n], "big") ^ int.from_bytes(h2 * n, "big"))
+            | (int.from_bytes(b3s[i : i + n], "big") ^ int.from_bytes(_CC_RUN[cc : cc + n], "big"))
+        )
+        if diff:
+            return n - 1 - (diff.bit_length() - 1) // 8  # bytes before the first difference
+        if n >= limit:
+            return n
+        n = min(limit, 4 * n)
 
 
 def _payloads(buf: bytes, start: int, end: int) -> bytearray:
