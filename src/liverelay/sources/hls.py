@@ -105,12 +105,15 @@ async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
             await puller.run()
         finally:
             log.debug(
-                "HLS %s ended: %d segments, %d skipped, %d gap segments, %d discontinuities",
+                "HLS %s ended: %d segments, %d skipped, %d gap segments, %d discontinuities, "
+                "%d playlist loads, %d parsed",
                 shown,
                 puller.segments,
                 puller.skipped,
                 puller.tracker.gaps,
                 puller.discontinuities,
+                puller.tracker.loads,
+                puller.parsed,
             )
 
 
@@ -209,18 +212,30 @@ class HlsClient:
                     if response.status != 200:
                         status = response.status
                         raise SourceError("http_status", f"HTTP {status} from HLS {what} {redact_url(final)}")
-                    body = bytearray()
-                    async for chunk in response.content.iter_chunked(_READ_CHUNK):
-                        body += chunk
-                        if len(body) > limit:
-                            raise SourceError(
-                                "protocol", f"HLS {what} {redact_url(final)} is over {limit} bytes"
-                            )
+                    body = await read_body(response, limit, f"HLS {what} {redact_url(final)}")
         except TimeoutError:
             raise SourceError("timeout", f"HLS {what} {redact_url(url)} not read in time") from None
         except aiohttp.ClientError as exc:
             raise SourceError("eof", f"HLS {what} {redact_url(url)}: {type(exc).__name__}: {exc}") from None
-        return final, bytes(body)
+        return final, body
+
+
+async def read_body(response: aiohttp.ClientResponse, limit: int, label: str) -> bytes:
+    """The whole body of `response`, SourceError('protocol') past `limit` bytes. With a
+    Content-Length (what origins send for playlists and segments) it is checked first and
+    the body read in one call (aiohttp stops at that length); without one, piece by piece."""
+    length = response.content_length
+    if length is not None and length <= limit:
+        return await response.read()
+    if length is None:
+        body = bytearray()
+        async for chunk in response.content.iter_chunked(_READ_CHUNK):
+            body += chunk
+            if len(body) > limit:
+                break
+        else:
+            return bytes(body)
+    raise SourceError("protocol", f"{label} is over {limit} bytes")
 
 
 class Decryptor:
@@ -298,7 +313,9 @@ class HlsPuller:
         self.segments = 0
         self.skipped = 0  # segments that answered an error status
         self.discontinuities = 0
+        self.parsed = 0  # playlist bodies parsed (a byte-identical reload is not)
         self._failed_in_row = 0
+        self._last_load: tuple[str, bytes, MasterPlaylist | MediaPlaylist] | None = None
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -362,10 +379,18 @@ class HlsPuller:
 
     async def _load(self, url: str, what: str) -> tuple[str, MasterPlaylist | MediaPlaylist]:
         final, body = await self.client.read_small(url, what, self.settings.hls_max_playlist_bytes)
+        last = self._last_load
+        if last is not None and last[0] == final and last[1] == body:
+            # Byte-identical to the last load (a reload before the next segment, RFC 8216
+            # §6.3.4's half-target retry): the same playlist, not parsed again.
+            return final, last[2]
         try:
-            return final, parse_playlist(body.decode("utf-8", errors="replace"), final)
+            playlist = parse_playlist(body.decode("utf-8", errors="replace"), final)
         except PlaylistError as exc:
             raise SourceError("protocol", f"HLS {what} {redact_url(final)}: {exc}") from None
+        self.parsed += 1
+        self._last_load = (final, body, playlist)
+        return final, playlist
 
     async def _key(self, key: Key) -> bytes:
         cached = self.keys.get(key.uri)
@@ -413,9 +438,6 @@ class HlsPuller:
         shown = redact_url(segment.uri)
         limit = self.settings.hls_max_segment_bytes
         bound = self.settings.connect_timeout_s + max(self.settings.no_media_timeout_s, 2 * segment.duration)
-        frames: list[Frame] = []
-        body = bytearray() if segment.init_uri is not None else None  # fMP4 is demuxed whole
-        size = 0
         try:
             async with asyncio.timeout(bound):
                 async with self.client.get(segment.uri, "segment") as response:
@@ -429,23 +451,15 @@ class HlsPuller:
                                 f"({MAX_FAILED_SEGMENTS} segments in a row failed)",
                             )
                         return None
-                    async for chunk in response.content.iter_chunked(_READ_CHUNK):
-                        size += len(chunk)
-                        if size > limit:
-                            raise SourceError("protocol", f"HLS segment {shown} is over {limit} bytes")
-                        data = decryptor.update(chunk) if decryptor is not None else chunk
-                        if body is not None:
-                            body += data
-                        else:
-                            frames.extend(self.demuxer.feed(data))
-            tail = decryptor.finish() if decryptor is not None else b""
-            if body is not None and segment.init_uri is not None:
-                body += tail
+                    body = await read_body(response, limit, f"HLS segment {shown}")
+            if decryptor is not None:
+                body = decryptor.update(body) + decryptor.finish()
+            if segment.init_uri is not None:
                 fmp4 = await self._fmp4_for(segment.init_uri)
-                frames.extend(fmp4.segment(bytes(body)))
-            else:
-                frames.extend(self.demuxer.feed(tail))
-                frames.extend(self.demuxer.flush())
+                return fmp4.segment(body)
+            # The whole segment in one call: the demuxer's runs of packets span it, and its
+            # per-call work (header slices, sorting) is paid once per segment.
+            return self.demuxer.feed(body) + self.demuxer.flush()
         except TsError as exc:
             raise SourceError("protocol", f"bad MPEG-TS in HLS segment {shown}: {exc}") from None
         except Fmp4Error as exc:
@@ -454,7 +468,6 @@ class HlsPuller:
             raise SourceError("timeout", f"HLS segment {shown} not read within {bound:.1f}s") from None
         except aiohttp.ClientError as exc:
             raise SourceError("eof", f"HLS segment {shown}: {type(exc).__name__}: {exc}") from None
-        return frames
 
     async def _fmp4_for(self, init_uri: str) -> Fmp4Demuxer:
         """The fMP4 demuxer for segments under this EXT-X-MAP (its frames are queued first)."""
