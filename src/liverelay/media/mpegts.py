@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from operator import attrgetter
 
 from .codecs import make_frame
 from .elementary import (
@@ -322,7 +323,7 @@ class TsDemuxer:
         except (BitstreamError, IndexError, ValueError) as exc:
             self._failed = exc if isinstance(exc, TsError) else TsError(f"malformed transport stream: {exc}")
             raise self._failed from exc
-        out.sort(key=_frame_order)
+        _sort_frames(out)
         return out
 
     @property
@@ -361,8 +362,8 @@ class TsDemuxer:
         i = 0
         while i < count:
             b1, b3 = b1s[i], b3s[i]
-            if not b1 & 0xC0 and b3 & 0x30 == 0x10:
-                # A payload-only piece of a PES, no start: maybe a run continuing one.
+            if not b1 & 0xC0 and b3 & 0x10:
+                # A piece of a PES with a payload, no start: maybe continuing one in order.
                 pid = ((b1 & 0x1F) << 8) | b2s[i]
                 pes = pes_by_pid.get(pid)
                 if (
@@ -373,22 +374,39 @@ class TsDemuxer:
                     and pid != PID_PAT
                     and pid != self._pmt_pid
                 ):
-                    run = _run_length(b1s, b2s, b3s, i, count)
-                    if pes.expected:  # the packet that completes a bounded PES takes the slow path
-                        run = min(run, (pes.expected - len(pes.buf) - 1) // (PACKET_SIZE - 4))
-                    if run > 0:
-                        end = i + run
-                        pes.buf += _payloads(buf, i * PACKET_SIZE, end * PACKET_SIZE)
-                        pes.cc = b3s[end - 1] & 0x0F
-                        if len(pes.buf) > self._max_pes:
-                            raise TsError(f"PES on PID {pid} exceeds {self._max_pes} bytes")
-                        i = end
-                        continue
+                    if not b3 & 0x20:  # payload only: maybe a run of them
+                        run = _run_length(b1s, b2s, b3s, i, count)
+                        if pes.expected:  # the packet that completes a bounded PES takes the slow path
+                            run = min(run, (pes.expected - len(pes.buf) - 1) // (PACKET_SIZE - 4))
+                        if run > 0:
+                            end = i + run
+                            pes.buf += _payloads(buf, i * PACKET_SIZE, end * PACKET_SIZE)
+                            pes.cc = b3s[end - 1] & 0x0F
+                            if len(pes.buf) > self._max_pes:
+                                raise TsError(f"PES on PID {pid} exceeds {self._max_pes} bytes")
+                            i = end
+                            continue
+                    else:
+                        # Stuffing (an adaptation field) before the payload: how muxers end
+                        # a PES, once per frame. What _packet does for it, without the call.
+                        pos = i * PACKET_SIZE
+                        start = pos + 5 + buf[pos + 4]
+                        if start < pos + PACKET_SIZE:  # else no payload, or a bad length: _packet
+                            pes.buf += mv[start : pos + PACKET_SIZE]
+                            pes.cc = b3 & 0x0F
+                            if len(pes.buf) > self._max_pes:
+                                raise TsError(f"PES on PID {pid} exceeds {self._max_pes} bytes")
+                            if pes.expected and len(pes.buf) >= pes.expected:
+                                out.extend(self._finish_pes(pid, pes))
+                                pes.started = False
+                                pes.buf = bytearray()
+                            i += 1
+                            continue
             pos = i * PACKET_SIZE
             out.extend(self._packet(mv[pos : pos + PACKET_SIZE]))
             i += 1
         self._carry = bytes(buf[usable:])
-        out.sort(key=_frame_order)
+        _sort_frames(out)
         return out
 
     def _packet(self, pkt: memoryview) -> list[Frame]:
@@ -672,7 +690,15 @@ def _read_ts(b: bytes) -> int:
     return ((b[0] >> 1) & 0x07) << 30 | b[1] << 22 | (b[2] >> 1) << 15 | b[3] << 7 | b[4] >> 1
 
 
-def _frame_order(frame: Frame) -> tuple[int, int]:
-    # Decoder configs first among frames of one instant, so a consumer has every track's
-    # config by the first keyframe (the audio config otherwise trails a video PES at t=0).
-    return frame.timestamp, 0 if frame.config else 1
+def _sort_frames(frames: list[Frame]) -> None:
+    """By timestamp; decoder configs first among frames of one instant, so a consumer has
+    every track's config by the first keyframe (the audio config otherwise trails a video
+    PES at t=0). Two stable sorts on C-level keys (configs to the front, then by
+    timestamp): the order of one sort on (timestamp, not config) without a Python call
+    per frame."""
+    frames.sort(key=_CONFIG, reverse=True)
+    frames.sort(key=_TIMESTAMP)
+
+
+_CONFIG = attrgetter("config")
+_TIMESTAMP = attrgetter("timestamp")
