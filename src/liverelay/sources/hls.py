@@ -60,9 +60,9 @@ from .hls_playlist import (
     MasterPlaylist,
     MediaPlaylist,
     PlaylistError,
+    PlaylistParser,
     PlaylistTracker,
     Segment,
-    parse_playlist,
 )
 from .policy import pinned_addresses
 
@@ -106,7 +106,7 @@ async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
         finally:
             log.debug(
                 "HLS %s ended: %d segments, %d skipped, %d gap segments, %d discontinuities, "
-                "%d playlist loads, %d parsed",
+                "%d playlist loads, %d parsed (%d segments taken from the load before)",
                 shown,
                 puller.segments,
                 puller.skipped,
@@ -114,6 +114,7 @@ async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
                 puller.discontinuities,
                 puller.tracker.loads,
                 puller.parsed,
+                puller.parser.reused,
             )
 
 
@@ -304,6 +305,7 @@ class HlsPuller:
         self.settings = settings
         self.client = client
         self.tracker = PlaylistTracker()
+        self.parser = PlaylistParser()
         self.demuxer = TsDemuxer(max_pes_bytes=min(8 << 20, settings.hls_max_segment_bytes))
         self.playout = Playout()
         self.keys: OrderedDict[str, bytes] = OrderedDict()
@@ -385,7 +387,7 @@ class HlsPuller:
             # §6.3.4's half-target retry): the same playlist, not parsed again.
             return final, last[2]
         try:
-            playlist = parse_playlist(body.decode("utf-8", errors="replace"), final)
+            playlist = self.parser.parse(body.decode("utf-8", errors="replace"), final)
         except PlaylistError as exc:
             raise SourceError("protocol", f"HLS {what} {redact_url(final)}: {exc}") from None
         self.parsed += 1
