@@ -3,7 +3,9 @@
 `parse_playlist(text, url)` turns a playlist body into a `MasterPlaylist` (variants by
 bandwidth) or a `MediaPlaylist` (segments with absolute URIs, media sequence numbers,
 discontinuities, AES-128 keys and, for fMP4, the EXT-X-MAP init section); anything
-malformed raises `PlaylistError`.
+malformed raises `PlaylistError`. `PlaylistParser` answers the same for the reloads
+of one playlist, parsing only the segments the last load did not list (a live
+playlist's new tail) when the playlist is a plain one (no keys, maps, byte ranges).
 
 `PlaylistTracker` decides, load after load, which segments to fetch next and when to
 reload (RFC 8216 §6.3.4): after a load that found the playlist changed, wait the target
