@@ -78,6 +78,8 @@ PACE_TICK_S = 0.25  # frames due within this are delivered at once (<= ~4 wake-u
 PACE_RESET_S = 3.0  # a frame this far off its wall-clock slot re-anchors the pacing clock
 DISCONTINUITY_STEP_MS = 40  # the first frame after a discontinuity lands this far after the last
 _READ_CHUNK = 64 * 1024
+# A segment is read whole: buffered as it arrives instead of pausing the socket every 128 kB.
+_READ_BUFFER = 1 << 20
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
@@ -90,15 +92,18 @@ async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
         return
     shown = redact_url(url)
     hosts = CheckedHosts()
+    # No sock_read timer: every read runs under an asyncio.timeout of its own (read_small,
+    # _fetch_frames), and aiohttp would re-arm that timer on every chunk of every body.
     timeout = aiohttp.ClientTimeout(
-        total=None,
-        connect=settings.connect_timeout_s,
-        sock_connect=settings.connect_timeout_s,
-        sock_read=settings.no_media_timeout_s,
+        total=None, connect=settings.connect_timeout_s, sock_connect=settings.connect_timeout_s
     )
     connector = aiohttp.TCPConnector(limit=4, resolver=hosts)
     async with aiohttp.ClientSession(
-        timeout=timeout, connector=connector, auto_decompress=False, headers=request_headers()
+        timeout=timeout,
+        connector=connector,
+        auto_decompress=False,
+        headers=request_headers(),
+        read_bufsize=_READ_BUFFER,
     ) as session:
         puller = HlsPuller(url, sink, settings, HlsClient(session, hosts, settings))
         try:
