@@ -9,15 +9,14 @@ DTS of the frame carrying it, without the offset) always leads them. Continuity
 counters run on across segments, as they would in one long stream.
 
 `TsDemuxer` is the native HLS puller's direction: feed() any split of TS bytes,
-get `Frame`s built with media.codecs.make_frame (AVC as AVCC with a sequence
-header frame whenever SPS/PPS change; H.265 as Enhanced RTMP hvc1; AAC raw with
+get `Frame`s (flags as media.codecs.make_frame would set them; AVC as AVCC with a
+sequence header frame whenever SPS/PPS change; H.265 as Enhanced RTMP hvc1; AAC raw with
 an AudioSpecificConfig frame). Malformed input raises `TsError` only; memory is
 bounded by `max_pes_bytes` per elementary stream and 188 bytes of carry-over.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from operator import attrgetter
 
@@ -49,6 +48,7 @@ from .elementary import (
     parse_asc,
     parse_video_config,
     parse_video_tag,
+    split_annexb,
     split_length_prefixed,
     video_config_tag,
     video_frame_header,
@@ -66,7 +66,6 @@ STREAM_TYPE_H264 = 0x1B
 STREAM_TYPE_H265 = 0x24
 PTS_OFFSET_90K = 63000  # 700 ms, as ffmpeg's mpegts muxer: room for the PCR to lead
 _WRAP = 1 << 33
-_START_CODE = re.compile(b"\x00\x00\x01")  # Annex-B
 _AUD_AVC = b"\x09\xf0"
 _AUD_HEVC = b"\x46\x01\x50"
 
@@ -565,20 +564,12 @@ class TsDemuxer:
         cts_ms = ((pts - dts) % _WRAP) // 90
         if cts_ms > 10_000:
             cts_ms = 0  # PTS before DTS is malformed; do not invent a 26-hour offset
-        # One pass over the Annex-B units (what split_annexb + length_prefixed do: the
-        # regular expression finds the start codes in about half the time of bytes.find),
-        # the frame's units joined once behind the tag header.
+        # One pass over the frame's NAL units, which are joined once behind the tag header.
         classes = NAL_CLASSES[codec]
         parts: list[bytes] = [b""]  # [0]: the tag header, known at the end
         key = False
         sets_changed = False
-        for nal in _START_CODE.split(body)[1:]:  # [0] is whatever precedes the first start code
-            if nal and nal[-1] == 0:
-                # A 4-byte start code leaves a trailing zero on the previous unit; trailing
-                # zero bytes are never part of a NAL unit (rbsp_trailing_bits end in 1).
-                nal = nal.rstrip(b"\x00")
-            if not nal:
-                continue
+        for nal in split_annexb(body):
             cls = classes[nal[0]]
             if cls == NAL_PARAMETER_SET:
                 t = nal_type(codec, nal)

@@ -493,7 +493,12 @@ class HlsPuller:
         on_frame = self.sink.on_frame
         for frame in frames:
             playout.place(frame)
-            wait = playout.delay(frame.timestamp, loop.time())
+        # The clock is read once per wake-up: the frames between two waits are handed over
+        # within microseconds of each other.
+        now = loop.time()
+        for frame in frames:
+            wait = playout.delay(frame.timestamp, now)
             if wait > PACE_TICK_S:
                 await asyncio.sleep(wait)
+                now = loop.time()
             on_frame(frame)
