@@ -5,7 +5,7 @@ is bad.
 
 The expected frames are in tests/fixtures/hls/demux_golden.json, written by the demuxer
 of main 504663d (before the fast paths) with
-`PYTHONPATH=<that tree>/src python tests/unit/test_mpegts_golden.py --write`.
+`PYTHONPATH=<that tree>/src:. python tests/unit/test_mpegts_golden.py --write`.
 Inputs: two nginx-rtmp HLS segments (H.264 + AAC; adaptation fields for stuffing and
 PCR), the HEVC capture, a segment of our own muxer; each fed whole and in pieces, and
 with the faults a puller meets: a lost packet (continuity jump), a duplicated packet, a
@@ -23,11 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.unit.test_mpegts_fuzz import AVC_TS
 
-from liverelay.media.elementary import VideoCodec
-from liverelay.media.flv import FlvDecoder
 from liverelay.media.frame import Frame
-from liverelay.media.mpegts import PACKET_SIZE, TsDemuxer, TsError, TsMuxer
+from liverelay.media.mpegts import PACKET_SIZE, TsDemuxer, TsError
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 GOLDEN = FIXTURES / "hls" / "demux_golden.json"
@@ -36,17 +35,7 @@ NGINX_2 = (FIXTURES / "hls" / "nginx_h264_aac_2.ts").read_bytes()
 HEVC = (FIXTURES / "hls" / "tiny_hevc_aac.ts").read_bytes()
 
 
-def _ours() -> bytes:
-    frames = [
-        e
-        for e in FlvDecoder().feed((FIXTURES / "flv" / "tiny_h264_aac.flv").read_bytes())
-        if isinstance(e, Frame)
-    ]
-    mux = TsMuxer(video=VideoCodec.AVC, audio=True)
-    return mux.start_segment() + b"".join(mux.mux(f) for f in frames)
-
-
-OURS = _ours()
+OURS = AVC_TS  # our own muxer's segment of the tiny H.264 + AAC sample
 
 # A step of a case: bytes to feed in pieces of `split` (0: whole), or "flush" / "reset".
 Step = tuple[bytes, int] | str
