@@ -34,9 +34,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import dataclasses
 import logging
 import socket
+import sys
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from urllib.parse import urljoin, urlsplit
@@ -77,9 +79,10 @@ STALL_TARGET_FACTOR = 1.5  # a playlist may take this many target durations to g
 PACE_TICK_S = 0.25  # frames due within this are delivered at once (<= ~4 wake-ups per second)
 PACE_RESET_S = 3.0  # a frame this far off its wall-clock slot re-anchors the pacing clock
 DISCONTINUITY_STEP_MS = 40  # the first frame after a discontinuity lands this far after the last
-_READ_CHUNK = 64 * 1024
-# A segment is read whole: buffered as it arrives instead of pausing the socket every 128 kB.
+# Bodies (segments, playlists) are read whole: buffered as they arrive instead of pausing
+# the socket every 128 kB (aiohttp's default), and taken from the buffer in large pieces.
 _READ_BUFFER = 1 << 20
+_READ_CHUNK = 1 << 20
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
@@ -90,6 +93,7 @@ async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
 
         await ffmpeg.pull(url, sink, settings=settings)
         return
+    keep_large_buffers()
     shown = redact_url(url)
     hosts = CheckedHosts()
     # No sock_read timer: every read runs under an asyncio.timeout of its own (read_small,
@@ -121,6 +125,37 @@ async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
                 puller.parsed,
                 puller.parser.reused,
             )
+
+
+_M_TRIM_THRESHOLD = -1  # glibc mallopt parameters (malloc.h)
+_M_MMAP_THRESHOLD = -3
+MALLOC_MMAP_THRESHOLD = 4 << 20  # a segment up to this size is served from the heap
+MALLOC_TRIM_THRESHOLD = 8 << 20  # free heap top kept for the next segment, not returned
+_malloc_tuned = False
+
+
+def keep_large_buffers() -> None:
+    """Once per process, on glibc: keep buffers of a few MB in the heap for reuse.
+
+    Every segment passes through several buffers of its size (aiohttp's read buffer, the
+    joined body, the demuxer's packet runs). glibc serves each allocation over 128 kB with
+    mmap and returns it with munmap on free (its adaptive threshold does not settle for
+    this pattern), so every segment pays page faults on fresh pages: 0.9 ms of CPU to read
+    a 600 kB segment over loopback on the bench VM, 0.2 ms with these thresholds (a sixth
+    of a relay's whole cost). Process-wide: it serves the node's other large buffers too."""
+    global _malloc_tuned
+    if _malloc_tuned or not sys.platform.startswith("linux"):
+        return
+    _malloc_tuned = True
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD) and libc.mallopt(
+            _M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD
+        )
+    except (OSError, AttributeError) as exc:  # not glibc (musl, ...): the default allocator stays
+        log.debug("malloc thresholds not set: %s", exc)
+        return
+    log.debug("malloc thresholds (mmap %d, trim %d): %s", MALLOC_MMAP_THRESHOLD, MALLOC_TRIM_THRESHOLD, ok)
 
 
 class CheckedHosts(AbstractResolver):
@@ -227,21 +262,22 @@ class HlsClient:
 
 
 async def read_body(response: aiohttp.ClientResponse, limit: int, label: str) -> bytes:
-    """The whole body of `response`, SourceError('protocol') past `limit` bytes. With a
-    Content-Length (what origins send for playlists and segments) it is checked first and
-    the body read in one call (aiohttp stops at that length); without one, piece by piece."""
+    """The whole body of `response`, SourceError('protocol') past `limit` bytes (a
+    Content-Length over it is refused before reading). Read in pieces of up to _READ_CHUNK
+    from the session's _READ_BUFFER-sized buffer and joined once: measured on a 550 kB
+    segment over loopback, a quarter of the CPU of `response.read()`, and a third of that
+    of 64 kB pieces from aiohttp's default 64 kB buffer (which pauses the socket as it fills)."""
     length = response.content_length
-    if length is not None and length <= limit:
-        return await response.read()
-    if length is None:
-        body = bytearray()
-        async for chunk in response.content.iter_chunked(_READ_CHUNK):
-            body += chunk
-            if len(body) > limit:
-                break
-        else:
-            return bytes(body)
-    raise SourceError("protocol", f"{label} is over {limit} bytes")
+    if length is not None and length > limit:
+        raise SourceError("protocol", f"{label} is over {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(_READ_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise SourceError("protocol", f"{label} is over {limit} bytes")
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 class Decryptor:
