@@ -25,8 +25,13 @@ with the key from their key URI (fetched through the same policy).
 Frames are paced to the wall clock (like ffmpeg -re): a segment arrives at once, but
 viewers get its frames evenly instead of in bursts separated by silences.
 
-Bounded memory: one segment at a time (relay.hls_max_segment_bytes), playlists up to
-relay.hls_max_playlist_bytes, at most MAX_HOSTS hosts and MAX_KEYS keys per pull.
+Bounded memory: one segment at a time (relay.hls_max_segment_bytes), read whole and
+demuxed in one call; playlists up to relay.hls_max_playlist_bytes, at most MAX_HOSTS
+hosts and MAX_KEYS keys per pull.
+
+CPU (bench hlspull): a reload that returns the same bytes is not parsed again, and a
+changed one parses only its new segments (hls_playlist.PlaylistParser); on glibc the
+first pull sets malloc to keep segment-sized buffers in the heap (keep_large_buffers).
 relay.hls_puller = "ffmpeg" sends .m3u8 sources to sources.ffmpeg instead (fallback).
 """
 
