@@ -30,8 +30,7 @@ demuxed in one call; playlists up to relay.hls_max_playlist_bytes, at most MAX_H
 hosts and MAX_KEYS keys per pull.
 
 CPU (bench hlspull): a reload that returns the same bytes is not parsed again, and a
-changed one parses only its new segments (hls_playlist.PlaylistParser); on glibc the
-first pull sets malloc to keep segment-sized buffers in the heap (keep_large_buffers).
+changed one parses only its new segments (hls_playlist.PlaylistParser).
 relay.hls_puller = "ffmpeg" sends .m3u8 sources to sources.ffmpeg instead (fallback).
 """
 
@@ -39,11 +38,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import dataclasses
 import logging
 import socket
-import sys
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from urllib.parse import urljoin, urlsplit
@@ -98,7 +95,6 @@ async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
 
         await ffmpeg.pull(url, sink, settings=settings)
         return
-    keep_large_buffers()
     shown = redact_url(url)
     hosts = CheckedHosts()
     # No sock_read timer: every read runs under an asyncio.timeout of its own (read_small,
@@ -130,37 +126,6 @@ async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
                 puller.parsed,
                 puller.parser.reused,
             )
-
-
-_M_TRIM_THRESHOLD = -1  # glibc mallopt parameters (malloc.h)
-_M_MMAP_THRESHOLD = -3
-MALLOC_MMAP_THRESHOLD = 4 << 20  # a segment up to this size is served from the heap
-MALLOC_TRIM_THRESHOLD = 8 << 20  # free heap top kept for the next segment, not returned
-_malloc_tuned = False
-
-
-def keep_large_buffers() -> None:
-    """Once per process, on glibc: keep buffers of a few MB in the heap for reuse.
-
-    Every segment passes through several buffers of its size (aiohttp's read buffer, the
-    joined body, the demuxer's packet runs). glibc serves each allocation over 128 kB with
-    mmap and returns it with munmap on free (its adaptive threshold does not settle for
-    this pattern), so every segment pays page faults on fresh pages: 0.9 ms of CPU to read
-    a 600 kB segment over loopback on the bench VM, 0.2 ms with these thresholds (a sixth
-    of a relay's whole cost). Process-wide: it serves the node's other large buffers too."""
-    global _malloc_tuned
-    if _malloc_tuned or not sys.platform.startswith("linux"):
-        return
-    _malloc_tuned = True
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        ok = libc.mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD) and libc.mallopt(
-            _M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD
-        )
-    except (OSError, AttributeError) as exc:  # not glibc (musl, ...): the default allocator stays
-        log.debug("malloc thresholds not set: %s", exc)
-        return
-    log.debug("malloc thresholds (mmap %d, trim %d): %s", MALLOC_MMAP_THRESHOLD, MALLOC_TRIM_THRESHOLD, ok)
 
 
 class CheckedHosts(AbstractResolver):
