@@ -52,7 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="relay: the relays' origin, nginx-rtmp (no GOP cache) or a second node of ours",
     )
     p.add_argument("--profile", action="store_true", help="py-spy our node during the first fan-out repeat")
-    p.add_argument("--baseline-src", type=Path, help="idle: also run our node from this src/ (before/after)")
+    p.add_argument(
+        "--baseline-src", type=Path, help="idle, hlspull: also run our node from this src/ (before/after)"
+    )
     return p.parse_args(argv)
 
 
@@ -108,7 +110,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         from . import hlspull
 
         results["hlspull"] = await hlspull.run(
-            _ints(args.relays, [5] if quick else [10, 50]), window_s=window
+            _ints(args.relays, [5] if quick else [10, 50]), window_s=window, baseline_src=args.baseline_src
         )
     if args.what in ("idle", "all"):
         from . import idle

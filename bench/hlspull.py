@@ -6,10 +6,18 @@ relays of its playlist, once with relay.hls_puller = "native" (sources/hls.py, n
 process) and once with "ffmpeg" (one ffmpeg per relay). CPU and RSS are of the node's
 process tree, so ffmpeg's share is counted; per relay = (with K relays - idle) / K.
 Target (ISSUE-10): native <= 3 MB RSS and <= 0.3 % CPU per relay.
+
+`baseline_src` (`--baseline-src DIR/src`) adds a "native-baseline" row per count: the
+native puller of another tree (e.g. a `git archive` of main), run in the same sitting,
+so a change is measured against what it replaces under the same load.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from .relay import run_one
@@ -20,27 +28,55 @@ TARGET_RSS_KB = 3000.0
 TARGET_CPU_PCT = 0.3
 
 
+BASELINE = "native-baseline"
+
+
+@contextmanager
+def python_path(src: Path | None) -> Iterator[None]:
+    """Children started inside run our package from `src` (None: this tree)."""
+    old = os.environ.get("PYTHONPATH")
+    if src is not None:
+        os.environ["PYTHONPATH"] = str(src)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
 async def run(
-    counts: list[int], *, window_s: float = 20.0, pullers: tuple[str, ...] = PULLERS
+    counts: list[int],
+    *,
+    window_s: float = 20.0,
+    pullers: tuple[str, ...] = PULLERS,
+    baseline_src: Path | None = None,
 ) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
+    if baseline_src is not None:
+        pullers = (pullers[0], BASELINE, *pullers[1:])
     for k in counts:
         for puller in pullers:
-            progress(f"hlspull: {k} fixed relays from an HLS origin, relay.hls_puller = {puller}")
+            kind = "native" if puller == BASELINE else puller
+            where = f" (from {baseline_src})" if puller == BASELINE else ""
+            progress(f"hlspull: {k} fixed relays from an HLS origin, relay.hls_puller = {kind}{where}")
             try:
-                out = await run_one(
-                    k,
-                    window_s=window_s,
-                    measure_first=min(5, k),
-                    source="hls",
-                    node_extra=f'[relay]\nhls_puller = "{puller}"\n',
-                )
+                with python_path(baseline_src if puller == BASELINE else None):
+                    out = await run_one(
+                        k,
+                        window_s=window_s,
+                        measure_first=min(5, k),
+                        source="hls",
+                        node_extra=f'[relay]\nhls_puller = "{kind}"\n',
+                    )
             except Exception as exc:
                 progress(f"  {k} relays ({puller}) FAILED: {exc!r}")
                 out = {"relays": k, "failed": repr(exc)}
             results.append({"puller": puller, **out})
     print(render(results))
-    path = save("hlspull", {"params": {"counts": counts, "window_s": window_s}, "runs": results})
+    params = {"counts": counts, "window_s": window_s, "baseline_src": str(baseline_src or "")}
+    path = save("hlspull", {"params": params, "runs": results})
     progress(f"hlspull results saved to {path}")
     return {
         f"{r['puller']}x{r['relays']}": {k: v for k, v in r.items() if k not in ("playable_ms", "up_ms")}
@@ -54,7 +90,7 @@ def render(results: list[dict[str, Any]]) -> str:
         if "failed" in r:
             rows.append([r["puller"], str(r["relays"]), "failed", "", "", "", "", "", ""])
             continue
-        native = r["puller"] == "native"
+        native = r["puller"] in ("native", BASELINE)
         rows.append(
             [
                 r["puller"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
@@ -427,3 +428,47 @@ async def test_fmp4_segments_written_by_ffmpeg(ffmpeg: str, sample_flv: Path, tm
     assert any(f.kind == FrameKind.AUDIO and f.config for f in sink.frames), "no AAC sequence header"
     ts = video_timestamps(sink)
     assert ts == sorted(ts) and len(ts) >= 60, len(ts)  # 3 s at 30 fps, within a GOP
+
+
+async def test_a_byte_identical_reload_is_not_parsed_again(caplog: pytest.LogCaptureFixture) -> None:
+    routes = vod(endlist=False)  # live, never growing: every reload returns the same bytes
+    caplog.set_level(logging.DEBUG, logger="liverelay.sources.hls")
+    async with serve(Origin(routes).handler) as base:
+        await expect_error(f"{base}/live/index.m3u8", "timeout")
+    (ended,) = [r.getMessage() for r in caplog.records if " ended: " in r.getMessage()]
+    counts = re.search(r"(\d+) playlist loads, (\d+) parsed", ended)
+    assert counts is not None, ended
+    loads, parsed = int(counts[1]), int(counts[2])
+    assert loads >= 3 and parsed == 1, ended
+
+
+def _chunked_origin(served: list[int]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Segments sent without a Content-Length (chunked transfer encoding), in small writes."""
+    routes = vod()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        body = routes.get(request.path, 404)
+        if isinstance(body, int):
+            return web.Response(status=body)
+        data = body.encode() if isinstance(body, str) else body
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for i in range(0, len(data), 5000):
+            await response.write(data[i : i + 5000])
+        served.append(len(data))
+        await response.write_eof()
+        return response
+
+    return handler
+
+
+async def test_bodies_without_a_content_length_are_read_and_bounded() -> None:
+    served: list[int] = []
+    async with serve(_chunked_origin(served)) as base:
+        sink = await run_pull(f"{base}/live/index.m3u8")
+        assert_media(sink, EXPECTED_VIDEO)
+        small = fast().model_copy(update={"hls_max_segment_bytes": 4096})
+        error = await expect_error(f"{base}/live/index.m3u8", "protocol", small)
+    assert "over 4096 bytes" in error.message
+    assert served  # the chunked handler answered

@@ -3,6 +3,8 @@ the playout timeline and AES-128 decryption (sources/hls.py). Byte fixtures only
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +15,7 @@ from liverelay.sources.hls_playlist import (
     MasterPlaylist,
     MediaPlaylist,
     PlaylistError,
+    PlaylistParser,
     PlaylistTracker,
     parse_playlist,
 )
@@ -261,3 +264,103 @@ def test_fuzz_mutated_real_playlists(text: str, data: st.DataObject) -> None:
         raw[pos] = data.draw(st.integers(0, 255))
     cut = data.draw(st.integers(0, len(raw)))
     check_parse(bytes(raw[:cut]).decode("utf-8", errors="replace"))
+
+
+def _outcome(parse: Callable[[str, str], MasterPlaylist | MediaPlaylist], text: str) -> object:
+    try:
+        return parse(text, BASE)
+    except PlaylistError as exc:
+        return f"PlaylistError: {exc}"
+
+
+def _window(first: int, segments: list[tuple[int, float, bool, str]], head: list[str], endlist: bool) -> str:
+    lines = ["#EXTM3U", *head, f"#EXT-X-MEDIA-SEQUENCE:{first}"]
+    for name, duration, discontinuity, extra in segments:
+        if discontinuity:
+            lines.append("#EXT-X-DISCONTINUITY")
+        if extra:
+            lines.append(extra)
+        lines += [f"#EXTINF:{duration},", f"seg{name}.ts"]
+    if endlist:
+        lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
+
+
+SEGMENT_EXTRA = [
+    "",
+    "",
+    "",
+    "#EXT-X-PROGRAM-DATE-TIME:2026-11-30T12:00:00.000Z",
+    "# a comment",
+    '#EXT-X-KEY:METHOD=AES-128,URI="k.bin"',  # not plain: parsed whole
+    "#EXT-X-BYTERANGE:100@0",  # refused, by both
+    "orphan.ts",  # a URI without EXTINF: m3u8 drops it, so the cut does not fit
+]
+
+
+@given(
+    st.integers(0, 10_000),
+    st.lists(
+        st.tuples(
+            st.sampled_from([0, 0, 0, 0, -3, 2]),  # the media sequence jumps (an origin restart)
+            st.integers(0, 3),  # segments the window slides by
+            st.lists(
+                st.tuples(
+                    st.sampled_from([2.0, 2.002, 1.5, 0.0, 500.0]),
+                    st.booleans(),
+                    st.sampled_from(SEGMENT_EXTRA),
+                ),
+                max_size=3,
+            ),  # segments added
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    st.lists(
+        st.sampled_from(
+            [
+                "#EXT-X-VERSION:3",
+                "#EXT-X-TARGETDURATION:2",
+                "#EXT-X-TARGETDURATION:200",
+                "#EXT-X-INDEPENDENT-SEGMENTS",
+            ]
+        ),
+        max_size=3,
+    ),
+    st.booleans(),
+)
+@settings(max_examples=300, deadline=None)
+def test_reload_parser_gives_what_the_whole_parse_gives(
+    first: int,
+    steps: list[tuple[int, int, list[tuple[float, bool, str]]]],
+    head: list[str],
+    endlist: bool,
+) -> None:
+    """A live playlist's reloads (a sliding window, with discontinuities, date-times, tags
+    that are not plain, bad durations): PlaylistParser's answer to each is the whole parse's."""
+    if not any(h.startswith("#EXT-X-TARGETDURATION") for h in head):
+        head = [*head, "#EXT-X-TARGETDURATION:2"]
+    parser = PlaylistParser()
+    window: list[tuple[int, float, bool, str]] = []
+    names = 0
+    for n, (jump, slide, added) in enumerate(steps):
+        slide = min(slide, len(window))
+        first = max(0, first + jump) + slide
+        window = window[slide:] + [(names + i, *segment) for i, segment in enumerate(added)]
+        names += len(added)
+        text = _window(first, window, head, endlist and n == len(steps) - 1)
+        assert _outcome(parser.parse, text) == _outcome(parse_playlist, text)
+
+
+def test_reload_parser_takes_known_segments_from_the_last_load() -> None:
+    parser = PlaylistParser()
+    for first in range(100, 110):
+        playlist = parser.parse(media(first, 15), BASE)
+        assert playlist == parse_playlist(media(first, 15), BASE)
+    assert parser.reused == 9 * 14  # each reload: 14 of its 15 segments were listed before
+    # Another URL, or a playlist that is not plain, starts afresh.
+    parser.parse(media(110, 15), BASE + "?other")
+    assert parser.reused == 9 * 14
+    keyed = media(111, 15, extra='#EXT-X-KEY:METHOD=AES-128,URI="k"')
+    assert parser.parse(keyed, BASE + "?other") == parse_playlist(keyed, BASE + "?other")
+    assert parser.reused == 9 * 14

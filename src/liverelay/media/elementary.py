@@ -12,6 +12,7 @@ Every parser raises `BitstreamError` (a ValueError) on malformed input.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 
@@ -134,37 +135,20 @@ def check_length_prefixed(data: bytes, length_size: int = 4) -> None:
 
 
 def split_annexb(data: bytes) -> list[bytes]:
-    """Annex-B byte stream (00 00 01 / 00 00 00 01 start codes) -> NAL units."""
+    """Annex-B byte stream (00 00 01 / 00 00 00 01 start codes) -> NAL units. (A compiled
+    pattern splits in about half the time of a bytes.find loop on real frames.)"""
     out: list[bytes] = []
-    start = -1
-    i = 0
-    n = len(data)
-    find = data.find
-    while True:
-        j = find(b"\x00\x00\x01", i)
-        if j < 0:
-            break
-        if start >= 0:
-            end = j
+    for nal in _START_CODE.split(data)[1:]:  # [0] is whatever precedes the first start code
+        if nal and nal[-1] == 0:
             # A 4-byte start code leaves a trailing zero on the previous unit; trailing
             # zero bytes are never part of a NAL unit (rbsp_trailing_bits end in 1).
-            while end > start and data[end - 1] == 0:
-                end -= 1
-            if end > start:
-                out.append(data[start:end])
-        start = j + 3
-        i = start
-    if start >= 0 and start < n:
-        end = n
-        while end > start and data[end - 1] == 0:
-            end -= 1
-        if end > start:
-            out.append(data[start:end])
+            nal = nal.rstrip(b"\x00")
+        if nal:
+            out.append(nal)
     return out
 
 
-def length_prefixed(nalus: list[bytes]) -> bytes:
-    return b"".join(len(n).to_bytes(4, "big") + n for n in nalus)
+_START_CODE = re.compile(b"\x00\x00\x01")
 
 
 def annexb(nalus: list[bytes]) -> bytes:
@@ -205,6 +189,30 @@ def is_random_access(codec: VideoCodec, t: int) -> bool:
     if codec is VideoCodec.HEVC:
         return HEVC_IRAP_FIRST <= t <= HEVC_IRAP_LAST
     return t == AVC_IDR
+
+
+# What a NAL unit's first byte says about it, one table per codec (the demuxer classifies
+# every NAL unit of every frame: a table lookup instead of three calls).
+NAL_OTHER = 0
+NAL_AUD = 1
+NAL_PARAMETER_SET = 2
+NAL_RANDOM_ACCESS = 3
+
+
+def _nal_classes(codec: VideoCodec) -> bytes:
+    out = bytearray(256)
+    for first in range(256):
+        t = nal_type(codec, bytes([first]))
+        if is_aud(codec, t):
+            out[first] = NAL_AUD
+        elif is_parameter_set(codec, t):
+            out[first] = NAL_PARAMETER_SET
+        elif is_random_access(codec, t):
+            out[first] = NAL_RANDOM_ACCESS
+    return bytes(out)
+
+
+NAL_CLASSES = {codec: _nal_classes(codec) for codec in VideoCodec}
 
 
 # ---------------------------------------------------------------- bit reader
@@ -492,11 +500,16 @@ def video_config_tag(codec: VideoCodec, record: bytes) -> bytes:
 
 def video_frame_tag(codec: VideoCodec, keyframe: bool, cts_ms: int, data: bytes) -> bytes:
     """FLV video tag body carrying length-prefixed NAL units (HEVC as Enhanced RTMP hvc1)."""
+    return video_frame_header(codec, keyframe, cts_ms) + data
+
+
+def video_frame_header(codec: VideoCodec, keyframe: bool, cts_ms: int) -> bytes:
+    """The bytes of a video_frame_tag before its NAL units."""
     cts = (cts_ms & 0xFFFFFF).to_bytes(3, "big")
     ft = 1 if keyframe else 2
     if codec is VideoCodec.HEVC:
-        return bytes([0x80 | (ft << 4) | 1]) + b"hvc1" + cts + data
-    return bytes([(ft << 4) | VIDEO_CODEC_AVC, 1]) + cts + data
+        return bytes([0x80 | (ft << 4) | 1]) + b"hvc1" + cts
+    return bytes([(ft << 4) | VIDEO_CODEC_AVC, 1]) + cts
 
 
 # ---------------------------------------------------------------- AAC

@@ -9,8 +9,8 @@ DTS of the frame carrying it, without the offset) always leads them. Continuity
 counters run on across segments, as they would in one long stream.
 
 `TsDemuxer` is the native HLS puller's direction: feed() any split of TS bytes,
-get `Frame`s built with media.codecs.make_frame (AVC as AVCC with a sequence
-header frame whenever SPS/PPS change; H.265 as Enhanced RTMP hvc1; AAC raw with
+get `Frame`s (flags as media.codecs.make_frame would set them; AVC as AVCC with a
+sequence header frame whenever SPS/PPS change; H.265 as Enhanced RTMP hvc1; AAC raw with
 an AudioSpecificConfig frame). Malformed input raises `TsError` only; memory is
 bounded by `max_pes_bytes` per elementary stream and 188 bytes of carry-over.
 """
@@ -18,11 +18,16 @@ bounded by `max_pes_bytes` per elementary stream and 188 bytes of carry-over.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 
 from .codecs import make_frame
 from .elementary import (
     AAC_FRAME_SAMPLES,
     AAC_SAMPLE_RATES,
+    NAL_AUD,
+    NAL_CLASSES,
+    NAL_PARAMETER_SET,
+    NAL_RANDOM_ACCESS,
     AacConfig,
     BitstreamError,
     VideoCodec,
@@ -39,7 +44,6 @@ from .elementary import (
     is_aud,
     is_parameter_set,
     is_random_access,
-    length_prefixed,
     nal_type,
     parse_asc,
     parse_video_config,
@@ -47,7 +51,7 @@ from .elementary import (
     split_annexb,
     split_length_prefixed,
     video_config_tag,
-    video_frame_tag,
+    video_frame_header,
 )
 from .frame import Frame, FrameKind
 
@@ -287,6 +291,7 @@ class TsDemuxer:
         self._video_sets: dict[int, bytes] = {}
         self._video_record: bytes | None = None
         self._aac: AacConfig | None = None
+        self._aac_bits = -1  # ADTS header bits (byte 2, top of byte 3) that gave self._aac
         self.packets = 0
         self.frames = 0
 
@@ -317,7 +322,7 @@ class TsDemuxer:
         except (BitstreamError, IndexError, ValueError) as exc:
             self._failed = exc if isinstance(exc, TsError) else TsError(f"malformed transport stream: {exc}")
             raise self._failed from exc
-        out.sort(key=_frame_order)
+        _sort_frames(out)
         return out
 
     @property
@@ -356,8 +361,8 @@ class TsDemuxer:
         i = 0
         while i < count:
             b1, b3 = b1s[i], b3s[i]
-            if not b1 & 0xC0 and b3 & 0x30 == 0x10:
-                # A payload-only piece of a PES, no start: maybe a run continuing one.
+            if not b1 & 0xC0 and b3 & 0x10:
+                # A piece of a PES with a payload, no start: maybe continuing one in order.
                 pid = ((b1 & 0x1F) << 8) | b2s[i]
                 pes = pes_by_pid.get(pid)
                 if (
@@ -368,22 +373,39 @@ class TsDemuxer:
                     and pid != PID_PAT
                     and pid != self._pmt_pid
                 ):
-                    run = _run_length(b1s, b2s, b3s, i, count)
-                    if pes.expected:  # the packet that completes a bounded PES takes the slow path
-                        run = min(run, (pes.expected - len(pes.buf) - 1) // (PACKET_SIZE - 4))
-                    if run > 0:
-                        end = i + run
-                        pes.buf += _payloads(buf, i * PACKET_SIZE, end * PACKET_SIZE)
-                        pes.cc = b3s[end - 1] & 0x0F
-                        if len(pes.buf) > self._max_pes:
-                            raise TsError(f"PES on PID {pid} exceeds {self._max_pes} bytes")
-                        i = end
-                        continue
+                    if not b3 & 0x20:  # payload only: maybe a run of them
+                        run = _run_length(b1s, b2s, b3s, i, count)
+                        if pes.expected:  # the packet that completes a bounded PES takes the slow path
+                            run = min(run, (pes.expected - len(pes.buf) - 1) // (PACKET_SIZE - 4))
+                        if run > 0:
+                            end = i + run
+                            pes.buf += _payloads(buf, i * PACKET_SIZE, end * PACKET_SIZE)
+                            pes.cc = b3s[end - 1] & 0x0F
+                            if len(pes.buf) > self._max_pes:
+                                raise TsError(f"PES on PID {pid} exceeds {self._max_pes} bytes")
+                            i = end
+                            continue
+                    else:
+                        # Stuffing (an adaptation field) before the payload: how muxers end
+                        # a PES, once per frame. What _packet does for it, without the call.
+                        pos = i * PACKET_SIZE
+                        start = pos + 5 + buf[pos + 4]
+                        if start < pos + PACKET_SIZE:  # else no payload, or a bad length: _packet
+                            pes.buf += mv[start : pos + PACKET_SIZE]
+                            pes.cc = b3 & 0x0F
+                            if len(pes.buf) > self._max_pes:
+                                raise TsError(f"PES on PID {pid} exceeds {self._max_pes} bytes")
+                            if pes.expected and len(pes.buf) >= pes.expected:
+                                out.extend(self._finish_pes(pid, pes))
+                                pes.started = False
+                                pes.buf = bytearray()
+                            i += 1
+                            continue
             pos = i * PACKET_SIZE
             out.extend(self._packet(mv[pos : pos + PACKET_SIZE]))
             i += 1
         self._carry = bytes(buf[usable:])
-        out.sort(key=_frame_order)
+        _sort_frames(out)
         return out
 
     def _packet(self, pkt: memoryview) -> list[Frame]:
@@ -542,30 +564,31 @@ class TsDemuxer:
         cts_ms = ((pts - dts) % _WRAP) // 90
         if cts_ms > 10_000:
             cts_ms = 0  # PTS before DTS is malformed; do not invent a 26-hour offset
-        nalus = split_annexb(body)
-        frame_nalus: list[bytes] = []
+        # One pass over the frame's NAL units, which are joined once behind the tag header.
+        classes = NAL_CLASSES[codec]
+        parts: list[bytes] = [b""]  # [0]: the tag header, known at the end
         key = False
         sets_changed = False
-        for nal in nalus:
-            t = nal_type(codec, nal)
-            if is_aud(codec, t):
-                continue
-            if is_parameter_set(codec, t):
+        for nal in split_annexb(body):
+            cls = classes[nal[0]]
+            if cls == NAL_PARAMETER_SET:
+                t = nal_type(codec, nal)
                 if self._video_sets.get(t) != nal:
                     self._video_sets[t] = nal
                     sets_changed = True
-                continue
-            if is_random_access(codec, t):
-                key = True
-            frame_nalus.append(nal)
+            elif cls != NAL_AUD:
+                if cls == NAL_RANDOM_ACCESS:
+                    key = True
+                parts.append(len(nal).to_bytes(4, "big"))
+                parts.append(nal)
         if sets_changed:
             record = self._video_record_for(codec)
             if record is not None and record != self._video_record:
                 self._video_record = record
                 out.append(make_frame(FrameKind.VIDEO, dts_ms, video_config_tag(codec, record)))
-        if frame_nalus and self._video_record is not None:
-            payload = video_frame_tag(codec, key, cts_ms, length_prefixed(frame_nalus))
-            out.append(make_frame(FrameKind.VIDEO, dts_ms, payload))
+        if len(parts) > 1 and self._video_record is not None:
+            parts[0] = video_frame_header(codec, key, cts_ms)
+            out.append(Frame(FrameKind.VIDEO, dts_ms, b"".join(parts), keyframe=key))
         self.frames += len(out)
         return out
 
@@ -582,33 +605,39 @@ class TsDemuxer:
     def _audio(self, pts: int, body: bytes) -> list[Frame]:
         out: list[Frame] = []
         base_ms = self._unwrap_ms(pts)
+        view = memoryview(body)
+        aac = self._aac
         pos = 0
         i = 0
         n = len(body)
         while pos + 7 <= n:
-            if body[pos] != 0xFF or (body[pos + 1] & 0xF0) != 0xF0:
+            b1, b2, b3 = body[pos + 1], body[pos + 2], body[pos + 3]
+            if body[pos] != 0xFF or (b1 & 0xF0) != 0xF0:
                 raise TsError("ADTS sync word missing")
-            protection_absent = body[pos + 1] & 1
-            profile = body[pos + 2] >> 6
-            sr_index = (body[pos + 2] >> 2) & 0x0F
-            channels = ((body[pos + 2] & 1) << 2) | (body[pos + 3] >> 6)
-            length = ((body[pos + 3] & 3) << 11) | (body[pos + 4] << 3) | (body[pos + 5] >> 5)
-            head = 7 if protection_absent else 9
+            length = ((b3 & 3) << 11) | (body[pos + 4] << 3) | (body[pos + 5] >> 5)
+            head = 7 if b1 & 1 else 9  # protection_absent: no CRC
             if length < head or pos + length > n:
                 raise TsError(f"ADTS frame length {length} does not fit the PES")
-            if sr_index >= len(AAC_SAMPLE_RATES):
-                raise TsError(f"ADTS sampling index {sr_index}")
-            asc = build_asc(profile + 1, sr_index, channels)
-            if self._aac is None or self._aac.record != asc:
-                self._aac = parse_asc(asc)
-                out.append(make_frame(FrameKind.AUDIO, base_ms, aac_config_tag(asc)))
-            ts = base_ms + (i * AAC_FRAME_SAMPLES * 1000) // self._aac.sample_rate
-            out.append(make_frame(FrameKind.AUDIO, ts, aac_frame_tag(body[pos + head : pos + length])))
+            # The config bits (profile, sampling index, channels) are those of the last
+            # header in nearly every frame: compare them before building a config.
+            if aac is None or (b2 << 2 | b3 >> 6) != self._aac_bits:
+                sr_index = (b2 >> 2) & 0x0F
+                if sr_index >= len(AAC_SAMPLE_RATES):
+                    raise TsError(f"ADTS sampling index {sr_index}")
+                asc = build_asc((b2 >> 6) + 1, sr_index, ((b2 & 1) << 2) | (b3 >> 6))
+                if aac is None or aac.record != asc:
+                    aac = self._aac = parse_asc(asc)
+                    out.append(make_frame(FrameKind.AUDIO, base_ms, aac_config_tag(asc)))
+                self._aac_bits = b2 << 2 | b3 >> 6
+            ts = base_ms + (i * AAC_FRAME_SAMPLES * 1000) // aac.sample_rate
+            out.append(Frame(FrameKind.AUDIO, ts, _AAC_RAW + view[pos + head : pos + length]))
             pos += length
             i += 1
         self.frames += len(out)
         return out
 
+
+_AAC_RAW = aac_frame_tag(b"")  # the tag header of a raw AAC frame
 
 # Header byte 3 of consecutive packets of one PID: payload only, continuity counter + 1 each.
 _CC_RUN = bytes(0x10 | (k & 0x0F) for k in range(16 + 4096))
@@ -617,17 +646,24 @@ _CC_RUN = bytes(0x10 | (k & 0x0F) for k in range(16 + 4096))
 def _run_length(b1s: bytes, b2s: bytes, b3s: bytes, i: int, count: int) -> int:
     """How many packets from `i` continue packet i's PES in order: same header bytes 1-2
     (PID, no start, no error), byte 3 payload-only with the continuity counter counting up.
-    Compared as big integers: the first differing byte is found without a Python loop."""
-    n = min(count - i, 4096)
+    Compared as big integers (the first differing byte is found without a Python loop) over
+    a window that grows fourfold while the run fills it, so a whole segment's buffer costs
+    in proportion to the run, not to the packets after it."""
+    limit = min(count - i, 4096)
     cc = b3s[i] & 0x0F
-    diff = (
-        (int.from_bytes(b1s[i : i + n], "big") ^ int.from_bytes(bytes((b1s[i],)) * n, "big"))
-        | (int.from_bytes(b2s[i : i + n], "big") ^ int.from_bytes(bytes((b2s[i],)) * n, "big"))
-        | (int.from_bytes(b3s[i : i + n], "big") ^ int.from_bytes(_CC_RUN[cc : cc + n], "big"))
-    )
-    if not diff:
-        return n
-    return n - 1 - (diff.bit_length() - 1) // 8  # bytes before the first (most significant) difference
+    h1, h2 = bytes((b1s[i],)), bytes((b2s[i],))
+    n = min(limit, 64)
+    while True:
+        diff = (
+            (int.from_bytes(b1s[i : i + n], "big") ^ int.from_bytes(h1 * n, "big"))
+            | (int.from_bytes(b2s[i : i + n], "big") ^ int.from_bytes(h2 * n, "big"))
+            | (int.from_bytes(b3s[i : i + n], "big") ^ int.from_bytes(_CC_RUN[cc : cc + n], "big"))
+        )
+        if diff:
+            return n - 1 - (diff.bit_length() - 1) // 8  # bytes before the first difference
+        if n >= limit:
+            return n
+        n = min(limit, 4 * n)
 
 
 def _payloads(buf: bytes, start: int, end: int) -> bytearray:
@@ -645,7 +681,15 @@ def _read_ts(b: bytes) -> int:
     return ((b[0] >> 1) & 0x07) << 30 | b[1] << 22 | (b[2] >> 1) << 15 | b[3] << 7 | b[4] >> 1
 
 
-def _frame_order(frame: Frame) -> tuple[int, int]:
-    # Decoder configs first among frames of one instant, so a consumer has every track's
-    # config by the first keyframe (the audio config otherwise trails a video PES at t=0).
-    return frame.timestamp, 0 if frame.config else 1
+def _sort_frames(frames: list[Frame]) -> None:
+    """By timestamp; decoder configs first among frames of one instant, so a consumer has
+    every track's config by the first keyframe (the audio config otherwise trails a video
+    PES at t=0). Two stable sorts on C-level keys (configs to the front, then by
+    timestamp): the order of one sort on (timestamp, not config) without a Python call
+    per frame."""
+    frames.sort(key=_CONFIG, reverse=True)
+    frames.sort(key=_TIMESTAMP)
+
+
+_CONFIG = attrgetter("config")
+_TIMESTAMP = attrgetter("timestamp")

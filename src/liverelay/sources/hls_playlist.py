@@ -3,7 +3,9 @@
 `parse_playlist(text, url)` turns a playlist body into a `MasterPlaylist` (variants by
 bandwidth) or a `MediaPlaylist` (segments with absolute URIs, media sequence numbers,
 discontinuities, AES-128 keys and, for fMP4, the EXT-X-MAP init section); anything
-malformed raises `PlaylistError`.
+malformed raises `PlaylistError`. `PlaylistParser` answers the same for the reloads
+of one playlist, parsing only the segments the last load did not list (a live
+playlist's new tail) when the playlist is a plain one (no keys, maps, byte ranges).
 
 `PlaylistTracker` decides, load after load, which segments to fetch next and when to
 reload (RFC 8216 §6.3.4): after a load that found the playlist changed, wait the target
@@ -224,3 +226,99 @@ class PlaylistTracker:
     def stalled_for(self, now: float) -> float:
         """Seconds since a load last found the playlist grown (0 before the first load)."""
         return 0.0 if self._changed_at is None else max(0.0, now - self._changed_at)
+
+
+# The tags of a plain live MPEG-TS media playlist (what nginx-rtmp, ffmpeg and most
+# packagers write). With only these, a segment is fully described by its own lines (its
+# EXTINF, DISCONTINUITY, PROGRAM-DATE-TIME and URI), so a reload's segments that the last
+# load already listed at the same media sequence number need no parsing again.
+_HEADER_TAGS = (
+    "#EXTM3U",
+    "#EXT-X-VERSION:",
+    "#EXT-X-TARGETDURATION:",
+    "#EXT-X-MEDIA-SEQUENCE:",
+    "#EXT-X-DISCONTINUITY-SEQUENCE:",
+    "#EXT-X-PLAYLIST-TYPE:",
+    "#EXT-X-INDEPENDENT-SEGMENTS",
+    "#EXT-X-ENDLIST",
+)
+_SEGMENT_TAGS = ("#EXTINF:", "#EXT-X-PROGRAM-DATE-TIME:")
+_DISCONTINUITY = "#EXT-X-DISCONTINUITY"
+_MEDIA_SEQUENCE = "#EXT-X-MEDIA-SEQUENCE:"
+
+
+@dataclass(frozen=True)
+class _Plain:
+    """A plain media playlist cut into its header lines and one text per segment."""
+
+    header: list[str]
+    entries: list[str]
+    first: int
+
+
+def _plain(text: str) -> _Plain | None:
+    """`text` cut up, when it is a plain media playlist; None for anything else (the caller
+    parses it whole)."""
+    header: list[str] = []
+    entries: list[str] = []
+    entry: list[str] = []
+    first = 0
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if line[0] != "#":
+            entry.append(line)
+            entries.append("\n".join(entry))
+            entry = []
+        elif line == _DISCONTINUITY or line.startswith(_SEGMENT_TAGS):
+            entry.append(line)
+        elif line.startswith(_HEADER_TAGS):
+            if line.startswith(_MEDIA_SEQUENCE):
+                try:
+                    first = int(line[len(_MEDIA_SEQUENCE) :])
+                except ValueError:
+                    return None
+            header.append(line)
+        elif line.startswith("#EXT"):
+            return None  # keys, maps, byte ranges, variants, parts...: the whole parse
+    if entry:
+        return None  # tags after the last URI
+    return _Plain(header, entries, first)
+
+
+class PlaylistParser:
+    """parse_playlist for the reloads of one media playlist: a plain playlist's segments
+    that the last load listed (same media sequence number, same lines) are taken from that
+    load, and only the new ones (a live playlist's tail) go through the `m3u8` package,
+    behind the playlist's own header lines. Anything else is parsed whole."""
+
+    def __init__(self) -> None:
+        self._url: str | None = None
+        self._seen: dict[int, tuple[str, Segment]] = {}  # msn -> (its lines, its Segment)
+        self.reused = 0  # segments taken from the last load
+
+    def parse(self, text: str, url: str) -> MasterPlaylist | MediaPlaylist:
+        text = text.lstrip("\ufeff")
+        plain = _plain(text) if text.startswith("#EXTM3U") else None
+        seen = self._seen if url == self._url else {}
+        self._url, self._seen = url, {}
+        if plain is None:
+            return parse_playlist(text, url)
+        entries, first = plain.entries, plain.first
+        # The run of segments the last load listed (a live playlist's older ones); the
+        # rest, its new tail, is parsed behind the header.
+        known = 0
+        while known < len(entries) and (cached := seen.get(first + known)) is not None:
+            if cached[0] != entries[known]:
+                break
+            known += 1
+        lines = [h for h in plain.header if not h.startswith(_MEDIA_SEQUENCE)]
+        lines.append(f"{_MEDIA_SEQUENCE}{first + known}")
+        tail = parse_playlist("\n".join([*lines, *entries[known:]]) + "\n", url)
+        if not isinstance(tail, MediaPlaylist) or len(tail.segments) != len(entries) - known:
+            return parse_playlist(text, url)  # not what the cut promised: the whole parse decides
+        segments = tuple(seen[first + i][1] for i in range(known)) + tail.segments
+        self.reused += known
+        self._seen = {s.msn: (entries[i], s) for i, s in enumerate(segments)}
+        return MediaPlaylist(tail.target_duration, first, segments, tail.endlist)
