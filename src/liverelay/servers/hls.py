@@ -58,6 +58,7 @@ from ..media.hls.playlist import (
     render_playlist,
 )
 from ..media.hls.segmenter import Container, HlsSegmenter, Published, SegmenterConfig
+from ..media.hls.tokengzip import TokenGzip, gzip_small
 from ..sources.base import RELAY_VIA_PARAM
 from ..urlauth import TIME_PARAM, UrlAuthVerifier
 from .admission import RateLimitedLog
@@ -76,11 +77,6 @@ MUXER_PROTOCOL = "hls-muxer"  # the muxer's own hub subscriber (one per stream w
 VIEWER_PROTOCOL = "hls"
 JANITOR_INTERVAL_S = 1.0
 GZIP_MIN_BYTES = 512  # smaller playlists are not worth the CPU
-# gzip with a small deflate state: a playlist is a few KB, and zlib's default state (a 32 KB
-# window, 64 K hash heads: ~270 KB allocated and cleared per call) cost ~50 us per playlist
-# against ~6 us for this one, with the same output size.
-_GZIP_WBITS = 16 + 12  # gzip wrapper, 4 KB window
-_GZIP_MEM_LEVEL = 2
 TOKEN_MARK = "\x00token\x00"  # stands for the session token in a cached playlist
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _MAX_GOP_WAIT_MS = 1500  # track detection: media buffered before starting without a missing track
@@ -108,9 +104,9 @@ class Variant:
     last_fetch: float = field(default_factory=time.monotonic)
     waiters: int = 0  # requests held for it (the janitor keeps a variant someone waits for)
     version: int = 0  # bumped on every change: the key of the rendered-playlist cache
-    # (version, skip) -> the playlist rendered with TOKEN_MARK for the session token: one
-    # render per change, not per viewer request.
-    rendered: dict[bool, tuple[int, str]] = field(default_factory=dict)
+    # skip -> (version, the playlist rendered with TOKEN_MARK for the session token, its gzip
+    # form for any token): one render and one deflate per change, not per viewer request.
+    rendered: dict[bool, tuple[int, str, TokenGzip]] = field(default_factory=dict)
     # (name, CORS origin) -> the 200 reply for a segment, part or init segment, valid for
     # `replies_version` only: every request for it gets the same reply (and the fast path its
     # encoded head) until the variant changes; what a change removes (a segment out of the
@@ -534,11 +530,15 @@ class HlsService:
                     return variant
                 raise HlsError(404, "no segment yet")
 
-    def media_playlist(self, muxer: HlsMuxer, variant: Variant, session: HlsSession, skip: bool) -> str:
+    def media_playlist(
+        self, muxer: HlsMuxer, variant: Variant, session: HlsSession, skip: bool
+    ) -> tuple[str, TokenGzip | None]:
+        """The viewer's media playlist, and what gzips it (None: a text of its own)."""
         cached = variant.rendered.get(skip)
         if cached is None or cached[0] != variant.version or muxer.ended:
             names = ResourceNames(query=f"?v={muxer.generation}&s={TOKEN_MARK}")
-            cached = (variant.version, render_playlist(variant.segmenter, names=names, skip=skip))
+            text = render_playlist(variant.segmenter, names=names, skip=skip)
+            cached = (variant.version, text, TokenGzip(text, TOKEN_MARK))
             variant.rendered[skip] = cached
         text = cached[1].replace(TOKEN_MARK, session.token)
         if not session.started:
@@ -546,7 +546,8 @@ class HlsService:
             start = _start_tag(variant.segmenter, time.time())
             if start is not None:
                 text = text.replace("\n#EXT-X-MEDIA-SEQUENCE:", f"\n{start}\n#EXT-X-MEDIA-SEQUENCE:", 1)
-        return text
+                return text, None
+        return text, cached[2]
 
     async def blocking_reload(
         self, muxer: HlsMuxer, variant: Variant, msn: int | None, part: int | None
@@ -760,9 +761,13 @@ class HlsHttp:
         headers["Access-Control-Max-Age"] = "86400"
         return HlsReply(204, headers)
 
-    def playlist_reply(self, req: HlsRequest, text: str) -> HlsReply:
+    def playlist_reply(
+        self, req: HlsRequest, text: str, gz: TokenGzip | None = None, token: str = ""
+    ) -> HlsReply:
+        """`gz`: the gzip form of `text` given the viewer's `token` (a media playlist)."""
         body = text.encode()
-        etag = f'"{zlib.crc32(body):08x}{len(body):x}"'
+        crc = zlib.crc32(body)
+        etag = f'"{crc:08x}{len(body):x}"'
         headers = self.cors(req.origin)
         headers["Content-Type"] = PLAYLIST_TYPE
         headers["Cache-Control"] = "no-cache"
@@ -770,8 +775,8 @@ class HlsHttp:
         if req.if_none_match == etag:
             return HlsReply(304, headers)
         if self.service.settings.hls_gzip and len(body) >= GZIP_MIN_BYTES and "gzip" in req.accept_encoding:
-            deflate = zlib.compressobj(1, zlib.DEFLATED, _GZIP_WBITS, _GZIP_MEM_LEVEL)
-            body = deflate.compress(body) + deflate.flush()
+            spliced = gz.compress(token, crc, len(body)) if gz is not None else None
+            body = spliced if spliced is not None else gzip_small(body)
             headers["Content-Encoding"] = "gzip"
             vary = headers.get("Vary")
             headers["Vary"] = f"{vary}, Accept-Encoding" if vary else "Accept-Encoding"
@@ -883,8 +888,8 @@ class HlsHttp:
             return None  # `handle` opens one, or refuses it
         svc.requests += 1
         variant.last_fetch = muxer.last_fetch = time.monotonic()
-        text = svc.media_playlist(muxer, variant, session, skip and container is Container.FMP4)
-        return self.playlist_reply(req, text)
+        text, gz = svc.media_playlist(muxer, variant, session, skip and container is Container.FMP4)
+        return self.playlist_reply(req, text, gz, session.token)
 
     @contextlib.asynccontextmanager
     async def _viewer(
@@ -936,8 +941,8 @@ class HlsHttp:
                     variant = await svc.blocking_reload(muxer, variant, msn, part)
         except HlsError as exc:
             return self.error(req, exc.status, exc.text)
-        text = svc.media_playlist(muxer, variant, session, skip and container is Container.FMP4)
-        return self.playlist_reply(req, text)
+        text, gz = svc.media_playlist(muxer, variant, session, skip and container is Container.FMP4)
+        return self.playlist_reply(req, text, gz, session.token)
 
     def _resource(self, req: HlsRequest, name: str) -> tuple[HlsMuxer, Variant, Resource, str] | HlsReply:
         """What a segment, part or init URI names, after the session check."""
