@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gzip
 import logging
 import re
 import secrets
@@ -37,6 +36,7 @@ import zlib
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
+from functools import lru_cache
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 
@@ -58,6 +58,7 @@ from ..media.hls.playlist import (
     render_playlist,
 )
 from ..media.hls.segmenter import Container, HlsSegmenter, Published, SegmenterConfig
+from ..media.hls.tokengzip import TokenGzip, gzip_small
 from ..sources.base import RELAY_VIA_PARAM
 from ..urlauth import TIME_PARAM, UrlAuthVerifier
 from .admission import RateLimitedLog
@@ -103,9 +104,15 @@ class Variant:
     last_fetch: float = field(default_factory=time.monotonic)
     waiters: int = 0  # requests held for it (the janitor keeps a variant someone waits for)
     version: int = 0  # bumped on every change: the key of the rendered-playlist cache
-    # (version, skip) -> the playlist rendered with TOKEN_MARK for the session token: one
-    # render per change, not per viewer request.
-    rendered: dict[bool, tuple[int, str]] = field(default_factory=dict)
+    # skip -> (version, the playlist rendered with TOKEN_MARK for the session token, its gzip
+    # form for any token): one render and one deflate per change, not per viewer request.
+    rendered: dict[bool, tuple[int, str, TokenGzip]] = field(default_factory=dict)
+    # (name, CORS origin) -> the 200 reply for a segment, part or init segment, valid for
+    # `replies_version` only: every request for it gets the same reply (and the fast path its
+    # encoded head) until the variant changes; what a change removes (a segment out of the
+    # window, parts, an init) is never answered from here.
+    replies: dict[tuple[str, str | None], HlsReply] = field(default_factory=dict)
+    replies_version: int = 0
 
     def publish(self, events: list[Published]) -> None:
         if events:
@@ -523,11 +530,15 @@ class HlsService:
                     return variant
                 raise HlsError(404, "no segment yet")
 
-    def media_playlist(self, muxer: HlsMuxer, variant: Variant, session: HlsSession, skip: bool) -> str:
+    def media_playlist(
+        self, muxer: HlsMuxer, variant: Variant, session: HlsSession, skip: bool
+    ) -> tuple[str, TokenGzip | None]:
+        """The viewer's media playlist, and what gzips it (None: a text of its own)."""
         cached = variant.rendered.get(skip)
         if cached is None or cached[0] != variant.version or muxer.ended:
             names = ResourceNames(query=f"?v={muxer.generation}&s={TOKEN_MARK}")
-            cached = (variant.version, render_playlist(variant.segmenter, names=names, skip=skip))
+            text = render_playlist(variant.segmenter, names=names, skip=skip)
+            cached = (variant.version, text, TokenGzip(text, TOKEN_MARK))
             variant.rendered[skip] = cached
         text = cached[1].replace(TOKEN_MARK, session.token)
         if not session.started:
@@ -535,7 +546,8 @@ class HlsService:
             start = _start_tag(variant.segmenter, time.time())
             if start is not None:
                 text = text.replace("\n#EXT-X-MEDIA-SEQUENCE:", f"\n{start}\n#EXT-X-MEDIA-SEQUENCE:", 1)
-        return text
+                return text, None
+        return text, cached[2]
 
     async def blocking_reload(
         self, muxer: HlsMuxer, variant: Variant, msn: int | None, part: int | None
@@ -652,6 +664,9 @@ class HlsReply:
     status: int
     headers: dict[str, str]
     body: bytes = b""
+    # `headers` (and Content-Length) as HTTP/1.1 header lines, made by the fast path on the
+    # first send: a cached reply (a segment every viewer fetches) is encoded once.
+    wire: bytes = b""
 
 
 def add_hls_routes(app: web.Application, http: HlsHttp, hooks: HttpHooks) -> None:
@@ -746,9 +761,13 @@ class HlsHttp:
         headers["Access-Control-Max-Age"] = "86400"
         return HlsReply(204, headers)
 
-    def playlist_reply(self, req: HlsRequest, text: str) -> HlsReply:
+    def playlist_reply(
+        self, req: HlsRequest, text: str, gz: TokenGzip | None = None, token: str = ""
+    ) -> HlsReply:
+        """`gz`: the gzip form of `text` given the viewer's `token` (a media playlist)."""
         body = text.encode()
-        etag = f'"{zlib.crc32(body):08x}{len(body):x}"'
+        crc = zlib.crc32(body)
+        etag = f'"{crc:08x}{len(body):x}"'
         headers = self.cors(req.origin)
         headers["Content-Type"] = PLAYLIST_TYPE
         headers["Cache-Control"] = "no-cache"
@@ -756,7 +775,8 @@ class HlsHttp:
         if req.if_none_match == etag:
             return HlsReply(304, headers)
         if self.service.settings.hls_gzip and len(body) >= GZIP_MIN_BYTES and "gzip" in req.accept_encoding:
-            body = gzip.compress(body, compresslevel=1)
+            spliced = gz.compress(token, crc, len(body)) if gz is not None else None
+            body = spliced if spliced is not None else gzip_small(body)
             headers["Content-Encoding"] = "gzip"
             vary = headers.get("Vary")
             headers["Vary"] = f"{vary}, Accept-Encoding" if vary else "Accept-Encoding"
@@ -868,8 +888,8 @@ class HlsHttp:
             return None  # `handle` opens one, or refuses it
         svc.requests += 1
         variant.last_fetch = muxer.last_fetch = time.monotonic()
-        text = svc.media_playlist(muxer, variant, session, skip and container is Container.FMP4)
-        return self.playlist_reply(req, text)
+        text, gz = svc.media_playlist(muxer, variant, session, skip and container is Container.FMP4)
+        return self.playlist_reply(req, text, gz, session.token)
 
     @contextlib.asynccontextmanager
     async def _viewer(
@@ -921,13 +941,13 @@ class HlsHttp:
                     variant = await svc.blocking_reload(muxer, variant, msn, part)
         except HlsError as exc:
             return self.error(req, exc.status, exc.text)
-        text = svc.media_playlist(muxer, variant, session, skip and container is Container.FMP4)
-        return self.playlist_reply(req, text)
+        text, gz = svc.media_playlist(muxer, variant, session, skip and container is Container.FMP4)
+        return self.playlist_reply(req, text, gz, session.token)
 
     def _resource(self, req: HlsRequest, name: str) -> tuple[HlsMuxer, Variant, Resource, str] | HlsReply:
         """What a segment, part or init URI names, after the session check."""
         svc = self.service
-        res = parse_resource(name)
+        res = _parse_resource(name)
         if res is None:
             return self.error(req, 404, "not found")
         token = _token(req.query)
@@ -939,14 +959,15 @@ class HlsHttp:
         muxer = svc.muxers.get(req.key)
         if muxer is None or req.query.get("v", muxer.generation) != muxer.generation:
             return self.error(req, 404, "segment gone")
+        now = time.monotonic()
         if session is not None:
-            session.last_seen = time.monotonic()
+            session.last_seen = now
             session.requests += 1
         ext = name.rsplit(".", 1)[1]
         variant = muxer.variants.get(Container.TS if ext == "ts" else Container.FMP4)
         if variant is None:
             return self.error(req, 404, "not found")
-        variant.last_fetch = muxer.last_fetch = time.monotonic()
+        variant.last_fetch = muxer.last_fetch = now
         return muxer, variant, res, ext
 
     def _segment(self, req: HlsRequest, name: str) -> HlsReply | None:
@@ -955,6 +976,25 @@ class HlsHttp:
         if isinstance(found, HlsReply):
             return found
         muxer, variant, res, ext = found
+        plain = req.range is None and req.if_none_match is None
+        cache_key = (name, None if self.any_origin or req.origin not in self.origins else req.origin)
+        if plain:
+            if variant.replies_version != variant.version:
+                variant.replies.clear()  # what changed may have removed a cached body
+                variant.replies_version = variant.version
+            else:
+                cached = variant.replies.get(cache_key)
+                if cached is not None:
+                    self.service.bytes_out += len(cached.body)
+                    return cached
+        reply = self._media(req, muxer, variant, res, ext, name)
+        if plain and reply is not None and reply.status == 200:
+            variant.replies[cache_key] = reply
+        return reply
+
+    def _media(
+        self, req: HlsRequest, muxer: HlsMuxer, variant: Variant, res: Resource, ext: str, name: str
+    ) -> HlsReply | None:
         seg = variant.segmenter
         etag = f'"{muxer.generation}-{name}"'
         if res.kind == "init":
@@ -987,6 +1027,10 @@ class HlsHttp:
         found_seg = variant.segmenter.find(res.msn)
         etag = f'"{muxer.generation}-{name}"'
         return self.media_reply(req, data, ext, etag, found_seg.wall_clock if found_seg else None)
+
+
+# Every viewer asks for the same few names: parse each once (Resource is immutable).
+_parse_resource = lru_cache(maxsize=1024)(parse_resource)
 
 
 def with_via_marker(raw_query: str, via: str | None) -> str:

@@ -69,6 +69,60 @@ _REASONS = {
     503: "Service Unavailable",
 }
 _NO_BODY = frozenset((204, 304))
+_STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, reason.encode()) for code, reason in _REASONS.items()}
+_KEEP_ALIVE = b"Connection: keep-alive\r\n\r\n"
+_CLOSE = b"Connection: close\r\n\r\n"
+SMALL_BODY_BYTES = 64 * 1024  # a body this small is copied after its head (one write); larger: writev
+# The request headers the HLS answer reads; the others are only checked for syntax.
+_WANTED = frozenset(
+    (
+        "host",
+        "connection",
+        "range",
+        "if-none-match",
+        "origin",
+        "accept-encoding",
+        "access-control-request-headers",
+        _VIA,
+    )
+)
+_HOST_NAMES: dict[str, str | None] = {}  # Host header -> _host_name() (a pure function: memoised)
+_HOST_NAMES_MAX = 256
+
+
+_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
+_VERSIONS = frozenset(("HTTP/1.1", "HTTP/1.0"))
+_MAX_QUERY_FIELDS = 64
+
+
+def _query(raw: str) -> dict[str, str] | None:
+    """The first value of each query parameter (decoded), None when it has too many.
+    Playlist and segment URIs carry `s=`, `v=` and the LL-HLS parameters, never escapes:
+    those are split here; a query with `%` or `+` goes through parse_qsl, which gives the
+    same result for the others."""
+    if raw.count("&") >= _MAX_QUERY_FIELDS:
+        return None  # parse_qsl's max_num_fields
+    query: dict[str, str] = {}
+    if "%" in raw or "+" in raw:
+        try:
+            for k, v in parse_qsl(raw, keep_blank_values=True, max_num_fields=_MAX_QUERY_FIELDS):
+                query.setdefault(k, v)
+        except ValueError:
+            return None
+        return query
+    for item in raw.split("&"):
+        if item:
+            k, _, v = item.partition("=")
+            query.setdefault(k, v)
+    return query
+
+
+def _header_lines(reply: HlsReply) -> bytes:
+    """A reply's headers and Content-Length as HTTP/1.1 lines."""
+    lines = "".join(f"{k}: {v}\r\n" for k, v in reply.headers.items()).encode("latin-1")
+    if reply.status in _NO_BODY:
+        return lines
+    return lines + b"Content-Length: %d\r\n" % len(reply.body)
 
 
 class HlsFastPath:
@@ -150,6 +204,17 @@ class HlsFastPath:
 
 def _host_name(host: str) -> str | None:
     """The name of a plain `name[:port]` Host header, else None (aiohttp judges the rest)."""
+    try:
+        return _HOST_NAMES[host]
+    except KeyError:
+        pass
+    if len(_HOST_NAMES) >= _HOST_NAMES_MAX:
+        _HOST_NAMES.clear()  # many different Host values: start over (each is cheap to redo)
+    name = _HOST_NAMES[host] = _parse_host(host)
+    return name
+
+
+def _parse_host(host: str) -> str | None:
     name, sep, port = host.rpartition(":")
     if not sep:
         name = host
@@ -327,28 +392,29 @@ class HlsConnection(asyncio.Protocol):
         if transport is None:
             return
         status = reply.status
-        parts = [
-            b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, "Unknown").encode()),
-            self.fast.date_line(),
-            "".join(f"{k}: {v}\r\n" for k, v in reply.headers.items()).encode("latin-1"),
-        ]
+        wire = reply.wire
+        if not wire:
+            wire = reply.wire = _header_lines(reply)
+        head = b"".join(
+            (
+                _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status,
+                self.fast.date_line(),
+                wire,
+                _KEEP_ALIVE if keep_alive else _CLOSE,
+            )
+        )
         body = reply.body
-        if status not in _NO_BODY:
-            parts.append(b"Content-Length: %d\r\n" % len(body))
-        parts.append(b"Connection: keep-alive\r\n\r\n" if keep_alive else b"Connection: close\r\n\r\n")
-        if body and not head_only and status not in _NO_BODY:
-            if status == 200 and len(body) >= SENDFILE_MIN_BYTES and self._sendfile(parts, body):
-                self.last_active = time.monotonic()
-                if not keep_alive:
-                    transport.close()
-                return
-            parts.append(body)  # one writev with the head
-        transport.writelines(parts)
+        if not body or head_only or status in _NO_BODY:
+            transport.write(head)
+        elif len(body) < SMALL_BODY_BYTES:
+            transport.write(head + body)  # one send: a copy of a few KB is cheaper than writev
+        elif not (status == 200 and len(body) >= SENDFILE_MIN_BYTES and self._sendfile(head, body)):
+            transport.writelines((head, body))  # one writev with the head
         self.last_active = time.monotonic()
         if not keep_alive:
             transport.close()
 
-    def _sendfile(self, head: list[bytes], body: bytes) -> bool:
+    def _sendfile(self, head: bytes, body: bytes) -> bool:
         """The head through the transport, then the body with sendfile(2) as far as the
         socket takes it at once, the rest through the transport; False: not done (write it)."""
         transport = self.transport
@@ -357,7 +423,7 @@ class HlsConnection(asyncio.Protocol):
         fd = self.fast.body_file(body)
         if fd is None:
             return False
-        transport.writelines(head)
+        transport.write(head)
         if transport.get_write_buffer_size():
             transport.write(body)  # the head is still queued: keep the order
             return True
@@ -374,16 +440,13 @@ class HlsConnection(asyncio.Protocol):
 
     def _parse(self, head: bytes) -> tuple[HlsRequest, bool, bool] | None:
         """(request, keep-alive, HEAD) for an HLS request this path answers, else None."""
-        try:
-            text = head.decode("latin-1")
-        except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
+        text = head.decode("latin-1")  # decodes every byte
+        request_line, _, fields = text.partition("\r\n")
+        parts = request_line.split(" ")
+        if len(parts) != 3:
             return None
-        lines = text.split("\r\n")
-        request_line = lines[0].split(" ")
-        if len(request_line) != 3:
-            return None
-        method, target, version = request_line
-        if method not in ("GET", "HEAD", "OPTIONS") or version not in ("HTTP/1.1", "HTTP/1.0"):
+        method, target, version = parts
+        if method not in _METHODS or version not in _VERSIONS:
             return None
         path, _, raw_query = target.partition("?")
         if not path.startswith("/") or "%" in path or "{" in path or "}" in path or "#" in target:
@@ -398,14 +461,18 @@ class HlsConnection(asyncio.Protocol):
         if not app or not stream:
             return None
         headers: dict[str, str] = {}
-        for line in lines[1:]:
-            field, sep, value = line.partition(":")
-            if not sep or not field or field[0] in " \t" or field[-1] in " \t":
-                return None
-            field = field.lower()
-            if field in _BODY_HEADERS or (field in _SINGLE and field in headers):
-                return None
-            headers[field] = value.strip(" \t")
+        if fields:
+            for line in fields.split("\r\n"):
+                field, sep, value = line.partition(":")
+                if not sep or not field or field[0] in " \t" or field[-1] in " \t":
+                    return None
+                field = field.lower()
+                if field in _WANTED:
+                    if field in _SINGLE and field in headers:
+                        return None
+                    headers[field] = value.strip(" \t")
+                elif field in _BODY_HEADERS:
+                    return None
         host = headers.get("host")
         if host is None:
             return None
@@ -418,13 +485,9 @@ class HlsConnection(asyncio.Protocol):
         connection = headers.get("connection", "").lower()
         # HTTP/1.1 keeps the connection unless told otherwise; HTTP/1.0 only when asked.
         keep_alive = "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
-        query: dict[str, str] = {}
-        if raw_query:
-            try:
-                for k, v in parse_qsl(raw_query, keep_blank_values=True, max_num_fields=64):
-                    query.setdefault(k, v)
-            except ValueError:
-                return None
+        query = _query(raw_query) if raw_query else {}
+        if query is None:
+            return None
         req = HlsRequest(
             method="GET" if method == "HEAD" else method,
             key=StreamKey(vhost, app, stream),
