@@ -68,8 +68,14 @@ async def ensure_env_key(settings: Settings, ak: str, sk: str) -> None:
 
 def release_startup_memory() -> None:
     """Give the OS back the heap that start-up used and freed (imports, the schema check,
-    building the parts): glibc keeps it otherwise; 1.5 MB of a node's RSS measured."""
+    building the parts): glibc keeps it otherwise; 1.5 MB of a node's RSS measured.
+
+    What is alive by now (modules, classes, settings, the node's parts) lives as long as
+    the node, so it is moved out of the cyclic collector's generations (`gc.freeze`):
+    each full collection walked those ~120,000 objects again, about 7 % of the CPU of
+    a node pulling 50 HLS relays."""
     gc.collect()
+    gc.freeze()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError) as exc:  # not glibc: nothing to trim this way
