@@ -31,7 +31,7 @@ from liverelay.media.frame import Frame, FrameKind
 from liverelay.media.mpegts import TsDemuxer, TsMuxer
 from liverelay.sources import open_source
 from liverelay.sources.base import SourceError
-from liverelay.sources.hls import pull
+from liverelay.sources.hls import PACE_TICK_S, pull
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "flv" / "tiny_h264_aac.flv"
 KEY = bytes(range(16))
@@ -148,6 +148,43 @@ async def test_a_vod_playlist_is_relayed_in_real_time_and_ends_cleanly() -> None
     # Paced like ffmpeg -re: the frames took about as long as they span (not a burst).
     assert took >= span / 1000 * 0.6, (took, span)
     assert origin.requests[0] == "/live/index.m3u8"
+
+
+class RunSink(Sink):
+    """Records when (loop time) each run of frames is handed over."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs: list[tuple[float, int]] = []
+
+    def on_frame(self, frame: Frame) -> None:
+        raise AssertionError("the HLS puller hands its frames over in runs")
+
+    def on_frames(self, frames: list[Frame]) -> None:
+        self.runs.append((asyncio.get_running_loop().time(), len(frames)))
+        super().on_frames(frames)
+
+
+async def test_frames_go_over_in_runs_at_wake_ups_on_the_shared_pacing_grid() -> None:
+    # Every pull of a node wakes on the same grid of PACE_TICK_S (loop time), so the HLS
+    # relays of one node wake together; and what is due at a wake-up is one run.
+    origin = Origin(vod())
+    sink = RunSink()
+    async with serve(origin.handler) as base:
+        await asyncio.wait_for(pull(f"{base}/live/index.m3u8", sink, settings=fast()), 20)
+    assert_media(sink, EXPECTED_VIDEO)
+    assert len(sink.runs) >= 3, sink.runs
+    assert sum(n for _, n in sink.runs) == len(sink.frames)
+    assert max(n for _, n in sink.runs) > 1, "frames were handed over one by one"
+    # A run that followed a wait starts on the grid (timer slack: a few ms late, never early).
+    off_grid = []
+    for at, _ in sink.runs[1:]:
+        past = at % PACE_TICK_S
+        if 0.030 < past < PACE_TICK_S - 0.001:
+            off_grid.append(round(past, 4))
+    # Runs right after a segment download (not after a pacing wait) may fall anywhere;
+    # most runs follow a pacing wait.
+    assert len(off_grid) <= len(sink.runs) // 2, (off_grid, sink.runs)
 
 
 async def test_a_master_playlist_plays_its_highest_bandwidth_variant() -> None:

@@ -40,6 +40,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import socket
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -496,15 +497,24 @@ class HlsPuller:
     async def _deliver(self, frames: list[Frame]) -> None:
         loop = asyncio.get_running_loop()
         playout = self.playout
-        on_frame = self.sink.on_frame
+        on_frames = self.sink.on_frames
         for frame in frames:
             playout.place(frame)
-        # The clock is read once per wake-up: the frames between two waits are handed over
-        # within microseconds of each other.
+        # The clock is read once per wake-up and the frames due by then are handed over as
+        # one run (the hub's bookkeeping is per run, not per frame). A wait ends on a grid
+        # of PACE_TICK_S in loop time, shared by every pull of the node, so the node's HLS
+        # relays wake together instead of each on its own schedule: a frame goes out at
+        # most PACE_TICK_S before its slot, as before, and never after it.
         now = loop.time()
-        for frame in frames:
+        start = 0
+        for i, frame in enumerate(frames):
             wait = playout.delay(frame.timestamp, now)
             if wait > PACE_TICK_S:
-                await asyncio.sleep(wait)
+                if i > start:
+                    on_frames(frames[start:i])
+                    start = i
+                wake = math.ceil((now + wait - PACE_TICK_S) / PACE_TICK_S) * PACE_TICK_S
+                await asyncio.sleep(wake - now)
                 now = loop.time()
-            on_frame(frame)
+        if start < len(frames):
+            on_frames(frames[start:] if start else frames)
