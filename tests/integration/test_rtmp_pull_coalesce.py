@@ -5,7 +5,7 @@ and one with 40 ms. The origin sends every message as it comes (viewer_flush_ms 
 the uncoalesced pull wakes once per message. What must hold: the coalesced pull reads
 clearly fewer times per second; it gets every frame, in order, timestamps intact; and
 when the publisher goes quiet mid-stream (connection kept open), the last frame, far
-below the mark, still arrives within the fallback tick (2.5 windows), not at the
+below the mark, still arrives within the fallback tick (2 windows), not at the
 no-media deadline.
 """
 
@@ -123,7 +123,7 @@ async def test_coalesced_pull_reads_fewer_times_keeps_every_frame_and_a_quiet_ta
         assert coalesced_reads <= 0.6 * plain_reads, f"{coalesced_reads} vs {plain_reads} reads"
 
         late = coalesced.arrived[coalesced.media().index(tail)] - sent_at
-        # Tick = 2.5 x 40 ms after the last read; the no-media deadline would be 3 s.
+        # Tick = 2 x 40 ms after the last read; the no-media deadline would be 3 s.
         assert late < 1.0, f"the tail waited {late:.2f}s below the mark"
 
         for sink in (plain, coalesced):

@@ -45,10 +45,12 @@ log = logging.getLogger("liverelay.sources.rtmp")
 # Pull read coalescing (relay.pull_read_coalesce_ms is the window): what stays below the
 # mark is read once nothing was read for this many windows; the mark is at most
 # PULL_COALESCE_MAX_BYTES, and a stream slower than PULL_COALESCE_MIN_BYTES per window is
-# read as it comes.
-PULL_TICK_WINDOWS = 2.5
+# read as it comes. The tick is short (80 ms at 40 ms) because the last frames before an
+# origin pauses (an unpublish) wait for it; 2 windows still lets a steady stream fill the
+# mark (a video frame or two) before it fires.
+PULL_TICK_WINDOWS = 2.0
 PULL_COALESCE_MAX_BYTES = 64 * 1024
-PULL_COALESCE_MIN_BYTES = 4096
+PULL_COALESCE_MIN_BYTES = 2048
 
 
 @dataclass(frozen=True)
