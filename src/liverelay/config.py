@@ -226,6 +226,7 @@ class RelaySettings(_Section):
     hls_max_playlist_bytes: int = 1 << 20  # one HLS playlist/key body (native puller); larger ends the source
     slow_origin_s: float = 10.0  # window of the slow-origin rule (0 = off; relay/pull/supervisor.py)
     slow_origin_ratio: float = 0.75  # media s per wall s an up origin must deliver per window, or it fails
+    pull_read_coalesce_ms: int = 40  # RTMP pull: read ~this much media per wake-up (SO_RCVLOWAT; 0 = off)
 
     @field_validator("backoff_max_s", mode="after")
     @classmethod

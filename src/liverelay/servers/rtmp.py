@@ -34,6 +34,7 @@ from ..media.rtmp import (
     frame_chunks,
 )
 from ..media.rtmp.messages import PLAY_FAILED
+from ..netio import ReadCoalescer
 from .admission import AddressCap, ListenerLimits, RateLimitedLog
 from .peertext import clip
 from .protocols import ListenerDeps
@@ -54,11 +55,12 @@ FEED_SLICE_BYTES = 64 * 1024
 # Past this many unsent bytes a viewer's writer waits for the socket (backpressure).
 WRITE_BACKLOG_BYTES = 256 * 1024
 # Read coalescing for a publisher nobody watches (no viewer, no relay pulling, no HLS):
-# its socket's SO_RCVLOWAT is raised to about this much of its media, so the loop wakes
-# ~4 times a second instead of for every message (~60/s at 2 Mbit/s; each wake-up of a
-# Python loop costs far more than the parsing). The first viewer lowers it back to one
-# byte at once (the queued bytes follow the GOP it is sent), and a tick reads what a quiet
-# publisher left below the mark (a command, the end of a stream) within COALESCE_TICK_S.
+# its socket's SO_RCVLOWAT is raised to about this much of its media (netio.ReadCoalescer),
+# so the loop wakes ~4 times a second instead of for every message (~60/s at 2 Mbit/s; each
+# wake-up of a Python loop costs far more than the parsing). The first viewer lowers it
+# back to one byte at once (the queued bytes follow the GOP it is sent), and a tick reads
+# what a quiet publisher left below the mark (a command, the end of a stream) within
+# COALESCE_TICK_S of its last read.
 COALESCE_S = 0.25
 COALESCE_MAX_BYTES = 64 * 1024
 COALESCE_MIN_BYTES = 4096  # a stream slower than this per COALESCE_S is read as it comes
@@ -130,15 +132,9 @@ class _Connection(asyncio.Protocol):
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._lost = False
-        self._sock: socket.socket | None = None
-        self._lowat = 1  # the socket's SO_RCVLOWAT (1 = the default: every byte wakes us)
-        self._unwatched = False  # the published stream has no viewer
+        self._coalescer: ReadCoalescer | None = None  # the publisher socket's read coalescing
         self._stop_watching: Callable[[], None] | None = None
-        self._publish_at = 0.0  # loop time and bytes_in when publishing began (its rate)
-        self._publish_bytes = 0
-        self._reads = 0
         self._backlog: bytearray | None = None  # a large read being parsed slice by slice
-        self._tick: asyncio.TimerHandle | None = None
         self._cleaned = False
         self._finished = False
 
@@ -157,14 +153,23 @@ class _Connection(asyncio.Protocol):
         server.connections.add(self)
         self.remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else str(peer)
         set_nodelay(transport)
-        self._sock = transport.get_extra_info("socket")
+        self._coalescer = ReadCoalescer(
+            self.loop,
+            transport.get_extra_info("socket"),
+            window_s=COALESCE_S,
+            tick_s=COALESCE_TICK_S,
+            max_bytes=COALESCE_MAX_BYTES,
+            min_bytes=COALESCE_MIN_BYTES,
+            label=f"rtmp {self.remote}",
+        )
         self._arm(self.loop.time() + self.deps.settings.media.handshake_timeout_s)
 
     def data_received(self, data: bytes) -> None:
         if self._cleaned:
             return
         self.bytes_in += len(data)
-        self._reads += 1
+        if self._coalescer is not None:
+            self._coalescer.on_read(len(data))
         if self._backlog is not None:  # a read that was under way when reading paused
             self._backlog += data
             return
@@ -242,9 +247,7 @@ class _Connection(asyncio.Protocol):
         session = self.session
         events = session.receive_data(data)
         if events:
-            self.progress_at = now = self.loop.time()
-            if self._unwatched and self._lowat == 1:
-                self._coalesce(now)
+            self.progress_at = self.loop.time()
             publications = self.publications
             for event in events:
                 if type(event) is MediaReceived:
@@ -267,58 +270,23 @@ class _Connection(asyncio.Protocol):
 
     def _watch(self, key: StreamKey) -> None:
         stream = self.deps.hub.get(key)
-        if stream is None:
+        if stream is None or self._coalescer is None:
             return
-        self._publish_at = self.loop.time()
-        self._publish_bytes = self.bytes_in
+        self._coalescer.start()  # its rate is measured from the start of publishing
         self._stop_watching = stream.add_viewer_listener(self._on_viewers)
         self._on_viewers(stream.viewer_count)
 
     def _on_viewers(self, count: int) -> None:
-        self._unwatched = count == 0
-        if count:
-            self._set_lowat(1)  # every message as it comes; what waited is readable now
+        if self._coalescer is not None:
+            # Watched: every message as it comes (what waited is readable now).
+            self._coalescer.hold(count == 0)
 
-    def _coalesce(self, now: float) -> None:
-        elapsed = now - self._publish_at
-        if elapsed < 1.0:
-            return  # its rate is not known yet
-        rate = (self.bytes_in - self._publish_bytes) / elapsed
-        lowat = min(COALESCE_MAX_BYTES, int(rate * COALESCE_S))
-        if lowat >= COALESCE_MIN_BYTES:
-            self._set_lowat(lowat)
-            if self._tick is None:
-                self._tick = self.loop.call_later(COALESCE_TICK_S, self._on_tick, self._reads)
-
-    def _on_tick(self, reads: int) -> None:
-        self._tick = None
-        if self._cleaned or self._lowat == 1:
-            return
-        if self._reads == reads:  # nothing read for a tick: the publisher went quiet
-            self._set_lowat(1)  # what sits below the mark is read now; the next read re-raises it
-            return
-        self._tick = self.loop.call_later(COALESCE_TICK_S, self._on_tick, self._reads)
-
-    def _set_lowat(self, lowat: int) -> None:
-        if lowat == self._lowat or self._sock is None:
-            return
-        try:
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, lowat)
-        except OSError as exc:  # not fatal: reads just stay uncoalesced
-            log.debug("rtmp %s: SO_RCVLOWAT %d refused: %s", self.remote, lowat, exc)
-            self._sock = None
-            return
-        self._lowat = lowat
-
-    def _unwatch(self) -> None:
+    def _unwatch(self, *, closing: bool = False) -> None:
         if self._stop_watching is not None:
             self._stop_watching()
             self._stop_watching = None
-        self._unwatched = False
-        if self._tick is not None:
-            self._tick.cancel()
-            self._tick = None
-        self._set_lowat(1)
+        if self._coalescer is not None:
+            self._coalescer.stop(closing=closing)
 
     def write(self, data: bytes) -> None:
         transport = self.transport
@@ -572,9 +540,7 @@ class _Connection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._stop_watching is not None or self._tick is not None:
-            self._sock = None  # the socket is closing: its mark no longer matters
-            self._unwatch()
+        self._unwatch(closing=True)
         self.set_reason("closed by peer")
         for pub in self.publications.values():
             pub.close(self.end_reason or "closed")

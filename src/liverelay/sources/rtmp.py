@@ -4,6 +4,12 @@ Time to first frame matters here (a viewer is waiting), so the client keeps roun
 trips to the minimum the protocol allows: C2 and connect leave in one write,
 createStream right after connect's _result, play right after createStream's, and
 TCP_NODELAY is set so none of those small writes waits for a delayed ACK.
+
+Once media flows steadily, the pull's reads are coalesced (netio.ReadCoalescer, SO_RCVLOWAT
+at about `relay.pull_read_coalesce_ms` of the measured rate): the loop wakes some 25 times
+a second instead of once per RTMP message, for at most PULL_TICK_WINDOWS windows of added
+delay of what stays below the mark (the hub holds viewers' writes for viewer_flush_ms of
+media anyway).
 """
 
 from __future__ import annotations
@@ -30,10 +36,21 @@ from ..media.rtmp import (
 )
 from ..media.rtmp import messages as m
 from ..netaddr import ORIGIN_SCHEMES, format_hostport
+from ..netio import ReadCoalescer
 from .base import RELAY_VIA_PARAM, FrameSink, SourceError, current_relay_via
 from .policy import pinned_addresses
 
 log = logging.getLogger("liverelay.sources.rtmp")
+
+# Pull read coalescing (relay.pull_read_coalesce_ms is the window): what stays below the
+# mark is read once nothing was read for this many windows; the mark is at most
+# PULL_COALESCE_MAX_BYTES, and a stream slower than PULL_COALESCE_MIN_BYTES per window is
+# read as it comes. The tick is short (80 ms at 40 ms) because the last frames before an
+# origin pauses (an unpublish) wait for it; 2 windows still lets a steady stream fill the
+# mark (a video frame or two) before it fires.
+PULL_TICK_WINDOWS = 2.0
+PULL_COALESCE_MAX_BYTES = 64 * 1024
+PULL_COALESCE_MIN_BYTES = 2048
 
 
 @dataclass(frozen=True)
@@ -90,7 +107,7 @@ async def pull(url: str, sink: FrameSink, *, settings: RelaySettings) -> None:
     target = parse_rtmp_url(url)
     session = RtmpClientSession(app=target.app, tc_url=target.tc_url, play=marked_play_name(target.stream))
     loop = asyncio.get_running_loop()
-    reader = _PullReader(session, sink, url, loop)
+    reader = _PullReader(session, sink, url, loop, settings.pull_read_coalesce_ms / 1000)
     transport: asyncio.Transport | None = None
     try:
         try:
@@ -134,7 +151,12 @@ class _PullReader(asyncio.Protocol):
     pushed back only when it fires early: data_received just notes the time."""
 
     def __init__(
-        self, session: RtmpClientSession, sink: FrameSink, url: str, loop: asyncio.AbstractEventLoop
+        self,
+        session: RtmpClientSession,
+        sink: FrameSink,
+        url: str,
+        loop: asyncio.AbstractEventLoop,
+        coalesce_s: float = 0.0,
     ) -> None:
         self.session = session
         self.sink = sink
@@ -147,17 +169,31 @@ class _PullReader(asyncio.Protocol):
         self.last_read = loop.time()
         self._limits = (0.0, 0.0)  # (before the first frame, after it); 0 = not watching yet
         self._timer: asyncio.TimerHandle | None = None
+        self._coalesce_s = coalesce_s  # the read coalescing window (0 = off)
+        self.coalescer: ReadCoalescer | None = None  # made once connected, with the socket
 
     # -- asyncio.Protocol ----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # (uvloop's transports are not asyncio.Transport subclasses, only alike)
         self.transport = cast(asyncio.Transport, transport)
+        if self._coalesce_s > 0:
+            self.coalescer = ReadCoalescer(
+                self.loop,
+                transport.get_extra_info("socket"),
+                window_s=self._coalesce_s,
+                tick_s=self._coalesce_s * PULL_TICK_WINDOWS,
+                max_bytes=PULL_COALESCE_MAX_BYTES,
+                min_bytes=PULL_COALESCE_MIN_BYTES,
+                label=f"rtmp pull {self.url}",
+            )
 
     def data_received(self, data: bytes) -> None:
         if self.finished.done():
             return  # ended: the owner aborts the transport
         self.last_read = self.loop.time()
+        if self.coalescer is not None:
+            self.coalescer.on_read(len(data))
         try:
             self._handle(data)
         except Exception as exc:  # handed to the pull task, which raises it (as a read did)
@@ -194,6 +230,8 @@ class _PullReader(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self.coalescer is not None:
+            self.coalescer.stop(closing=True)  # (the owner aborts the transport next)
         for fut in (self.connected, self.finished):
             if not fut.done():
                 fut.cancel()
@@ -234,6 +272,8 @@ class _PullReader(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self.coalescer is not None:
+            self.coalescer.stop()  # what the origin still sends is read as it comes
 
     def _handle(self, data: bytes) -> None:
         """One read: feed the session, send its replies, deliver frames, act on statuses."""
@@ -258,6 +298,10 @@ class _PullReader(asyncio.Protocol):
                 run = []
                 got_media = True
             if isinstance(event, StatusEvent):
+                if self.coalescer is not None:
+                    # The stream changes (unpublished, back, stopped): every message as it
+                    # comes until its new rate is known (a republish reaches viewers at once).
+                    self.coalescer.start()
                 if event.code == m.PLAY_STREAM_NOT_FOUND:
                     raise SourceError("protocol", f"stream not found at origin ({event.description})")
                 if event.code == m.PLAY_UNPUBLISH_NOTIFY:
@@ -271,6 +315,8 @@ class _PullReader(asyncio.Protocol):
                 elif event.level == "error":
                     raise SourceError("protocol", f"origin refused: {event.code} {event.description}")
             elif isinstance(event, StreamEof) and event.stream_id == session.stream_id:
+                if self.coalescer is not None:
+                    self.coalescer.start()  # as for a status above
                 # nginx-rtmp sends StreamEOF when its publisher leaves, keeps the player and
                 # resumes with StreamBegin and fresh media when the publisher returns.
                 ended = ended or not _wait_for_republish(sink, had_media or got_media)
@@ -284,6 +330,8 @@ class _PullReader(asyncio.Protocol):
             got_media = True
         if got_media and not had_media:
             self.media_started = True
+            if self.coalescer is not None:
+                self.coalescer.start()  # coalesced once its rate is known (after a period)
         if ended:
             if not (had_media or got_media):
                 raise SourceError("eof", "origin ended the stream before any media")
