@@ -183,3 +183,24 @@ def test_many_connections_share_one_budget() -> None:
     for s in sessions:
         s.close()
     assert budget.used == 0
+
+
+def test_a_read_of_tiny_chunks_is_parsed_in_small_slices_per_loop_turn() -> None:
+    # Parsing costs per chunk: at chunk size 1 a 64 KiB slice is 32 Ki chunks (tens of ms
+    # in one callback), so a turn takes at most FEED_SLICE_CHUNKS of the peer's chunks.
+    from liverelay.servers.rtmp import (
+        FEED_SLICE_BYTES,
+        FEED_SLICE_CHUNKS,
+        FEED_SLICE_MIN_BYTES,
+        feed_slice_bytes,
+    )
+
+    assert feed_slice_bytes(1) == FEED_SLICE_MIN_BYTES == 4096
+    assert feed_slice_bytes(16) == 16 * FEED_SLICE_CHUNKS
+    assert feed_slice_bytes(128) == FEED_SLICE_BYTES  # the RTMP default: whole slices
+    assert feed_slice_bytes(4096) == FEED_SLICE_BYTES
+    assert feed_slice_bytes(1 << 24) == FEED_SLICE_BYTES
+    for size in (1, 2, 3, 7, 50, 64, 100):
+        slice_bytes = feed_slice_bytes(size)
+        # at most FEED_SLICE_CHUNKS chunks (plus the floor) in one turn
+        assert slice_bytes <= max(FEED_SLICE_MIN_BYTES, size * FEED_SLICE_CHUNKS)

@@ -52,6 +52,11 @@ READ_SIZE = 256 * 1024
 # not, costs the others at most a slice's parsing per turn. Coalesced reads (at most
 # COALESCE_MAX_BYTES plus what arrived meanwhile) are rarely split.
 FEED_SLICE_BYTES = 64 * 1024
+# ... and fewer when the peer's chunks are tiny: parsing costs per chunk, not per byte (a
+# 64 KiB slice of 1-byte chunks is 32 Ki chunks, 40-80 ms on this machine). A slice holds
+# at most this many of the peer's chunks, and never less than FEED_SLICE_MIN_BYTES.
+FEED_SLICE_CHUNKS = 1024
+FEED_SLICE_MIN_BYTES = 4 * 1024
 # Past this many unsent bytes a viewer's writer waits for the socket (backpressure).
 WRITE_BACKLOG_BYTES = 256 * 1024
 # Read coalescing for a publisher nobody watches (no viewer, no relay pulling, no HLS):
@@ -65,6 +70,11 @@ COALESCE_S = 0.25
 COALESCE_MAX_BYTES = 64 * 1024
 COALESCE_MIN_BYTES = 4096  # a stream slower than this per COALESCE_S is read as it comes
 COALESCE_TICK_S = 0.5
+
+
+def feed_slice_bytes(chunk_size: int) -> int:
+    """Bytes of a read parsed in one loop turn when the peer sends chunks of `chunk_size`."""
+    return min(FEED_SLICE_BYTES, max(FEED_SLICE_MIN_BYTES, chunk_size * FEED_SLICE_CHUNKS))
 
 
 class _ConnectionEnd(Exception):
@@ -173,7 +183,7 @@ class _Connection(asyncio.Protocol):
         if self._backlog is not None:  # a read that was under way when reading paused
             self._backlog += data
             return
-        if len(data) > FEED_SLICE_BYTES:
+        if len(data) > self._slice_bytes():
             self._backlog = bytearray(data)
             if self.transport is not None and not self.transport.is_closing():
                 self.transport.pause_reading()
@@ -187,8 +197,9 @@ class _Connection(asyncio.Protocol):
         if backlog is None or self._cleaned:
             self._backlog = None
             return
-        piece = bytes(backlog[:FEED_SLICE_BYTES])
-        del backlog[:FEED_SLICE_BYTES]
+        size = self._slice_bytes()
+        piece = bytes(backlog[:size])
+        del backlog[:size]
         self._feed_guarded(piece)
         if self._cleaned:
             self._backlog = None
@@ -199,6 +210,9 @@ class _Connection(asyncio.Protocol):
             transport = self.transport
             if not self._write_paused and transport is not None and not transport.is_closing():
                 transport.resume_reading()
+
+    def _slice_bytes(self) -> int:
+        return feed_slice_bytes(self.session.reader.chunk_size)
 
     def _feed_guarded(self, data: bytes) -> None:
         try:
