@@ -34,7 +34,7 @@ from typing import Any
 
 from liverelay.api.signing import sign_request
 
-from .peers import BENCH_AK, BENCH_SK, LiverelayNode
+from .peers import BENCH_AK, BENCH_SK, LiverelayNode, python_path
 from .procstat import cpu_times, usage_between
 from .profile import start_pyspy
 
@@ -168,12 +168,9 @@ def run(
     rate: float = 0.0,
     src: Path | None = None,
 ) -> dict[str, Any]:
-    if src is not None:  # the node (a child process) imports liverelay from there
-        os.environ["PYTHONPATH"] = str(src.resolve() / "src")
-    try:
+    # the node (a child process) imports liverelay from that tree
+    with python_path(None if src is None else src.resolve() / "src"):
         return _run(procs, conns, seconds, action, profile, rate)
-    finally:
-        os.environ.pop("PYTHONPATH", None)
 
 
 def _run(

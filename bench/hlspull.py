@@ -14,12 +14,10 @@ so a change is measured against what it replaces under the same load.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .peers import python_path
 from .relay import run_one
 from .report import fmt, progress, save, table
 
@@ -29,21 +27,6 @@ TARGET_CPU_PCT = 0.3
 
 
 BASELINE = "native-baseline"
-
-
-@contextmanager
-def python_path(src: Path | None) -> Iterator[None]:
-    """Children started inside run our package from `src` (None: this tree)."""
-    old = os.environ.get("PYTHONPATH")
-    if src is not None:
-        os.environ["PYTHONPATH"] = str(src)
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = old
 
 
 async def run(

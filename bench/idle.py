@@ -23,7 +23,7 @@ from typing import Any
 from . import procstat
 from .fanout import wait_playable
 from .ourapi import node_config
-from .peers import LiverelayNode, ManagedProcess, NginxRtmp
+from .peers import LiverelayNode, ManagedProcess, NginxRtmp, python_path
 from .report import fmt, median, progress, ratio, save, table
 from .sample import ensure_sample, start_publisher
 
@@ -55,16 +55,8 @@ def start_node(name: str, src: Path | None = None) -> LiverelayNode:
         env["PYTHONPATH"] = str(src)
     upgrade = [sys.executable, "-m", "liverelay", "db", "upgrade", "--data-dir", str(workdir / "data")]
     subprocess.run(upgrade, env=env, check=True, capture_output=True, timeout=120)
-    old = os.environ.get("PYTHONPATH")
-    if src is not None:
-        os.environ["PYTHONPATH"] = str(src)
-    try:
+    with python_path(src):
         return LiverelayNode(config=node_config(), name=name, workdir=workdir).start()
-    finally:
-        if old is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = old
 
 
 async def run(

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -266,6 +267,23 @@ class NginxRtmp:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def python_path(src: Path | str | None) -> Iterator[None]:
+    """Children started inside run our package from the `src` directory of another tree
+    (None: this tree): PYTHONPATH for this process, which LiverelayNode passes on, put back
+    as it was afterwards (before/after runs in one sitting)."""
+    old = os.environ.get("PYTHONPATH")
+    if src is not None:
+        os.environ["PYTHONPATH"] = str(src)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
 
 
 @dataclass

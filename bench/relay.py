@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from . import procstat
 from .fanout import sample_rss_max
 from .loadclient import make_viewer
 from .ourapi import configure_v3, create_bench_domain, create_v4, node_config, service
-from .peers import LiverelayNode, NginxRtmp
+from .peers import LiverelayNode, NginxRtmp, python_path
 from .report import fmt, median, progress, save, span, table
 from .sample import ensure_sample, start_publisher
 from .ttff import GOP_S, start_probe, wait_phase
@@ -282,17 +281,8 @@ def render(results: list[dict[str, Any]]) -> str:
 
 def start_node_from(src: str | None, name: str) -> LiverelayNode:
     """Our node, from this tree or (src) from another tree's `src` directory."""
-    if src is None:
+    with python_path(src):
         return LiverelayNode(config=node_config(), name=name).start()
-    saved = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = src  # LiverelayNode passes our environment on
-    try:
-        return LiverelayNode(config=node_config(), name=name).start()
-    finally:
-        if saved is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = saved
 
 
 async def run_edge(
