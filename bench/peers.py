@@ -286,8 +286,68 @@ def python_path(src: Path | str | None) -> Iterator[None]:
             os.environ["PYTHONPATH"] = old
 
 
+def serve_command(
+    data_dir: Path,
+    ports: tuple[int, int, int],
+    *,
+    config_file: Path | None = None,
+    rtmp_host: str = "127.0.0.1",
+) -> list[str]:
+    """The `python -m liverelay serve` command line of a bench or test node: `ports` are
+    (API, HTTP media, RTMP), each listener on loopback (the RTMP one on `rtmp_host`)."""
+    api_port, http_port, rtmp_port = ports
+    args = [
+        sys.executable,
+        "-m",
+        "liverelay",
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--api-listen",
+        f"127.0.0.1:{api_port}",
+        "--http-listen",
+        f"127.0.0.1:{http_port}",
+        "--rtmp-listen",
+        f"{rtmp_host}:{rtmp_port}",
+    ]
+    if config_file is not None:
+        args += ["--config", str(config_file)]
+    return args
+
+
+def serve_env(
+    access_key_id: str, access_key_secret: str, extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of such a node: ours without LIVERELAY_* (no outer setting leaks
+    in), the API key pair it is started with, unbuffered output for its log, then `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVERELAY_")}
+    env.update(
+        {"ACCESS_KEY_ID": access_key_id, "ACCESS_KEY_SECRET": access_key_secret, "PYTHONUNBUFFERED": "1"}
+    )
+    env.update(extra or {})
+    return env
+
+
+class NodeAddresses:
+    """Where a node started by serve_command is reached (every listener through 127.0.0.1)."""
+
+    api_port: int
+    http_port: int
+    rtmp_port: int
+
+    @property
+    def api_host(self) -> str:
+        return f"127.0.0.1:{self.api_port}"
+
+    def rtmp_url(self, app: str, stream: str) -> str:
+        return f"rtmp://127.0.0.1:{self.rtmp_port}/{app}/{stream}"
+
+    def flv_url(self, app: str, stream: str) -> str:
+        return f"http://127.0.0.1:{self.http_port}/{app}/{stream}.flv"
+
+
 @dataclass
-class LiverelayNode:
+class LiverelayNode(NodeAddresses):
     """Our node: `python -m liverelay serve` with its own data dir and the bench key pair."""
 
     config: str | None = None  # TOML text
@@ -305,26 +365,12 @@ class LiverelayNode:
         self.rtmp_port = self.rtmp_port or free_port()
         data = self.workdir / "data"
         data.mkdir(parents=True, exist_ok=True)
-        args = [
-            sys.executable,
-            "-m",
-            "liverelay",
-            "serve",
-            "--data-dir",
-            str(data),
-            "--api-listen",
-            f"127.0.0.1:{self.api_port}",
-            "--http-listen",
-            f"127.0.0.1:{self.http_port}",
-            "--rtmp-listen",
-            f"127.0.0.1:{self.rtmp_port}",
-        ]
+        cfg = None
         if self.config is not None:
             cfg = self.workdir / "node.toml"
             cfg.write_text(self.config)
-            args += ["--config", str(cfg)]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LIVERELAY_")}
-        env.update({"ACCESS_KEY_ID": BENCH_AK, "ACCESS_KEY_SECRET": BENCH_SK, "PYTHONUNBUFFERED": "1"})
+        args = serve_command(data, (self.api_port, self.http_port, self.rtmp_port), config_file=cfg)
+        env = serve_env(BENCH_AK, BENCH_SK)
         log = self.workdir / "node.log"
         self.process = ManagedProcess.spawn(self.name, args, env=env, log_path=log, cwd=REPO)
         try:
@@ -340,16 +386,6 @@ class LiverelayNode:
     def pid(self) -> int:
         assert self.process is not None
         return self.process.pid
-
-    @property
-    def api_host(self) -> str:
-        return f"127.0.0.1:{self.api_port}"
-
-    def rtmp_url(self, app: str, stream: str) -> str:
-        return f"rtmp://127.0.0.1:{self.rtmp_port}/{app}/{stream}"
-
-    def flv_url(self, app: str, stream: str) -> str:
-        return f"http://127.0.0.1:{self.http_port}/{app}/{stream}.flv"
 
     def log_tail(self, n: int = 30) -> str:
         return self.process.log_tail(n) if self.process else ""
