@@ -19,7 +19,7 @@ from typing import Any
 
 from .fanout import poll_keyframe, wait_playable
 from .loadclient import Viewer, make_viewer
-from .ourapi import configure_v3, create_bench_domain, node_config, running_play_pulls, service
+from .ourapi import make_v3_edge, node_config, running_play_pulls, service
 from .peers import LiverelayNode, NginxRtmp
 from .report import fmt, median, progress, save, span, table
 from .sample import ensure_sample, start_publisher
@@ -121,12 +121,7 @@ async def run(runs: int = 10) -> dict[str, Any]:
         ]
         started.extend(pubs)
         for edge, origin in ((ours_edge_o, ours_origin), (ours_edge_n, nginx_origin)):
-            api = service(edge)
-            try:
-                await create_bench_domain(api)
-                await configure_v3(api, [f"127.0.0.1:{origin.rtmp_port}"])
-            finally:
-                await api.aclose()
+            await make_v3_edge(edge, [f"127.0.0.1:{origin.rtmp_port}"])
         nginx_probe = await start_probe(nginx_origin.rtmp_url(APP, STREAM))
         ours_probe = await start_probe(ours_origin.rtmp_url(APP, STREAM))
         probes += [nginx_probe, ours_probe]
