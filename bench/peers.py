@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 REPO = Path(__file__).resolve().parent.parent
 NGINX_RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
@@ -221,8 +222,35 @@ http {{
 """
 
 
+class PeerProcess:
+    """What a server under test (NginxRtmp, LiverelayNode) shares: one managed process in
+    a work directory of its own, removed with it; a context manager (start .. stop)."""
+
+    workdir: Path
+    process: ManagedProcess | None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 @dataclass
-class NginxRtmp:
+class NginxRtmp(PeerProcess):
     """nginx-rtmp as origin (no pulls) or as edge (pulls=['rtmp://127.0.0.1:ORIGIN/live', ...])."""
 
     pulls: list[str] = field(default_factory=list)
@@ -233,7 +261,7 @@ class NginxRtmp:
     process: ManagedProcess | None = None
     name: str = "nginx-rtmp"
 
-    def start(self) -> NginxRtmp:
+    def start(self) -> Self:
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         if not NGINX_RTMP_MODULE.exists():
             raise RuntimeError(f"{NGINX_RTMP_MODULE} missing (apt-get install libnginx-mod-rtmp)")
@@ -246,27 +274,11 @@ class NginxRtmp:
         wait_port(self.rtmp_port, proc=self.process.proc)
         return self
 
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
     def rtmp_url(self, app: str, stream: str) -> str:
         return f"rtmp://127.0.0.1:{self.rtmp_port}/{app}/{stream}"
 
     def hls_url(self, stream: str) -> str:
         return f"http://127.0.0.1:{self.http_port}/hls/{stream}.m3u8"
-
-    def stop(self) -> None:
-        if self.process:
-            self.process.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> NginxRtmp:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 @contextlib.contextmanager
@@ -347,7 +359,7 @@ class NodeAddresses:
 
 
 @dataclass
-class LiverelayNode(NodeAddresses):
+class LiverelayNode(NodeAddresses, PeerProcess):
     """Our node: `python -m liverelay serve` with its own data dir and the bench key pair."""
 
     config: str | None = None  # TOML text
@@ -359,7 +371,7 @@ class LiverelayNode(NodeAddresses):
     process: ManagedProcess | None = None
     start_timeout_s: float = 30.0
 
-    def start(self) -> LiverelayNode:
+    def start(self) -> Self:
         self.api_port = self.api_port or free_port()
         self.http_port = self.http_port or free_port()
         self.rtmp_port = self.rtmp_port or free_port()
@@ -382,21 +394,5 @@ class LiverelayNode(NodeAddresses):
             raise RuntimeError(f"{self.name} did not start: {exc}\n{tail}") from None
         return self
 
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
     def log_tail(self, n: int = 30) -> str:
         return self.process.log_tail(n) if self.process else ""
-
-    def stop(self) -> None:
-        if self.process:
-            self.process.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> LiverelayNode:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
