@@ -124,6 +124,14 @@ async def await_status(node: NodeProcess, predicate: Any, timeout: float, what: 
     return await asyncio.to_thread(wait_status, node, predicate, timeout, what)
 
 
+def metric(text: str, name: str) -> float:
+    """The value of one sample line of a Prometheus text exposition (0 when absent)."""
+    for line in text.splitlines():
+        if not line.startswith("#") and line.split(" ")[0] == name:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def run_ffprobe(ffprobe: str, url: str, args: list[str], *, timeout: float, what: str) -> dict[str, Any]:
     """The real ffprobe's JSON report on `url` (errors only on stderr); `args` say what to
     read and report. `what` names the attempt when ffprobe fails."""
