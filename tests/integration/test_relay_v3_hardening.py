@@ -36,7 +36,7 @@ from liverelay.relay.manager import RelayManager
 from liverelay.relay.metrics import RelayMetrics
 from liverelay.relay.pull import RelayPull
 from liverelay.relay.webhooks import WebhookSender
-from liverelay.sources import SourceError, open_source
+from liverelay.sources import PullFunction, SourceError, open_source
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -75,13 +75,16 @@ async def cancel_races(
     return results
 
 
-def idle_pull(hub: Hub) -> RelayPull:
+def idle_pull(hub: Hub, source: PullFunction | None = None) -> RelayPull:
+    """A fixed pull of one origin (nothing listens there); `source`, if given, stands for
+    the real puller."""
     return RelayPull(
         key=KEY,
         kind="fixed",
         urls=["rtmp://127.0.0.1:1/live/s"],
         publication_factory=lambda: hub.publish(KEY, kind=SourceKind.RELAY_FIXED),
         settings=fast_settings(),
+        open_source=open_source if source is None else (lambda _url: source),
     )
 
 
@@ -124,14 +127,7 @@ async def test_cancel_while_closing_attempts_still_cancels_run(hub: Hub) -> None
             await asyncio.sleep(0.5)  # e.g. a TLS close or an ffmpeg being reaped
             raise
 
-    pull = RelayPull(
-        key=KEY,
-        kind="fixed",
-        urls=["rtmp://127.0.0.1:1/live/s"],
-        publication_factory=lambda: hub.publish(KEY, kind=SourceKind.RELAY_FIXED),
-        settings=fast_settings(),
-        open_source=lambda _url: slow_to_close,
-    )
+    pull = idle_pull(hub, slow_to_close)
     task = asyncio.create_task(pull.run())
     await poll_until(lambda: pull.attempts == 1, 2, "attempt started")
     await asyncio.sleep(0.05)
@@ -163,14 +159,7 @@ async def test_an_attempt_slow_to_close_holds_run_for_at_most_two_seconds(
             await release.wait()
             raise
 
-    pull = RelayPull(
-        key=KEY,
-        kind="fixed",
-        urls=["rtmp://127.0.0.1:1/live/s"],
-        publication_factory=lambda: hub.publish(KEY, kind=SourceKind.RELAY_FIXED),
-        settings=fast_settings(),
-        open_source=lambda _url: never_closes,
-    )
+    pull = idle_pull(hub, never_closes)
     task = asyncio.create_task(pull.run())
     await poll_until(lambda: bool(stuck), 2, "attempt started")
     started = time.monotonic()
