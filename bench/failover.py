@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from .loadclient import ViewerPool
-from .ourapi import configure_v3, create_bench_domain, node_config, service, wait_no_play_pulls
+from .ourapi import make_v3_edge, node_config, wait_no_play_pulls
 from .peers import LiverelayNode, NginxRtmp, free_port
 from .report import fmt, median, progress, save, table
 from .sample import ensure_sample, start_publisher
@@ -30,12 +30,7 @@ COLD_LINGER_S = 0.5  # our edge drops an unwatched pull this fast: every [dead, 
 
 async def start_our_edge(origins: list[int]) -> LiverelayNode:
     edge = LiverelayNode(config=node_config(linger_s=COLD_LINGER_S), name="ours-edge").start()
-    api = service(edge)
-    try:
-        await create_bench_domain(api)
-        await configure_v3(api, [f"127.0.0.1:{p}" for p in origins])
-    finally:
-        await api.aclose()
+    await make_v3_edge(edge, [f"127.0.0.1:{p}" for p in origins])
     return edge
 
 

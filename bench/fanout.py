@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import procstat
-from .loadclient import ViewerPool, make_viewer
+from .loadclient import Viewer, ViewerPool, make_viewer
 from .ourapi import node_config
 from .peers import LiverelayNode, NginxRtmp
 from .report import progress, render_sweep, save, summarize_sweep, sweep
@@ -53,27 +53,46 @@ def play_url(server: NginxRtmp | LiverelayNode, protocol: str) -> str:
     return server.rtmp_url(APP, STREAM)
 
 
+async def poll_keyframe(v: Viewer, timeout: float, poll_s: float) -> None:
+    """Return once the connected viewer `v` has its first video keyframe, or is closed, or
+    `timeout` s have passed (its stats say which)."""
+    deadline = time.monotonic() + timeout
+    for _ in range(int(timeout / poll_s) + 1):
+        if v.stats.first_video_key_at is not None or v.closed.is_set() or time.monotonic() > deadline:
+            return
+        await asyncio.sleep(poll_s)
+
+
+async def keyframe_at(
+    url: str, timeout: float, *, poll_s: float, retry_s: float
+) -> tuple[float | None, str | None]:
+    """Play `url` with a parsed viewer, again `retry_s` after each one that ends without a
+    video keyframe, until one arrives or `timeout` s have passed: (the monotonic time it
+    arrived, None), or (None, the last viewer's error). Each viewer is polled every `poll_s`."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    for _ in range(int(timeout / retry_s) + 1):
+        v = make_viewer(0, url, True)
+        await v.connect()
+        await poll_keyframe(v, max(0.0, deadline - time.monotonic()), poll_s)
+        key_at = v.stats.first_video_key_at
+        last_error = v.stats.error
+        v.close()
+        if key_at is not None:
+            return key_at, None
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(retry_s)
+    return None, last_error
+
+
 async def wait_playable(url: str, timeout: float = 15.0) -> float:
     """Retry a parsed viewer until it sees a video keyframe; returns the seconds that took."""
     t0 = time.monotonic()
-    deadline = t0 + timeout
-    last_error = None
-    for _ in range(int(timeout / 0.25) + 1):
-        v = make_viewer(0, url, True)
-        await v.connect()
-        for _ in range(int(timeout / 0.05) + 1):
-            if v.stats.first_video_key_at is not None or v.closed.is_set() or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.05)
-        ok = v.stats.first_video_key_at is not None
-        last_error = v.stats.error
-        v.close()
-        if ok:
-            return time.monotonic() - t0
-        if time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.25)
-    raise TimeoutError(f"{url} not playable after {timeout}s ({last_error})")
+    key_at, last_error = await keyframe_at(url, timeout, poll_s=0.05, retry_s=0.25)
+    if key_at is None:
+        raise TimeoutError(f"{url} not playable after {timeout}s ({last_error})")
+    return time.monotonic() - t0
 
 
 async def sample_rss_max(pid: int, seconds: float, every: float = 1.0) -> tuple[int, int]:

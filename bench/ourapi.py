@@ -48,6 +48,17 @@ async def configure_v3(api: AsyncLiveService, origins: list[str], *, app: str = 
     )
 
 
+async def make_v3_edge(node: LiverelayNode, origins: list[str]) -> None:
+    """Make `node` an edge: the bench domain, and a play-triggered pull of "live" from
+    `origins` (host:port, tried in order), through an API client of its own."""
+    api = service(node)
+    try:
+        await create_bench_domain(api)
+        await configure_v3(api, origins)
+    finally:
+        await api.aclose()
+
+
 async def create_v4(
     api: AsyncLiveService, stream: str, src_urls: list[str], *, app: str = "live"
 ) -> dict[str, Any]:

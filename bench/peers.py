@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 REPO = Path(__file__).resolve().parent.parent
 NGINX_RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
@@ -221,8 +222,35 @@ http {{
 """
 
 
+class PeerProcess:
+    """What a server under test (NginxRtmp, LiverelayNode) shares: one managed process in
+    a work directory of its own, removed with it; a context manager (start .. stop)."""
+
+    workdir: Path
+    process: ManagedProcess | None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 @dataclass
-class NginxRtmp:
+class NginxRtmp(PeerProcess):
     """nginx-rtmp as origin (no pulls) or as edge (pulls=['rtmp://127.0.0.1:ORIGIN/live', ...])."""
 
     pulls: list[str] = field(default_factory=list)
@@ -233,7 +261,7 @@ class NginxRtmp:
     process: ManagedProcess | None = None
     name: str = "nginx-rtmp"
 
-    def start(self) -> NginxRtmp:
+    def start(self) -> Self:
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         if not NGINX_RTMP_MODULE.exists():
             raise RuntimeError(f"{NGINX_RTMP_MODULE} missing (apt-get install libnginx-mod-rtmp)")
@@ -246,27 +274,11 @@ class NginxRtmp:
         wait_port(self.rtmp_port, proc=self.process.proc)
         return self
 
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
     def rtmp_url(self, app: str, stream: str) -> str:
         return f"rtmp://127.0.0.1:{self.rtmp_port}/{app}/{stream}"
 
     def hls_url(self, stream: str) -> str:
         return f"http://127.0.0.1:{self.http_port}/hls/{stream}.m3u8"
-
-    def stop(self) -> None:
-        if self.process:
-            self.process.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> NginxRtmp:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 @contextlib.contextmanager
@@ -286,60 +298,54 @@ def python_path(src: Path | str | None) -> Iterator[None]:
             os.environ["PYTHONPATH"] = old
 
 
-@dataclass
-class LiverelayNode:
-    """Our node: `python -m liverelay serve` with its own data dir and the bench key pair."""
+def serve_command(
+    data_dir: Path,
+    ports: tuple[int, int, int],
+    *,
+    config_file: Path | None = None,
+    rtmp_host: str = "127.0.0.1",
+) -> list[str]:
+    """The `python -m liverelay serve` command line of a bench or test node: `ports` are
+    (API, HTTP media, RTMP), each listener on loopback (the RTMP one on `rtmp_host`)."""
+    api_port, http_port, rtmp_port = ports
+    args = [
+        sys.executable,
+        "-m",
+        "liverelay",
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--api-listen",
+        f"127.0.0.1:{api_port}",
+        "--http-listen",
+        f"127.0.0.1:{http_port}",
+        "--rtmp-listen",
+        f"{rtmp_host}:{rtmp_port}",
+    ]
+    if config_file is not None:
+        args += ["--config", str(config_file)]
+    return args
 
-    config: str | None = None  # TOML text
-    name: str = "liverelay"
-    api_port: int = 0
-    http_port: int = 0
-    rtmp_port: int = 0
-    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bench-node-")))
-    process: ManagedProcess | None = None
-    start_timeout_s: float = 30.0
 
-    def start(self) -> LiverelayNode:
-        self.api_port = self.api_port or free_port()
-        self.http_port = self.http_port or free_port()
-        self.rtmp_port = self.rtmp_port or free_port()
-        data = self.workdir / "data"
-        data.mkdir(parents=True, exist_ok=True)
-        args = [
-            sys.executable,
-            "-m",
-            "liverelay",
-            "serve",
-            "--data-dir",
-            str(data),
-            "--api-listen",
-            f"127.0.0.1:{self.api_port}",
-            "--http-listen",
-            f"127.0.0.1:{self.http_port}",
-            "--rtmp-listen",
-            f"127.0.0.1:{self.rtmp_port}",
-        ]
-        if self.config is not None:
-            cfg = self.workdir / "node.toml"
-            cfg.write_text(self.config)
-            args += ["--config", str(cfg)]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LIVERELAY_")}
-        env.update({"ACCESS_KEY_ID": BENCH_AK, "ACCESS_KEY_SECRET": BENCH_SK, "PYTHONUNBUFFERED": "1"})
-        log = self.workdir / "node.log"
-        self.process = ManagedProcess.spawn(self.name, args, env=env, log_path=log, cwd=REPO)
-        try:
-            for port in (self.api_port, self.http_port, self.rtmp_port):
-                wait_port(port, timeout=self.start_timeout_s, proc=self.process.proc)
-        except (TimeoutError, RuntimeError) as exc:
-            tail = self.process.log_tail()
-            self.stop()
-            raise RuntimeError(f"{self.name} did not start: {exc}\n{tail}") from None
-        return self
+def serve_env(
+    access_key_id: str, access_key_secret: str, extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of such a node: ours without LIVERELAY_* (no outer setting leaks
+    in), the API key pair it is started with, unbuffered output for its log, then `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVERELAY_")}
+    env.update(
+        {"ACCESS_KEY_ID": access_key_id, "ACCESS_KEY_SECRET": access_key_secret, "PYTHONUNBUFFERED": "1"}
+    )
+    env.update(extra or {})
+    return env
 
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
+
+class NodeAddresses:
+    """Where a node started by serve_command is reached (every listener through 127.0.0.1)."""
+
+    api_port: int
+    http_port: int
+    rtmp_port: int
 
     @property
     def api_host(self) -> str:
@@ -351,16 +357,42 @@ class LiverelayNode:
     def flv_url(self, app: str, stream: str) -> str:
         return f"http://127.0.0.1:{self.http_port}/{app}/{stream}.flv"
 
+
+@dataclass
+class LiverelayNode(NodeAddresses, PeerProcess):
+    """Our node: `python -m liverelay serve` with its own data dir and the bench key pair."""
+
+    config: str | None = None  # TOML text
+    name: str = "liverelay"
+    api_port: int = 0
+    http_port: int = 0
+    rtmp_port: int = 0
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bench-node-")))
+    process: ManagedProcess | None = None
+    start_timeout_s: float = 30.0
+
+    def start(self) -> Self:
+        self.api_port = self.api_port or free_port()
+        self.http_port = self.http_port or free_port()
+        self.rtmp_port = self.rtmp_port or free_port()
+        data = self.workdir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        cfg = None
+        if self.config is not None:
+            cfg = self.workdir / "node.toml"
+            cfg.write_text(self.config)
+        args = serve_command(data, (self.api_port, self.http_port, self.rtmp_port), config_file=cfg)
+        env = serve_env(BENCH_AK, BENCH_SK)
+        log = self.workdir / "node.log"
+        self.process = ManagedProcess.spawn(self.name, args, env=env, log_path=log, cwd=REPO)
+        try:
+            for port in (self.api_port, self.http_port, self.rtmp_port):
+                wait_port(port, timeout=self.start_timeout_s, proc=self.process.proc)
+        except (TimeoutError, RuntimeError) as exc:
+            tail = self.process.log_tail()
+            self.stop()
+            raise RuntimeError(f"{self.name} did not start: {exc}\n{tail}") from None
+        return self
+
     def log_tail(self, n: int = 30) -> str:
         return self.process.log_tail(n) if self.process else ""
-
-    def stop(self) -> None:
-        if self.process:
-            self.process.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> LiverelayNode:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

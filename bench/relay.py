@@ -33,7 +33,7 @@ from typing import Any
 from liverelay.sdk import AsyncLiveService
 
 from . import procstat
-from .fanout import sample_rss_max
+from .fanout import keyframe_at, sample_rss_max
 from .loadclient import make_viewer
 from .ourapi import configure_v3, create_bench_domain, create_v4, node_config, service
 from .peers import LiverelayNode, NginxRtmp, python_path
@@ -48,22 +48,8 @@ APP, STREAM = "live", "bench"
 
 async def until_playable(url: str, since: float, timeout: float = 10.0) -> float | None:
     """Play `url` again and again until a video keyframe arrives; ms from `since` to it."""
-    deadline = time.monotonic() + timeout
-    for _ in range(int(timeout / 0.05) + 1):
-        v = make_viewer(0, url, True)
-        await v.connect()
-        for _ in range(int(timeout / 0.005) + 1):
-            if v.stats.first_video_key_at is not None or v.closed.is_set() or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.005)
-        key_at = v.stats.first_video_key_at
-        v.close()
-        if key_at is not None:
-            return 1000.0 * (key_at - since)
-        if time.monotonic() > deadline:
-            return None
-        await asyncio.sleep(0.05)
-    return None
+    key_at, _error = await keyframe_at(url, timeout, poll_s=0.005, retry_s=0.05)
+    return None if key_at is None else 1000.0 * (key_at - since)
 
 
 async def until_up(api: AsyncLiveService, stream: str, since: float, timeout: float = 10.0) -> float | None:

@@ -20,7 +20,7 @@ from typing import Any
 from liverelay.media.frame import Frame, FrameKind
 
 from .fanout import wait_playable
-from .ourapi import configure_v3, create_bench_domain, node_config, service
+from .ourapi import make_v3_edge, node_config
 from .peers import LiverelayNode, ManagedProcess, NginxRtmp
 from .report import fmt, median, progress, save, span, table
 from .rtmpviewer import RtmpViewer
@@ -85,12 +85,7 @@ async def run(runs: int = 5) -> dict[str, Any]:
     viewers: dict[str, ArrivalViewer] = {}
     keepers: list[asyncio.Task[None]] = []
     try:
-        api = service(ours)
-        try:
-            await create_bench_domain(api)
-            await configure_v3(api, [f"127.0.0.1:{origin.rtmp_port}"])
-        finally:
-            await api.aclose()
+        await make_v3_edge(ours, [f"127.0.0.1:{origin.rtmp_port}"])
         await wait_playable(origin.rtmp_url(APP, STREAM))
         urls = {
             "origin": origin.rtmp_url(APP, STREAM),

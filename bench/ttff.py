@@ -17,9 +17,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .fanout import wait_playable
+from .fanout import poll_keyframe, wait_playable
 from .loadclient import Viewer, make_viewer
-from .ourapi import configure_v3, create_bench_domain, node_config, running_play_pulls, service
+from .ourapi import make_v3_edge, node_config, running_play_pulls, service
 from .peers import LiverelayNode, NginxRtmp
 from .report import fmt, median, progress, save, span, table
 from .sample import ensure_sample, start_publisher
@@ -35,11 +35,7 @@ async def first_keyframe(url: str, timeout: float = 10.0) -> dict[str, Any]:
     v = make_viewer(0, url, True)
     try:
         await v.connect()
-        deadline = time.monotonic() + timeout
-        for _ in range(int(timeout / 0.005) + 1):
-            if v.stats.first_video_key_at is not None or v.closed.is_set() or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.005)
+        await poll_keyframe(v, timeout, 0.005)
         closed = v.stats.closed_at if v.closed.is_set() else None
         return {
             "ttff_ms": _ms(v.stats.ttff_s),
@@ -125,12 +121,7 @@ async def run(runs: int = 10) -> dict[str, Any]:
         ]
         started.extend(pubs)
         for edge, origin in ((ours_edge_o, ours_origin), (ours_edge_n, nginx_origin)):
-            api = service(edge)
-            try:
-                await create_bench_domain(api)
-                await configure_v3(api, [f"127.0.0.1:{origin.rtmp_port}"])
-            finally:
-                await api.aclose()
+            await make_v3_edge(edge, [f"127.0.0.1:{origin.rtmp_port}"])
         nginx_probe = await start_probe(nginx_origin.rtmp_url(APP, STREAM))
         ours_probe = await start_probe(ours_origin.rtmp_url(APP, STREAM))
         probes += [nginx_probe, ours_probe]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from bench.peers import NGINX_RTMP_MODULE
+from bench.peers import NGINX_RTMP_MODULE, NodeAddresses, serve_command, serve_env
 from bench.peers import free_port as bench_free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -185,23 +185,13 @@ def sample_flv(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> Path:
 
 
 @dataclass
-class NodeProcess:
+class NodeProcess(NodeAddresses):
     proc: subprocess.Popen[bytes]
     data_dir: Path
     api_port: int
     http_port: int
     rtmp_port: int
     log_path: Path
-
-    @property
-    def api_host(self) -> str:
-        return f"127.0.0.1:{self.api_port}"
-
-    def rtmp_url(self, app: str, stream: str) -> str:
-        return f"rtmp://127.0.0.1:{self.rtmp_port}/{app}/{stream}"
-
-    def flv_url(self, app: str, stream: str) -> str:
-        return f"http://127.0.0.1:{self.http_port}/{app}/{stream}.flv"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -229,27 +219,12 @@ def start_node(
     127.0.0.1 by the URLs of NodeProcess)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     api_port, http_port, rtmp_port = ports or (free_port(), free_port(), free_port())
-    args = [
-        sys.executable,
-        "-m",
-        "liverelay",
-        "serve",
-        "--data-dir",
-        str(data_dir),
-        "--api-listen",
-        f"127.0.0.1:{api_port}",
-        "--http-listen",
-        f"127.0.0.1:{http_port}",
-        "--rtmp-listen",
-        f"{rtmp_host}:{rtmp_port}",
-    ]
+    cfg = None
     if config is not None:
         cfg = data_dir / "node.toml"
         cfg.write_text(config)
-        args += ["--config", str(cfg)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVERELAY_")}
-    env.update({"ACCESS_KEY_ID": TEST_AK, "ACCESS_KEY_SECRET": TEST_SK, "PYTHONUNBUFFERED": "1"})
-    env.update(extra_env or {})
+    args = serve_command(data_dir, (api_port, http_port, rtmp_port), config_file=cfg, rtmp_host=rtmp_host)
+    env = serve_env(TEST_AK, TEST_SK, extra_env)
     log_path = data_dir / f"node-{api_port}.log"
     log_file = log_path.open("ab")
     proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=REPO)

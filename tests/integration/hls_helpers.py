@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +10,7 @@ from urllib.parse import urljoin
 
 import aiohttp
 import m3u8
+from tests.integration.relay_helpers import run_ffprobe
 
 # Short HLS timers so sessions and muxers end within a test.
 HLS_MEDIA = "hls_session_timeout_s = 3.0\nhls_linger_s = 2.0\n"
@@ -61,26 +60,10 @@ def ffprobe_counts(
     ffprobe: str, url: str, *, timeout: float, extra: list[str] | None = None
 ) -> dict[str, Any]:
     """Frames ffprobe decodes per stream type from `url`: {"video": n, "audio": n, "codecs": {...}}."""
-    proc = subprocess.run(
-        [
-            ffprobe,
-            "-v",
-            "error",
-            *(extra or []),
-            "-count_frames",
-            "-show_entries",
-            "stream=codec_type,codec_name,nb_read_frames",
-            "-of",
-            "json",
-            url,
-        ],
-        capture_output=True,
-        timeout=timeout,
-        check=False,
-    )
-    assert proc.returncode == 0, f"ffprobe {url}: {proc.stderr.decode(errors='replace')[-800:]}"
+    args = [*(extra or []), "-count_frames", "-show_entries", "stream=codec_type,codec_name,nb_read_frames"]
+    report = run_ffprobe(ffprobe, url, args, timeout=timeout, what=url)
     out: dict[str, Any] = {"video": 0, "audio": 0, "codecs": {}}
-    for s in json.loads(proc.stdout).get("streams", []):
+    for s in report.get("streams", []):
         kind = s.get("codec_type")
         if kind in ("video", "audio"):
             out[kind] += int(s.get("nb_read_frames") or 0)

@@ -124,29 +124,32 @@ async def await_status(node: NodeProcess, predicate: Any, timeout: float, what: 
     return await asyncio.to_thread(wait_status, node, predicate, timeout, what)
 
 
-def ffprobe_json(ffprobe: str, url: str, args: list[str], *, timeout: float, what: str) -> dict[str, Any]:
-    """The real ffprobe's JSON report on the first video stream of `url`; `args` say what to read
-    and report (and may carry input options such as headers). `what` names the attempt on failure."""
+def metric(text: str, name: str) -> float:
+    """The value of one sample line of a Prometheus text exposition (0 when absent)."""
+    for line in text.splitlines():
+        if not line.startswith("#") and line.split(" ")[0] == name:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def run_ffprobe(ffprobe: str, url: str, args: list[str], *, timeout: float, what: str) -> dict[str, Any]:
+    """The real ffprobe's JSON report on `url` (errors only on stderr); `args` say what to
+    read and report. `what` names the attempt when ffprobe fails."""
     proc = subprocess.run(
-        [
-            ffprobe,
-            "-v",
-            "error",
-            "-rw_timeout",
-            "8000000",
-            "-select_streams",
-            "v:0",
-            *args,
-            "-of",
-            "json",
-            url,
-        ],
+        [ffprobe, "-v", "error", *args, "-of", "json", url],
         capture_output=True,
         timeout=timeout,
         check=False,
     )
     assert proc.returncode == 0, f"ffprobe {what} failed: {proc.stderr.decode(errors='replace')[-800:]}"
     return json.loads(proc.stdout)
+
+
+def ffprobe_json(ffprobe: str, url: str, args: list[str], *, timeout: float, what: str) -> dict[str, Any]:
+    """The real ffprobe's JSON report on the first video stream of `url`; `args` say what to read
+    and report (and may carry input options such as headers). `what` names the attempt on failure."""
+    args = ["-rw_timeout", "8000000", "-select_streams", "v:0", *args]
+    return run_ffprobe(ffprobe, url, args, timeout=timeout, what=what)
 
 
 def ffprobe_video(ffprobe: str, url: str, timeout: float = 20) -> dict[str, Any]:

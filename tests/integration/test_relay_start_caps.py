@@ -18,7 +18,15 @@ from pathlib import Path
 import aiohttp
 import pytest
 from tests.conftest import NodeProcess, start_node
-from tests.integration.relay_helpers import EDGE_VHOST, api, register_vhost, relay_status, rtmp_server, set_v3
+from tests.integration.relay_helpers import (
+    EDGE_VHOST,
+    api,
+    metric,
+    register_vhost,
+    relay_status,
+    rtmp_server,
+    set_v3,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -80,13 +88,6 @@ async def origin() -> AsyncIterator[SilentOrigin]:
     await o.start()
     yield o
     await o.close()
-
-
-def metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if not line.startswith("#") and line.split(" ")[0] == name:
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 async def play(session: aiohttp.ClientSession, node: NodeProcess, host: str, name: str) -> tuple[int, float]:

@@ -36,7 +36,7 @@ from liverelay.relay.manager import RelayManager
 from liverelay.relay.metrics import RelayMetrics
 from liverelay.relay.pull import RelayPull
 from liverelay.relay.webhooks import WebhookSender
-from liverelay.sources import SourceError, open_source
+from liverelay.sources import PullFunction, SourceError, open_source
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -75,13 +75,16 @@ async def cancel_races(
     return results
 
 
-def idle_pull(hub: Hub) -> RelayPull:
+def idle_pull(hub: Hub, source: PullFunction | None = None) -> RelayPull:
+    """A fixed pull of one origin (nothing listens there); `source`, if given, stands for
+    the real puller."""
     return RelayPull(
         key=KEY,
         kind="fixed",
         urls=["rtmp://127.0.0.1:1/live/s"],
         publication_factory=lambda: hub.publish(KEY, kind=SourceKind.RELAY_FIXED),
         settings=fast_settings(),
+        open_source=open_source if source is None else (lambda _url: source),
     )
 
 
@@ -124,14 +127,7 @@ async def test_cancel_while_closing_attempts_still_cancels_run(hub: Hub) -> None
             await asyncio.sleep(0.5)  # e.g. a TLS close or an ffmpeg being reaped
             raise
 
-    pull = RelayPull(
-        key=KEY,
-        kind="fixed",
-        urls=["rtmp://127.0.0.1:1/live/s"],
-        publication_factory=lambda: hub.publish(KEY, kind=SourceKind.RELAY_FIXED),
-        settings=fast_settings(),
-        open_source=lambda _url: slow_to_close,
-    )
+    pull = idle_pull(hub, slow_to_close)
     task = asyncio.create_task(pull.run())
     await poll_until(lambda: pull.attempts == 1, 2, "attempt started")
     await asyncio.sleep(0.05)
@@ -142,6 +138,42 @@ async def test_cancel_while_closing_attempts_still_cancels_run(hub: Hub) -> None
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 3)
     assert task.cancelled()
+
+
+async def test_an_attempt_slow_to_close_holds_run_for_at_most_two_seconds(
+    hub: Hub, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An origin connection slow to close once cancelled (a wedged close) is given its 2 s,
+    cancelled once (a second cancel would cut its close short), and holds run() no longer:
+    run() ends, and the straggler is named in a warning."""
+    stuck: list[asyncio.Task[Any]] = []
+    release = asyncio.Event()
+
+    async def never_closes(url: str, sink: Any, *, settings: RelaySettings) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        stuck.append(task)
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            await release.wait()
+            raise
+
+    pull = idle_pull(hub, never_closes)
+    task = asyncio.create_task(pull.run())
+    await poll_until(lambda: bool(stuck), 2, "attempt started")
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="liverelay.relay"):
+        await pull.stop("test")
+        await asyncio.wait_for(task, 10)
+    assert pull.ended.is_set() and pull.end_reason == "stopped: test"
+    assert 1.5 <= time.monotonic() - started < 8  # bounded by the 2 s wait, not by the origin
+    assert not stuck[0].done()
+    warned = [r.getMessage() for r in caplog.records if "did not end within 2s" in r.getMessage()]
+    assert len(warned) == 1 and str(KEY) in warned[0]
+    release.set()
+    await asyncio.wait_for(asyncio.wait({stuck[0]}), 5)
+    assert stuck[0].cancelled()
 
 
 # ---- 2. ownership: a fixed relay takes over a play pull; V3 never pulls a V4 stream -------

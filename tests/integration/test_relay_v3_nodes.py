@@ -23,6 +23,7 @@ from tests.integration.relay_helpers import (
     delete_v3,
     ffprobe_video,
     flv_server,
+    metric,
     relay_status,
     rtmp_server,
     serve_app,
@@ -269,14 +270,6 @@ async def test_config_update_moves_the_pull_and_delete_stops_it(
         wait_status(edge, lambda r: r == [], 5, "no pulls")
     finally:
         await viewer.close()
-
-
-def metric(text: str, name: str) -> float:
-    """The value of one sample line of a Prometheus text exposition (0 when absent)."""
-    for line in text.splitlines():
-        if not line.startswith("#") and line.split(" ")[0] == name:
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 async def scrape(url: str) -> str:

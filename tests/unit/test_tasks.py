@@ -1,5 +1,6 @@
 """cancel_and_wait: a cancelled task ends quietly, a failed one is logged (not raised), a
-cancel of the caller still propagates, and a task that had already ended is read."""
+cancel of the caller still propagates, and a task that had already ended is read;
+cancel_all_and_wait: expected faults end quietly, a bounded wait names who did not end."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import logging
 import pytest
 
 from liverelay.cluster.rounds import Rounds
-from liverelay.tasks import cancel_and_wait
+from liverelay.tasks import cancel_all_and_wait, cancel_and_wait
 
 
 async def test_a_running_task_is_cancelled_and_ends_quietly(caplog: pytest.LogCaptureFixture) -> None:
@@ -102,3 +103,41 @@ async def test_rounds_close_logs_a_step_fault_instead_of_raising_it(caplog: pyte
         await rounds.close()  # before: the step's OSError came out of close()
     [record] = caplog.records
     assert "the probe rounds" in record.getMessage() and "store gone" in record.getMessage()
+
+
+async def test_an_expected_fault_ends_quietly(caplog: pytest.LogCaptureFixture) -> None:
+    async def source_error() -> None:
+        raise ConnectionResetError("origin hung up")
+
+    task = asyncio.create_task(source_error())
+    await asyncio.wait({task})
+    with caplog.at_level(logging.DEBUG, logger="liverelay.tasks"):
+        await cancel_all_and_wait({task: "the attempt"}, expected=(ConnectionError,))
+    assert caplog.records == []
+
+
+async def test_a_task_slow_to_end_is_waited_for_at_most_timeout(caplog: pytest.LogCaptureFixture) -> None:
+    # The wait is bounded; a warning names the task, and its later fault is still logged.
+    release = asyncio.Event()
+
+    async def ignores_cancel() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await release.wait()
+            raise RuntimeError("closed badly") from None
+
+    task = asyncio.create_task(ignores_cancel())
+    await asyncio.sleep(0)
+    with caplog.at_level(logging.WARNING, logger="liverelay.tasks"):
+        async with asyncio.timeout(10):
+            await cancel_all_and_wait({task: "the stubborn one"}, timeout=0.05)
+        assert not task.done()
+        [warning] = caplog.records
+        assert warning.levelno == logging.WARNING and "the stubborn one" in warning.getMessage()
+        release.set()
+        async with asyncio.timeout(10):
+            await asyncio.wait({task})
+        await asyncio.sleep(0)  # the done callback runs on the next loop step
+    [_, error] = caplog.records
+    assert error.levelno == logging.ERROR and "closed badly" in error.getMessage()

@@ -20,6 +20,7 @@ from ...schemas.status import RelayState, RelayStatusRow, RelayType
 from ...sources import PullFunction, SourceError
 from ...sources import open_source as default_open_source
 from ...sources.base import redact_text, redact_url
+from ...tasks import cancel_all_and_wait
 from ..events import RelayEvents
 from ..failover import FailoverPolicy
 from ..policy import SourcePolicy
@@ -707,18 +708,22 @@ class RelayPull:
         attempts = [a for a in (self._active, self.failback.probe) if a is not None]
         self._active = None
         self.failback.probe = None
-        for attempt in attempts:
-            attempt.cancel("stopped")
-        tasks = {a.task for a in attempts if a.task is not None}
-        if not tasks:
-            return
-        # asyncio.wait never raises the attempts' own CancelledError/exceptions but does
-        # propagate a cancel of run() itself (suppressing CancelledError around the await,
-        # as before, also swallowed that one: run() returned normally after task.cancel()).
-        done, _pending = await asyncio.wait(tasks, timeout=2.0)
-        for task in done:
-            if not task.cancelled():
-                task.exception()  # retrieved: no "exception was never retrieved" noise
+        # Each attempt is cancelled once (no Attempt.cancel as well: a second cancel would
+        # cut the attempt's own close short, an ffmpeg's SIGTERM grace to a SIGKILL) and
+        # given 2 s to close. A cancel of run() itself propagates (suppressing
+        # CancelledError around the await, as once, also swallowed that one: run() returned
+        # normally after task.cancel()). An origin's own error at the end was handled (or is
+        # moot once stopped) and is not logged; any other fault is.
+        await cancel_all_and_wait(
+            {
+                a.task: f"relay {self.key}: the pull attempt on {redact_url(a.url)}"
+                for a in attempts
+                if a.task is not None
+            },
+            logger=log,
+            timeout=2.0,
+            expected=(SourceError,),
+        )
 
     def _finish(self, reason: str) -> None:
         if self.ended.is_set():
