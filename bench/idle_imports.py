@@ -126,12 +126,12 @@ def compile_package(src: Path | None = None) -> None:
 
 def floor_rss_mb(modules: Sequence[str]) -> float:
     """VmRSS of a fresh interpreter (this one's executable and environment, as a node gets)
-    right after importing `modules`, in MB."""
+    right after importing `modules`, in MB (10^6 bytes, as everywhere in bench/)."""
     code = "".join(f"import {m}\n" for m in modules) + _PRINT_RSS
     out = subprocess.run(
         [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120
     )
-    return int(out.stdout.split()[-1]) / 1000
+    return int(out.stdout.split()[-1]) * 1024 / 1e6  # kB -> MB of 10^6 bytes, as procstat.rss_bytes / 1e6
 
 
 def stack_floor(runs: int = 3) -> list[tuple[str, float]]:
