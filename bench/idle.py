@@ -8,6 +8,8 @@ switches per second (each is a wake-up of the event loop: a read, a timer), and 
 Medians of the windows are reported, with the ratio ours / nginx-rtmp from this run.
 `baseline_src` adds a third server: our node run from another tree's src/ (e.g. the
 commit before a change, unpacked with `git archive`), for before/after in the same run.
+The stack floor (bench.idle_imports.stack_floor: fresh interpreters importing only the
+third-party stack) is measured in the same run and printed after the table.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 from . import procstat
 from .fanout import wait_playable
+from .idle_imports import STACK_STEP, compile_package, floor_lines, stack_floor
 from .ourapi import node_config
 from .peers import LiverelayNode, ManagedProcess, NginxRtmp, python_path
 from .report import fmt, median, progress, ratio, save, table
@@ -47,8 +50,9 @@ async def settled_rss(pid: int, seconds: float = 3.0) -> int:
 
 def start_node(name: str, src: Path | None = None) -> LiverelayNode:
     """Our node on a data dir whose schema is current, as at every start but a node's very
-    first (`liverelay db upgrade` made it); with `src`, run from that tree's src/
-    (PYTHONPATH, inherited by both children)."""
+    first (`liverelay db upgrade` made it), its package byte-compiled as an install does;
+    with `src`, run from that tree's src/ (PYTHONPATH, inherited by both children)."""
+    compile_package(src)
     workdir = Path(tempfile.mkdtemp(prefix="bench-node-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVERELAY_")}
     if src is not None:
@@ -66,6 +70,7 @@ async def run(
     servers: dict[str, NginxRtmp | LiverelayNode] = {}
     publishers: list[ManagedProcess] = []
     load_start = os.getloadavg()
+    floor = stack_floor()
     try:
         servers["nginx-rtmp"] = NginxRtmp().start()
         servers["ours"] = start_node("liverelay")
@@ -108,6 +113,7 @@ async def run(
         "window_s": window_s,
         "loadavg_start": load_start,
         "loadavg_end": os.getloadavg(),
+        "stack_floor_mb": dict(floor),
     }
     for k, r in rows.items():
         result[k] = {
@@ -120,6 +126,7 @@ async def run(
     ours, theirs = result["ours"], result["nginx-rtmp"]
     result["ratio_cpu"] = ratio(ours["cpu_pct_median"], theirs["cpu_pct_median"])
     result["ratio_fixed_rss"] = ratio(ours["fixed_rss_mb"], theirs["fixed_rss_mb"])
+    result["ratio_stack_floor"] = ratio(result["stack_floor_mb"][STACK_STEP], theirs["fixed_rss_mb"])
     if baseline_src is not None:
         base = result["ours-baseline"]
         result["ratio_baseline_cpu"] = ratio(base["cpu_pct_median"], theirs["cpu_pct_median"])
@@ -140,8 +147,11 @@ async def run(
             ],
         )
     )
+    print("the stack floor (fresh interpreters, VmRSS after the imports), same run:")
+    print("\n".join(floor_lines(floor, ours["fixed_rss_mb"])))
     progress(
-        f"ours/nginx: CPU {fmt(result['ratio_cpu'], 1)}x, fixed RSS {fmt(result['ratio_fixed_rss'], 1)}x;"
+        f"ours/nginx: CPU {fmt(result['ratio_cpu'], 1)}x, fixed RSS {fmt(result['ratio_fixed_rss'], 1)}x"
+        f" (stack floor alone {fmt(result['ratio_stack_floor'], 1)}x);"
         f" load average {load_start[0]:.2f} -> {result['loadavg_end'][0]:.2f}"
     )
     if baseline_src is not None:

@@ -3,7 +3,12 @@
 Everything below is loaded only when used (ISSUE-13, "Memory: fixed RSS"): Alembic (and
 Mako) only when the schema needs a migration, the PostgreSQL pieces (asyncpg, SQLAlchemy's
 asyncio layer and ORM, its PostgreSQL dialect) only on PostgreSQL, rich only for the CLI
-commands that print tables, the SDK (httpx) only for the commands that call the API.
+commands that print tables, the SDK (httpx) and the client commands only for the commands
+that call the API, the cluster's parts (membership, leases, the change feed) only on
+PostgreSQL, each origin puller (sources/: RTMP, HTTP-FLV, the native HLS puller with m3u8
+and cryptography, ffmpeg for SRT) only when a relay first pulls with it. What is left is
+the third-party stack and liverelay's own serve path: bench/README.md ("Fixed RSS: what is
+left and the stack floor") has the measured floor and what going below it would take.
 The list is read from the node's own `-X importtime` output (PYTHONPROFILEIMPORTTIME).
 """
 
@@ -26,6 +31,21 @@ NOT_AT_START = (
     "rich",
     "liverelay.sdk",
     "httpx",
+    "liverelay.cli.client",
+    "liverelay.cluster.db",
+    "liverelay.cluster.leases",
+    "liverelay.cluster.membership",
+    "liverelay.cluster.metrics",
+    "liverelay.cluster.rounds",
+    "liverelay.store.feed",
+    "liverelay.store.admin",
+    "liverelay.sources.rtmp",
+    "liverelay.sources.flv",
+    "liverelay.sources.hls",
+    "liverelay.sources.hls_playlist",
+    "liverelay.sources.ffmpeg",
+    "m3u8",
+    "cryptography",
 )
 
 

@@ -73,7 +73,12 @@ def release_startup_memory() -> None:
     What is alive by now (modules, classes, settings, the node's parts) lives as long as
     the node, so it is moved out of the cyclic collector's generations (`gc.freeze`):
     each full collection walked those ~120,000 objects again, about 7 % of the CPU of
-    a node pulling 50 HLS relays."""
+    a node pulling 50 HLS relays.
+
+    Tried and left out, each under 0.2 MB of a plain node's VmRSS (bench/README.md, "Fixed
+    RSS: what is left and the stack floor"): mallopt M_ARENA_MAX 1 or 2 (the node's six
+    threads: the loop, the SQLite thread, libuv's four resolver workers, allocate little of
+    their own) and a lower M_TRIM_THRESHOLD (the trim below already returns the free heap)."""
     gc.collect()
     gc.freeze()
     try:
