@@ -24,6 +24,7 @@ from tests.integration.rtmp_helpers import RtmpNode, RtmpTestClient, fast_settin
 from liverelay.config import Settings
 from liverelay.media.codecs import make_frame
 from liverelay.media.frame import Frame, FrameKind
+from liverelay.media.rtmp import RtmpClientSession
 from liverelay.media.rtmp import messages as m
 from liverelay.sources.rtmp import pull
 
@@ -73,6 +74,18 @@ async def wait_for(predicate: object, timeout: float, what: str) -> None:
     raise AssertionError(f"{what}: not within {timeout}s")
 
 
+async def start_publishing(origin: RtmpNode, publisher: RtmpTestClient) -> RtmpClientSession:
+    """Publish into `origin` (codec headers sent) and return the publisher's session."""
+    await publisher.connect()
+    assert await publisher.pump_until(lambda: m.PUBLISH_START in publisher.codes())
+    session = publisher.session
+    session.send_frame(make_frame(FrameKind.VIDEO, 0, b"\x17\x00\x00\x00\x00" + bytes(30)))
+    session.send_frame(make_frame(FrameKind.AUDIO, 0, b"\xaf\x00\x12\x10"))
+    await publisher.send(session.data_to_send())
+    await origin.wait_source(origin.key())
+    return session
+
+
 async def test_coalesced_pull_reads_fewer_times_keeps_every_frame_and_a_quiet_tail() -> None:
     origin_settings = fast_settings()
     origin_settings.media.viewer_flush_ms = 0  # the origin sends each message as it comes
@@ -81,13 +94,7 @@ async def test_coalesced_pull_reads_fewer_times_keeps_every_frame_and_a_quiet_ta
     plain, coalesced = CountingSink(), CountingSink()
     pulls: list[asyncio.Task[None]] = []
     try:
-        await publisher.connect()
-        assert await publisher.pump_until(lambda: m.PUBLISH_START in publisher.codes())
-        session = publisher.session
-        session.send_frame(make_frame(FrameKind.VIDEO, 0, b"\x17\x00\x00\x00\x00" + bytes(30)))
-        session.send_frame(make_frame(FrameKind.AUDIO, 0, b"\xaf\x00\x12\x10"))
-        await publisher.send(session.data_to_send())
-        await origin.wait_source(origin.key())
+        session = await start_publishing(origin, publisher)
         for sink, ms in ((plain, 0), (coalesced, 40)):
             pulls.append(asyncio.create_task(pull(origin.url(), sink, settings=pull_settings(ms).relay)))
 
@@ -157,13 +164,7 @@ async def test_a_bursty_origin_is_read_once_per_burst() -> None:
     sink = CountingSink()
     task: asyncio.Task[None] | None = None
     try:
-        await publisher.connect()
-        assert await publisher.pump_until(lambda: m.PUBLISH_START in publisher.codes())
-        session = publisher.session
-        session.send_frame(make_frame(FrameKind.VIDEO, 0, b"\x17\x00\x00\x00\x00" + bytes(30)))
-        session.send_frame(make_frame(FrameKind.AUDIO, 0, b"\xaf\x00\x12\x10"))
-        await publisher.send(session.data_to_send())
-        await origin.wait_source(origin.key())
+        session = await start_publishing(origin, publisher)
         task = asyncio.create_task(pull(origin.url(), sink, settings=pull_settings(40).relay))
 
         audio = b"\xaf\x01" + bytes(AUDIO_BYTES - 2)

@@ -359,10 +359,7 @@ def encode_message(
     # The message header (timestamp, length, type: 7 bytes) and the stream id packed as
     # integers, not joined from pieces: this runs once per frame relayed.
     fields = ((ts_field << 32) | (length << 8) | type_id).to_bytes(7, "big") + _U32LE.pack(stream_id)
-    if csid < 64:
-        header = bytes((csid,)) + fields + ext
-    else:
-        header = basic_header(0, csid) + fields + ext
+    header = (bytes((csid,)) if csid < 64 else basic_header(0, csid)) + fields + ext
     if length <= chunk_size:
         return header + payload
     cont = (_FMT3.get(csid) or basic_header(3, csid)) + ext
