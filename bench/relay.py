@@ -348,12 +348,12 @@ async def run_edge(
             extra = ""
             if base is not None:
                 row["ratio_base"] = row["base"]["cpu_pct"] / nginx_cpu
-                extra = f", base {fmt(row['base']['cpu_pct'])} % (ratio {fmt(row['ratio_base'])})"
+                extra = f", base {fmt(row['base']['cpu_pct'], 3)} % (ratio {fmt(row['ratio_base'], 2)})"
             windows.append(row)
             progress(
                 f"  edge window {n + 1}/{repeat} (load {load}): nginx-rtmp "
-                f"{fmt(row['nginx-rtmp']['cpu_pct'])} %, ours {fmt(row['ours']['cpu_pct'])} % "
-                f"(ratio {fmt(row['ratio'])}){extra}, full rate "
+                f"{fmt(row['nginx-rtmp']['cpu_pct'], 3)} %, ours {fmt(row['ours']['cpu_pct'], 3)} % "
+                f"(ratio {fmt(row['ratio'], 2)}){extra}, full rate "
                 + " and ".join(f"{row[name]['full_rate']}/{viewers}" for name in names)
             )
     finally:
@@ -385,22 +385,22 @@ async def run_edge(
     med = out["median"]
     print(
         table(
-            ["edge", "CPU %", "user %", "sys %", "idle before viewers %"],
+            ["edge", "CPU %", "user % (ticks)", "sys % (ticks)", "idle before viewers %"],
             [
                 [
                     name,
-                    fmt(med[name]["cpu_pct"]),
+                    fmt(med[name]["cpu_pct"], 3),
                     fmt(med[name]["user_pct"]),
                     fmt(med[name]["sys_pct"]),
-                    fmt(idle[name]),
+                    fmt(idle[name], 3),
                 ]
                 for name in names
             ],
         )
     )
-    base_note = f", base / nginx-rtmp = {fmt(out['ratio_base_median'])}" if base is not None else ""
+    base_note = f", base / nginx-rtmp = {fmt(out['ratio_base_median'], 2)}" if base is not None else ""
     progress(
-        f"edge: ours / nginx-rtmp = {fmt(out['ratio_median'])}{base_note} (median of {len(windows)} "
+        f"edge: ours / nginx-rtmp = {fmt(out['ratio_median'], 2)}{base_note} (median of {len(windows)} "
         f"windows, load1 median {fmt(out['load1_median'])})"
     )
     params = {"viewers": viewers, "repeat": repeat, "window_s": window_s, "base_src": base_src}

@@ -28,6 +28,7 @@ from typing import Protocol
 
 from .hub.keys import SourceKind, StreamKey
 from .tasks import cancel_and_wait
+from .wakegrid import sleep_to_tick
 
 log = logging.getLogger("liverelay.streamctl")
 
@@ -129,7 +130,7 @@ class StreamControl:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.poll_s)
+            await sleep_to_tick(self.poll_s)  # with the node's other 1 s pollers
             try:
                 self.sample()
             except Exception:  # a bug here must not end the sampling for good

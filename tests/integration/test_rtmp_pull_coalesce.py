@@ -7,6 +7,11 @@ clearly fewer times per second; it gets every frame, in order, timestamps intact
 when the publisher goes quiet mid-stream (connection kept open), the last frame, far
 below the mark, still arrives within the fallback tick (2 windows), not at the
 no-media deadline.
+
+A second test has the origin send in bursts, as nginx-rtmp does (it corks a player's
+output), with a small message a moment after each burst: the tick must follow the bursts'
+rhythm (netio.ReadCoalescer's adaptive tick) instead of firing before every next burst,
+which costs two wake-ups (the timer, then a read of the stray message) per burst.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from tests.integration.rtmp_helpers import RtmpNode, RtmpTestClient, fast_settin
 from liverelay.config import Settings
 from liverelay.media.codecs import make_frame
 from liverelay.media.frame import Frame, FrameKind
+from liverelay.media.rtmp import RtmpClientSession
 from liverelay.media.rtmp import messages as m
 from liverelay.sources.rtmp import pull
 
@@ -68,6 +74,18 @@ async def wait_for(predicate: object, timeout: float, what: str) -> None:
     raise AssertionError(f"{what}: not within {timeout}s")
 
 
+async def start_publishing(origin: RtmpNode, publisher: RtmpTestClient) -> RtmpClientSession:
+    """Publish into `origin` (codec headers sent) and return the publisher's session."""
+    await publisher.connect()
+    assert await publisher.pump_until(lambda: m.PUBLISH_START in publisher.codes())
+    session = publisher.session
+    session.send_frame(make_frame(FrameKind.VIDEO, 0, b"\x17\x00\x00\x00\x00" + bytes(30)))
+    session.send_frame(make_frame(FrameKind.AUDIO, 0, b"\xaf\x00\x12\x10"))
+    await publisher.send(session.data_to_send())
+    await origin.wait_source(origin.key())
+    return session
+
+
 async def test_coalesced_pull_reads_fewer_times_keeps_every_frame_and_a_quiet_tail() -> None:
     origin_settings = fast_settings()
     origin_settings.media.viewer_flush_ms = 0  # the origin sends each message as it comes
@@ -76,13 +94,7 @@ async def test_coalesced_pull_reads_fewer_times_keeps_every_frame_and_a_quiet_ta
     plain, coalesced = CountingSink(), CountingSink()
     pulls: list[asyncio.Task[None]] = []
     try:
-        await publisher.connect()
-        assert await publisher.pump_until(lambda: m.PUBLISH_START in publisher.codes())
-        session = publisher.session
-        session.send_frame(make_frame(FrameKind.VIDEO, 0, b"\x17\x00\x00\x00\x00" + bytes(30)))
-        session.send_frame(make_frame(FrameKind.AUDIO, 0, b"\xaf\x00\x12\x10"))
-        await publisher.send(session.data_to_send())
-        await origin.wait_source(origin.key())
+        session = await start_publishing(origin, publisher)
         for sink, ms in ((plain, 0), (coalesced, 40)):
             pulls.append(asyncio.create_task(pull(origin.url(), sink, settings=pull_settings(ms).relay)))
 
@@ -135,5 +147,57 @@ async def test_coalesced_pull_reads_fewer_times_keeps_every_frame_and_a_quiet_ta
         for task in pulls:
             task.cancel()
         await asyncio.gather(*pulls, return_exceptions=True)
+        publisher.close()
+        await origin.close()
+
+
+BURST_S = 0.09  # a burst every 90 ms: past the 80 ms short tick, within the 120 ms longest
+BURSTS = 45  # ~4 s
+BURST_WINDOW = (20, 40)  # reads counted from burst 20 (the rate and rhythm are known by then)
+
+
+async def test_a_bursty_origin_is_read_once_per_burst() -> None:
+    origin_settings = fast_settings()
+    origin_settings.media.viewer_flush_ms = 0  # the origin sends each message as it comes
+    origin = await RtmpNode(origin_settings).start()
+    publisher = RtmpTestClient(origin.port, "live", publish="s")
+    sink = CountingSink()
+    task: asyncio.Task[None] | None = None
+    try:
+        session = await start_publishing(origin, publisher)
+        task = asyncio.create_task(pull(origin.url(), sink, settings=pull_settings(40).relay))
+
+        audio = b"\xaf\x01" + bytes(AUDIO_BYTES - 2)
+        counts: list[int] = []
+        sent = 0
+        t0 = time.monotonic()
+        for burst in range(BURSTS):
+            ts = round(burst * BURST_S * 1000)
+            # The burst: one large video message (one write of the origin, so one arrival;
+            # 14 kB, above a 40 ms mark of ~6.4 kB at this rate)...
+            head = b"\x17\x01" if burst % 20 == 0 else b"\x27\x01"
+            session.send_frame(make_frame(FrameKind.VIDEO, ts, head + bytes(2 * VIDEO_BYTES - 2)))
+            await publisher.send(session.data_to_send())
+            await asyncio.sleep(0.01)
+            # ...and a stray audio frame 10 ms later, far below the mark.
+            session.send_frame(make_frame(FrameKind.AUDIO, ts + 80, audio))
+            await publisher.send(session.data_to_send())
+            sent += 2
+            if burst in BURST_WINDOW:
+                counts.append(sink.calls)
+            await asyncio.sleep(max(0.0, t0 + (burst + 1) * BURST_S - time.monotonic()))
+        await wait_for(lambda: len(sink.media()) >= sent - 2 * 20, 5, "the bursts")
+
+        bursts = BURST_WINDOW[1] - BURST_WINDOW[0]
+        reads = counts[1] - counts[0]
+        print(f"reads over {bursts} bursts: {reads}")
+        # A tick that fires before each next burst would make this ~2 reads per burst.
+        assert reads <= 1.3 * bursts, f"{reads} reads for {bursts} bursts: the tick fires between bursts"
+        got = sink.media()
+        assert [ts for _, ts, _ in got] == sorted(ts for _, ts, _ in got), "frames reordered"
+    finally:
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         publisher.close()
         await origin.close()

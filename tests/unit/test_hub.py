@@ -929,3 +929,19 @@ async def test_with_a_reader_of_its_own_a_flowing_stream_gets_no_extra_flush() -
     stream._on_idle_flush()
     assert [f.timestamp for f in writers[0].batches[-1]] == [140]
     assert [f.timestamp for f in reader.take()][-2:] == [132, 140]
+
+
+async def test_a_coalesced_read_goes_to_viewers_in_one_flush_at_its_end() -> None:
+    # A run spanning half a flush interval or more (a coalesced pull read, ~40-80 ms of
+    # media) goes out in one flush at its end, the frames after the rule's flush point
+    # included, and leaves no idle-flush timer; a run of one frame is held by the rule.
+    pub, stream, writers = _in_step(new_hub())  # flushed up to 66: the next point is 116
+    before = len(writers[0].batches)
+    pub.write_run([inter(99), aac(100), inter(132), aac(140), inter(165)])  # 132 passes it
+    assert len(writers[0].batches) == before + 1
+    assert [f.timestamp for f in writers[0].batches[-1]] == [99, 100, 132, 140, 165]
+    assert writers[1].batches[-1] is writers[0].batches[-1]
+    assert stream._idle_flush is None
+    pub.write_run([inter(198)])  # one frame, before the next point (215): held
+    assert len(writers[0].batches) == before + 1
+    assert stream._idle_flush is not None

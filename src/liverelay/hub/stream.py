@@ -143,6 +143,8 @@ class Stream:
         # timer fires only when the source really pauses, not between two regular flushes.
         self._idle_flush_s = IDLE_FLUSH_FACTOR * self._flush_ms / 1000
         self._last_flush = 0.0  # monotonic time of the last flush of the shared batch
+        self._in_run = False  # inside ingest_run: the run's end flushes and arms the timer
+        self._run_flush = False  # a flush is due at the end of the run
         # Stats. Viewers count their own bytes and skips; what left is kept here.
         self.bytes_in = 0
         self.frames_in = 0
@@ -289,14 +291,36 @@ class Stream:
 
     def ingest_run(self, frames: list[Frame]) -> None:
         """`ingest` for the frames of one read, handed over (Publication.write_run): the
-        counters are kept once per run and each frame is restamped in place."""
+        counters are kept once per run, each frame is restamped in place, and the viewers'
+        flush (if one is due) comes at the end of the run."""
         size = 0
         for frame in frames:
             size += len(frame.payload)
         self._count_in(len(frames), size)
+        if not frames:
+            return
         accept = self._accept
-        for frame in frames:
-            accept(frame, True)
+        self._in_run = True
+        try:
+            for frame in frames:
+                accept(frame, True)
+        finally:
+            self._in_run = False
+        # The frames of a read go out in one flush at its end: when the usual rule (an
+        # urgent frame, viewer_flush_ms of media held) asked for one inside it, and when the
+        # run spans half a flush interval or more (a coalesced read, ~40-80 ms of media).
+        # The rule's flush point falls inside such a read, and the frames after it would
+        # wait for the next read or for the idle-flush timer (armed and cancelled once per
+        # read; at a pause, the tail waited the full timer). A run of a message or two (an
+        # uncoalesced read) stays held by the usual rule. At most one flush per read.
+        due = self._run_flush
+        self._run_flush = False
+        if self._flush_ms and frames[-1].timestamp - frames[0].timestamp >= self._flush_ms / 2:
+            self._flush_all()
+        elif due:
+            self._flush_batch()
+        if self._idle_flush is None and self._flush_ms and (self._batch or self._individual):
+            self._arm_idle_flush(self._idle_flush_s)
 
     def _count_in(self, frames: int, size: int) -> None:
         self.frames_in += frames
@@ -428,9 +452,16 @@ class Stream:
         else:
             held = self._batch_held + 1
             self._batch_held = held
-            if urgent or held >= MAX_HELD_FRAMES or frame.timestamp >= self._batch_flush_at:
+            if held >= MAX_HELD_FRAMES:
                 self._flush_batch()
-        if self._idle_flush is None and self._flush_ms and (self._batch or self._individual):
+            elif urgent or frame.timestamp >= self._batch_flush_at:
+                if self._in_run:
+                    self._run_flush = True  # at the end of the run, with the rest of it
+                else:
+                    self._flush_batch()
+        # (In a run, the run's end arms it if the run leaves anything held.)
+        idle_flush = self._idle_flush is None and self._flush_ms and not self._in_run
+        if idle_flush and (self._batch or self._individual):
             self._arm_idle_flush(self._idle_flush_s)
 
     def _flush_batch(self) -> None:

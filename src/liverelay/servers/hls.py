@@ -61,6 +61,7 @@ from ..media.hls.segmenter import Container, HlsSegmenter, Published, SegmenterC
 from ..media.hls.tokengzip import TokenGzip, gzip_small
 from ..sources.base import RELAY_VIA_PARAM
 from ..urlauth import TIME_PARAM, UrlAuthVerifier
+from ..wakegrid import sleep_to_tick
 from .admission import RateLimitedLog
 from .peertext import clip
 from .protocols import MediaHub
@@ -368,7 +369,7 @@ class HlsService:
 
     async def _janitor_loop(self) -> None:
         while True:
-            await asyncio.sleep(JANITOR_INTERVAL_S)
+            await sleep_to_tick(JANITOR_INTERVAL_S)  # with the node's other 1 s pollers
             try:
                 now = time.monotonic()
                 self.sweep(now)

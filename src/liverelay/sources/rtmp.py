@@ -47,8 +47,10 @@ log = logging.getLogger("liverelay.sources.rtmp")
 # PULL_COALESCE_MAX_BYTES, and a stream slower than PULL_COALESCE_MIN_BYTES per window is
 # read as it comes. The tick is short (80 ms at 40 ms) because the last frames before an
 # origin pauses (an unpublish) wait for it; 2 windows still lets a steady stream fill the
-# mark (a video frame or two) before it fires.
+# mark (a video frame or two) before it fires. An origin that sends in bursts (nginx-rtmp)
+# stretches it to 1.5 x its mean burst gap, at most PULL_MAX_TICK_WINDOWS (netio.ReadCoalescer).
 PULL_TICK_WINDOWS = 2.0
+PULL_MAX_TICK_WINDOWS = 3.0
 PULL_COALESCE_MAX_BYTES = 64 * 1024
 PULL_COALESCE_MIN_BYTES = 2048
 
@@ -183,6 +185,7 @@ class _PullReader(asyncio.Protocol):
                 transport.get_extra_info("socket"),
                 window_s=self._coalesce_s,
                 tick_s=self._coalesce_s * PULL_TICK_WINDOWS,
+                max_tick_s=self._coalesce_s * PULL_MAX_TICK_WINDOWS,
                 max_bytes=PULL_COALESCE_MAX_BYTES,
                 min_bytes=PULL_COALESCE_MIN_BYTES,
                 label=f"rtmp pull {self.url}",

@@ -21,6 +21,7 @@ from ...sources import PullFunction, SourceError
 from ...sources import open_source as default_open_source
 from ...sources.base import redact_text, redact_url
 from ...tasks import cancel_all_and_wait
+from ...wakegrid import next_tick
 from ..events import RelayEvents
 from ..failover import FailoverPolicy
 from ..policy import SourcePolicy
@@ -305,8 +306,12 @@ class RelayPull:
         # The caller cleared _wake before its checks, so no wake-up is lost in between.
         # asyncio.timeout, not wait_for: wait_for (3.11) swallows a cancel of run() that
         # lands as _wake is set, and the pull would keep running after its task was cancelled.
+        # The bound is the next tick of the node's 1 s grid (wakegrid), not a second from now:
+        # every relay's checks and the node's pollers then wake in one loop turn.
+        now = asyncio.get_running_loop().time()
+        when = min(now + max(0.0, seconds), next_tick(now, _MAX_TICK_S))
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(max(0.0, min(seconds, _MAX_TICK_S))):
+            async with asyncio.timeout_at(when):
                 await self._wake.wait()
 
     async def _supervise(self, attempt: Attempt) -> None:
