@@ -139,7 +139,7 @@ def test_commands_before_connect_are_refused() -> None:
 
 def test_ping_is_answered_and_acks_are_sent() -> None:
     client = RtmpClientSession(app="live", tc_url="rtmp://h/live", play="s")
-    server = RtmpServerSession(connect_handler=lambda req: None)
+    server = RtmpServerSession(connect_handler=lambda req: None, window_ack_size=2_500_000)
     pump(client, server, hello(client))
     client.receive_data(m.user_control(m.UC_PING_REQUEST, 4242, 4096))
     reply = client.data_to_send()
