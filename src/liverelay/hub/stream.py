@@ -319,8 +319,7 @@ class Stream:
             self._flush_all()
         elif due:
             self._flush_batch()
-        if self._idle_flush is None and self._flush_ms and (self._batch or self._individual):
-            self._arm_idle_flush(self._idle_flush_s)
+        self._watch_held()
 
     def _count_in(self, frames: int, size: int) -> None:
         self.frames_in += frames
@@ -459,10 +458,8 @@ class Stream:
                     self._run_flush = True  # at the end of the run, with the rest of it
                 else:
                     self._flush_batch()
-        # (In a run, the run's end arms it if the run leaves anything held.)
-        idle_flush = self._idle_flush is None and self._flush_ms and not self._in_run
-        if idle_flush and (self._batch or self._individual):
-            self._arm_idle_flush(self._idle_flush_s)
+        if not self._in_run:  # (a run's end does this once for the whole run)
+            self._watch_held()
 
     def _flush_batch(self) -> None:
         """Send the shared batch to every viewer in step (the same list to each: their
@@ -522,9 +519,15 @@ class Stream:
     # armed by the first frame held after a flush and cancelled by the next flush: a
     # flowing stream flushes every ~viewer_flush_ms and the timer never fires (no loop
     # wake-up per stream per flush interval); it fires only when nothing flushed in time.
+    # (A run, the frames of one relay read, arms it once at its end, not per frame.)
     # While a viewer has a queue of its own (joining, behind, pull mode: the HLS muxer)
     # the timer is not cancelled; it then flushes only once the stream has not flushed
     # for its interval, and otherwise waits for the rest of it.
+    def _watch_held(self) -> None:
+        """Arm the idle flush if frames are held for the viewers and it is not armed yet."""
+        if self._idle_flush is None and self._flush_ms and (self._batch or self._individual):
+            self._arm_idle_flush(self._idle_flush_s)
+
     def _arm_idle_flush(self, delay: float) -> None:
         try:
             loop = asyncio.get_running_loop()
