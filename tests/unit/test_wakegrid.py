@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from liverelay.wakegrid import next_tick, sleep_to_tick
+from liverelay.wakegrid import next_tick, sleep_to_tick, tick_at_or_after
 
 
 def test_next_tick_is_the_next_multiple_after_now() -> None:
@@ -31,3 +31,9 @@ async def test_pollers_started_apart_wake_on_the_same_tick() -> None:
     tick = next_tick(woke[0] - period / 2, period)
     assert all(t >= tick - 0.002 for t in woke), (woke, tick)
     assert max(woke) - min(woke) < 0.02, woke
+
+
+def test_tick_at_or_after_keeps_a_time_on_the_grid() -> None:
+    assert tick_at_or_after(12.3, 0.25) == 12.5
+    assert tick_at_or_after(12.5, 0.25) == 12.5  # on a tick: that tick
+    assert tick_at_or_after(13.0, 1.0) == next_tick(12.5, 1.0)  # the two grids meet

@@ -40,7 +40,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import math
 import socket
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -56,6 +55,7 @@ from ..config import RelaySettings
 from ..media.fmp4 import Fmp4Demuxer, Fmp4Error
 from ..media.frame import Frame
 from ..media.mpegts import TsDemuxer, TsError
+from ..wakegrid import tick_at_or_after
 from .base import FrameSink, SourceError, redact_url
 from .flv import PinnedResolver, request_headers
 from .hls_playlist import (
@@ -502,9 +502,10 @@ class HlsPuller:
             playout.place(frame)
         # The clock is read once per wake-up and the frames due by then are handed over as
         # one run (the hub's bookkeeping is per run, not per frame). A wait ends on a grid
-        # of PACE_TICK_S in loop time, shared by every pull of the node, so the node's HLS
-        # relays wake together instead of each on its own schedule: a frame goes out at
-        # most PACE_TICK_S before its slot, as before, and never after it.
+        # of PACE_TICK_S in loop time (wakegrid), shared by every pull of the node, so the
+        # node's HLS relays (and, on whole seconds, its 1 s pollers) wake together instead
+        # of each on its own schedule: a frame goes out at most PACE_TICK_S before its
+        # slot, as before, and never after it.
         now = loop.time()
         start = 0
         for i, frame in enumerate(frames):
@@ -513,7 +514,7 @@ class HlsPuller:
                 if i > start:
                     on_frames(frames[start:i])
                     start = i
-                wake = math.ceil((now + wait - PACE_TICK_S) / PACE_TICK_S) * PACE_TICK_S
+                wake = tick_at_or_after(now + wait - PACE_TICK_S, PACE_TICK_S)
                 await asyncio.sleep(wake - now)
                 now = loop.time()
         if start < len(frames):
