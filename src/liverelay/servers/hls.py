@@ -57,7 +57,7 @@ from ..media.hls.playlist import (
     reload_decision,
     render_playlist,
 )
-from ..media.hls.segmenter import Container, HlsSegmenter, Published, SegmenterConfig
+from ..media.hls.segmenter import PREROLL_MAX_FRAMES, Container, HlsSegmenter, Published, SegmenterConfig
 from ..media.hls.tokengzip import TokenGzip, gzip_small
 from ..sources.base import RELAY_VIA_PARAM
 from ..urlauth import TIME_PARAM, UrlAuthVerifier
@@ -82,6 +82,7 @@ TOKEN_MARK = "\x00token\x00"  # stands for the session token in a cached playlis
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _MAX_GOP_WAIT_MS = 1500  # track detection: media buffered before starting without a missing track
 _MAX_PENDING_FRAMES = 2000
+_MAX_KEPT_GOP_MS = 20_000  # a new variant starts on the current GOP when it is no longer than this
 
 
 class HlsError(Exception):
@@ -154,17 +155,38 @@ class HlsMuxer:
         # Frames seen before the tracks are known (a fresh pull sends its configs as they come).
         self._pending: list[tuple[Frame, float]] = []
         self._tracks: tuple[bool, bool] | None = None
+        # The frames since the last video keyframe: a variant made later starts on it, not on the
+        # next one. The first request's variant is made after the join burst was taken (its GOP
+        # is the stream's first segment), and an LL-HLS viewer may come after classic ones.
+        self._gop: list[tuple[Frame, float]] = []
         sub.on_drop = self._dropped
 
     # -- the hub side (runs inside the hub's fan-out: never raises) -------------------
 
     def wake(self) -> None:
+        self._take(join=False)
+
+    def join(self) -> None:
+        """Take the join burst (headers and the GOP cache). Its frames reached the node over
+        the last GOP, not now: each gets the wall clock its timestamp says, so that the first
+        segment's EXT-X-PROGRAM-DATE-TIME ends where the next one's begins (hls.js maps parts
+        by it, and a first segment dated a GOP late leaves a hole it stalls on)."""
+        self._take(join=True)
+
+    def _take(self, *, join: bool) -> None:
         try:
             frames = self.sub.take()
             if frames:
                 now = time.time()
-                for frame in frames:
-                    self._frame(frame, now)
+                if join:
+                    media = [f.timestamp for f in frames if not f.config and f.kind is not FrameKind.DATA]
+                    newest = max(media) if media else 0
+                    for frame in frames:
+                        back_ms = newest - frame.timestamp
+                        self._frame(frame, now - back_ms / 1000 if 0 < back_ms <= _MAX_KEPT_GOP_MS else now)
+                else:
+                    for frame in frames:
+                        self._frame(frame, now)
             if self.sub.ended and not self.sub.queued_frames:
                 self._finish()
         except Exception:
@@ -189,12 +211,24 @@ class HlsMuxer:
         self._feed(frame, now)
 
     def _feed(self, frame: Frame, now: float) -> None:
+        self._keep_gop(frame, now)
         for variant in self.variants.values():
             seg = variant.segmenter
             malformed = seg.malformed_frames
             variant.publish(seg.push(frame, now))
             if seg.malformed_frames != malformed:
                 _LOG.warning("malformed", "hls %s: frame skipped: %s", clip(self.key), clip(seg.last_error))
+
+    def _keep_gop(self, frame: Frame, now: float) -> None:
+        gop = self._gop
+        if frame.keyframe and frame.kind is FrameKind.VIDEO and not frame.config:
+            gop.clear()
+            gop.append((frame, now))
+        elif gop:
+            if len(gop) >= PREROLL_MAX_FRAMES or frame.timestamp - gop[0][0].timestamp > _MAX_KEPT_GOP_MS:
+                gop.clear()  # a GOP this long is not worth holding: a new variant waits for a keyframe
+            else:
+                gop.append((frame, now))
 
     def _detect_tracks(self) -> tuple[bool, bool] | None:
         """(video, audio) once both configs arrived, or once enough media says a track is absent."""
@@ -236,6 +270,9 @@ class HlsMuxer:
             for header in (stream.video_header, stream.audio_header):
                 if header is not None:
                     variant.segmenter.push(header, now)
+        if prime:
+            for frame, when in self._gop:
+                variant.segmenter.push(frame, when)
         return variant
 
     def variant(self, container: Container) -> Variant:
@@ -505,7 +542,7 @@ class HlsService:
                 self.muxers[key] = made
                 self.muxers_started += 1
                 sub.set_waker(made.wake)
-                made.wake()  # the join burst (headers, GOP) is already queued
+                made.join()  # the join burst (headers, GOP) is already queued
                 log.info("hls muxer of %s started for %s", clip(key), remote)
         finally:
             del self._starting[key]
