@@ -7,7 +7,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from bench.peers import NGINX_RTMP_MODULE, NodeAddresses, serve_command, serve_env
+from bench.peers import NGINX_RTMP_MODULE, NodeAddresses, serve_command, serve_env, wait_port
 from bench.peers import free_port as bench_free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,15 +35,6 @@ def free_port() -> int:
     """A free loopback port for a server a test starts: below the ephemeral range, from
     this xdist worker's own slice (bench.peers.free_port says why)."""
     return bench_free_port()
-
-
-def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
 
 
 T = TypeVar("T")

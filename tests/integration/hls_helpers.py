@@ -57,11 +57,16 @@ async def wait_master(session: aiohttp.ClientSession, url: str, timeout: float) 
 
 
 def ffprobe_counts(
-    ffprobe: str, url: str, *, timeout: float, extra: list[str] | None = None
+    ffprobe: str,
+    url: str,
+    *,
+    timeout: float,
+    extra: list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Frames ffprobe decodes per stream type from `url`: {"video": n, "audio": n, "codecs": {...}}."""
     args = [*(extra or []), "-count_frames", "-show_entries", "stream=codec_type,codec_name,nb_read_frames"]
-    report = run_ffprobe(ffprobe, url, args, timeout=timeout, what=url)
+    report = run_ffprobe(ffprobe, url, args, timeout=timeout, what=url, env=env)
     out: dict[str, Any] = {"video": 0, "audio": 0, "codecs": {}}
     for s in report.get("streams", []):
         kind = s.get("codec_type")

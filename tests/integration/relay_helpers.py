@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -132,14 +133,17 @@ def metric(text: str, name: str) -> float:
     return 0.0
 
 
-def run_ffprobe(ffprobe: str, url: str, args: list[str], *, timeout: float, what: str) -> dict[str, Any]:
+def run_ffprobe(
+    ffprobe: str, url: str, args: list[str], *, timeout: float, what: str, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """The real ffprobe's JSON report on `url` (errors only on stderr); `args` say what to
-    read and report. `what` names the attempt when ffprobe fails."""
+    read and report, `env` adds to its environment. `what` names the attempt when ffprobe fails."""
     proc = subprocess.run(
         [ffprobe, "-v", "error", *args, "-of", "json", url],
         capture_output=True,
         timeout=timeout,
         check=False,
+        env={**os.environ, **env} if env else None,
     )
     assert proc.returncode == 0, f"ffprobe {what} failed: {proc.stderr.decode(errors='replace')[-800:]}"
     return json.loads(proc.stdout)

@@ -341,6 +341,20 @@ def test_v4_form_shows_the_api_errors_beside_the_fields(site: Site) -> None:
         listed = svc.list_relay_source_v4({"Vhost": VHOST, "Page": 1, "Size": 100})["Result"]["List"]
     assert [r["Stream"] for r in listed] == ["fixed1"]  # the refused ones were not stored
 
+    # Within 7 days it is stored; then deleted from its row, after a confirmation.
+    form.get_by_label("End", exact=True).fill((start + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M"))
+    form.get_by_role("button", name="Create relay").click()
+    page.get_by_text("Created live/fixed2").wait_for()
+    row = page.locator('tr[data-stream="live/fixed2"]')
+    row.get_by_role("button", name="Delete live/fixed2").click()
+    row.get_by_role("button", name="Cancel").click()
+    row.get_by_role("button", name="Delete live/fixed2").click()
+    row.get_by_role("button", name="Yes, delete").click()
+    row.wait_for(state="detached")
+    with api(site.edge) as svc:
+        listed = svc.list_relay_source_v4({"Vhost": VHOST, "Page": 1, "Size": 100})["Result"]["List"]
+    assert [r["Stream"] for r in listed] == ["fixed1"]
+
 
 def test_v3_editor_reorders_groups_and_a_reload_keeps_them(site: Site) -> None:
     page = site.page
@@ -390,6 +404,13 @@ def test_v3_editor_reorders_groups_and_a_reload_keeps_them(site: Site) -> None:
     assert error.get_attribute("data-code") == "InvalidParam"
     assert second_origin.input_value() == "not a host!"
     shot(site, "v3-editor-1280")
+
+    page.get_by_role("button", name="Delete config").click()
+    page.get_by_role("button", name="Yes, delete").click()
+    page.locator("fieldset[data-group]").first.wait_for(state="detached")
+    with api(site.edge) as svc:
+        left = svc.describe_relay_source_v3({"Vhost": VHOST, "App": "reorder"})["Result"]
+    assert not left.get("RelaySourceConfigList"), left
 
 
 def test_failover_of_a_watched_v3_relay_shows_on_the_status_page(site: Site, ffmpeg: str) -> None:
@@ -498,7 +519,14 @@ def test_domains_page_adds_a_domain(site: Site) -> None:
     form.get_by_label("Domain", exact=True).fill("gone.example.com")
     form.get_by_role("button", name="Add domain").click()
     gone = page.locator('tr[data-domain="gone.example.com"]')
+    # The shared inline confirmation: Cancel puts the row back as it was, focus on Remove.
     gone.get_by_role("button", name="Remove gone.example.com").click()
+    gone.get_by_role("group", name="Remove gone.example.com?").wait_for()
+    gone.get_by_role("button", name="Cancel").click()
+    remove = gone.get_by_role("button", name="Remove gone.example.com")
+    remove.wait_for()
+    assert remove.evaluate("b => b === document.activeElement")
+    remove.click()
     gone.get_by_role("button", name="Yes, remove").click()
     gone.wait_for(state="detached")
     with api(site.edge) as svc:

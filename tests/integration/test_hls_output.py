@@ -69,14 +69,31 @@ async def test_published_stream_every_frame_over_classic_hls(
         async with _client() as client:
             await wait_master(client, url, timeout=15)
         # From the first segment (live_start_index 0) to EXT-X-ENDLIST once the publisher ends.
+        # ffprobe's own log of what it fetched goes to `trace` (shown if the count is short).
+        trace = node.data_dir / "ffprobe.log"
         counts = await asyncio.to_thread(
-            ffprobe_counts, ffprobe, url, timeout=60, extra=["-live_start_index", "0"]
+            ffprobe_counts,
+            ffprobe,
+            url,
+            timeout=60,
+            extra=["-live_start_index", "0", "-report"],
+            env={"FFREPORT": f"file={trace}:level=40"},
         )
     print(f"published 10 s: decoded {counts}")
     assert counts["codecs"] == {"video": "h264", "audio": "aac"}, counts
     # Everything published, within one segment (the muxer joins at the GOP cache's keyframe).
-    assert abs(counts["video"] - 10 * FPS) <= SEGMENT_S * FPS, counts
-    assert abs(counts["audio"] - 10 * AAC_FPS) <= SEGMENT_S * AAC_FPS + 2, counts
+    why = f"{counts}\n{_fetches(trace)}\n{node.log()[-3000:]}"
+    assert abs(counts["video"] - 10 * FPS) <= SEGMENT_S * FPS, why
+    assert abs(counts["audio"] - 10 * AAC_FPS) <= SEGMENT_S * AAC_FPS + 2, why
+
+
+def _fetches(trace: Path) -> str:
+    """What ffprobe opened and what went wrong, from its -report log."""
+    if not trace.exists():
+        return "(no ffprobe report)"
+    keep = ("Opening", "rror", "ailed", "arning", "skipping", "EOF", "keepalive")
+    lines = [ln for ln in trace.read_text(errors="replace").splitlines() if any(k in ln for k in keep)]
+    return "\n".join(lines[-60:])
 
 
 async def _check_live_hls(url: str, ffprobe: str, tmp: Path) -> None:

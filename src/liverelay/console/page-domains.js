@@ -1,6 +1,6 @@
 // Domains: vhosts and their push/pull domains; add (CreateDomainV2) and remove (DeleteDomain).
 import { call } from "./api.js";
-import { button, clearErrors, errorBox, field, h, placeError, replace, tableOf } from "./ui.js";
+import { button, clearErrors, confirmInline, errorBox, field, h, placeError, replace, tableOf } from "./ui.js";
 
 export async function listVhosts(ctx) {
   const result = await call("ListDomainDetail", { PageNum: 1, PageSize: 1000 });
@@ -42,25 +42,15 @@ export async function mount(main, ctx) {
         const actions = h("div", { class: "actions" });
         const remove = button(
           "Remove",
-          () => {
-            replace(
-              actions,
-              h(
-                "span",
-                { class: "confirm" },
-                `Remove ${d.Domain}?`,
-                button("Yes, remove", async () => {
-                  try {
-                    await call("DeleteDomain", { Domain: d.Domain });
-                    await refresh();
-                  } catch (err) {
-                    replace(errors, errorBox(err));
-                  }
-                }, { class: "danger" }),
-                button("Cancel", () => replace(actions, remove)),
-              ),
-            );
-          },
+          () =>
+            confirmInline(actions, `Remove ${d.Domain}?`, "Yes, remove", async () => {
+              try {
+                await call("DeleteDomain", { Domain: d.Domain });
+                await refresh();
+              } catch (err) {
+                replace(errors, errorBox(err));
+              }
+            }),
           { class: "danger", "aria-label": `Remove ${d.Domain}` },
         );
         actions.append(remove);

@@ -6,6 +6,7 @@ import { startPreview } from "./player.js";
 import {
   button,
   clearErrors,
+  confirmInline,
   copyButton,
   errorBox,
   every,
@@ -48,25 +49,6 @@ export function playUrls(node, row) {
 function viewersText(byProtocol) {
   const entries = Object.entries(byProtocol || {});
   return entries.length ? entries.map(([k, v]) => `${k} ${v}`).join(", ") : "0";
-}
-
-function confirmInline(holder, question, yesText, action) {
-  const original = [...holder.childNodes];
-  const restore = () => replace(holder, original);
-  replace(
-    holder,
-    h(
-      "span",
-      { class: "confirm", role: "group", "aria-label": question },
-      h("span", {}, question),
-      button(yesText, async () => {
-        restore();
-        await action();
-      }, { class: "danger" }),
-      button("Cancel", restore),
-    ),
-  );
-  holder.querySelector("button").focus();
 }
 
 export async function mount(main, ctx) {

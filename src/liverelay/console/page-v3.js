@@ -4,7 +4,7 @@
 // address (#/v3?vhost=..&app=..) so a reload reopens the same config.
 import { call } from "./api.js";
 import { listVhosts } from "./page-domains.js";
-import { button, clearErrors, errorBox, field, h, placeError, replace, tableOf } from "./ui.js";
+import { button, clearErrors, confirmInline, errorBox, field, h, placeError, replace, tableOf } from "./ui.js";
 
 function hashParams() {
   const query = location.hash.split("?")[1] || "";
@@ -156,27 +156,17 @@ export async function mount(main, ctx) {
     const deleteButton = button(
       "Delete config",
       () =>
-        replace(
-          deleteBox,
-          h(
-            "span",
-            { class: "confirm" },
-            `Delete the config of ${state.App || "the whole vhost"}?`,
-            button("Yes, delete", async () => {
-              try {
-                await call("DeleteRelaySourceV3", { Vhost: state.Vhost, App: state.App });
-                state = null;
-                replace(editorBox);
-                setHashParams({ vhost: vhostSelect.value });
-                await loadConfigs();
-              } catch (err) {
-                replace(deleteBox, deleteButton);
-                placeError(form, err, form);
-              }
-            }, { class: "danger" }),
-            button("Cancel", () => replace(deleteBox, deleteButton)),
-          ),
-        ),
+        confirmInline(deleteBox, `Delete the config of ${state.App || "the whole vhost"}?`, "Yes, delete", async () => {
+          try {
+            await call("DeleteRelaySourceV3", { Vhost: state.Vhost, App: state.App });
+            state = null;
+            replace(editorBox);
+            setHashParams({ vhost: vhostSelect.value });
+            await loadConfigs();
+          } catch (err) {
+            placeError(form, err, form);
+          }
+        }),
       { class: "danger" },
     );
     deleteBox.append(deleteButton);

@@ -6,6 +6,7 @@ import { listVhosts } from "./page-domains.js";
 import {
   button,
   clearErrors,
+  confirmInline,
   errorBox,
   field,
   fmtTime,
@@ -182,24 +183,15 @@ export async function mount(main, ctx) {
       const del = button(
         "Delete",
         () =>
-          replace(
-            actions,
-            h(
-              "span",
-              { class: "confirm" },
-              `Delete ${relay.Stream}?`,
-              button("Yes, delete", async () => {
-                try {
-                  await call("DeleteRelaySourceV4", { Vhost: relay.Vhost, App: relay.App, Stream: relay.Stream });
-                  if (editing && editing.Stream === relay.Stream && editing.App === relay.App) resetForm();
-                  await refresh();
-                } catch (err) {
-                  replace(errors, errorBox(err));
-                }
-              }, { class: "danger" }),
-              button("Cancel", () => replace(actions, edit, del)),
-            ),
-          ),
+          confirmInline(actions, `Delete ${relay.Stream}?`, "Yes, delete", async () => {
+            try {
+              await call("DeleteRelaySourceV4", { Vhost: relay.Vhost, App: relay.App, Stream: relay.Stream });
+              if (editing && editing.Stream === relay.Stream && editing.App === relay.App) resetForm();
+              await refresh();
+            } catch (err) {
+              replace(errors, errorBox(err));
+            }
+          }),
         { class: "danger", "aria-label": `Delete ${relay.App}/${relay.Stream}` },
       );
       const edit = button("Edit", () => editRelay(relay), { "aria-label": `Edit ${relay.App}/${relay.Stream}` });

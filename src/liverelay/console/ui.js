@@ -70,6 +70,33 @@ export function button(text, onClick, attrs = {}) {
   return h("button", { type: "button", ...attrs, onclick: onClick }, text);
 }
 
+// "Are you sure?" in place of `holder`'s contents (the button that asked and its neighbours):
+// the question, a danger button that runs `action`, and Cancel. Both put the contents back
+// first (so a failed action leaves the row as it was, with its error shown by `action`);
+// Cancel returns the focus to the control that asked.
+export function confirmInline(holder, question, yesText, action) {
+  const original = [...holder.childNodes];
+  const opener = document.activeElement;
+  const restore = () => replace(holder, original);
+  replace(
+    holder,
+    h(
+      "span",
+      { class: "confirm", role: "group", "aria-label": question },
+      h("span", {}, question),
+      button(yesText, async () => {
+        restore();
+        await action();
+      }, { class: "danger" }),
+      button("Cancel", () => {
+        restore();
+        if (opener instanceof HTMLElement && holder.contains(opener)) opener.focus();
+      }),
+    ),
+  );
+  holder.querySelector("button").focus();
+}
+
 export function fmtBytes(n) {
   if (!Number.isFinite(n)) return "–";
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
