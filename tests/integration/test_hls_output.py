@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import signal
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import m3u8
 import pytest
 from tests.conftest import NodeProcess, ffmpeg_publish, start_node
 from tests.integration.hls_helpers import (
@@ -94,6 +96,32 @@ def _fetches(trace: Path) -> str:
     keep = ("Opening", "rror", "ailed", "arning", "skipping", "EOF", "keepalive")
     lines = [ln for ln in trace.read_text(errors="replace").splitlines() if any(k in ln for k in keep)]
     return "\n".join(lines[-60:])
+
+
+async def test_a_player_slower_than_the_linger_keeps_its_playlist(
+    nodes: dict[str, Any], ffmpeg: str, sample_flv: Path
+) -> None:
+    """A player reloading less often than `hls_linger_s` (2 s here) but within its session
+    timeout (3 s) keeps its variant: its playlist only moves forward. (The variant was dropped
+    under it and made again on the next reload: that reload was held for two new segments and
+    the sequence numbers started over at 0, so ffprobe stopped reading.)"""
+    node = nodes["node"]("n", config=HLS_CONFIG)
+    url = classic_url(node.http_port, "live", "slow")
+    with ffmpeg_publish(ffmpeg, sample_flv, node.rtmp_url("live", "slow")):
+        async with _client() as client:
+            media = await wait_master(client, url, timeout=15)
+            seen: list[tuple[int, int]] = []
+            for _ in range(4):
+                status, body, _ = await get(client, media)
+                assert status == 200, (status, body)
+                playlist = m3u8.loads(body.decode())
+                first = playlist.media_sequence or 0
+                seen.append((first, first + len(playlist.segments)))
+                await asyncio.sleep(2.6)  # the slow player: longer than the linger, within the session
+    print(f"slow player saw (first, end) sequence numbers {seen}")
+    for before, after in itertools.pairwise(seen):
+        assert after[0] >= before[0] and after[1] >= before[1], seen
+    assert seen[-1][1] >= seen[0][1] + 2, seen  # ~8 s of stream went by: new segments were listed
 
 
 async def _check_live_hls(url: str, ffprobe: str, tmp: Path) -> None:

@@ -159,6 +159,9 @@ class HlsMuxer:
         # next one. The first request's variant is made after the join burst was taken (its GOP
         # is the stream's first segment), and an LL-HLS viewer may come after classic ones.
         self._gop: list[tuple[Frame, float]] = []
+        # Per container, the sequence number a variant made again starts at: a segment URI
+        # (muxer generation, number) never names two different segments.
+        self._next_msn: dict[Container, int] = {}
         sub.on_drop = self._dropped
 
     # -- the hub side (runs inside the hub's fan-out: never raises) -------------------
@@ -261,6 +264,7 @@ class HlsMuxer:
             part_target_ms=s.hls_part_target_ms if container is Container.FMP4 else 0,
             window_segments=s.hls_window_segments,
             max_window_bytes=s.hls_max_window_bytes,
+            first_msn=self._next_msn.get(container, 0),
         )
         variant = Variant(HlsSegmenter(config, video=video, audio=audio))
         stream = self.service.hub.get(self.key)
@@ -286,6 +290,12 @@ class HlsMuxer:
             self.variants[container] = variant
         variant.last_fetch = self.last_fetch = time.monotonic()
         return variant
+
+    def drop_variant(self, container: Container) -> None:
+        """Stop segmenting `container` (nobody fetches it); a later request makes it again."""
+        variant = self.variants.pop(container, None)
+        if variant is not None:
+            self._next_msn[container] = variant.segmenter.next_msn
 
     def _finish(self) -> None:
         if self.ended:
@@ -350,6 +360,7 @@ class HlsSession:
     requests: int = 0
     bytes_out: int = 0
     busy: int = 0  # requests of this session in progress (a held request keeps it alive)
+    container: Container | None = None  # the variant it fetched last: kept while it is alive
     started: bool = False  # its first media playlist was sent (that one carries EXT-X-START)
 
     @contextlib.contextmanager
@@ -433,9 +444,12 @@ class HlsService:
                 log.info("hls muxer of %s stopped: no fetch for %.0fs", clip(muxer.key), s.hls_linger_s)
                 muxer.close()
                 continue
+            in_use = {session.container for session in muxer.sessions.values()}
             for container, variant in list(muxer.variants.items()):
-                if now - variant.last_fetch > s.hls_linger_s:
-                    del muxer.variants[container]
+                # A live session's variant stays, however long its player waits between
+                # reloads: made again, it would start over from the next keyframe.
+                if container not in in_use and now - variant.last_fetch > s.hls_linger_s:
+                    muxer.drop_variant(container)
 
     def muxer_ended(self, muxer: HlsMuxer) -> None:
         log.info("hls muxer of %s ended (%d frames)", clip(muxer.key), muxer.frames_in)
@@ -924,6 +938,7 @@ class HlsHttp:
         session = svc.find_session(req.key, token)
         if session is None:
             return None  # `handle` opens one, or refuses it
+        session.container = container
         svc.requests += 1
         variant.last_fetch = muxer.last_fetch = time.monotonic()
         text, gz = svc.media_playlist(muxer, variant, session, skip and container is Container.FMP4)
@@ -938,6 +953,7 @@ class HlsHttp:
         svc = self.service
         deadline = time.monotonic() + svc.start_timeout_s
         session = await svc.session(req.key, token, req.remote, req.play_query)
+        session.container = container
         with session.held():
             muxer = await svc.muxer(req.key, session.remote)
             variant = await svc.ready_variant(muxer, container, deadline)
@@ -998,11 +1014,13 @@ class HlsHttp:
         if muxer is None or req.query.get("v", muxer.generation) != muxer.generation:
             return self.error(req, 404, "segment gone")
         now = time.monotonic()
+        ext = name.rsplit(".", 1)[1]
+        container = Container.TS if ext == "ts" else Container.FMP4
         if session is not None:
             session.last_seen = now
             session.requests += 1
-        ext = name.rsplit(".", 1)[1]
-        variant = muxer.variants.get(Container.TS if ext == "ts" else Container.FMP4)
+            session.container = container
+        variant = muxer.variants.get(container)
         if variant is None:
             return self.error(req, 404, "not found")
         variant.last_fetch = muxer.last_fetch = now

@@ -67,6 +67,7 @@ class SegmenterConfig:
     jump_ms: int = 10000  # a forward timestamp jump larger than this is a discontinuity
     backward_tolerance_ms: int = 500  # a backward step larger than this is a discontinuity
     max_window_bytes: int = 64 << 20  # past this, the oldest segments go early (min: the newest one)
+    first_msn: int = 0  # the first segment's sequence number (a variant made again continues the old one's)
 
 
 class Published(NamedTuple):
@@ -123,7 +124,7 @@ class HlsSegmenter:
         self.discontinuities = 0
         self._inits: dict[int, bytes] = {}
         self._init_version = -1
-        self._next_msn = 0
+        self._next_msn = config.first_msn
         self._target_ms = config.target_duration_ms
         self._max_duration_ms = 0
         self._max_part_ms = 0

@@ -58,3 +58,45 @@ async def test_a_new_muxer_starts_on_the_gop_the_stream_already_has() -> None:
     starts = [s.start_ms for s in ll.segmenter.segments]
     assert starts and starts[0] == 8000, starts
     await service.close()
+
+
+async def test_a_variant_stays_while_a_session_plays_it_and_a_new_one_continues_its_numbers() -> None:
+    """A player may wait longer than `hls_linger_s` between reloads (a short linger, a slow
+    player): its variant must not be dropped under it. Dropped and made again on its next
+    reload, the variant started over at segment 0 of the same muxer generation: the player's
+    playlist went back in time and the URIs named other segments (ffprobe stopped reading)."""
+    settings = MediaSettings(hls_linger_s=2.0, hls_session_timeout_s=3.0)
+    hub = Hub(MediaSettings(viewer_flush_ms=0))
+    service = HlsService(hub, settings, start_timeout_s=5)
+    pub = hub.publish(KEY, kind=SourceKind.PUBLISHER)
+    frames = live_stream(12, gop_s=2.0)
+    for frame in frames[: len(frames) // 2]:
+        pub.write(frame)
+    session = await service.session(KEY, None, "player", "")
+    muxer = service.muxers[KEY]
+    ts = muxer.variant(Container.TS)
+    session.container = Container.TS  # what its playlist request records
+    for frame in frames[len(frames) // 2 :]:
+        pub.write(frame)
+    assert len(ts.segmenter.segments) >= 2
+    now = time.monotonic()
+    session.last_seen = now  # fetched just now; its variant 2.5 s ago
+    ts.last_fetch = now - 2.5
+    service.sweep(now)
+    assert muxer.variants.get(Container.TS) is ts
+
+    # Nobody plays it any more (the session switched to LL-HLS): it goes after the linger,
+    # and made again it continues the sequence numbers of the old one.
+    session.container = Container.FMP4
+    service.sweep(now)
+    assert Container.TS not in muxer.variants
+    last = ts.segmenter.next_msn
+    again = muxer.variant(Container.TS)
+    more = live_stream(5, gop_s=2.0, start_ms=12000)
+    for frame in more:
+        if not frame.config:
+            pub.write(frame)
+    msns = [s.msn for s in again.segmenter.segments]
+    assert msns and msns[0] == last, (msns, last)
+    pub.close("done")
+    await service.close()
