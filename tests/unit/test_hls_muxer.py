@@ -98,5 +98,26 @@ async def test_a_variant_stays_while_a_session_plays_it_and_a_new_one_continues_
             pub.write(frame)
     msns = [s.msn for s in again.segmenter.segments]
     assert msns and msns[0] == last, (msns, last)
+
+    # LL-HLS likewise, init segments included (EXT-X-MAP URIs are per muxer generation too).
+    ll = muxer.variant(Container.FMP4)
+    for frame in live_stream(5, gop_s=2.0, start_ms=17000):
+        if not frame.config:
+            pub.write(frame)
+    assert ll.segmenter.segments
+    old_inits = {seg.init_id for seg in ll.segmenter.segments}
+    session.container = Container.TS
+    ll.last_fetch = time.monotonic() - 2.5
+    service.sweep(time.monotonic())
+    assert Container.FMP4 not in muxer.variants
+    last_ll, next_init = ll.segmenter.next_msn, ll.segmenter.next_init_id
+    ll_again = muxer.variant(Container.FMP4)
+    for frame in live_stream(5, gop_s=2.0, start_ms=22000):
+        if not frame.config:
+            pub.write(frame)
+    first = ll_again.segmenter.segments[0]
+    assert first.msn == last_ll, (first, last_ll)
+    assert first.init_id >= next_init > max(old_inits), (first, next_init, old_inits)
+    assert ll_again.segmenter.init_data(first.init_id) is not None
     pub.close("done")
     await service.close()

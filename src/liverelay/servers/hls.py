@@ -159,9 +159,9 @@ class HlsMuxer:
         # next one. The first request's variant is made after the join burst was taken (its GOP
         # is the stream's first segment), and an LL-HLS viewer may come after classic ones.
         self._gop: list[tuple[Frame, float]] = []
-        # Per container, the sequence number a variant made again starts at: a segment URI
-        # (muxer generation, number) never names two different segments.
-        self._next_msn: dict[Container, int] = {}
+        # Per container, the sequence number and init id a variant made again starts at: a
+        # segment or init URI (muxer generation, number) never names two different ones.
+        self._next_msn: dict[Container, tuple[int, int]] = {}  # (segment number, init id)
         sub.on_drop = self._dropped
 
     # -- the hub side (runs inside the hub's fan-out: never raises) -------------------
@@ -264,7 +264,8 @@ class HlsMuxer:
             part_target_ms=s.hls_part_target_ms if container is Container.FMP4 else 0,
             window_segments=s.hls_window_segments,
             max_window_bytes=s.hls_max_window_bytes,
-            first_msn=self._next_msn.get(container, 0),
+            first_msn=self._next_msn.get(container, (0, 0))[0],
+            first_init_id=self._next_msn.get(container, (0, 0))[1],
         )
         variant = Variant(HlsSegmenter(config, video=video, audio=audio))
         stream = self.service.hub.get(self.key)
@@ -295,7 +296,7 @@ class HlsMuxer:
         """Stop segmenting `container` (nobody fetches it); a later request makes it again."""
         variant = self.variants.pop(container, None)
         if variant is not None:
-            self._next_msn[container] = variant.segmenter.next_msn
+            self._next_msn[container] = (variant.segmenter.next_msn, variant.segmenter.next_init_id)
 
     def _finish(self) -> None:
         if self.ended:

@@ -68,6 +68,7 @@ class SegmenterConfig:
     backward_tolerance_ms: int = 500  # a backward step larger than this is a discontinuity
     max_window_bytes: int = 64 << 20  # past this, the oldest segments go early (min: the newest one)
     first_msn: int = 0  # the first segment's sequence number (a variant made again continues the old one's)
+    first_init_id: int = 0  # fMP4: the first init segment's id (likewise)
 
 
 class Published(NamedTuple):
@@ -194,6 +195,11 @@ class HlsSegmenter:
         return bool(self.segments) or (
             self.parts_enabled and self.current is not None and bool(self.current.parts)
         )
+
+    @property
+    def next_init_id(self) -> int:
+        """An id no init segment of this segmenter has had (for a segmenter that follows it)."""
+        return self.config.first_init_id + max(self._init_version, -1) + 1
 
     @property
     def next_msn(self) -> int:
@@ -405,8 +411,8 @@ class HlsSegmenter:
         if self._mp4 is not None:
             if self._mp4.config_version != self._init_version:
                 self._init_version = self._mp4.config_version
-                self._inits[self._init_version] = self._mp4.init_segment()
-            init_id = self._init_version
+                self._inits[self.config.first_init_id + self._init_version] = self._mp4.init_segment()
+            init_id = self.config.first_init_id + self._init_version
         seg = Segment(
             msn=self._next_msn,
             start_ms=t,
@@ -507,7 +513,7 @@ class HlsSegmenter:
         live = {s.init_id for s in self.segments}
         if self.current is not None:
             live.add(self.current.init_id)
-        live.add(self._init_version)
+        live.add(self.config.first_init_id + self._init_version)
         for init_id in [i for i in self._inits if i not in live]:
             del self._inits[init_id]
 
