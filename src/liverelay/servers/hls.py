@@ -161,7 +161,7 @@ class HlsMuxer:
         self._gop: list[tuple[Frame, float]] = []
         # Per container, the sequence number and init id a variant made again starts at: a
         # segment or init URI (muxer generation, number) never names two different ones.
-        self._next_msn: dict[Container, tuple[int, int]] = {}  # (segment number, init id)
+        self._continue_at: dict[Container, tuple[int, int]] = {}  # (segment number, init id)
         sub.on_drop = self._dropped
 
     # -- the hub side (runs inside the hub's fan-out: never raises) -------------------
@@ -258,14 +258,15 @@ class HlsMuxer:
             if not target_ms and other.segmenter.segments:
                 # The GOP another variant measured: EXT-X-TARGETDURATION must not change later.
                 target_ms = other.segmenter.target_duration_s * 1000
+        first_msn, first_init_id = self._continue_at.get(container, (0, 0))
         config = SegmenterConfig(
             container=container,
             target_duration_ms=target_ms,
             part_target_ms=s.hls_part_target_ms if container is Container.FMP4 else 0,
             window_segments=s.hls_window_segments,
             max_window_bytes=s.hls_max_window_bytes,
-            first_msn=self._next_msn.get(container, (0, 0))[0],
-            first_init_id=self._next_msn.get(container, (0, 0))[1],
+            first_msn=first_msn,
+            first_init_id=first_init_id,
         )
         variant = Variant(HlsSegmenter(config, video=video, audio=audio))
         stream = self.service.hub.get(self.key)
@@ -296,7 +297,7 @@ class HlsMuxer:
         """Stop segmenting `container` (nobody fetches it); a later request makes it again."""
         variant = self.variants.pop(container, None)
         if variant is not None:
-            self._next_msn[container] = (variant.segmenter.next_msn, variant.segmenter.next_init_id)
+            self._continue_at[container] = (variant.segmenter.next_msn, variant.segmenter.next_init_id)
 
     def _finish(self) -> None:
         if self.ended:
