@@ -197,9 +197,14 @@ class HlsSegmenter:
         )
 
     @property
+    def _init_id(self) -> int:
+        """The id of the init segment for the current configs (fMP4)."""
+        return self.config.first_init_id + self._init_version
+
+    @property
     def next_init_id(self) -> int:
         """An id no init segment of this segmenter has had (for a segmenter that follows it)."""
-        return self.config.first_init_id + max(self._init_version, -1) + 1
+        return self._init_id + 1
 
     @property
     def next_msn(self) -> int:
@@ -411,8 +416,8 @@ class HlsSegmenter:
         if self._mp4 is not None:
             if self._mp4.config_version != self._init_version:
                 self._init_version = self._mp4.config_version
-                self._inits[self.config.first_init_id + self._init_version] = self._mp4.init_segment()
-            init_id = self.config.first_init_id + self._init_version
+                self._inits[self._init_id] = self._mp4.init_segment()
+            init_id = self._init_id
         seg = Segment(
             msn=self._next_msn,
             start_ms=t,
@@ -513,7 +518,7 @@ class HlsSegmenter:
         live = {s.init_id for s in self.segments}
         if self.current is not None:
             live.add(self.current.init_id)
-        live.add(self.config.first_init_id + self._init_version)
+        live.add(self._init_id)
         for init_id in [i for i in self._inits if i not in live]:
             del self._inits[init_id]
 
