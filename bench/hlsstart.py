@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import time
 from typing import Any
 from urllib.parse import urljoin
@@ -29,7 +28,7 @@ import aiohttp
 
 from .hlsfanout import Counters, _fetch, _segments, media_url
 from .ourapi import node_config
-from .peers import LiverelayNode, NginxRtmp
+from .peers import LiverelayNode, NginxRtmp, metric
 from .report import fmt, median, progress, save, span, table
 from .sample import ensure_sample, start_publisher
 from .ttff import GOP_S, start_probe, wait_phase
@@ -37,7 +36,6 @@ from .ttff import GOP_S, start_probe, wait_phase
 APP, STREAM = "live", "bench"
 # Sessions and muxers end fast, so that every cold run starts without a muxer.
 SHORT_LINGER = "hls_linger_s = 1.0\nhls_session_timeout_s = 1.0\n"
-_MUXERS = re.compile(r"^liverelay_hls_muxers (\d+)", re.M)
 
 
 async def first_segment(client: aiohttp.ClientSession, url: str) -> tuple[float, float]:
@@ -62,8 +60,7 @@ async def first_segment(client: aiohttp.ClientSession, url: str) -> tuple[float,
 
 async def muxers(client: aiohttp.ClientSession, node: LiverelayNode) -> int:
     async with client.get(f"http://127.0.0.1:{node.http_port}/metrics") as resp:
-        m = _MUXERS.search(await resp.text())
-    return int(m.group(1)) if m else 0
+        return int(metric(await resp.text(), "liverelay_hls_muxers"))
 
 
 async def until_no_muxer(client: aiohttp.ClientSession, node: LiverelayNode, timeout: float = 15.0) -> None:

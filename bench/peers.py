@@ -97,6 +97,15 @@ def wait_port(
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
 
 
+def metric(text: str, name: str) -> float:
+    """The value of one sample line of a Prometheus text exposition, e.g. a node's /metrics
+    (0 when absent); `name` includes its labels, if any."""
+    for line in text.splitlines():
+        if not line.startswith("#") and line.split(" ")[0] == name:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 @dataclass
 class ManagedProcess:
     name: str

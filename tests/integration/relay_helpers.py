@@ -125,14 +125,6 @@ async def await_status(node: NodeProcess, predicate: Any, timeout: float, what: 
     return await asyncio.to_thread(wait_status, node, predicate, timeout, what)
 
 
-def metric(text: str, name: str) -> float:
-    """The value of one sample line of a Prometheus text exposition (0 when absent)."""
-    for line in text.splitlines():
-        if not line.startswith("#") and line.split(" ")[0] == name:
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 def run_ffprobe(
     ffprobe: str, url: str, args: list[str], *, timeout: float, what: str, env: dict[str, str] | None = None
 ) -> dict[str, Any]:

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from bench.peers import metric
 from tests.conftest import NodeProcess, start_node
 from tests.integration.relay_helpers import (
     EDGE_VHOST,
     api,
-    metric,
     register_vhost,
     relay_status,
     rtmp_server,

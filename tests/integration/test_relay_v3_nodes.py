@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from bench.peers import metric
 from tests.conftest import NodeProcess, free_port
 from tests.integration.relay_helpers import (
     EDGE_CONFIG,
@@ -23,7 +24,6 @@ from tests.integration.relay_helpers import (
     delete_v3,
     ffprobe_video,
     flv_server,
-    metric,
     relay_status,
     rtmp_server,
     serve_app,
