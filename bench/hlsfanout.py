@@ -249,10 +249,8 @@ async def run_one(label: str, n: int, *, window_s: float, warmup_s: float) -> di
         await wait_playable(rtmp)
         if isinstance(server, NginxRtmp):
             url = server.hls_url(STREAM)
-        elif label == "ours-llhls":
-            url = f"http://127.0.0.1:{server.http_port}/{APP}/{STREAM}/index.m3u8"
         else:
-            url = f"http://127.0.0.1:{server.http_port}/{APP}/{STREAM}.m3u8"
+            url = server.hls_url(APP, STREAM, low_latency=label == "ours-llhls")
         deadline = time.monotonic() + 30
         while True:  # nginx writes its first playlist after a fragment; ours answers then too
             try:

@@ -86,10 +86,7 @@ async def run_case(label: str, runs: int) -> dict[str, Any]:
         rtmp = server.rtmp_url(APP, STREAM)
         publisher = start_publisher(sample, rtmp)
         probe = await start_probe(rtmp)
-        if isinstance(server, NginxRtmp):
-            url = server.hls_url(STREAM)
-        else:
-            url = f"http://127.0.0.1:{server.http_port}/{APP}/{STREAM}.m3u8"
+        url = server.hls_url(STREAM) if isinstance(server, NginxRtmp) else server.hls_url(APP, STREAM)
         if label == "ours warm":
             await first_segment(client, url)  # the muxer is up
 

@@ -370,6 +370,11 @@ class NodeAddresses:
     def flv_url(self, app: str, stream: str) -> str:
         return f"http://127.0.0.1:{self.http_port}/{app}/{stream}.flv"
 
+    def hls_url(self, app: str, stream: str, *, low_latency: bool = False) -> str:
+        """The classic HLS (MPEG-TS) master playlist, or the LL-HLS (fMP4) one."""
+        tail = f"{stream}/index.m3u8" if low_latency else f"{stream}.m3u8"
+        return f"http://127.0.0.1:{self.http_port}/{app}/{tail}"
+
 
 @dataclass
 class LiverelayNode(NodeAddresses, PeerProcess):

@@ -240,7 +240,7 @@ class Soak:
 
     def main_url(self, i: int) -> str:
         if self.hls and i % round(1 / self.p.hls_fraction) == 0:
-            return f"http://127.0.0.1:{self.node.http_port}/{PUB_APP}/main.m3u8"
+            return self.node.hls_url(PUB_APP, "main")
         return self.node.rtmp_url(PUB_APP, "main") if i % 2 else self.node.flv_url(PUB_APP, "main")
 
     def v3_url(self, i: int) -> str:
@@ -462,9 +462,7 @@ class Soak:
                 self.fixed_created[stream] = time.monotonic()
 
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                async with self.http.get(
-                    f"http://127.0.0.1:{self.node.http_port}/{PUB_APP}/main.m3u8"
-                ) as resp:
+                async with self.http.get(self.node.hls_url(PUB_APP, "main")) as resp:
                     self.hls = resp.status == 200 and "#EXTM3U" in await resp.text()
             result["hls_viewers"] = self.hls
             self.viewers["main"] = [self.new_viewer("main", self.main_url(i)) for i in range(p.viewers)]
