@@ -35,7 +35,7 @@ from liverelay.sdk import AsyncLiveService
 from . import procstat
 from .fanout import keyframe_at, sample_rss_max
 from .loadclient import make_viewer
-from .ourapi import configure_v3, create_bench_domain, create_v4, node_config, service
+from .ourapi import create_bench_domain, create_v4, make_v3_edge, node_config, service
 from .peers import LiverelayNode, NginxRtmp, python_path
 from .report import fmt, median, progress, save, span, table
 from .sample import ensure_sample, start_publisher
@@ -289,13 +289,11 @@ async def run_edge(
     nodes = [("ours", ours)] + ([("base", base)] if base is not None else [])
     edges: list[tuple[str, NginxRtmp | LiverelayNode]] = [("nginx-rtmp", nginx_edge), *nodes]
     names = [name for name, _ in edges]
-    apis = [service(node) for _, node in nodes]
     watchers = []
     windows: list[dict[str, Any]] = []
     try:
-        for each in apis:
-            await create_bench_domain(each)
-            await configure_v3(each, [f"127.0.0.1:{origin.rtmp_port}"])
+        for _, node in nodes:
+            await make_v3_edge(node, [f"127.0.0.1:{origin.rtmp_port}"])
         probe = await start_probe(origin.rtmp_url(APP, STREAM))  # the origin plays
         probe.close()
         idle = {}
@@ -360,8 +358,6 @@ async def run_edge(
         for _, _, group in watchers:
             for v in group:
                 v.close()
-        for each in apis:
-            await each.aclose()
         for _, node in nodes:
             node.stop()
         nginx_edge.stop()
